@@ -1,0 +1,5 @@
+"""Entry point for `python -m orchestration`."""
+
+from orchestration.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""The eight task states and their legal moves, defined once on a shared `transitions` machine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from transitions import Machine, MachineError
+
+from orchestration.errors import TaskStateError
+
+logger = logging.getLogger(__name__)
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    BLOCKED = "blocked"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+# `failed` is final for the run but a human may still requeue or skip it.
+NON_FINAL = [s.value for s in TaskState if s not in (TaskState.COMPLETED, TaskState.CANCELLED)]
+
+# The declarative table of DESIGN section 3: trigger, sources, destination.
+TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("release", ("pending",), "ready"),
+    ("start", ("ready",), "running"),
+    ("succeed", ("running",), "completed"),
+    ("fail", ("running",), "failed"),
+    ("retry", ("running",), "retrying"),
+    ("block", ("running", "ready", "pending"), "blocked"),
+    ("unblock", ("blocked",), "ready"),
+    ("approve", ("blocked",), "completed"),
+    ("wake", ("retrying",), "ready"),
+    ("requeue", ("failed",), "ready"),
+    ("skip", ("pending", "ready", "blocked", "retrying", "failed"), "completed"),
+    ("cancel", ("pending", "ready", "running", "blocked", "retrying"), "cancelled"),
+)
+
+TRIGGERS = tuple(name for name, _, _ in TRANSITIONS)
+
+
+@dataclass(slots=True)
+class TaskHandle:
+    """The small plain object the machine drives: the store's row stays the source of truth."""
+
+    task_id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One transition that happened, ready to be stored in the history table."""
+
+    task_id: str
+    source: str
+    dest: str
+    trigger: str
+    reason: str
+    actor: str
+
+
+def _build_machine() -> Machine:
+    machine = Machine(
+        model=None,
+        states=[s.value for s in TaskState],
+        initial=TaskState.PENDING.value,
+        auto_transitions=False,
+        ignore_invalid_triggers=False,
+    )
+    for trigger, sources, dest in TRANSITIONS:
+        machine.add_transition(trigger, list(sources), dest)
+    return machine
+
+
+# Built once for the whole process. Tasks are never registered with `add_model` (quadratic and
+# never freed); each transition fires the event on a TaskHandle directly (see PITFALLS.md).
+_MACHINE = _build_machine()
+_LEGAL: dict[str, tuple[str, ...]] = {
+    state.value: tuple(t for t, sources, _ in TRANSITIONS if state.value in sources)
+    for state in TaskState
+}
+_DEST = {trigger: dest for trigger, _, dest in TRANSITIONS}
+
+
+def legal_triggers(state: str) -> tuple[str, ...]:
+    """The triggers that may be fired from `state`, in table order."""
+    return _LEGAL.get(state, ())
+
+
+def destination(trigger: str) -> str:
+    """The state a trigger leads to."""
+    return _DEST[trigger]
+
+
+def is_final(state: str) -> bool:
+    return state in FINAL_STATES
+
+
+def fire(task: TaskHandle, trigger: str, *, reason: str = "", actor: str = "engine") -> Move:
+    """Apply `trigger` to `task`, or raise TaskStateError naming the task, state and legal moves."""
+    source = task.state
+    event = _MACHINE.events.get(trigger)
+    if event is None:
+        raise TaskStateError(task.task_id, source, trigger, legal_triggers(source))
+    try:
+        event.trigger(task)
+    except MachineError:
+        raise TaskStateError(task.task_id, source, trigger, legal_triggers(source)) from None
+    return Move(task.task_id, source, task.state, trigger, reason, actor)
+
+
+def is_legal_path(moves: list[tuple[str, str, str]]) -> bool:
+    """Whether a stored history (source, dest, trigger) is a legal walk from `pending`."""
+    state = TaskState.PENDING.value
+    for source, dest, trigger in moves:
+        if source != state or trigger not in _LEGAL.get(source, ()) or _DEST[trigger] != dest:
+            return False
+        state = dest
+    return True

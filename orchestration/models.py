@@ -1,0 +1,272 @@
+"""The plan file's schema (pydantic) and the plain records the engine passes between its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
+RISKS = ("low", "medium", "high")
+TRIGGER_RULES = ("all_success", "all_done", "one_failed", "none_failed")
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo such as `depend_on` must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(3, ge=1, le=100)
+    backoff: Literal["exponential", "linear", "fixed"] = "exponential"
+    base_seconds: float = Field(2.0, ge=0)
+    max_seconds: float = Field(120.0, ge=0)
+    jitter: bool = True
+
+
+class ShellAction(_Strict):
+    kind: Literal["shell"]
+    run: list[str] = Field(min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+class AgentAction(_Strict):
+    kind: Literal["agent"]
+    prompt: str
+    command: list[str] | None = Field(None, min_length=1)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+class PythonAction(_Strict):
+    kind: Literal["python"]
+    call: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    args: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+ActionSpec = Annotated[ShellAction | AgentAction | PythonAction, Field(discriminator="kind")]
+ACTION_KINDS = ("shell", "agent", "python")
+
+
+class ValidatorRef(_Strict):
+    """A validator to run after a step: a bare name, or a name with options (`run`, `stage`...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    stage: Literal["syntax", "requirements", "quality", "testing"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Branch(_Strict):
+    when: str
+    spawn: list[TaskSpec] = Field(min_length=1)
+
+
+class TaskSpec(_Strict):
+    id: str = Field(pattern=TASK_ID_PATTERN, max_length=200)
+    title: str = ""
+    action: ActionSpec
+    depends_on: list[str] = Field(default_factory=list)
+    trigger: Literal["all_success", "all_done", "one_failed", "none_failed"] = "all_success"
+    priority: int = 5
+    risk: Literal["low", "medium", "high"] = "low"
+    confidence: float = Field(1.0, ge=0.0, le=1.0)
+    deadline: datetime | None = None
+    pool: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    acceptance: list[str] = Field(default_factory=list)
+    retry: RetryPolicy | None = None
+    timeout_seconds: float | None = Field(None, gt=0)
+    validators: list[ValidatorRef] | None = None
+    branches: list[Branch] = Field(default_factory=list)
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a priority name or an integer 1..10")
+        if isinstance(value, str):
+            if value not in PRIORITY_NAMES:
+                names = " | ".join(PRIORITY_NAMES)
+                raise ValueError(f"unknown priority '{value}'; expected {names}, or 1..10")
+            return PRIORITY_NAMES[value]
+        if isinstance(value, int) and not 1 <= value <= 10:
+            raise ValueError(f"priority {value} is out of range; expected 1..10 or a name")
+        return value
+
+
+class Defaults(_Strict):
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_seconds: float = Field(900.0, gt=0)
+    validators: list[ValidatorRef] = Field(default_factory=list)
+    agent_command: list[str] | None = Field(None, min_length=1)
+
+
+class Concurrency(_Strict):
+    max_workers: int = Field(1, ge=1, le=256)
+    pools: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("pools")
+    @classmethod
+    def _positive_slots(cls, pools: dict[str, int]) -> dict[str, int]:
+        for name, slots in pools.items():
+            if slots < 1:
+                raise ValueError(f"pool '{name}' needs at least 1 slot, got {slots}")
+        return pools
+
+
+class PlanSpec(_Strict):
+    version: Literal[1]
+    name: str = Field(min_length=1, max_length=200)
+    workdir: str = "."
+    defaults: Defaults = Field(default_factory=Defaults)
+    rules: list[str] = Field(default_factory=list)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+Branch.model_rebuild()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A loaded, fully validated plan: the spec plus where it came from."""
+
+    spec: PlanSpec
+    path: str  # absolute path of the plan file
+    workdir: str  # absolute working directory of the actions
+    rule_files: tuple[str, ...]  # absolute paths of the plan's extra rule files
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def task(self, task_id: str) -> TaskSpec:
+        return next(t for t in self.spec.tasks if t.id == task_id)
+
+    def retry_policy(self, task: TaskSpec) -> RetryPolicy:
+        return task.retry or self.spec.defaults.retry
+
+    def timeout(self, task: TaskSpec) -> float:
+        action_timeout = getattr(task.action, "timeout_seconds", None)
+        return action_timeout or task.timeout_seconds or self.spec.defaults.timeout_seconds
+
+    def validators(self, task: TaskSpec) -> list[ValidatorRef]:
+        return task.validators if task.validators is not None else self.spec.defaults.validators
+
+
+# ---- records the store returns and the engine passes around (never ORM rows) ----------------
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    plan_name: str
+    plan_path: str
+    workdir: str
+    state: str  # running | paused | completed | failed | cancelled
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    plan_json: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    run_id: str
+    task_id: str
+    state: str
+    spec: TaskSpec
+    attempts: int = 0
+    priority: int = 5
+    outcome: str | None = None  # completed tasks: succeeded | skipped | approved
+    next_attempt_at: datetime | None = None
+    feedback: str = ""  # what validators said about the previous attempt
+    answer: str = ""  # a human's answer to a clarify question
+    last_error_kind: str = "none"
+    updated_at: datetime | None = None
+
+    @property
+    def depends_on(self) -> list[str]:
+        return list(self.spec.depends_on)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    id: int
+    run_id: str
+    task_id: str
+    source: str
+    dest: str
+    trigger: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class BreakpointRecord:
+    id: int
+    run_id: str
+    task_id: str
+    rule: str
+    at: str  # before | after
+    severity: str
+    action: str  # pause | notify | auto
+    message: str
+    state: str  # open | resolved
+    created_at: datetime
+    context: dict[str, Any] = field(default_factory=dict)
+    resolution: str | None = None  # approve | reject | retry | skip
+    note: str = ""
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    run_id: str
+    task_id: str
+    attempt: int
+    action: str  # proceed | retry | clarify | escalate | checkpoint
+    rule: str
+    reason: str
+    figures: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRecord:
+    run_id: str
+    task_id: str
+    attempt: int
+    score: float
+    gate_passed: bool
+    stage_scores: dict[str, float]
+    checks: list[dict[str, Any]]  # one per validator: name, stage, passed, score, message
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    run_id: str
+    kind: str
+    task_id: str | None
+    data: dict[str, Any]
+    at: datetime
+    id: int = 0
