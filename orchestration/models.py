@@ -105,7 +105,7 @@ class TaskSpec(_Strict):
                 names = " | ".join(PRIORITY_NAMES)
                 raise ValueError(f"unknown priority '{value}'; expected {names}, or 1..10")
             return PRIORITY_NAMES[value]
-        if isinstance(value, int) and not 1 <= value <= 10:
+        if isinstance(value, int | float) and not 1 <= value <= 10:
             raise ValueError(f"priority {value} is out of range; expected 1..10 or a name")
         return value
 

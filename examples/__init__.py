@@ -1,0 +1,1 @@
+"""Runnable example plans shipped with orchestration."""

@@ -1,0 +1,1 @@
+"""Tests of the inventory package (standard library unittest only)."""

@@ -1,0 +1,267 @@
+"""Runs the work of one attempt: a shell argv, an agent command template or a python callable."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.models import AgentAction, PythonAction, ShellAction, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_TAIL_CHARS = 4_000
+RESULT_MAX_BYTES = 1_000_000
+KILL_GRACE_SECONDS = 3.0
+EXIT_RATE_LIMITED = 75
+EXIT_TIMEOUT = 124
+PLACEHOLDER = re.compile(r"\{(prompt|feedback|answer|task_id|workdir|python|run_id|attempt)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """Everything an attempt needs; built by the loop from the stored task."""
+
+    run_id: str
+    task: TaskSpec
+    attempt: int
+    workdir: Path
+    timeout_seconds: float
+    feedback: str = ""
+    answer: str = ""
+    agent_command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    exit_code: int | None
+    timed_out: bool
+    duration_seconds: float
+    output_tail: str
+    result: dict[str, Any] = field(default_factory=dict)
+    error_kind: str = "none"  # none | transient | permanent | timeout
+    command: tuple[str, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def fill_placeholders(template: str, values: Mapping[str, str]) -> str:
+    """Replace the documented `{name}` placeholders only; other braces stay literal."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def classify(exit_code: int | None, timed_out: bool) -> str:
+    if timed_out or exit_code == EXIT_TIMEOUT:
+        return "timeout"
+    if exit_code == 0:
+        return "none"
+    if exit_code is None:
+        return "permanent"  # the program could not be started at all
+    return "transient"
+
+
+def _placeholder_values(request: ActionRequest) -> dict[str, str]:
+    return {
+        "feedback": request.feedback,
+        "answer": request.answer,
+        "task_id": request.task.id,
+        "workdir": str(request.workdir),
+        "python": sys.executable,
+        "run_id": request.run_id,
+        "attempt": str(request.attempt),
+    }
+
+
+def build_argv(request: ActionRequest) -> list[str]:
+    """The argv of a shell or agent action with its placeholders filled in."""
+    action = request.task.action
+    values = _placeholder_values(request)
+    if isinstance(action, ShellAction):
+        return [fill_placeholders(arg, values) for arg in action.run]
+    assert isinstance(action, AgentAction)
+    values["prompt"] = fill_placeholders(action.prompt, values)
+    template = action.command or list(request.agent_command or ())
+    return [fill_placeholders(arg, values) for arg in template]
+
+
+def _action_env(
+    request: ActionRequest, result_path: Path, extra: Mapping[str, str]
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        **extra,
+        "ORCH_RUN_ID": request.run_id,
+        "ORCH_TASK_ID": request.task.id,
+        "ORCH_ATTEMPT": str(request.attempt),
+        "ORCH_RESULT": str(result_path),
+    }
+
+
+def _read_result(path: Path) -> tuple[dict[str, Any], str]:
+    """The JSON object an action wrote to ORCH_RESULT, and a note when it was unusable."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}, ""
+    if path.stat().st_size > RESULT_MAX_BYTES:
+        return {}, f"[orchestration] ORCH_RESULT ignored: larger than {RESULT_MAX_BYTES} bytes"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        return {}, f"[orchestration] ORCH_RESULT ignored: not valid JSON ({error})"
+    if not isinstance(data, dict):
+        return {}, "[orchestration] ORCH_RESULT ignored: expected a JSON object"
+    return data, ""
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    # The action runs in its own session: signal the whole group so its children die too.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=KILL_GRACE_SECONDS)
+    except (ProcessLookupError, PermissionError):
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        process.wait()
+
+
+def _drain(stream: Any, tail: deque[str]) -> None:
+    for chunk in iter(lambda: stream.read1(8192), b""):
+        tail.append(chunk.decode("utf-8", errors="replace"))
+        while sum(map(len, tail)) > OUTPUT_TAIL_CHARS * 2 and len(tail) > 1:
+            tail.popleft()
+
+
+def run_process(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout_seconds: float,
+    stop: threading.Event | None = None,
+) -> tuple[int | None, bool, str]:
+    """Run argv (never through a shell) in its own session: exit code, timed out, output tail."""
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as error:
+        return None, False, f"could not start {argv[0]!r}: {error}"
+    tail: deque[str] = deque()
+    reader = threading.Thread(target=_drain, args=(process.stdout, tail), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_seconds
+    timed_out = False
+    while True:
+        try:
+            process.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                timed_out = True
+            elif stop is not None and stop.is_set():
+                pass
+            else:
+                continue
+            _kill_group(process)
+            break
+    reader.join(timeout=KILL_GRACE_SECONDS)
+    if process.stdout:
+        process.stdout.close()
+    output = "".join(tail)[-OUTPUT_TAIL_CHARS:]
+    if timed_out:
+        output += f"\n[orchestration] killed after {timeout_seconds:g}s timeout"
+    return process.returncode, timed_out, output
+
+
+def _run_command(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
+    action = request.task.action
+    assert isinstance(action, ShellAction | AgentAction)
+    argv = build_argv(request)
+    if not argv:
+        return ActionOutcome(None, False, 0.0, "agent action has no command", {}, "permanent")
+    cwd = request.workdir / action.cwd if action.cwd else request.workdir
+    with tempfile.TemporaryDirectory(prefix="orch-result-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        env = _action_env(request, result_path, action.env)
+        started = time.monotonic()
+        exit_code, timed_out, output = run_process(
+            argv, cwd=cwd, env=env, timeout_seconds=request.timeout_seconds, stop=stop
+        )
+        duration = time.monotonic() - started
+        result, note = _read_result(result_path)
+    if note:
+        output = f"{output}\n{note}"[-OUTPUT_TAIL_CHARS:]
+    return ActionOutcome(
+        exit_code, timed_out, duration, output, result, classify(exit_code, timed_out), tuple(argv)
+    )
+
+
+def resolve_callable(reference: str) -> Callable[..., Any]:
+    """Import `package.module:function`; ImportError or AttributeError when it is missing."""
+    module_name, _, attribute = reference.partition(":")
+    function = getattr(importlib.import_module(module_name), attribute)
+    if not callable(function):
+        raise TypeError(f"{reference} is not callable")
+    return function  # type: ignore[no-any-return]
+
+
+def _run_python(request: ActionRequest) -> ActionOutcome:
+    # In-process: fast, but a python action's timeout cannot be enforced (documented);
+    # work that may hang belongs in a shell action.
+    action = request.task.action
+    assert isinstance(action, PythonAction)
+    started = time.monotonic()
+    try:
+        function = resolve_callable(action.call)
+    except (ImportError, AttributeError, TypeError, ValueError) as error:
+        message = f"cannot load {action.call}: {error}"
+        return ActionOutcome(None, False, 0.0, message, {}, "permanent", (action.call,))
+    try:
+        returned = function(**action.args)
+    except Exception:  # the action's own failure is reported, never raised into the loop
+        output = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
+        duration = time.monotonic() - started
+        return ActionOutcome(1, False, duration, output, {}, "transient", (action.call,))
+    result = returned if isinstance(returned, dict) else {}
+    output = "" if returned is None or isinstance(returned, dict) else str(returned)
+    return ActionOutcome(
+        0,
+        False,
+        time.monotonic() - started,
+        output[-OUTPUT_TAIL_CHARS:],
+        result,
+        "none",
+        (action.call,),
+    )
+
+
+def run_action(request: ActionRequest, stop: threading.Event | None = None) -> ActionOutcome:
+    """Run one attempt of a task. Never raises for a failure of the action itself."""
+    if isinstance(request.task.action, PythonAction):
+        return _run_python(request)
+    return _run_command(request, stop)

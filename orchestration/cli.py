@@ -1,0 +1,521 @@
+"""The `orch` command line: run, resume, inspect and review plans (typer + rich)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from orchestration import __version__
+from orchestration.errors import OrchestrationError
+from orchestration.store import Store, resolve_db_url
+
+console = Console()
+err_console = Console(stderr=True)
+logger = logging.getLogger("orchestration")
+
+EXIT_BAD_INPUT = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="orch",
+    help=(
+        "Run long autonomous coding sessions safely: a plan of tasks is scheduled, run, "
+        "validated and decided on, and the run stops at breakpoints where a human must review.\n\n"
+        "Exit codes: 0 all tasks completed, 1 finished with failures, 2 bad input, "
+        "3 paused waiting for a human."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+breakpoints_app = typer.Typer(help="List, inspect and resolve breakpoints.", no_args_is_help=True)
+task_app = typer.Typer(help="Inspect single tasks.", no_args_is_help=True)
+app.add_typer(breakpoints_app, name="breakpoints")
+app.add_typer(task_app, name="task")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="ORCH_DB",
+        help="Store URL (sqlite:///path or postgresql+psycopg://...). Default: "
+        ".orchestration/state.db beside the plan, or found in this directory or a parent.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _open_store(db: str | None, plan_dir: Path | None = None) -> Store:
+    return Store.open(resolve_db_url(db, plan_dir))
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# ---- validate -------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    plan: Annotated[Path, typer.Argument(help="The plan file (plan.yaml).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Check a plan file, its rule files and its validators without running anything.
+
+    Exits 0 when the plan is good, 2 with one line per problem when it is not.
+    """
+    from orchestration.errors import PlanErrors
+    from orchestration.loop import build_engine
+    from orchestration.plan import load_plan
+
+    try:
+        loaded = load_plan(plan)
+        engine = build_engine(loaded)
+    except OrchestrationError as error:
+        problems = error.errors if isinstance(error, PlanErrors) else [error]
+        if json_output:
+            _print_json({"valid": False, "problems": [_problem(p) for p in problems]})
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise
+    if json_output:
+        _print_json(
+            {
+                "valid": True,
+                "plan": loaded.name,
+                "tasks": len(loaded.spec.tasks),
+                "rules": len(engine.rules.breakpoints),
+            }
+        )
+        return
+    console.print(
+        f"[green]✓[/] {plan}: plan '{loaded.name}' is valid: {len(loaded.spec.tasks)} tasks, "
+        f"{len(engine.rules.breakpoints)} breakpoint rules, "
+        f"validators {', '.join(sorted(engine.plugins.validators))} available"
+    )
+
+
+def _problem(error: OrchestrationError) -> dict[str, Any]:
+    return {
+        "message": error.message,
+        "file": error.file,
+        "line": error.line,
+        "task": error.task,
+        "field": error.field,
+        "text": str(error),
+    }
+
+
+# ---- run / resume ---------------------------------------------------------------------------
+
+
+def _run_loop(orchestrator: Any, quiet: bool) -> int:
+    from orchestration.display import RunDisplay
+
+    total = len(orchestrator.tasks)
+    display = RunDisplay(total, err_console, live=False if quiet else None)
+    orchestrator.observer = display if not quiet else orchestrator.observer
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with display:
+            summary = orchestrator.run_until_stopped()
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]stopped: unfinished attempts will be retried. "
+            f"Continue with: orch resume {orchestrator.run.id}[/]"
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_summary(orchestrator, summary)
+    return summary.exit_code
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_summary(orchestrator: Any, summary: Any) -> None:
+    from orchestration.display import task_table
+
+    store = orchestrator.store
+    tasks = store.tasks(summary.run_id)
+    if len(tasks) <= 60:
+        err_console.print(task_table(tasks, title=f"run {summary.run_id}"))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+    colour = {"completed": "green", "paused": "yellow"}.get(summary.state, "red")
+    err_console.print(f"[bold {colour}]run {summary.run_id}: {summary.state}[/] ({counts})")
+    db_hint = f" --db {store.display_url}" if "ORCH_DB" not in os.environ else ""
+    for bp in summary.open_breakpoints:
+        err_console.print(
+            f"[yellow]⏸ breakpoint {bp.id}[/] on task {bp.task_id} [{bp.rule}]: {bp.message}"
+        )
+    if summary.open_breakpoints:
+        first = summary.open_breakpoints[0].id
+        err_console.print(
+            f"Review with: orch breakpoints show {first}{db_hint}\n"
+            f"Then: orch breakpoints resolve {first} --approve --note '...'{db_hint} "
+            f"&& orch resume {summary.run_id}{db_hint}"
+        )
+    if summary.stuck:
+        err_console.print(f"[red]stalled: these tasks can never start: {', '.join(summary.stuck)}")
+
+
+@app.command()
+def run(
+    plan: Annotated[Path, typer.Argument(help="The plan file (plan.yaml).")],
+    db: DbOption = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Name the run (default: plan name + time).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
+    from orchestration.loop import Orchestrator, build_engine
+    from orchestration.plan import load_plan
+
+    loaded = load_plan(plan)
+    engine = build_engine(loaded)
+    store = _open_store(db, Path(loaded.path).parent)
+    try:
+        orchestrator = Orchestrator.start(loaded, store, run_id=run_id, engine=engine)
+        err_console.print(f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})")
+        code = _run_loop(orchestrator, quiet)
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    db: DbOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
+    from orchestration.loop import Orchestrator
+
+    store = _open_store(db)
+    try:
+        orchestrator = Orchestrator.resume(store, run_id)
+        err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
+        code = _run_loop(orchestrator, quiet)
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+
+def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.state] = counts.get(task.state, 0) + 1
+    return {
+        "id": run.id,
+        "plan": run.plan_name,
+        "plan_path": run.plan_path,
+        "workdir": run.workdir,
+        "state": run.state,
+        "started_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "finished_at": _iso(run.finished_at),
+        "counts": counts,
+    }
+
+
+def _task_json(task: Any) -> dict[str, Any]:
+    return {
+        "id": task.task_id,
+        "title": task.spec.title,
+        "state": task.state,
+        "outcome": task.outcome,
+        "attempts": task.attempts,
+        "priority": task.priority,
+        "depends_on": task.depends_on,
+        "next_attempt_at": _iso(task.next_attempt_at),
+        "updated_at": _iso(task.updated_at),
+    }
+
+
+@app.command()
+def status(
+    run_id: Annotated[str | None, typer.Argument(help="A run id; default: the latest run.")] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+    all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
+) -> None:
+    """Show a run and its tasks (or, with --all, every run in the store)."""
+    from orchestration.display import task_table
+
+    store = _open_store(db)
+    try:
+        if all_runs:
+            runs = store.list_runs()
+            if json_output:
+                _print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
+                return
+            for r in runs:
+                console.print(f"{r.id}  {r.state:10} {r.plan_name}  {_iso(r.created_at)}")
+            return
+        run_record = store.get_run(run_id) if run_id else store.latest_run()
+        if run_record is None:
+            raise OrchestrationError(f"no runs in the store {store.url}")
+        tasks = store.tasks(run_record.id)
+        if json_output:
+            _print_json(
+                {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
+            )
+            return
+        console.print(task_table(tasks, title=f"run {run_record.id} ({run_record.state})"))
+    finally:
+        store.close()
+
+
+# ---- breakpoints ----------------------------------------------------------------------------
+
+
+def _breakpoint_json(bp: Any, *, with_context: bool = False) -> dict[str, Any]:
+    data = {
+        "id": bp.id,
+        "run": bp.run_id,
+        "task": bp.task_id,
+        "rule": bp.rule,
+        "at": bp.at,
+        "severity": bp.severity,
+        "action": bp.action,
+        "message": bp.message,
+        "state": bp.state,
+        "created_at": _iso(bp.created_at),
+        "resolution": bp.resolution,
+        "note": bp.note,
+        "resolved_by": bp.resolved_by,
+        "resolved_at": _iso(bp.resolved_at),
+    }
+    if with_context:
+        data["context"] = bp.context
+    return data
+
+
+@breakpoints_app.command("list")
+def breakpoints_list(
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List open breakpoints (all of them with --all)."""
+    store = _open_store(db)
+    try:
+        found = store.breakpoints(run_id, state=None if show_all else "open")
+    finally:
+        store.close()
+    if json_output:
+        _print_json({"breakpoints": [_breakpoint_json(bp) for bp in found]})
+        return
+    if not found:
+        console.print("no open breakpoints" if not show_all else "no breakpoints")
+        return
+    for bp in found:
+        state = bp.state if bp.state == "open" else f"{bp.resolution} by {bp.resolved_by}"
+        console.print(
+            f"[bold]{bp.id}[/] {bp.run_id} [cyan]{bp.task_id}[/] {bp.at} [yellow]{bp.rule}[/] "
+            f"({bp.severity}, {state}): {bp.message}"
+        )
+
+
+@breakpoints_app.command("show")
+def breakpoints_show(
+    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Everything a reviewer needs: what the step did, changes, validators, decision, options."""
+    from orchestration.review_view import render_breakpoint
+
+    store = _open_store(db)
+    try:
+        bp = store.breakpoint(breakpoint_id)
+        if json_output:
+            _print_json({"breakpoint": _breakpoint_json(bp, with_context=True)})
+            return
+        render_breakpoint(console, store, bp)
+    finally:
+        store.close()
+
+
+@breakpoints_app.command("resolve")
+def breakpoints_resolve(
+    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.")],
+    approve: Annotated[
+        bool, typer.Option("--approve", help="Before a step: run it. After: accept it as it is.")
+    ] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Cancel the task.")] = False,
+    retry: Annotated[bool, typer.Option("--retry", help="Run the task again.")] = False,
+    skip: Annotated[bool, typer.Option("--skip", help="Mark it done without running it.")] = False,
+    note: Annotated[str, typer.Option("--note", help="Why; stored with the resolution.")] = "",
+    answer: Annotated[
+        str | None, typer.Option("--answer", help="An answer passed to the agent as {answer}.")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", help="Who resolves it (default: your user name).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Resolve an open breakpoint; then `orch resume RUN` continues the run."""
+    from orchestration.review import resolve_breakpoint
+
+    chosen = [
+        name
+        for name, flag in (
+            ("approve", approve),
+            ("reject", reject),
+            ("retry", retry),
+            ("skip", skip),
+        )
+        if flag
+    ]
+    if len(chosen) != 1:
+        raise OrchestrationError("choose exactly one of --approve, --reject, --retry, --skip")
+    store = _open_store(db)
+    try:
+        bp = resolve_breakpoint(
+            store, breakpoint_id, chosen[0], actor=actor or _user(), note=note, answer=answer
+        )
+        task = store.task(bp.run_id, bp.task_id)
+    finally:
+        store.close()
+    console.print(
+        f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {task.task_id} "
+        f"is now {task.state}. Continue with: orch resume {bp.run_id}"
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "human"
+
+
+# ---- task -----------------------------------------------------------------------------------
+
+
+@task_app.command("history")
+def task_history(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    task_id: Annotated[str, typer.Argument(help="The task.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Every state change of a task: from, to, trigger, reason, actor, time."""
+    store = _open_store(db)
+    try:
+        store.task(run_id, task_id)
+        moves = store.transitions(run_id, task_id)
+        decisions = store.decisions(run_id, task_id)
+    finally:
+        store.close()
+    if json_output:
+        _print_json(
+            {
+                "transitions": [
+                    {
+                        "from": m.source,
+                        "to": m.dest,
+                        "trigger": m.trigger,
+                        "reason": m.reason,
+                        "actor": m.actor,
+                        "at": _iso(m.at),
+                    }
+                    for m in moves
+                ],
+                "decisions": [
+                    {"attempt": d.attempt, "decision": d.action, "rule": d.rule, "reason": d.reason}
+                    for d in decisions
+                ],
+            }
+        )
+        return
+    for m in moves:
+        console.print(
+            f"{_iso(m.at)}  {m.source:>9} → {m.dest:<9} [bold]{m.trigger}[/] by {m.actor}: {m.reason}"
+        )
+    for d in decisions:
+        console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Work in this directory (kept) instead of a temporary one."),
+    ] = None,
+) -> None:
+    """Run the bundled coding-session example end to end, approving its breakpoint for you."""
+    from orchestration.demo import run_demo
+
+    raise typer.Exit(run_demo(console, err_console, keep))
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if version:
+        console.print(f"orch {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Run the CLI; an error becomes one clear message and an exit code, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(EXIT_BAD_INPUT if error.exit_code == 2 else error.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except OrchestrationError as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as error:  # a bug: say so plainly; the traceback only on request
+        if os.environ.get("ORCH_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
+            "Nothing stored was lost. Run with ORCH_DEBUG=1 to see the traceback."
+        )
+        sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

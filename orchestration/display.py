@@ -1,0 +1,105 @@
+"""Shows a run's progress: a live rich bar on a terminal, plain timestamped lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestration.models import BreakpointRecord, TaskRecord
+
+STATE_STYLES = {
+    "pending": "dim",
+    "ready": "cyan",
+    "running": "blue",
+    "blocked": "bold yellow",
+    "retrying": "magenta",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "red",
+}
+QUIET_STATES = frozenset({"pending", "ready"})  # too many to print one line each on big runs
+
+
+class RunDisplay:
+    """An Observer for the loop. Use as a context manager around `run_until_stopped`."""
+
+    def __init__(self, total: int, console: Console | None = None, *, live: bool | None = None):
+        self.console = console or Console(stderr=True)
+        self.live = self.console.is_terminal if live is None else live
+        self.total = total
+        self.finished = 0
+        self.progress: Progress | None = None
+        self.bar: Any = None
+
+    def __enter__(self) -> RunDisplay:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.bar = self.progress.add_task("tasks", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _line(self, text: str, style: str = "") -> None:
+        if self.live:
+            self.console.print(text, style=style, highlight=False)
+        else:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            print(f"{stamp} {text}", file=sys.stderr, flush=True)
+
+    def task_started(self, task: TaskRecord) -> None:
+        if self.progress is not None:
+            self.progress.update(self.bar, description=f"running {task.task_id}")
+        self._line(f"▶ {task.task_id}: attempt {task.attempts}", "blue")
+
+    def task_changed(self, task: TaskRecord, detail: str) -> None:
+        if task.state in QUIET_STATES or task.state == "running":
+            return
+        if task.state in ("completed", "failed", "cancelled"):
+            self.finished += 1
+            if self.progress is not None:
+                self.progress.update(self.bar, completed=self.finished)
+        detail = detail.splitlines()[0][:160] if detail else ""
+        self._line(f"  {task.task_id} → {task.state} {detail}", STATE_STYLES.get(task.state, ""))
+
+    def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
+        self._line(
+            f"⏸ breakpoint {breakpoint.id} on {breakpoint.task_id} [{breakpoint.rule}]: "
+            f"{breakpoint.message}",
+            "bold yellow",
+        )
+
+    def message(self, text: str) -> None:
+        self._line(text, "yellow")
+
+
+def task_table(tasks: list[TaskRecord], title: str = "") -> Table:
+    table = Table(title=title or None)
+    for column in ("task", "state", "attempts", "priority", "depends on"):
+        table.add_column(column)
+    for task in tasks:
+        state = task.state + (
+            f" ({task.outcome})" if task.outcome and task.outcome != "succeeded" else ""
+        )
+        table.add_row(
+            task.task_id,
+            f"[{STATE_STYLES.get(task.state, '')}]{state}[/]",
+            str(task.attempts),
+            str(task.priority),
+            ", ".join(task.depends_on),
+        )
+    return table

@@ -1,0 +1,78 @@
+"""The values plugins exchange with the engine: validators, their inputs and results, notifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration.models import TaskSpec
+
+STAGES = ("syntax", "requirements", "quality", "testing")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationInput:
+    """What a validator sees of one attempt."""
+
+    run_id: str
+    task: TaskSpec
+    attempt: int
+    workdir: Path
+    changed_files: tuple[str, ...]
+    exit_code: int | None
+    output_tail: str
+    result: Mapping[str, Any]
+    options: Mapping[str, Any]
+    context: Mapping[str, Any]
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One validator's verdict. `score` is 0..1; `figures` feed the rule context (tests_failed...)."""
+
+    name: str
+    stage: str
+    passed: bool
+    score: float
+    message: str = ""
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stage": self.stage,
+            "passed": self.passed,
+            "score": self.score,
+            "message": self.message,
+            "figures": dict(self.figures),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """A named check of a stage. `check` returns a CheckResult (anything else is a failed check)."""
+
+    name: str
+    stage: str
+    check: Callable[[ValidationInput], CheckResult]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    kind: str  # breakpoint_raised | breakpoint_resolved | run_finished | ...
+    run_id: str
+    title: str
+    message: str
+    severity: str = "medium"
+    task_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Notifier:
+    name: str
+    notify: Callable[[Notification], None]

@@ -1,0 +1,166 @@
+"""Loads plugins (entry-point group `orchestration`) and calls their hooks one at a time, safely."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from orchestration import hookspecs
+from orchestration.extension import Notification, Notifier, Validator
+
+logger = logging.getLogger(__name__)
+
+PROJECT = "orchestration"
+# Used only when the package's own entry points are not visible (a source tree never installed).
+DEFAULT_PLUGINS = (
+    "orchestration.plugins.python_syntax",
+    "orchestration.plugins.command",
+    "orchestration.plugins.console",
+)
+NOTIFY_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class Plugins:
+    """The loaded plugins and what they registered."""
+
+    manager: pluggy.PluginManager
+    validators: dict[str, Validator] = field(default_factory=dict)
+    notifiers: list[Notifier] = field(default_factory=list)
+    rule_functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def sources(self) -> list[tuple[str, str]]:
+        """(plugin name, where it came from) for `orch plugins`."""
+        dists = {id(p): d for p, d in self.manager.list_plugin_distinfo()}
+        rows = []
+        for name, plugin in self.manager.list_name_plugin():
+            dist = dists.get(id(plugin))
+            origin = (
+                f"{dist.project_name} {dist.version}" if dist else getattr(plugin, "__file__", "")
+            )
+            rows.append((name, str(origin)))
+        return rows
+
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of an event hook on its own; a failure is logged, not raised."""
+        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception:
+                logger.exception("plugin %s failed in %s", impl.plugin_name, hook)
+
+    def first_result(self, hook: str, **kwargs: Any) -> Any:
+        """Call a firstresult hook's implementations in order, each guarded; the first value wins."""
+        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
+            try:
+                value = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception:
+                logger.exception("plugin %s failed in %s", impl.plugin_name, hook)
+                continue
+            if value is not None:
+                return value
+        return None
+
+    def notify(self, notification: Notification) -> None:
+        """Send to every notifier, each in its own thread with a timeout."""
+        for notifier in self.notifiers:
+            _call_with_timeout(notifier.notify, notification, NOTIFY_TIMEOUT_SECONDS, notifier.name)
+
+
+def _call_with_timeout(function: Callable[..., Any], arg: Any, timeout: float, name: str) -> None:
+    def target() -> None:
+        try:
+            function(arg)
+        except Exception:
+            logger.exception("notifier %s failed", name)
+
+    worker = threading.Thread(target=target, name=f"notify-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        logger.warning("notifier %s did not finish within %.0fs; left behind", name, timeout)
+
+
+def _own_entry_points_visible() -> bool:
+    try:
+        eps = metadata.entry_points(group=PROJECT)
+    except Exception:
+        return False
+    return any(ep.value.startswith("orchestration.plugins.") for ep in eps)
+
+
+def _register_module(manager: pluggy.PluginManager, module_name: str) -> None:
+    if manager.has_plugin(module_name):
+        return
+    manager.register(importlib.import_module(module_name), name=module_name)
+
+
+def _collect(plugins: Plugins) -> None:
+    hook = plugins.manager.hook
+    for impl in hook.register_validators.get_hookimpls():
+        for validator in _safe_list(impl, plugins.problems):
+            if not isinstance(validator, Validator):
+                plugins.problems.append(
+                    f"{impl.plugin_name}: register_validators returned {validator!r}"
+                )
+                continue
+            plugins.validators[validator.name] = validator
+    for impl in hook.register_notifiers.get_hookimpls():
+        for notifier in _safe_list(impl, plugins.problems):
+            if isinstance(notifier, Notifier):
+                plugins.notifiers.append(notifier)
+            else:
+                plugins.problems.append(
+                    f"{impl.plugin_name}: register_notifiers returned {notifier!r}"
+                )
+    for impl in hook.register_rule_functions.get_hookimpls():
+        try:
+            functions = impl.function()
+        except Exception as error:
+            plugins.problems.append(f"{impl.plugin_name}: register_rule_functions raised {error}")
+            continue
+        if isinstance(functions, Mapping):
+            plugins.rule_functions.update({str(k): v for k, v in functions.items() if callable(v)})
+
+
+def _safe_list(impl: pluggy.HookImpl, problems: list[str]) -> Iterable[Any]:
+    try:
+        value = impl.function()
+    except Exception as error:
+        problems.append(f"{impl.plugin_name}: {impl.function.__name__} raised {error}")
+        return []
+    if not isinstance(value, list | tuple):
+        problems.append(f"{impl.plugin_name}: {impl.function.__name__} returned {value!r}")
+        return []
+    return value
+
+
+def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> Plugins:
+    """Build a fresh plugin manager: installed plugins (unless switched off) plus `extra` objects.
+
+    With `entry_points=False` only the bundled plugins and `extra` load: hermetic, for tests.
+    """
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    if entry_points:
+        manager.load_setuptools_entrypoints(PROJECT)
+    if not entry_points or not _own_entry_points_visible():
+        for module_name in DEFAULT_PLUGINS:
+            _register_module(manager, module_name)
+    for index, plugin in enumerate(extra):
+        manager.register(
+            plugin, name=f"extra-{index}-{getattr(plugin, '__name__', type(plugin).__name__)}"
+        )
+    plugins = Plugins(manager)
+    _collect(plugins)
+    for problem in plugins.problems:
+        logger.warning("plugin problem: %s", problem)
+    return plugins

@@ -1,0 +1,864 @@
+"""The engine loop: release, check, run, assess, decide, apply — every change committed first."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestration.actions import ActionOutcome, ActionRequest, run_action
+from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
+from orchestration.decisions import Decision, DecisionEngine
+from orchestration.errors import PlanError
+from orchestration.expressions import Expression, compile_expression
+from orchestration.extension import Notification, ValidationInput
+from orchestration.hooks import Plugins, load_plugins
+from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
+from orchestration.models import (
+    BreakpointRecord,
+    DecisionRecord,
+    EventRecord,
+    Plan,
+    QualityRecord,
+    RunRecord,
+    TaskRecord,
+)
+from orchestration.plan import plan_from_dict
+from orchestration.quality import QualityController, QualityReport, acceptance_check
+from orchestration.retry import next_attempt_at
+from orchestration.rules import RuleSet, load_rules
+from orchestration.scheduler import TaskScheduler
+from orchestration.steps import RunFigures, after_context, before_context, with_quality
+from orchestration.store import Batch, Store
+from orchestration.workspace import Changes, changes_since, snapshot
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 0.2  # how often an idle loop looks for due retries and human answers
+MAX_IDLE_SLEEP_SECONDS = 1.0
+BLOCKED_SYNC_SECONDS = 0.5
+EXIT_CODES = {"completed": 0, "failed": 1, "stalled": 1, "cancelled": 1, "paused": 3}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Observer(Protocol):
+    """Receives what the loop does, for a progress display. Every method is optional to act on."""
+
+    def task_started(self, task: TaskRecord) -> None: ...
+    def task_changed(self, task: TaskRecord, detail: str) -> None: ...
+    def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentObserver:
+    def task_started(self, task: TaskRecord) -> None:
+        pass
+
+    def task_changed(self, task: TaskRecord, detail: str) -> None:
+        pass
+
+    def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class AttemptResult:
+    """What a worker thread hands back to the loop after running and assessing one attempt."""
+
+    task_id: str
+    attempt: int
+    outcome: ActionOutcome
+    changes: Changes
+    report: QualityReport
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    state: str  # completed | failed | paused | stalled | cancelled
+    counts: dict[str, int]
+    open_breakpoints: list[BreakpointRecord] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.state, 1)
+
+
+@dataclass
+class Engine:
+    """The policy parts the loop consults, built once per run from the plan, rules and plugins."""
+
+    rules: RuleSet
+    plugins: Plugins
+    breakpoints: BreakpointManager
+    quality: QualityController
+    decisions: DecisionEngine
+
+
+def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
+    """Load the rules (defaults plus the plan's files) and plugins; check the plan against them."""
+    plugins = plugins or load_plugins()
+    rules = load_rules(plan.rule_files, functions=plugins.rule_functions)
+    quality = QualityController(plugins.validators, rules.quality)
+    _check_validators(plan, quality)
+
+    def override(context: Any, decision: str, reason: str) -> str | None:
+        value = plugins.first_result(
+            "override_decision", context=context, decision=decision, reason=reason
+        )
+        return value if isinstance(value, str) else None
+
+    return Engine(
+        rules, plugins, BreakpointManager(rules), quality, DecisionEngine(rules.decisions, override)
+    )
+
+
+def _check_validators(plan: Plan, quality: QualityController) -> None:
+    for task in plan.spec.tasks:
+        unknown = quality.unknown(plan.validators(task))
+        if unknown:
+            known = ", ".join(sorted(quality.validators)) or "none"
+            raise PlanError(
+                f"unknown validator '{unknown[0]}'; loaded validators: {known}",
+                file=plan.path,
+                task=task.id,
+                field="validators",
+            )
+
+
+def new_run_id(plan: Plan, now: datetime) -> str:
+    return f"{plan.name[:40]}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+
+
+class Orchestrator:
+    """Runs one run of a plan against a store. `tick(now)` does one cycle; `run()` repeats it."""
+
+    def __init__(
+        self,
+        store: Store,
+        run: RunRecord,
+        plan: Plan,
+        engine: Engine,
+        *,
+        observer: Observer | None = None,
+        actor: str = "engine",
+        clock: Callable[[], datetime] = utcnow,
+        on_breakpoint: Callable[[BreakpointRecord], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.run = run
+        self.plan = plan
+        self.engine = engine
+        self.observer = observer or SilentObserver()
+        self.actor = actor
+        self.clock = clock
+        self.on_breakpoint = on_breakpoint
+        self.tasks: dict[str, TaskRecord] = {t.task_id: t for t in store.tasks(run.id)}
+        self.counts: Counter[str] = Counter(t.state for t in self.tasks.values())
+        concurrency = plan.spec.concurrency
+        self.scheduler = TaskScheduler(
+            self.tasks.values(), max_workers=concurrency.max_workers, pools=concurrency.pools
+        )
+        self.scheduler.link_dependents()
+        self.executor = ThreadPoolExecutor(
+            concurrency.max_workers, thread_name_prefix="orch-worker"
+        )
+        self.futures: dict[Future[AttemptResult], str] = {}
+        self.stop_event = threading.Event()
+        self.batch = Batch()
+        self.pending_notifications: list[Notification] = []
+        self.pending_breakpoints: list[BreakpointRecord] = []
+        self.approved_before: set[tuple[str, str, int]] = set()
+        self.task_seconds: Counter[str] = Counter()
+        self.consecutive_failures = 0
+        self.run_failures = 0
+        self.started_monotonic = time.monotonic()
+        self._acceptance: dict[str, list[Expression]] = {}
+        self._last_blocked_sync = 0.0
+        self._load_history()
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        plan: Plan,
+        store: Store,
+        *,
+        run_id: str | None = None,
+        engine: Engine | None = None,
+        **options: Any,
+    ) -> Orchestrator:
+        """Store a new run of `plan` (all tasks pending) and return its orchestrator."""
+        engine = engine or build_engine(plan)
+        now = utcnow()
+        run = RunRecord(
+            id=run_id or new_run_id(plan, now),
+            plan_name=plan.name,
+            plan_path=plan.path,
+            workdir=plan.workdir,
+            state="running",
+            created_at=now,
+            updated_at=now,
+            plan_json=_plan_json(plan),
+        )
+        tasks = [
+            TaskRecord(run.id, spec.id, TaskState.PENDING.value, spec, priority=spec.priority)
+            for spec in plan.spec.tasks
+        ]
+        store.create_run(run, tasks)
+        orchestrator = cls(store, store.get_run(run.id), plan, engine, **options)
+        orchestrator.batch.events.append(EventRecord(run.id, "run_started", None, {}, now))
+        orchestrator._release_initial()
+        return orchestrator
+
+    @classmethod
+    def resume(
+        cls, store: Store, run_id: str, *, engine: Engine | None = None, **options: Any
+    ) -> Orchestrator:
+        """Continue a stored run: interrupted attempts are retried, everything else goes on."""
+        run = store.get_run(run_id)
+        plan = plan_from_stored(run)
+        engine = engine or build_engine(plan)
+        orchestrator = cls(store, run, plan, engine, **options)
+        orchestrator._recover()
+        return orchestrator
+
+    def _load_history(self) -> None:
+        for bp in self.store.breakpoints(self.run.id, state="resolved"):
+            self._remember_approval(bp)
+        for task in self.tasks.values():
+            if task.state in FINAL_STATES:
+                self.scheduler.record_final(task.task_id, task.state, task.outcome)
+
+    def _remember_approval(self, bp: BreakpointRecord) -> None:
+        if bp.at == "before" and bp.resolution in ("approve", "retry"):
+            attempt = int(bp.context.get("attempt", 0) or 0)
+            self.approved_before.add((bp.task_id, bp.rule, attempt))
+
+    def _release_initial(self) -> None:
+        for task in self.tasks.values():
+            if task.state == TaskState.PENDING:
+                self._evaluate_pending(task.task_id)
+        self.flush()
+
+    def _recover(self) -> None:
+        now = self.clock()
+        for task in self.tasks.values():
+            if task.state == TaskState.RUNNING:
+                # At-least-once: the attempt that was under way when the engine died runs again.
+                self._move(task, "retry", "interrupted: the engine stopped during this attempt")
+                self._update(task, next_attempt_at=now)
+            elif task.state == TaskState.READY:
+                self.scheduler.push_ready(task.task_id)
+            elif task.state == TaskState.PENDING:
+                self._evaluate_pending(task.task_id)
+        self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
+        self.batch.run_state = "running"
+        self.flush()
+
+    # ---- recording changes ----------------------------------------------------------------
+
+    def _move(
+        self, task: TaskRecord, trigger: str, reason: str = "", actor: str | None = None
+    ) -> None:
+        move = fire(
+            TaskHandle(task.task_id, task.state), trigger, reason=reason, actor=actor or self.actor
+        )
+        self.counts[move.source] -= 1
+        self.counts[move.dest] += 1
+        task.state = move.dest
+        self.batch.moves.append(move)
+        if move.dest in FINAL_STATES:
+            self._on_final(task)
+
+    def _update(self, task: TaskRecord, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(task, name, value)
+        self.batch.task_updates.append((task.task_id, fields))
+
+    def flush(self) -> None:
+        """Commit everything recorded since the last flush in one transaction, then announce it."""
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, Batch()
+        ids = self.store.commit(self.run.id, batch)
+        for move in batch.moves:
+            self.engine.plugins.emit(
+                "on_transition",
+                run_id=self.run.id,
+                task_id=move.task_id,
+                source=move.source,
+                dest=move.dest,
+                trigger=move.trigger,
+            )
+            self.observer.task_changed(self.tasks[move.task_id], move.reason)
+        for bp_id, bp in zip(ids, self.pending_breakpoints, strict=False):
+            bp.id = bp_id
+            self._announce_breakpoint(bp)
+        self.pending_breakpoints = []
+        for notification in self.pending_notifications:
+            self.engine.plugins.notify(notification)
+        self.pending_notifications = []
+
+    def _announce_breakpoint(self, bp: BreakpointRecord) -> None:
+        self.engine.plugins.emit(
+            "on_breakpoint_raised",
+            run_id=bp.run_id,
+            task_id=bp.task_id,
+            rule=bp.rule,
+            message=bp.message,
+        )
+        if bp.state == "open":
+            self.observer.breakpoint_raised(bp)
+            if self.on_breakpoint is not None:
+                self.on_breakpoint(bp)
+
+    # ---- dependencies -----------------------------------------------------------------------
+
+    def _on_final(self, task: TaskRecord) -> None:
+        self.scheduler.record_final(task.task_id, task.state, task.outcome)
+        self.scheduler.discard(task.task_id)
+        for child_id in self.scheduler.dependents(task.task_id):
+            if self.tasks[child_id].state == TaskState.PENDING:
+                self._evaluate_pending(child_id, upstream=task.task_id)
+
+    def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:
+        task = self.tasks[task_id]
+        verdict = self.scheduler.verdict(task_id)
+        if verdict.action == "release":
+            self._move(
+                task, "release", "dependencies met" if task.depends_on else "no dependencies"
+            )
+            self.scheduler.push_ready(task_id)
+        elif verdict.action == "cancel":
+            cause = f"{verdict.reason}: {upstream}" if upstream else verdict.reason
+            self._move(task, "cancel", cause)
+
+    # ---- one cycle --------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> int:
+        """One cycle: human answers, due retries, new attempts, finished attempts. Returns work done."""
+        now = now or self.clock()
+        work = self._sync_blocked() + self._wake_due(now)
+        work += self._collect_finished(now)
+        if not self.stop_event.is_set():
+            work += self._start_ready(now)
+        self.flush()
+        return work
+
+    def _wake_due(self, now: datetime) -> int:
+        due = (
+            [
+                t
+                for t in self.tasks.values()
+                if t.state == TaskState.RETRYING
+                and (t.next_attempt_at is None or t.next_attempt_at <= now)
+            ]
+            if self.counts[TaskState.RETRYING]
+            else []
+        )
+        for task in due:
+            self._move(task, "wake", "retry time reached")
+            self._update(task, next_attempt_at=None)
+            self.scheduler.push_ready(task.task_id)
+        return len(due)
+
+    def _sync_blocked(self) -> int:
+        """Pick up what a human decided from another process about blocked tasks."""
+        if not self.counts[TaskState.BLOCKED]:
+            return 0
+        if time.monotonic() - self._last_blocked_sync < BLOCKED_SYNC_SECONDS:
+            return 0
+        self._last_blocked_sync = time.monotonic()
+        self.flush()
+        changed = 0
+        for task in [t for t in self.tasks.values() if t.state == TaskState.BLOCKED]:
+            stored = self.store.task(self.run.id, task.task_id)
+            if stored.state == TaskState.BLOCKED:
+                continue
+            changed += 1
+            self._adopt(task, stored)
+        return changed
+
+    def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
+        for bp in self.store.breakpoints(self.run.id, state="resolved"):
+            if bp.task_id == task.task_id:
+                self._remember_approval(bp)
+        self.counts[task.state] -= 1
+        self.counts[stored.state] += 1
+        task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
+        task.attempts, task.feedback = stored.attempts, stored.feedback
+        self.observer.task_changed(task, "resolved by a human")
+        if task.state == TaskState.READY:
+            self.scheduler.push_ready(task.task_id)
+        elif task.state in FINAL_STATES:
+            self._on_final(task)
+
+    def _figures(self) -> RunFigures:
+        return RunFigures(
+            consecutive_failures=self.consecutive_failures,
+            run_failures=self.run_failures,
+            completed_count=self.counts[TaskState.COMPLETED],
+            total_count=len(self.tasks),
+            run_elapsed_seconds=time.monotonic() - self.started_monotonic,
+        )
+
+    def _start_ready(self, now: datetime) -> int:
+        requests: list[tuple[ActionRequest, dict[str, Any]]] = []
+        while self.scheduler.has_capacity():
+            task_id = self.scheduler.next_ready()
+            if task_id is None:
+                break
+            task = self.tasks[task_id]
+            if task.state != TaskState.READY:
+                continue
+            prepared = self._prepare_attempt(task, now)
+            if prepared is not None:
+                requests.append(prepared)
+        self.flush()  # the `start` moves are stored before any action begins
+        for request, context in requests:
+            future = self.executor.submit(self._execute, request, context)
+            self.futures[future] = request.task.id
+        return len(requests)
+
+    def _prepare_attempt(
+        self, task: TaskRecord, now: datetime
+    ) -> tuple[ActionRequest, dict[str, Any]] | None:
+        attempt = task.attempts + 1
+        policy = self.plan.retry_policy(task.spec)
+        context = before_context(
+            task,
+            attempt,
+            policy.max_attempts,
+            self._figures(),
+            self.task_seconds[task.task_id],
+            now,
+        )
+        check = self.engine.breakpoints.check("before", context)
+        self._record_rule_errors(task, check, now)
+        check = BreakpointCheck(
+            tuple(
+                h
+                for h in check.hits
+                if (task.task_id, h.rule.name, attempt) not in self.approved_before
+            ),
+            check.errors,
+        )
+        self._record_notices(task, check, context, "before", now)
+        pause = check.first("pause")
+        if pause is not None:
+            self._block(task, pause.rule.name, "before", pause, context, now)
+            return None
+        self._move(task, "start", f"attempt {attempt}")
+        self._update(task, attempts=attempt)
+        self.scheduler.started(task.task_id)
+        self.observer.task_started(task)
+        request = ActionRequest(
+            run_id=self.run.id,
+            task=task.spec,
+            attempt=attempt,
+            workdir=Path(self.plan.workdir),
+            timeout_seconds=self.plan.timeout(task.spec),
+            feedback=task.feedback,
+            answer=task.answer,
+            agent_command=tuple(self.plan.spec.defaults.agent_command or ()) or None,
+        )
+        return request, context
+
+    # ---- the attempt itself, in a worker thread ----------------------------------------------
+
+    def _execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
+        workdir = request.workdir
+        base = snapshot(workdir)
+        outcome = run_action(request, self.stop_event)
+        try:
+            changes = changes_since(workdir, base)
+        except Exception as error:  # a broken work tree must not lose the attempt's result
+            logger.warning("could not compute changes in %s: %s", workdir, error)
+            changes = Changes((), 0)
+        elapsed = self.task_seconds[request.task.id] + outcome.duration_seconds
+        context = after_context(before, outcome, changes, elapsed)
+        requirements = acceptance_check(
+            self._acceptance_for(request.task.id), context, outcome.succeeded, outcome.exit_code
+        )
+        step = ValidationInput(
+            run_id=request.run_id,
+            task=request.task,
+            attempt=request.attempt,
+            workdir=workdir,
+            changed_files=changes.files,
+            exit_code=outcome.exit_code,
+            output_tail=outcome.output_tail,
+            result=outcome.result,
+            options={},
+            context=context,
+            timeout_seconds=request.timeout_seconds,
+        )
+        report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
+        return AttemptResult(
+            request.task.id,
+            request.attempt,
+            outcome,
+            changes,
+            report,
+            with_quality(context, report),
+        )
+
+    def _acceptance_for(self, task_id: str) -> list[Expression]:
+        if task_id not in self._acceptance:
+            spec = self.tasks[task_id].spec
+            self._acceptance[task_id] = [
+                compile_expression(
+                    source,
+                    file=self.plan.path,
+                    rule=f"{task_id}.acceptance[{i}]",
+                    functions=self.engine.plugins.rule_functions,
+                )
+                for i, source in enumerate(spec.acceptance)
+            ]
+        return self._acceptance[task_id]
+
+    # ---- concluding an attempt, back in the loop thread --------------------------------------
+
+    def _collect_finished(self, now: datetime) -> int:
+        done = [f for f in self.futures if f.done()]
+        for future in done:
+            task_id = self.futures.pop(future)
+            self.scheduler.stopped(task_id)
+            try:
+                result = future.result()
+            except Exception as error:  # an engine bug in the worker: retry, never lose the task
+                logger.exception("attempt of %s crashed in the engine", task_id)
+                self._conclude_crash(self.tasks[task_id], error, now)
+                continue
+            self._conclude(self.tasks[task_id], result, now)
+        return len(done)
+
+    def _conclude_crash(self, task: TaskRecord, error: Exception, now: datetime) -> None:
+        self._move(task, "retry", f"engine error during the attempt: {error}")
+        self._update(task, next_attempt_at=now + timedelta(seconds=1))
+
+    def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
+        if self.stop_event.is_set() and not result.outcome.succeeded:
+            self._move(task, "retry", "interrupted: the engine was stopped during this attempt")
+            self._update(task, next_attempt_at=now)
+            return
+        self.task_seconds[task.task_id] += result.outcome.duration_seconds
+        attempt_ok = result.report.gate_passed
+        self.consecutive_failures = 0 if attempt_ok else self.consecutive_failures + 1
+        self.run_failures += 0 if attempt_ok else 1
+        figures = self._figures()
+        context = {
+            **result.context,
+            "consecutive_failures": figures.consecutive_failures,
+            "run_failures": figures.run_failures,
+            "completed_count": figures.completed_count,
+            "run_elapsed_seconds": round(figures.run_elapsed_seconds, 3),
+        }
+        decision = self.engine.decisions.decide(context)
+        context["decision"] = decision.action
+        self._record_attempt(task, result, decision, context, now)
+        check = self.engine.breakpoints.check("after", context)
+        self._record_rule_errors(task, check, now)
+        self._record_notices(task, check, context, "after", now)
+        self._apply(task, result, decision, check, context, now)
+
+    def _record_attempt(
+        self,
+        task: TaskRecord,
+        result: AttemptResult,
+        decision: Decision,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        report = result.report
+        self.batch.quality.append(
+            QualityRecord(
+                self.run.id,
+                task.task_id,
+                result.attempt,
+                report.score,
+                report.gate_passed,
+                dict(report.stage_scores),
+                [c.as_dict() for c in report.checks],
+                now,
+            )
+        )
+        self.batch.decisions.append(
+            DecisionRecord(
+                self.run.id,
+                task.task_id,
+                result.attempt,
+                decision.action,
+                decision.rule,
+                decision.reason,
+                _jsonable(decision.figures),
+                now,
+            )
+        )
+        step = {**_jsonable(context), "diff_stat": result.changes.diff_stat, "at": "after"}
+        self.batch.events.append(EventRecord(self.run.id, "step", task.task_id, step, now))
+        self.engine.plugins.emit(
+            "on_decision",
+            run_id=self.run.id,
+            task_id=task.task_id,
+            decision=decision.action,
+            reason=decision.reason,
+        )
+
+    def _apply(
+        self,
+        task: TaskRecord,
+        result: AttemptResult,
+        decision: Decision,
+        check: BreakpointCheck,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        feedback = result.report.feedback
+        pause = check.first("pause")
+        auto = check.first("auto")
+        if pause is not None:
+            self._update(task, feedback=feedback)
+            self._block(task, pause.rule.name, "after", pause, context, now)
+        elif auto is not None and auto.rule.auto is not None and not result.report.gate_passed:
+            wait_seconds = auto.rule.auto.wait_seconds
+            self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
+            self._update(
+                task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
+            )
+        elif decision.action in ("proceed", "checkpoint"):
+            self._update(task, outcome="succeeded", feedback="")
+            self._move(task, "succeed", f"{decision.action}: {decision.reason}")
+        elif decision.action == "retry" and self._may_retry(task, result):
+            policy = self.plan.retry_policy(task.spec)
+            self._move(task, "retry", f"retry: {decision.reason}")
+            self._update(
+                task,
+                feedback=feedback,
+                last_error_kind=result.outcome.error_kind,
+                next_attempt_at=next_attempt_at(policy, task.attempts, now),
+            )
+        elif decision.action == "retry":
+            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
+            self._move(task, "fail", f"out of attempts: {decision.reason}")
+        else:  # clarify | escalate: a human decides
+            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
+            hit = BreakpointHit(_decision_rule(decision), decision.reason)
+            self._block(task, f"decision:{decision.action}", "after", hit, context, now)
+
+    def _may_retry(self, task: TaskRecord, result: AttemptResult) -> bool:
+        policy = self.plan.retry_policy(task.spec)
+        return task.attempts < policy.max_attempts and result.outcome.error_kind != "permanent"
+
+    def _block(
+        self,
+        task: TaskRecord,
+        rule_name: str,
+        at: str,
+        hit: BreakpointHit,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        self._move(task, "block", f"breakpoint {rule_name}: {hit.message}")
+        self._add_breakpoint(task, rule_name, at, hit, context, now, state="open")
+
+    def _add_breakpoint(
+        self,
+        task: TaskRecord,
+        rule_name: str,
+        at: str,
+        hit: BreakpointHit,
+        context: dict[str, Any],
+        now: datetime,
+        *,
+        state: str,
+    ) -> None:
+        bp = BreakpointRecord(
+            id=0,
+            run_id=self.run.id,
+            task_id=task.task_id,
+            rule=rule_name,
+            at=at,
+            severity=hit.rule.severity,
+            action=hit.rule.action,
+            message=hit.message,
+            state=state,
+            created_at=now,
+            context=_jsonable(context),
+            resolution=None if state == "open" else hit.rule.action,
+            resolved_by=None if state == "open" else self.actor,
+            resolved_at=None if state == "open" else now,
+        )
+        self.batch.breakpoints.append(bp)
+        self.pending_breakpoints.append(bp)
+        self.pending_notifications.append(
+            Notification(
+                "breakpoint_raised",
+                self.run.id,
+                f"{rule_name} ({hit.rule.severity})",
+                hit.message,
+                hit.rule.severity,
+                task.task_id,
+            )
+        )
+
+    def _record_notices(
+        self,
+        task: TaskRecord,
+        check: BreakpointCheck,
+        context: dict[str, Any],
+        at: str,
+        now: datetime,
+    ) -> None:
+        for hit in check.of_action("notify"):
+            self._add_breakpoint(task, hit.rule.name, at, hit, context, now, state="resolved")
+        for hit in check.of_action("auto"):
+            self.batch.events.append(
+                EventRecord(
+                    self.run.id,
+                    "auto_breakpoint",
+                    task.task_id,
+                    {"rule": hit.rule.name, "message": hit.message, "at": at},
+                    now,
+                )
+            )
+
+    def _record_rule_errors(self, task: TaskRecord, check: BreakpointCheck, now: datetime) -> None:
+        for error in check.errors:
+            self.observer.message(f"warning: {error}")
+            self.batch.events.append(
+                EventRecord(self.run.id, "rule_error", task.task_id, {"error": error}, now)
+            )
+
+    # ---- running to the end -----------------------------------------------------------------
+
+    def outcome(self) -> str | None:
+        """The run's state if nothing more can happen without a human or time, else None."""
+        if self.futures or self.scheduler.queued_count:
+            return None
+        if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY]:
+            return None
+        if self.counts[TaskState.BLOCKED]:
+            return "paused"
+        if self.counts[TaskState.PENDING]:
+            return "stalled"
+        if self.counts[TaskState.FAILED] or self.counts[TaskState.CANCELLED]:
+            return "failed"
+        return "completed"
+
+    def _idle_wait(self) -> None:
+        if self.futures:
+            wait(list(self.futures), timeout=IDLE_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            return
+        retry_times = [
+            t.next_attempt_at
+            for t in self.tasks.values()
+            if t.state == TaskState.RETRYING and t.next_attempt_at is not None
+        ]
+        delay = IDLE_POLL_SECONDS
+        if retry_times:
+            delay = (min(retry_times) - self.clock()).total_seconds()
+        time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
+
+    def run_until_stopped(self) -> RunSummary:
+        """Repeat `tick` until the run is done, waits only for a human, or is stopped."""
+        try:
+            while True:
+                work = self.tick()
+                state = self.outcome()
+                if state is not None:
+                    return self._finish(state)
+                if self.stop_event.is_set() and not self.futures:
+                    return self._finish("paused")
+                if not work:
+                    self._idle_wait()
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        finally:
+            self.executor.shutdown(wait=True)
+
+    def stop(self) -> None:
+        """Stop claiming work; running actions are told to stop and re-queued for a retry."""
+        self.stop_event.set()
+        deadline = time.monotonic() + 10
+        while self.futures and time.monotonic() < deadline:
+            self.tick()
+            time.sleep(0.05)
+        self.batch.run_state = "paused"
+        self.flush()
+
+    def _finish(self, state: str) -> RunSummary:
+        now = self.clock()
+        stuck = [t.task_id for t in self.tasks.values() if t.state == TaskState.PENDING]
+        stored_state = "paused" if state in ("paused", "stalled") else state
+        self.batch.run_state = stored_state
+        self.batch.events.append(
+            EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
+        )
+        self.flush()
+        counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
+        self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
+        open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
+        return RunSummary(self.run.id, state, counts, open_bps, stuck)
+
+
+def _decision_rule(decision: Decision) -> Any:
+    """A stand-in rule for a breakpoint raised by a clarify or escalate decision."""
+
+    @dataclass(frozen=True)
+    class _DecisionBreakpoint:
+        name: str
+        severity: str = "high"
+        action: str = "pause"
+
+    return _DecisionBreakpoint(f"decision:{decision.action}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data from a context (tuples to lists, mappings to dicts, others to str)."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "spec": plan.spec.model_dump(mode="json"),
+        "path": plan.path,
+        "workdir": plan.workdir,
+        "rule_files": list(plan.rule_files),
+    }
+
+
+def plan_from_stored(run: RunRecord) -> Plan:
+    """The plan exactly as it was when the run started (the file may have changed since)."""
+    stored = run.plan_json
+    plan = plan_from_dict(stored["spec"], path=Path(stored["path"]), check_paths=False)
+    return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))
+
+
+def summarize(tasks: Iterable[TaskRecord]) -> dict[str, int]:
+    return dict(Counter(t.state for t in tasks))

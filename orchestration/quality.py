@@ -1,0 +1,185 @@
+"""QualityController: runs validators, scores the four stages and applies the quality gate."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestration.errors import RuleError
+from orchestration.expressions import Expression
+from orchestration.extension import STAGES, CheckResult, ValidationInput, Validator
+from orchestration.models import ValidatorRef
+from orchestration.rules import QualityConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VALIDATOR_TIMEOUT_SECONDS = 900.0
+FEEDBACK_MAX_CHARS = 6_000
+# Figures that validators may report and that the rule context carries (others are kept too).
+SUMMED_FIGURES = ("tests_passed", "tests_failed", "lint_errors")
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    """The verdict on one attempt: weighted score, gate, per-stage scores and every check."""
+
+    score: float
+    gate_passed: bool
+    stage_scores: Mapping[str, float]
+    checks: tuple[CheckResult, ...]
+    gate_failures: tuple[str, ...] = ()
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def feedback(self) -> str:
+        """What the validators said about a failed attempt, for the next attempt's `{feedback}`."""
+        lines = [f"- {reason}" for reason in self.gate_failures]
+        lines += [f"[{c.name}] {c.message}" for c in self.checks if not c.passed and c.message]
+        return "\n".join(lines)[:FEEDBACK_MAX_CHARS]
+
+
+def _failed(name: str, stage: str, message: str) -> CheckResult:
+    return CheckResult(name, stage, False, 0.0, message)
+
+
+def _sanitise(result: object, name: str, stage: str) -> CheckResult:
+    """Garbage from a plugin becomes a failed check with a message saying what came back."""
+    if not isinstance(result, CheckResult):
+        return _failed(
+            name, stage, f"validator returned {type(result).__name__}, not a CheckResult"
+        )
+    score = result.score if isinstance(result.score, int | float) else -1
+    if not 0.0 <= float(score) <= 1.0:
+        return _failed(name, stage, f"validator returned score {result.score!r}, not 0..1")
+    return replace(result, name=name, stage=stage, score=float(score))
+
+
+def run_validator(validator: Validator, step: ValidationInput, stage: str) -> CheckResult:
+    """Call one validator in a thread with a timeout; it never raises or hangs the loop."""
+    box: list[object] = []
+
+    def target() -> None:
+        try:
+            box.append(validator.check(step))
+        except Exception as error:  # a plugin's failure is that check's failure
+            logger.exception("validator %s raised", validator.name)
+            box.append(
+                _failed(validator.name, stage, f"validator raised {type(error).__name__}: {error}")
+            )
+
+    worker = threading.Thread(target=target, name=f"validator-{validator.name}", daemon=True)
+    worker.start()
+    worker.join(step.timeout_seconds)
+    if worker.is_alive():
+        return _failed(
+            validator.name, stage, f"validator did not finish within {step.timeout_seconds:g}s"
+        )
+    return _sanitise(box[0] if box else None, validator.name, stage)
+
+
+def acceptance_check(
+    acceptance: Sequence[Expression], context: Mapping[str, Any], action_ok: bool, exit_code: Any
+) -> CheckResult:
+    """The requirements stage: the action succeeded and every acceptance expression holds."""
+    failures = [] if action_ok else [f"the action exited {exit_code}"]
+    for expression in acceptance:
+        try:
+            if not expression.evaluate(context):
+                failures.append(f"acceptance not met: {expression.source}")
+        except RuleError as error:
+            failures.append(f"acceptance could not be evaluated: {error}")
+    total = len(acceptance) + 1
+    score = (total - len(failures)) / total
+    if failures:
+        return CheckResult("requirements", "requirements", False, score, "; ".join(failures))
+    return CheckResult("requirements", "requirements", True, 1.0, "requirements met")
+
+
+class QualityController:
+    def __init__(self, validators: Mapping[str, Validator], config: QualityConfig) -> None:
+        self.validators = validators
+        self.config = config
+
+    def unknown(self, refs: Sequence[ValidatorRef]) -> list[str]:
+        return [ref.name for ref in refs if ref.name not in self.validators]
+
+    def assess(
+        self, step: ValidationInput, refs: Sequence[ValidatorRef], requirements: CheckResult
+    ) -> QualityReport:
+        checks = [requirements]
+        for ref in refs:
+            validator = self.validators.get(ref.name)
+            stage = ref.stage or (validator.stage if validator else "quality")
+            if validator is None:
+                checks.append(
+                    _failed(ref.name, stage, f"no validator named '{ref.name}' is loaded")
+                )
+                continue
+            options = {**ref.options, "stage": stage}
+            timeout = float(ref.options.get("timeout_seconds") or DEFAULT_VALIDATOR_TIMEOUT_SECONDS)
+            checks.append(
+                run_validator(
+                    validator, replace(step, options=options, timeout_seconds=timeout), stage
+                )
+            )
+        return self.score(checks)
+
+    def score(self, checks: Sequence[CheckResult]) -> QualityReport:
+        by_stage: dict[str, list[CheckResult]] = {}
+        for check in checks:
+            by_stage.setdefault(check.stage, []).append(check)
+        stage_scores = {
+            stage: min(c.score for c in by_stage[stage]) for stage in STAGES if stage in by_stage
+        }
+        # Stages nobody checked are left out and the remaining weights renormalised: a task
+        # with no tests is not scored as if its tests had failed.
+        weights = {s: self.config.weights.get(s, 0.0) for s in stage_scores}
+        total_weight = sum(weights.values())
+        score = (
+            sum(stage_scores[s] * w for s, w in weights.items()) / total_weight
+            if total_weight
+            else (1.0 if all(c.passed for c in checks) else 0.0)
+        )
+        gate_failures = self._gate_failures(score, by_stage)
+        return QualityReport(
+            round(score, 4),
+            not gate_failures,
+            stage_scores,
+            tuple(checks),
+            tuple(gate_failures),
+            _figures(checks),
+        )
+
+    def _gate_failures(self, score: float, by_stage: Mapping[str, list[CheckResult]]) -> list[str]:
+        failures = []
+        if score < self.config.min_score:
+            failures.append(
+                f"quality score {score:.2f} is below the gate's {self.config.min_score:.2f}"
+            )
+        for stage in self.config.required:
+            failed = [c.name for c in by_stage.get(stage, []) if not c.passed]
+            if failed:
+                failures.append(f"required stage '{stage}' failed: {', '.join(failed)}")
+        # The action's own success is always required, whatever the weights say.
+        for check in by_stage.get("requirements", []):
+            if (
+                check.name == "requirements"
+                and not check.passed
+                and "requirements" not in self.config.required
+            ):
+                failures.append(f"requirements failed: {check.message}")
+        return failures
+
+
+def _figures(checks: Sequence[CheckResult]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for check in checks:
+        for key, value in check.figures.items():
+            if key in SUMMED_FIGURES and isinstance(value, int | float):
+                figures[key] = figures.get(key, 0) + value
+            else:
+                figures.setdefault(key, value)
+    return figures

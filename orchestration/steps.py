@@ -1,0 +1,111 @@
+"""Builds the rule context of a step (DESIGN section 5) from a task, its attempt and the run's figures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestration.actions import ActionOutcome
+from orchestration.context import neutral_context
+from orchestration.models import TaskRecord
+from orchestration.workspace import Changes
+
+PRIORITY_LABELS = {10: "critical", 8: "high", 5: "medium", 3: "low", 1: "background"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """Run-wide counters that rules may read."""
+
+    consecutive_failures: int
+    run_failures: int
+    completed_count: int
+    total_count: int
+    run_elapsed_seconds: float
+
+
+def priority_label(priority: int) -> str:
+    """The named level a numeric priority falls in (rules compare names, plans may use 1..10)."""
+    for value, name in sorted(PRIORITY_LABELS.items(), reverse=True):
+        if priority >= value:
+            return name
+    return "background"
+
+
+def before_context(
+    task: TaskRecord,
+    attempt: int,
+    max_attempts: int,
+    figures: RunFigures,
+    task_elapsed_seconds: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """The context of a `before` check: the outcome fields keep their neutral values."""
+    spec = task.spec
+    context = neutral_context()
+    context.update(
+        task_id=spec.id,
+        title=spec.title,
+        tags=tuple(spec.tags),
+        priority=priority_label(task.priority),
+        risk=spec.risk,
+        confidence=spec.confidence,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        consecutive_failures=figures.consecutive_failures,
+        run_failures=figures.run_failures,
+        completed_count=figures.completed_count,
+        total_count=figures.total_count,
+        run_elapsed_seconds=round(figures.run_elapsed_seconds, 3),
+        task_elapsed_seconds=round(task_elapsed_seconds, 3),
+        now_hour=now.hour,
+    )
+    return context
+
+
+def after_context(
+    before: Mapping[str, Any],
+    outcome: ActionOutcome,
+    changes: Changes,
+    task_elapsed_seconds: float,
+) -> dict[str, Any]:
+    """The context after the action ran, before validators: the requirements stage reads it."""
+    context = dict(before)
+    result = dict(outcome.result)
+    reported = result.get("confidence")
+    confidence = before["confidence"]
+    if isinstance(reported, int | float) and not isinstance(reported, bool):
+        confidence = min(1.0, max(0.0, float(reported)))
+    context.update(
+        confidence=confidence,
+        exit_code=outcome.exit_code,
+        timed_out=outcome.timed_out,
+        duration_seconds=round(outcome.duration_seconds, 3),
+        output_tail=outcome.output_tail,
+        error_kind=outcome.error_kind,
+        changed_files=tuple(changes.files),
+        changed_files_count=len(changes.files),
+        lines_changed=changes.lines_changed,
+        task_elapsed_seconds=round(task_elapsed_seconds, 3),
+        result=result,
+    )
+    return context
+
+
+def with_quality(context: Mapping[str, Any], report: Any) -> dict[str, Any]:
+    """Add the quality report's figures (score, gate, stages, test counts) to the context."""
+    updated = dict(context)
+    figures = dict(report.figures)
+    updated.update(
+        stage_scores=dict(report.stage_scores),
+        quality_score=report.score,
+        gate_passed=report.gate_passed,
+        tests_passed=int(figures.get("tests_passed", 0) or 0),
+        tests_failed=int(figures.get("tests_failed", 0) or 0),
+        baseline_tests_failed=int(figures.get("baseline_tests_failed", 0) or 0),
+        tests_regressed=tuple(figures.get("tests_regressed", ()) or ()),
+        lint_errors=int(figures.get("lint_errors", 0) or 0),
+    )
+    return updated

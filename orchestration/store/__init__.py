@@ -1,0 +1,8 @@
+"""The state store: runs, tasks and their history in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from orchestration.store.db import resolve_db_url
+from orchestration.store.store import Batch, Store, StoreConflict
+
+__all__ = ["Batch", "Store", "StoreConflict", "resolve_db_url"]

@@ -1,0 +1,207 @@
+"""The store's tables as typed SQLAlchemy 2 models; migration 0001 creates exactly this schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so later Alembic migrations can drop or alter them by name.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID_LENGTH = 200  # characters; a task id is at most 200 (models.TASK_ID_PATTERN)
+NAME_LENGTH = 200  # characters; rule names, actors, triggers, kinds
+STATE_LENGTH = 32  # characters; states, outcomes, resolutions, actions
+
+# Integer ids that autoincrement everywhere: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone, so we add it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}; the store needs aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    plan_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    plan_path: Mapped[str] = mapped_column(Text)
+    workdir: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    plan_json: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_runs_created_at", "created_at"),)
+
+
+def _run_fk() -> Any:
+    return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk(), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)  # insertion order within the run
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    spec: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(STATE_LENGTH))
+    next_attempt_at: Mapped[datetime | None]
+    feedback: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    last_error_kind: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_tasks_run_id_state", "run_id", "state"),
+        Index("ix_tasks_run_id_seq", "run_id", "seq"),
+    )
+
+
+class Transition(Base):
+    __tablename__ = "transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    source: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    dest: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    trigger: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "task_id"], ["tasks.run_id", "tasks.task_id"], ondelete="CASCADE"
+        ),
+        Index("ix_transitions_run_id_task_id", "run_id", "task_id"),
+        # ids only grow (never reused), so `after_id` polling sees every new row
+        {"sqlite_autoincrement": True},
+    )
+
+
+class Breakpoint(Base):
+    __tablename__ = "breakpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    rule: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    at: Mapped[str] = mapped_column(String(STATE_LENGTH))  # before | after
+    severity: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    action: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    created_at: Mapped[datetime]
+    context: Mapped[dict[str, Any]]
+    resolution: Mapped[str | None] = mapped_column(String(STATE_LENGTH))
+    note: Mapped[str] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    resolved_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_breakpoints_run_id_state", "run_id", "state"),
+        Index("ix_breakpoints_state", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    attempt: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    rule: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_decisions_run_id_task_id", "run_id", "task_id"),)
+
+
+class QualityResult(Base):
+    __tablename__ = "quality_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    attempt: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    gate_passed: Mapped[bool] = mapped_column(Boolean)
+    stage_scores: Mapped[dict[str, Any]]
+    checks: Mapped[list[Any]]
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_quality_results_run_id_task_id", "run_id", "task_id"),)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    kind: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    data: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_events_run_id_id", "run_id", "id"),
+        {"sqlite_autoincrement": True},
+    )

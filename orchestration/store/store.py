@@ -1,0 +1,472 @@
+"""The state store: each method is one unit of work; only plain records go in and come out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self, cast
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from orchestration.errors import NotFoundError, OrchestrationError, StoreError
+from orchestration.lifecycle import Move
+from orchestration.models import (
+    BreakpointRecord,
+    DecisionRecord,
+    EventRecord,
+    QualityRecord,
+    RunRecord,
+    TaskRecord,
+    TransitionRecord,
+)
+from orchestration.store import records, schema
+from orchestration.store.db import create_store_engine, masked_url, reader, upgrade_schema
+
+logger = logging.getLogger(__name__)
+
+RUNS = cast(Table, schema.Run.__table__)
+TASKS = cast(Table, schema.Task.__table__)
+TRANSITIONS = cast(Table, schema.Transition.__table__)
+BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
+DECISIONS = cast(Table, schema.Decision.__table__)
+QUALITY = cast(Table, schema.QualityResult.__table__)
+EVENTS = cast(Table, schema.Event.__table__)
+
+FINAL_RUN_STATES = frozenset({"completed", "failed", "cancelled"})
+UPDATABLE_TASK_FIELDS = frozenset(
+    {"attempts", "outcome", "next_attempt_at", "feedback", "answer", "last_error_kind", "priority"}
+)
+
+# Built once so SQLAlchemy's compiled cache serves every commit.
+_MOVE = (
+    update(TASKS)
+    .where(
+        TASKS.c.run_id == bindparam("m_run"),
+        TASKS.c.task_id == bindparam("m_task"),
+        TASKS.c.state == bindparam("m_source"),
+    )
+    .values(state=bindparam("m_dest"), updated_at=bindparam("m_at"))
+)
+_INSERT = {
+    table.name: insert(table)
+    for table in (RUNS, TASKS, TRANSITIONS, BREAKPOINTS, DECISIONS, QUALITY, EVENTS)
+}
+_RESOLVE = (
+    update(BREAKPOINTS)
+    .where(
+        BREAKPOINTS.c.id == bindparam("b_id"),
+        BREAKPOINTS.c.run_id == bindparam("b_run"),
+        BREAKPOINTS.c.state == "open",
+    )
+    .values(
+        state="resolved",
+        resolution=bindparam("b_resolution"),
+        note=bindparam("b_note"),
+        resolved_by=bindparam("b_actor"),
+        resolved_at=bindparam("b_at"),
+    )
+)
+
+
+class StoreConflict(StoreError):
+    """A write lost a race: a move's source state, or a breakpoint's, did not match the store."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        expected: str | None = None,
+        actual: str | None = None,
+    ) -> None:
+        super().__init__(message, task=task_id)
+        self.task_id = task_id
+        self.expected = expected
+        self.actual = actual
+
+
+class _MovesRejected(Exception):
+    """Internal: the moves' row count did not match; the transaction is rolled back."""
+
+
+@dataclass
+class Batch:
+    """One unit of work, committed in one transaction: all of it or nothing."""
+
+    moves: list[Move] = field(default_factory=list)
+    # (task_id, {field: value}) with fields of TaskRecord in UPDATABLE_TASK_FIELDS
+    task_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    new_tasks: list[TaskRecord] = field(default_factory=list)
+    breakpoints: list[BreakpointRecord] = field(default_factory=list)  # ids assigned on insert
+    # (breakpoint_id, resolution, note, actor, at): the breakpoint becomes 'resolved'
+    resolutions: list[tuple[int, str, str, str, datetime]] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    quality: list[QualityRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    run_state: str | None = None  # also sets updated_at, and finished_at for final states
+
+    def __bool__(self) -> bool:
+        lists = (self.moves, self.task_updates, self.new_tasks, self.breakpoints)
+        more = (self.resolutions, self.decisions, self.quality, self.events)
+        return any(lists) or any(more) or self.run_state is not None
+
+
+class Store:
+    """Runs, tasks and their history in SQLite or PostgreSQL, through one held engine."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self._engine = engine
+        self._reader = reader(engine)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to `url`, creating the SQLite file and upgrading the schema as needed."""
+        try:
+            engine = create_store_engine(url)
+        except (SQLAlchemyError, OSError, ValueError) as exc:
+            raise StoreError(f"cannot open the store at {masked_url(url)}: {exc}") from exc
+        try:
+            upgrade_schema(engine)
+        except StoreError:
+            engine.dispose()
+            raise
+        except Exception as exc:
+            engine.dispose()
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(f"cannot open the store at {masked_url(url)}: {reason}") from exc
+        return cls(url, engine)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        return masked_url(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ---- runs and tasks ------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, tasks: list[TaskRecord]) -> None:
+        """Store a new run and its tasks in one transaction."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_INSERT[RUNS.name], [records.run_row(run)])
+                if tasks:
+                    rows = [records.task_row(t, seq, run.updated_at) for seq, t in enumerate(tasks)]
+                    conn.execute(_INSERT[TASKS.name], rows)
+        except IntegrityError as exc:
+            if self._run_exists(run.id):
+                raise StoreError(f"run '{run.id}' already exists") from exc
+            raise StoreError(f"cannot store run '{run.id}': {_first_line(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store run '{run.id}': {_first_line(exc)}") from exc
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._one(select(RUNS).where(RUNS.c.id == run_id))
+        if row is None:
+            raise NotFoundError(f"run '{run_id}' not found")
+        return records.run_record(row)
+
+    def list_runs(self) -> list[RunRecord]:
+        """Every run, newest first."""
+        query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
+        return [records.run_record(row) for row in self._all(query)]
+
+    def latest_run(self) -> RunRecord | None:
+        query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(1)
+        row = self._one(query)
+        return records.run_record(row) if row is not None else None
+
+    def tasks(self, run_id: str) -> list[TaskRecord]:
+        """The run's tasks in the order they were added."""
+        query = select(TASKS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
+        return [records.task_record(row) for row in self._all(query)]
+
+    def task(self, run_id: str, task_id: str) -> TaskRecord:
+        query = select(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
+        row = self._one(query)
+        if row is None:
+            raise NotFoundError(f"task '{task_id}' not found in run '{run_id}'")
+        return records.task_record(row)
+
+    # ---- the one write path of a running engine ----------------------------------------------
+
+    def commit(self, run_id: str, batch: Batch) -> list[int]:
+        """Apply the whole batch in one transaction; return the new breakpoints' ids in order.
+
+        A move whose source state does not match the stored state rolls everything back and
+        raises StoreConflict naming the task, the expected and the actual state.
+        """
+        if not batch:
+            return []
+        now = datetime.now(UTC)
+        try:
+            with self._engine.begin() as conn:
+                return _apply(conn, run_id, batch, now)
+        except _MovesRejected:
+            raise self._move_conflict(run_id, batch.moves) from None
+        except (StoreError, NotFoundError):
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot commit to run '{run_id}': {_first_line(exc)}") from exc
+
+    def _move_conflict(self, run_id: str, moves: Sequence[Move]) -> StoreConflict:
+        """Replay the moves on the stored states to find the first that cannot apply."""
+        task_ids = sorted({m.task_id for m in moves})
+        query = select(TASKS.c.task_id, TASKS.c.state).where(
+            TASKS.c.run_id == run_id, TASKS.c.task_id.in_(task_ids)
+        )
+        states: dict[str, str] = {row.task_id: row.state for row in self._all(query)}
+        for move in moves:
+            actual = states.get(move.task_id, "<missing>")
+            if actual != move.source:
+                break
+            states[move.task_id] = move.dest
+        else:  # another writer changed and restored the state between our two transactions
+            move, actual = moves[0], "<changed concurrently>"
+        return StoreConflict(
+            f"cannot move from '{move.source}' to '{move.dest}' ('{move.trigger}'): the store "
+            f"has state '{actual}' in run '{run_id}'",
+            task_id=move.task_id,
+            expected=move.source,
+            actual=actual,
+        )
+
+    # ---- history and records ---------------------------------------------------------------
+
+    def transitions(
+        self, run_id: str, task_id: str | None = None, after_id: int = 0
+    ) -> list[TransitionRecord]:
+        """Stored moves ordered by id; `after_id` returns only newer ones (for polling)."""
+        query = select(TRANSITIONS).where(
+            TRANSITIONS.c.run_id == run_id, TRANSITIONS.c.id > after_id
+        )
+        if task_id is not None:
+            query = query.where(TRANSITIONS.c.task_id == task_id)
+        return [
+            records.transition_record(row) for row in self._all(query.order_by(TRANSITIONS.c.id))
+        ]
+
+    def last_transition_id(self, run_id: str) -> int:
+        query = select(func.max(TRANSITIONS.c.id)).where(TRANSITIONS.c.run_id == run_id)
+        with self._reader.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def breakpoints(
+        self, run_id: str | None = None, state: str | None = None
+    ) -> list[BreakpointRecord]:
+        conditions = []
+        if run_id is not None:
+            conditions.append(BREAKPOINTS.c.run_id == run_id)
+        if state is not None:
+            conditions.append(BREAKPOINTS.c.state == state)
+        query = select(BREAKPOINTS).where(and_(True, *conditions)).order_by(BREAKPOINTS.c.id)
+        return [records.breakpoint_record(row) for row in self._all(query)]
+
+    def breakpoint(self, breakpoint_id: int) -> BreakpointRecord:
+        row = self._one(select(BREAKPOINTS).where(BREAKPOINTS.c.id == breakpoint_id))
+        if row is None:
+            raise NotFoundError(f"breakpoint {breakpoint_id} not found")
+        return records.breakpoint_record(row)
+
+    def decisions(self, run_id: str, task_id: str | None = None) -> list[DecisionRecord]:
+        query = _for_task(select(DECISIONS), DECISIONS, run_id, task_id)
+        return [records.decision_record(row) for row in self._all(query)]
+
+    def quality(self, run_id: str, task_id: str | None = None) -> list[QualityRecord]:
+        query = _for_task(select(QUALITY), QUALITY, run_id, task_id)
+        return [records.quality_record(row) for row in self._all(query)]
+
+    def events(self, run_id: str, after_id: int = 0) -> list[EventRecord]:
+        query = (
+            select(EVENTS)
+            .where(EVENTS.c.run_id == run_id, EVENTS.c.id > after_id)
+            .order_by(EVENTS.c.id)
+        )
+        return [records.event_record(row) for row in self._all(query)]
+
+    def integrity_ok(self) -> bool:
+        """SQLite's own consistency check of the file; PostgreSQL looks after itself."""
+        if self.dialect != "sqlite":
+            return True
+        with self._reader.connect() as conn:
+            results = [row[0] for row in conn.execute(text("PRAGMA integrity_check"))]
+        return results == ["ok"]
+
+    # ---- reading helpers ---------------------------------------------------------------------
+
+    def _all(self, query: Select[Any]) -> list[Row[Any]]:
+        with self._reader.connect() as conn:
+            return list(conn.execute(query))
+
+    def _one(self, query: Select[Any]) -> Row[Any] | None:
+        with self._reader.connect() as conn:
+            return conn.execute(query).first()
+
+    def _run_exists(self, run_id: str) -> bool:
+        return self._one(select(RUNS.c.id).where(RUNS.c.id == run_id)) is not None
+
+
+# ---- applying a batch (inside one transaction) --------------------------------------------------
+
+
+def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[int]:
+    if batch.new_tasks:
+        _insert_tasks(conn, run_id, batch.new_tasks, now)
+    if batch.moves:
+        _apply_moves(conn, run_id, batch.moves, now)
+    for task_id, values in batch.task_updates:
+        _update_task(conn, run_id, task_id, values, now)
+    ids = [_insert_breakpoint(conn, run_id, bp) for bp in batch.breakpoints]
+    if batch.resolutions:
+        _resolve_breakpoints(conn, run_id, batch.resolutions)
+    _insert_rows(conn, DECISIONS, [records.decision_row(run_id, d) for d in batch.decisions])
+    _insert_rows(conn, QUALITY, [records.quality_row(run_id, q) for q in batch.quality])
+    _insert_rows(conn, EVENTS, [records.event_row(run_id, e) for e in batch.events])
+    if batch.run_state is not None:
+        _set_run_state(conn, run_id, batch.run_state, now)
+    return ids
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT[table.name], rows)
+
+
+def _insert_tasks(conn: Connection, run_id: str, tasks: list[TaskRecord], now: datetime) -> None:
+    last = conn.execute(select(func.max(TASKS.c.seq)).where(TASKS.c.run_id == run_id)).scalar()
+    start = -1 if last is None else int(last)
+    for task in tasks:
+        if task.run_id != run_id:
+            raise StoreError(f"new task belongs to run '{task.run_id}', not '{run_id}'")
+    rows = [records.task_row(t, start + 1 + i, now) for i, t in enumerate(tasks)]
+    conn.execute(_INSERT[TASKS.name], rows)
+
+
+def _apply_moves(conn: Connection, run_id: str, moves: list[Move], now: datetime) -> None:
+    params = [
+        {"m_run": run_id, "m_task": m.task_id, "m_source": m.source, "m_dest": m.dest, "m_at": now}
+        for m in moves
+    ]
+    # executemany runs the updates in order, so one task may move twice in a batch
+    result = conn.execute(_MOVE, params if len(params) > 1 else params[0])
+    if result.rowcount != len(moves):
+        raise _MovesRejected()
+    history = [
+        {
+            "run_id": run_id,
+            "task_id": m.task_id,
+            "source": m.source,
+            "dest": m.dest,
+            "trigger": m.trigger,
+            "reason": m.reason,
+            "actor": m.actor,
+            "at": now,
+        }
+        for m in moves
+    ]
+    conn.execute(_INSERT[TRANSITIONS.name], history)
+
+
+def _update_task(
+    conn: Connection, run_id: str, task_id: str, values: dict[str, Any], now: datetime
+) -> None:
+    unknown = set(values) - UPDATABLE_TASK_FIELDS
+    if unknown:
+        allowed = ", ".join(sorted(UPDATABLE_TASK_FIELDS))
+        raise StoreError(
+            f"cannot update field(s) {', '.join(sorted(unknown))}; allowed: {allowed}",
+            task=task_id,
+        )
+    statement = (
+        update(TASKS)
+        .where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
+        .values(**values, updated_at=now)
+    )
+    if conn.execute(statement).rowcount != 1:
+        raise NotFoundError(f"task '{task_id}' not found in run '{run_id}'")
+
+
+def _insert_breakpoint(conn: Connection, run_id: str, bp: BreakpointRecord) -> int:
+    result = conn.execute(_INSERT[BREAKPOINTS.name], [records.breakpoint_row(run_id, bp)])
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row INSERT always reports its key
+    return int(key[0])
+
+
+def _resolve_breakpoints(
+    conn: Connection, run_id: str, resolutions: list[tuple[int, str, str, str, datetime]]
+) -> None:
+    for breakpoint_id, resolution, note, actor, at in resolutions:
+        params = {
+            "b_id": breakpoint_id,
+            "b_run": run_id,
+            "b_resolution": resolution,
+            "b_note": note,
+            "b_actor": actor,
+            "b_at": at,
+        }
+        if conn.execute(_RESOLVE, params).rowcount != 1:
+            raise _resolution_conflict(conn, run_id, breakpoint_id)
+
+
+def _resolution_conflict(conn: Connection, run_id: str, breakpoint_id: int) -> OrchestrationError:
+    query = select(BREAKPOINTS.c.run_id, BREAKPOINTS.c.state).where(
+        BREAKPOINTS.c.id == breakpoint_id
+    )
+    row = conn.execute(query).first()
+    if row is None or row.run_id != run_id:
+        return NotFoundError(f"breakpoint {breakpoint_id} not found in run '{run_id}'")
+    return StoreConflict(
+        f"breakpoint {breakpoint_id} is already {row.state}", expected="open", actual=row.state
+    )
+
+
+def _set_run_state(conn: Connection, run_id: str, state: str, now: datetime) -> None:
+    finished = now if state in FINAL_RUN_STATES else None
+    statement = (
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(state=state, updated_at=now, finished_at=finished)
+    )
+    if conn.execute(statement).rowcount != 1:
+        raise NotFoundError(f"run '{run_id}' not found")
+
+
+def _for_task(query: Select[Any], table: Table, run_id: str, task_id: str | None) -> Select[Any]:
+    query = query.where(table.c.run_id == run_id)
+    if task_id is not None:
+        query = query.where(table.c.task_id == task_id)
+    return query.order_by(table.c.id)
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc)
+    return message.splitlines()[0] if message else type(exc).__name__

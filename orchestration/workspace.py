@@ -1,0 +1,129 @@
+"""What a step changed in the working directory: files and lines, from git trees or snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SKIP_DIRS = frozenset(
+    {".git", ".orchestration", "__pycache__", ".venv", "node_modules", ".mypy_cache"}
+)
+MAX_SNAPSHOT_FILES = 20_000
+GIT_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state of a working directory at one moment: a git tree id, or file fingerprints."""
+
+    tree: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    files: tuple[str, ...]
+    lines_changed: int
+    diff_stat: str = ""
+
+
+def is_git_repo(workdir: Path) -> bool:
+    return (workdir / ".git").exists()
+
+
+def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    completed = subprocess.run(
+        ["git", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_SECONDS,
+        check=True,
+    )
+    return completed.stdout
+
+
+def _git_tree(workdir: Path) -> str:
+    # A private index file records the working tree without touching the user's index or branch.
+    with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", env=env)
+        return _git(workdir, "write-tree", env=env).strip()
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_fingerprints(workdir: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for root, dirs, names in os.walk(workdir):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in names:
+            if len(files) >= MAX_SNAPSHOT_FILES:
+                return files
+            path = Path(root) / name
+            try:
+                files[path.relative_to(workdir).as_posix()] = _fingerprint(path)
+            except OSError:
+                continue
+    return files
+
+
+def snapshot(workdir: Path) -> Snapshot:
+    """Record the working directory so that `changes_since` can tell what a step did."""
+    if is_git_repo(workdir):
+        try:
+            return Snapshot(tree=_git_tree(workdir))
+        except (subprocess.SubprocessError, OSError) as error:
+            logger.warning(
+                "git snapshot of %s failed (%s); using file fingerprints", workdir, error
+            )
+    return Snapshot(files=_file_fingerprints(workdir))
+
+
+def _git_changes(workdir: Path, before: str, after: str) -> Changes:
+    numstat = _git(workdir, "diff", "--numstat", "--no-renames", before, after)
+    files, lines = [], 0
+    for row in numstat.splitlines():
+        added, deleted, path = row.split("\t", 2)
+        files.append(path)
+        if added != "-":  # binary files show '-'
+            lines += int(added) + int(deleted)
+    stat = _git(workdir, "diff", "--stat", "--no-renames", before, after)
+    return Changes(tuple(files), lines, stat.strip())
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for _ in handle)
+    except OSError:
+        return 0
+
+
+def changes_since(workdir: Path, before: Snapshot) -> Changes:
+    """Files and lines changed since `before` (lines are exact with git, estimated without)."""
+    after = snapshot(workdir)
+    if before.tree and after.tree:
+        return _git_changes(workdir, before.tree, after.tree)
+    changed = sorted(
+        path
+        for path in set(before.files) | set(after.files)
+        if before.files.get(path) != after.files.get(path)
+    )
+    # Without git there is no old content to diff against: count the lines of what is there now.
+    lines = sum(_count_lines(workdir / path) for path in changed)
+    return Changes(tuple(changed), lines)

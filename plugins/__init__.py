@@ -1,0 +1,1 @@
+"""The bundled validators and notifiers, registered through entry points like any plugin."""

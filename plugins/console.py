@@ -1,0 +1,21 @@
+"""Notifier `console`: prints breakpoints and run results to standard error."""
+
+from __future__ import annotations
+
+import sys
+
+from orchestration import hookimpl
+from orchestration.extension import Notification, Notifier
+
+
+def print_notification(notification: Notification) -> None:
+    where = f" [{notification.task_id}]" if notification.task_id else ""
+    print(
+        f"[{notification.kind}] {notification.title}{where}: {notification.message}",
+        file=sys.stderr,
+    )
+
+
+@hookimpl
+def register_notifiers() -> list[Notifier]:
+    return [Notifier("console", print_notification)]

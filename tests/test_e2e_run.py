@@ -1,0 +1,262 @@
+"""End to end: the real `orch` command on real plans, read back through `orch status --json`."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from orchestration.lifecycle import is_legal_path
+from orchestration.store import Store
+from tests.helpers import PY, orch, orch_json, shell_task, write_plan
+
+
+def db_args(tmp_path: Path) -> list[str]:
+    return ["--db", f"sqlite:///{tmp_path / 'state.db'}"]
+
+
+def random_dag(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(count):
+        deps = sorted({f"t{j}" for j in rng.sample(range(i), k=min(i, rng.randint(0, 3)))})
+        tasks.append(
+            {
+                "id": f"t{i}",
+                "action": {"kind": "shell", "run": ["true"]},
+                "depends_on": deps,
+                "priority": rng.randint(1, 10),
+            }
+        )
+    rng.shuffle(tasks)  # plan order must not matter
+    return tasks
+
+
+@pytest.mark.slow
+def test_200_random_shell_tasks_run_in_dependency_order(tmp_path: Path) -> None:
+    tasks = random_dag(200, seed=7)
+    plan = write_plan(
+        tmp_path, {"version": 1, "name": "dag", "concurrency": {"max_workers": 4}, "tasks": tasks}
+    )
+    done = orch("run", str(plan), "--run-id", "dag-1", *db_args(tmp_path), "--quiet")
+    assert done.returncode == 0, done.stderr
+    status = orch_json("status", "dag-1", *db_args(tmp_path))
+    assert status["run"]["state"] == "completed"
+    assert len(status["tasks"]) == 200
+    assert {t["state"] for t in status["tasks"]} == {"completed"}
+
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        history = store.transitions("dag-1")
+    finally:
+        store.close()
+    by_task: dict[str, list] = {}
+    for move in history:
+        by_task.setdefault(move.task_id, []).append(move)
+    assert len(by_task) == 200
+    for moves in by_task.values():
+        assert is_legal_path([(m.source, m.dest, m.trigger) for m in moves])
+    finished_at = {t: next(m.id for m in ms if m.dest == "completed") for t, ms in by_task.items()}
+    for task in tasks:
+        start_id = next(m.id for m in by_task[task["id"]] if m.trigger == "start")
+        for dep in task["depends_on"]:
+            assert finished_at[dep] < start_id, f"{task['id']} started before {dep} finished"
+
+
+def test_retry_carries_validator_feedback_to_the_next_attempt(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    agent = tmp_path / "agent.py"
+    agent.write_text(
+        "import os, sys\n"
+        "attempt = os.environ['ORCH_ATTEMPT']\n"
+        "open(f'feedback-{attempt}.txt', 'w').write(sys.argv[1])\n"
+        "open('answer.py', 'w').write('VALUE = 41\\n' if attempt == '1' else 'VALUE = 42\\n')\n"
+    )
+    check = tmp_path / "check.py"
+    check.write_text(
+        "import sys; sys.path.insert(0, '.'); import answer\n"
+        "if answer.VALUE != 42: sys.exit(f'expected VALUE == 42, got {answer.VALUE}')\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "fix",
+            "workdir": "work",
+            "defaults": {"retry": {"max_attempts": 3, "base_seconds": 0.1, "jitter": False}},
+            "tasks": [
+                {
+                    "id": "fix-value",
+                    "action": {
+                        "kind": "agent",
+                        "prompt": "make VALUE 42",
+                        "command": [PY, str(agent), "{feedback}"],
+                    },
+                    "validators": [
+                        "python_syntax",
+                        {"name": "command", "run": [PY, str(check)], "stage": "testing"},
+                    ],
+                }
+            ],
+        },
+    )
+    done = orch("run", str(plan), "--run-id", "fix-1", *db_args(tmp_path), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert (work / "feedback-1.txt").read_text() == ""
+    assert "expected VALUE == 42, got 41" in (work / "feedback-2.txt").read_text()
+    task = orch_json("status", "fix-1", *db_args(tmp_path))["tasks"][0]
+    assert (task["state"], task["attempts"]) == ("completed", 2)
+    history = orch_json("task", "history", "fix-1", "fix-value", *db_args(tmp_path))
+    assert [d["decision"] for d in history["decisions"]] == ["retry", "proceed"]
+    assert [t["trigger"] for t in history["transitions"]] == [
+        "release",
+        "start",
+        "retry",
+        "wake",
+        "start",
+        "succeed",
+    ]
+
+
+def test_breakpoint_pauses_then_resolve_and_resume_finish(tmp_path: Path) -> None:
+    rules = tmp_path / "review.yaml"
+    rules.write_text(
+        "breakpoints:\n"
+        "  - name: needs_review\n"
+        "    at: before\n"
+        "    when: \"'review-me' in tags\"\n"
+        "    priority: 99\n"
+        "    severity: high\n"
+        "    action: pause\n"
+        '    message: "{task_id} must be reviewed first"\n'
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "review",
+            "rules": ["review.yaml"],
+            "tasks": [
+                shell_task("free", "pass"),
+                shell_task("guarded", "pass", tags=["review-me"]),
+                shell_task("after", "pass", depends_on=["guarded"]),
+            ],
+        },
+    )
+    paused = orch("run", str(plan), "--run-id", "rv", *db_args(tmp_path), "--quiet")
+    assert paused.returncode == 3, paused.stderr
+    assert "orch breakpoints resolve" in paused.stderr
+    states = {t["id"]: t["state"] for t in orch_json("status", "rv", *db_args(tmp_path))["tasks"]}
+    assert states == {"free": "completed", "guarded": "blocked", "after": "pending"}
+    listed = orch_json("breakpoints", "list", *db_args(tmp_path))["breakpoints"]
+    assert [(b["task"], b["rule"], b["state"]) for b in listed] == [
+        ("guarded", "needs_review", "open")
+    ]
+    assert listed[0]["message"] == "guarded must be reviewed first"
+
+    shown = orch("breakpoints", "show", str(listed[0]["id"]), *db_args(tmp_path))
+    assert shown.returncode == 0 and "--approve" in shown.stdout
+
+    resolved = orch(
+        "breakpoints",
+        "resolve",
+        str(listed[0]["id"]),
+        "--approve",
+        "--note",
+        "fine",
+        "--actor",
+        "alice",
+        *db_args(tmp_path),
+    )
+    assert resolved.returncode == 0, resolved.stderr
+    again = orch("breakpoints", "resolve", str(listed[0]["id"]), "--reject", *db_args(tmp_path))
+    assert again.returncode == 2 and "already resolved" in again.stderr
+
+    finished = orch("resume", "rv", *db_args(tmp_path), "--quiet")
+    assert finished.returncode == 0, finished.stderr
+    states = {t["id"]: t["state"] for t in orch_json("status", "rv", *db_args(tmp_path))["tasks"]}
+    assert set(states.values()) == {"completed"}
+    history = orch_json("task", "history", "rv", "guarded", *db_args(tmp_path))["transitions"]
+    unblock = next(t for t in history if t["trigger"] == "unblock")
+    assert unblock["actor"] == "alice" and "fine" in unblock["reason"]
+    everything = orch_json("breakpoints", "list", "--all", *db_args(tmp_path))["breakpoints"]
+    assert everything[0]["resolution"] == "approve" and everything[0]["note"] == "fine"
+
+
+def test_failed_upstream_cancels_dependents_and_exit_code_is_1(tmp_path: Path) -> None:
+    decisions = tmp_path / "strict.yaml"
+    decisions.write_text(
+        "decisions:\n  - {when: 'not gate_passed', decide: retry}\n  - {decide: proceed}\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "fails",
+            "rules": ["strict.yaml"],
+            "defaults": {"retry": {"max_attempts": 2, "base_seconds": 0, "jitter": False}},
+            "tasks": [
+                shell_task("broken", "raise SystemExit(1)"),
+                shell_task("child", "pass", depends_on=["broken"]),
+                shell_task("cleanup", "pass", depends_on=["broken"], trigger="all_done"),
+            ],
+        },
+    )
+    done = orch("run", str(plan), "--run-id", "f", *db_args(tmp_path), "--quiet")
+    assert done.returncode == 1, done.stderr
+    tasks = {t["id"]: t for t in orch_json("status", "f", *db_args(tmp_path))["tasks"]}
+    assert (tasks["broken"]["state"], tasks["broken"]["attempts"]) == ("failed", 2)
+    assert tasks["child"]["state"] == "cancelled"
+    assert tasks["cleanup"]["state"] == "completed"
+    history = orch_json("task", "history", "f", "child", *db_args(tmp_path))["transitions"]
+    assert history[-1]["reason"] == "upstream failed: broken"
+
+
+def test_status_json_shape(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, {"version": 1, "name": "one", "tasks": [shell_task("a", "pass")]})
+    assert orch("run", str(plan), "--run-id", "s1", *db_args(tmp_path), "--quiet").returncode == 0
+    status = orch_json("status", "s1", *db_args(tmp_path))
+    assert set(status) == {"run", "tasks"}
+    assert {"id", "plan", "state", "started_at"} <= set(status["run"])
+    assert status["run"]["plan"] == "one"
+    assert {"id", "state", "attempts", "priority", "depends_on"} <= set(status["tasks"][0])
+    latest = orch_json("status", *db_args(tmp_path))
+    assert latest["run"]["id"] == "s1"
+    runs = orch_json("status", "--all", *db_args(tmp_path))
+    assert [r["id"] for r in runs["runs"]] == ["s1"]
+
+
+def test_default_store_is_beside_the_plan_and_orch_db_overrides(tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path / "p", {"version": 1, "name": "d", "tasks": [shell_task("a", "pass")]}
+    )
+    assert orch("run", str(plan), "--run-id", "d1", "--quiet").returncode == 0
+    assert (tmp_path / "p" / ".orchestration" / "state.db").is_file()
+    # found from the plan's directory without --db
+    assert orch_json("status", "d1", cwd=tmp_path / "p")["run"]["id"] == "d1"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert (
+        orch("run", str(plan), "--run-id", "d2", "--quiet", env={"ORCH_DB": other}).returncode == 0
+    )
+    assert orch_json("status", "d2", env={"ORCH_DB": other})["run"]["id"] == "d2"
+
+
+def test_unknown_run_and_breakpoint_are_clear_errors(tmp_path: Path) -> None:
+    missing = orch("status", "nope", *db_args(tmp_path))
+    assert (
+        missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+    )
+    bp = orch("breakpoints", "resolve", "999", "--approve", *db_args(tmp_path))
+    assert bp.returncode == 2 and "999" in bp.stderr
+    both = orch("breakpoints", "resolve", "1", "--approve", "--reject", *db_args(tmp_path))
+    assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+def test_help_and_module_entry_point() -> None:
+    shown = orch("--help")
+    assert shown.returncode == 0
+    for command in ("run", "resume", "status", "breakpoints", "validate", "demo"):
+        assert command in shown.stdout
+    assert "3 paused waiting for a human" in shown.stdout
