@@ -227,7 +227,7 @@ def resolve_callable(reference: str) -> Callable[..., Any]:
     function = getattr(importlib.import_module(module_name), attribute)
     if not callable(function):
         raise TypeError(f"{reference} is not callable")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _run_python(request: ActionRequest) -> ActionOutcome:

@@ -131,7 +131,9 @@ def _run_loop(orchestrator: Any, quiet: bool) -> int:
 
     total = len(orchestrator.tasks)
     display = RunDisplay(total, err_console, live=False if quiet else None)
-    orchestrator.observer = display if not quiet else orchestrator.observer
+    if not quiet:
+        orchestrator.observer = display
+        orchestrator.engine.plugins.muted.add("console")  # the display shows breakpoints already
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

@@ -73,6 +73,22 @@ def _print_decisions(console: Console, store: Store, run_id: str) -> None:
             f"  {decision.task_id} attempt {decision.attempt}: [{colour}]{decision.action}[/] "
             f"— {escape(decision.reason)}"
         )
+        if decision.action == "retry":
+            _print_feedback(console, store, run_id, decision.task_id, decision.attempt)
+
+
+def _print_feedback(
+    console: Console, store: Store, run_id: str, task_id: str, attempt: int
+) -> None:
+    """What the validators said, which the next attempt received as {feedback}."""
+    for quality in store.quality(run_id, task_id):
+        if quality.attempt != attempt:
+            continue
+        for check in quality.checks:
+            if not check.get("passed"):
+                lines = str(check.get("message", "")).strip().splitlines()
+                shown = "\n      ".join(escape(line) for line in lines[:8])
+                console.print(f"    [red]{escape(str(check.get('name')))}[/] said:\n      {shown}")
 
 
 def run_demo(console: Console, err_console: Console, directory: Path | None) -> int:
@@ -97,6 +113,7 @@ def run_demo(console: Console, err_console: Console, directory: Path | None) -> 
         )
         display = RunDisplay(len(orchestrator.tasks), err_console)
         orchestrator.observer = display
+        orchestrator.engine.plugins.muted.add("console")
         with display:
             summary = orchestrator.run_until_stopped()
         console.print(task_table(store.tasks(summary.run_id), title=f"run {summary.run_id}"))

@@ -56,7 +56,7 @@ class RunDisplay:
 
     def _line(self, text: str, style: str = "") -> None:
         if self.live:
-            self.console.print(text, style=style, highlight=False)
+            self.console.print(text, style=style, highlight=False, markup=False)
         else:
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
             print(f"{stamp} {text}", file=sys.stderr, flush=True)
@@ -66,15 +66,15 @@ class RunDisplay:
             self.progress.update(self.bar, description=f"running {task.task_id}")
         self._line(f"▶ {task.task_id}: attempt {task.attempts}", "blue")
 
-    def task_changed(self, task: TaskRecord, detail: str) -> None:
-        if task.state in QUIET_STATES or task.state == "running":
+    def task_changed(self, task: TaskRecord, state: str, detail: str) -> None:
+        if state in QUIET_STATES or state == "running":
             return
-        if task.state in ("completed", "failed", "cancelled"):
+        if state in ("completed", "failed", "cancelled"):
             self.finished += 1
             if self.progress is not None:
                 self.progress.update(self.bar, completed=self.finished)
         detail = detail.splitlines()[0][:160] if detail else ""
-        self._line(f"  {task.task_id} → {task.state} {detail}", STATE_STYLES.get(task.state, ""))
+        self._line(f"  {task.task_id} → {state} {detail}", STATE_STYLES.get(state, ""))
 
     def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
         self._line(

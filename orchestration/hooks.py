@@ -36,6 +36,7 @@ class Plugins:
     notifiers: list[Notifier] = field(default_factory=list)
     rule_functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    muted: set[str] = field(default_factory=set)  # notifiers not called (the CLI shows it itself)
 
     def sources(self) -> list[tuple[str, str]]:
         """(plugin name, where it came from) for `orch plugins`."""
@@ -72,6 +73,8 @@ class Plugins:
     def notify(self, notification: Notification) -> None:
         """Send to every notifier, each in its own thread with a timeout."""
         for notifier in self.notifiers:
+            if notifier.name in self.muted:
+                continue
             _call_with_timeout(notifier.notify, notification, NOTIFY_TIMEOUT_SECONDS, notifier.name)
 
 

@@ -38,7 +38,7 @@ from orchestration.rules import RuleSet, load_rules
 from orchestration.scheduler import TaskScheduler
 from orchestration.steps import RunFigures, after_context, before_context, with_quality
 from orchestration.store import Batch, Store
-from orchestration.workspace import Changes, changes_since, snapshot
+from orchestration.workspace import Changes, changes_since, snapshot, store_files_in
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Observer(Protocol):
     """Receives what the loop does, for a progress display. Every method is optional to act on."""
 
     def task_started(self, task: TaskRecord) -> None: ...
-    def task_changed(self, task: TaskRecord, detail: str) -> None: ...
+    def task_changed(self, task: TaskRecord, state: str, detail: str) -> None: ...
     def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None: ...
     def message(self, text: str) -> None: ...
 
@@ -65,7 +65,7 @@ class SilentObserver:
     def task_started(self, task: TaskRecord) -> None:
         pass
 
-    def task_changed(self, task: TaskRecord, detail: str) -> None:
+    def task_changed(self, task: TaskRecord, state: str, detail: str) -> None:
         pass
 
     def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
@@ -191,6 +191,7 @@ class Orchestrator:
         self.started_monotonic = time.monotonic()
         self._acceptance: dict[str, list[Expression]] = {}
         self._last_blocked_sync = 0.0
+        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self._load_history()
 
     # ---- construction ---------------------------------------------------------------------
@@ -308,7 +309,7 @@ class Orchestrator:
                 dest=move.dest,
                 trigger=move.trigger,
             )
-            self.observer.task_changed(self.tasks[move.task_id], move.reason)
+            self.observer.task_changed(self.tasks[move.task_id], move.dest, move.reason)
         for bp_id, bp in zip(ids, self.pending_breakpoints, strict=False):
             bp.id = bp_id
             self._announce_breakpoint(bp)
@@ -380,11 +381,11 @@ class Orchestrator:
             self.scheduler.push_ready(task.task_id)
         return len(due)
 
-    def _sync_blocked(self) -> int:
+    def _sync_blocked(self, *, force: bool = False) -> int:
         """Pick up what a human decided from another process about blocked tasks."""
         if not self.counts[TaskState.BLOCKED]:
             return 0
-        if time.monotonic() - self._last_blocked_sync < BLOCKED_SYNC_SECONDS:
+        if not force and time.monotonic() - self._last_blocked_sync < BLOCKED_SYNC_SECONDS:
             return 0
         self._last_blocked_sync = time.monotonic()
         self.flush()
@@ -405,7 +406,7 @@ class Orchestrator:
         self.counts[stored.state] += 1
         task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
         task.attempts, task.feedback = stored.attempts, stored.feedback
-        self.observer.task_changed(task, "resolved by a human")
+        self.observer.task_changed(task, task.state, "resolved by a human")
         if task.state == TaskState.READY:
             self.scheduler.push_ready(task.task_id)
         elif task.state in FINAL_STATES:
@@ -434,6 +435,7 @@ class Orchestrator:
                 requests.append(prepared)
         self.flush()  # the `start` moves are stored before any action begins
         for request, context in requests:
+            self.observer.task_started(self.tasks[request.task.id])
             future = self.executor.submit(self._execute, request, context)
             self.futures[future] = request.task.id
         return len(requests)
@@ -469,7 +471,6 @@ class Orchestrator:
         self._move(task, "start", f"attempt {attempt}")
         self._update(task, attempts=attempt)
         self.scheduler.started(task.task_id)
-        self.observer.task_started(task)
         request = ActionRequest(
             run_id=self.run.id,
             task=task.spec,
@@ -486,10 +487,10 @@ class Orchestrator:
 
     def _execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
         workdir = request.workdir
-        base = snapshot(workdir)
+        base = snapshot(workdir, self.ignored_files)
         outcome = run_action(request, self.stop_event)
         try:
-            changes = changes_since(workdir, base)
+            changes = changes_since(workdir, base, self.ignored_files)
         except Exception as error:  # a broken work tree must not lose the attempt's result
             logger.warning("could not compute changes in %s: %s", workdir, error)
             changes = Changes((), 0)
@@ -573,6 +574,9 @@ class Orchestrator:
             "run_elapsed_seconds": round(figures.run_elapsed_seconds, 3),
         }
         decision = self.engine.decisions.decide(context)
+        if result.report.gate_failures:
+            gate = "; ".join(result.report.gate_failures)
+            decision = replace(decision, reason=f"{decision.reason} ({gate})")
         context["decision"] = decision.action
         self._record_attempt(task, result, decision, context, now)
         check = self.engine.breakpoints.check("after", context)
@@ -784,6 +788,8 @@ class Orchestrator:
             while True:
                 work = self.tick()
                 state = self.outcome()
+                if state == "paused" and self._sync_blocked(force=True):
+                    continue  # a human answered in the meantime
                 if state is not None:
                     return self._finish(state)
                 if self.stop_event.is_set() and not self.futures:
@@ -808,7 +814,11 @@ class Orchestrator:
 
     def _finish(self, state: str) -> RunSummary:
         now = self.clock()
-        stuck = [t.task_id for t in self.tasks.values() if t.state == TaskState.PENDING]
+        stuck = (
+            [t.task_id for t in self.tasks.values() if t.state == TaskState.PENDING]
+            if state == "stalled"
+            else []
+        )
         stored_state = "paused" if state in ("paused", "stalled") else state
         self.batch.run_state = stored_state
         self.batch.events.append(
@@ -831,6 +841,13 @@ def _decision_rule(decision: Decision) -> Any:
         action: str = "pause"
 
     return _DecisionBreakpoint(f"decision:{decision.action}")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0])
 
 
 def _jsonable(value: Any) -> Any:

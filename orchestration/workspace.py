@@ -51,11 +51,12 @@ def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return completed.stdout
 
 
-def _git_tree(workdir: Path) -> str:
+def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", env=env)
+        excludes = [f":(exclude,literal){name}" for name in sorted(ignore)]
+        _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", *excludes, env=env)
         return _git(workdir, "write-tree", env=env).strip()
 
 
@@ -67,7 +68,7 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_fingerprints(workdir: Path) -> dict[str, str]:
+def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
     files: dict[str, str] = {}
     for root, dirs, names in os.walk(workdir):
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
@@ -75,23 +76,29 @@ def _file_fingerprints(workdir: Path) -> dict[str, str]:
             if len(files) >= MAX_SNAPSHOT_FILES:
                 return files
             path = Path(root) / name
+            relative = path.relative_to(workdir).as_posix()
+            if relative in ignore:
+                continue
             try:
-                files[path.relative_to(workdir).as_posix()] = _fingerprint(path)
+                files[relative] = _fingerprint(path)
             except OSError:
                 continue
     return files
 
 
-def snapshot(workdir: Path) -> Snapshot:
-    """Record the working directory so that `changes_since` can tell what a step did."""
+def snapshot(workdir: Path, ignore: frozenset[str] = frozenset()) -> Snapshot:
+    """Record the working directory so that `changes_since` can tell what a step did.
+
+    `ignore` names files (relative to workdir) that are not the step's work, e.g. the store.
+    """
     if is_git_repo(workdir):
         try:
-            return Snapshot(tree=_git_tree(workdir))
+            return Snapshot(tree=_git_tree(workdir, ignore))
         except (subprocess.SubprocessError, OSError) as error:
             logger.warning(
                 "git snapshot of %s failed (%s); using file fingerprints", workdir, error
             )
-    return Snapshot(files=_file_fingerprints(workdir))
+    return Snapshot(files=_file_fingerprints(workdir, ignore))
 
 
 def _git_changes(workdir: Path, before: str, after: str) -> Changes:
@@ -114,9 +121,11 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
-def changes_since(workdir: Path, before: Snapshot) -> Changes:
+def changes_since(
+    workdir: Path, before: Snapshot, ignore: frozenset[str] = frozenset()
+) -> Changes:
     """Files and lines changed since `before` (lines are exact with git, estimated without)."""
-    after = snapshot(workdir)
+    after = snapshot(workdir, ignore)
     if before.tree and after.tree:
         return _git_changes(workdir, before.tree, after.tree)
     changed = sorted(
@@ -127,3 +136,14 @@ def changes_since(workdir: Path, before: Snapshot) -> Changes:
     # Without git there is no old content to diff against: count the lines of what is there now.
     lines = sum(_count_lines(workdir / path) for path in changed)
     return Changes(tuple(changed), lines)
+
+
+def store_files_in(workdir: Path, database: Path | None) -> frozenset[str]:
+    """The SQLite store's files (and their WAL companions) when they sit inside the workdir."""
+    if database is None:
+        return frozenset()
+    try:
+        relative = database.resolve().relative_to(workdir.resolve()).as_posix()
+    except ValueError:
+        return frozenset()
+    return frozenset(relative + suffix for suffix in ("", "-wal", "-shm", "-journal"))

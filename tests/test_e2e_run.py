@@ -188,7 +188,11 @@ def test_breakpoint_pauses_then_resolve_and_resume_finish(tmp_path: Path) -> Non
 def test_failed_upstream_cancels_dependents_and_exit_code_is_1(tmp_path: Path) -> None:
     decisions = tmp_path / "strict.yaml"
     decisions.write_text(
-        "decisions:\n  - {when: 'not gate_passed', decide: retry}\n  - {decide: proceed}\n"
+        "breakpoints:\n"
+        "  - {name: consecutive_failures, enabled: false}\n"
+        "decisions:\n"
+        "  - {when: 'not gate_passed', decide: retry}\n"
+        "  - {decide: proceed}\n"
     )
     plan = write_plan(
         tmp_path,

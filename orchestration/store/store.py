@@ -232,8 +232,6 @@ class Store:
                 return _apply(conn, run_id, batch, now)
         except _MovesRejected:
             raise self._move_conflict(run_id, batch.moves) from None
-        except (StoreError, NotFoundError):
-            raise
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot commit to run '{run_id}': {_first_line(exc)}") from exc
 

@@ -1,0 +1,246 @@
+"""The rule context: the one list of names rule expressions may read, and how values are frozen."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Bounds on data handed to expressions: deeper or larger values are an error, never a slow walk.
+MAX_FREEZE_DEPTH = 32
+MAX_FREEZE_ITEMS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ContextName:
+    """One name of the rule context: its type as rules see it and what it means."""
+
+    name: str
+    type: str
+    doc: str
+
+
+# THE contract (DESIGN section 5). docs/rules.md lists the same names; tests/test_docs_rules.py
+# fails when the two drift. Add a name here, to `neutral_context` and to the docs together.
+CONTEXT_NAMES: tuple[ContextName, ...] = (
+    ContextName("task_id", "str", "The task's id from the plan."),
+    ContextName("title", "str", "The task's title."),
+    ContextName("tags", "tuple[str]", "The task's tags, e.g. `'milestone' in tags`."),
+    ContextName(
+        "priority", "str", "Priority level name: critical, high, medium, low or background."
+    ),
+    ContextName("risk", "str", "The plan's risk for the task: low, medium or high."),
+    ContextName(
+        "confidence",
+        "float",
+        "0..1; the planner's confidence, replaced by the action's own report after a step.",
+    ),
+    ContextName("attempt", "int", "This attempt's number; 1 for the first."),
+    ContextName("max_attempts", "int", "Attempts allowed by the task's retry policy."),
+    ContextName(
+        "exit_code", "int | None", "The action's exit code; None before a step (75 rate limit)."
+    ),
+    ContextName("timed_out", "bool", "The action was killed at its timeout."),
+    ContextName("duration_seconds", "float", "How long this attempt's action ran."),
+    ContextName("output_tail", "str", "The last part of the action's combined output."),
+    ContextName("error_kind", "str", "none, transient, permanent or timeout."),
+    ContextName("changed_files", "tuple[str]", "Paths the step changed in the workspace."),
+    ContextName("changed_files_count", "int", "len(changed_files)."),
+    ContextName("lines_changed", "int", "Lines added plus lines removed by the step."),
+    ContextName("tests_passed", "int", "Tests that passed in this attempt."),
+    ContextName("tests_failed", "int", "Tests that failed in this attempt."),
+    ContextName("baseline_tests_failed", "int", "Tests that already failed when the run started."),
+    ContextName("tests_regressed", "tuple[str]", "Tests green at the run's start that fail now."),
+    ContextName("lint_errors", "int", "Lint errors reported by the validators."),
+    ContextName(
+        "stage_scores",
+        "mapping[str, float]",
+        "Score 0..1 per stage: syntax, requirements, quality, testing.",
+    ),
+    ContextName("quality_score", "float", "The weighted score 0..1 of the stages."),
+    ContextName("gate_passed", "bool", "The quality gate passed (score and required stages)."),
+    ContextName(
+        "decision",
+        "str",
+        "The decision taken for this attempt (proceed, retry, clarify, escalate, checkpoint).",
+    ),
+    ContextName(
+        "consecutive_failures", "int", "Failed attempts in a row across the run, this included."
+    ),
+    ContextName("run_failures", "int", "Failed attempts in the run so far."),
+    ContextName("completed_count", "int", "Tasks of the run completed so far."),
+    ContextName("total_count", "int", "Tasks in the run."),
+    ContextName("run_elapsed_seconds", "float", "Wall time since the run started."),
+    ContextName("task_elapsed_seconds", "float", "Time spent on this task over all its attempts."),
+    ContextName(
+        "result",
+        "mapping",
+        "The JSON object the action wrote to ORCH_RESULT; {} when it wrote none. "
+        "Read optional keys with get(result, 'key', default).",
+    ),
+    ContextName("now_hour", "int", "The local hour 0..23 when the check runs."),
+)
+
+CONTEXT_NAME_SET: frozenset[str] = frozenset(n.name for n in CONTEXT_NAMES)
+
+
+def neutral_context() -> dict[str, Any]:
+    """A fresh context with every name at its neutral value: what a `before` check starts from.
+
+    Outcome fields say "nothing happened yet" (exit_code None, no changes, zero counts, result {}).
+    Callers fill in the task and run fields; the dict is theirs to change.
+    """
+    context: dict[str, Any] = {
+        "task_id": "",
+        "title": "",
+        "tags": (),
+        "priority": "medium",
+        "risk": "low",
+        "confidence": 1.0,
+        "attempt": 1,
+        "max_attempts": 1,
+        "exit_code": None,
+        "timed_out": False,
+        "duration_seconds": 0.0,
+        "output_tail": "",
+        "error_kind": "none",
+        "changed_files": (),
+        "changed_files_count": 0,
+        "lines_changed": 0,
+        "tests_passed": 0,
+        "tests_failed": 0,
+        "baseline_tests_failed": 0,
+        "tests_regressed": (),
+        "lint_errors": 0,
+        "stage_scores": {"syntax": 0.0, "requirements": 0.0, "quality": 0.0, "testing": 0.0},
+        "quality_score": 0.0,
+        "gate_passed": False,
+        "decision": "proceed",
+        "consecutive_failures": 0,
+        "run_failures": 0,
+        "completed_count": 0,
+        "total_count": 0,
+        "run_elapsed_seconds": 0.0,
+        "task_elapsed_seconds": 0.0,
+        "result": {},
+        "now_hour": 0,
+    }
+    assert set(context) == CONTEXT_NAME_SET, "neutral_context and CONTEXT_NAMES drifted"
+    return context
+
+
+class FrozenMap(Mapping[Any, Any]):
+    """A read-only mapping of frozen values.
+
+    Expressions cannot reach attributes at all (the compiler rejects them), so the only ways in
+    are subscripts and the documented functions; the class still keeps its data in a slot and
+    offers no mutating method, so a plugin function handed one cannot change the context either.
+    """
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[Any, Any]) -> None:
+        self._data: dict[Any, Any] = dict(data)
+        self._hash: int | None = None
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._data) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+class _Budget:
+    """Counts the values a freeze has visited, so a huge input fails fast."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, items: int) -> None:
+        self.left = items
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise ValueError(
+                f"value too large for the rule context (over {MAX_FREEZE_ITEMS} items)"
+            )
+
+
+def freeze(
+    value: Any, *, max_depth: int = MAX_FREEZE_DEPTH, max_items: int = MAX_FREEZE_ITEMS
+) -> Any:
+    """Copy JSON-ish data into plain immutable values that expressions may safely see.
+
+    str/int/float/bool/None stay (subclasses such as enums become the plain base type), lists and
+    tuples become tuples, sets frozensets, mappings FrozenMap. Anything else, a cycle, nesting
+    deeper than `max_depth` or more than `max_items` values raises ValueError or TypeError.
+    """
+    return _freeze(value, max_depth, _Budget(max_items), set())
+
+
+def _freeze(value: Any, depth: int, budget: _Budget, path: set[int]) -> Any:
+    budget.spend()
+    scalar = _freeze_scalar(value)
+    if scalar is not _NOT_SCALAR:
+        return scalar
+    if depth <= 0:
+        raise ValueError(f"value nested deeper than {MAX_FREEZE_DEPTH} levels")
+    if id(value) in path:
+        raise ValueError("cyclic value cannot be part of the rule context")
+    path.add(id(value))
+    try:
+        if isinstance(value, Mapping):
+            return FrozenMap(
+                {
+                    _freeze(k, depth - 1, budget, path): _freeze(v, depth - 1, budget, path)
+                    for k, v in value.items()
+                }
+            )
+        if isinstance(value, list | tuple):
+            return tuple(_freeze(v, depth - 1, budget, path) for v in value)
+        if isinstance(value, set | frozenset):
+            return frozenset(_freeze(v, depth - 1, budget, path) for v in value)
+    finally:
+        path.discard(id(value))
+    raise TypeError(f"a {type(value).__name__} cannot be part of the rule context")
+
+
+_NOT_SCALAR = object()
+
+
+def _freeze_scalar(value: Any) -> Any:
+    # Exact types first (the common case); subclasses are copied to the base type so no custom
+    # method or attribute rides along into an expression.
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, FrozenMap):
+        return _NOT_SCALAR
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float(value) if not math.isnan(value) else math.nan
+    return _NOT_SCALAR

@@ -1,0 +1,360 @@
+"""The sandbox for rule expressions: parse and check once at load, evaluate with hard bounds."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from simpleeval import InvalidExpression, SimpleEval
+
+from orchestration.context import CONTEXT_NAME_SET, freeze
+from orchestration.errors import RuleError
+from orchestration.expression_limits import (
+    BINARY_OPERATORS,
+    BUILTIN_FUNCTIONS,
+    COMPARE_OPERATORS,
+    UNARY_OPERATORS,
+    FunctionLimitError,
+    check_pattern,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_EXPRESSION_CHARS = 2_000
+MAX_NESTING_DEPTH = 50
+# Wall-clock budget for one evaluation, checked before every node (seconds).
+MAX_EVALUATION_SECONDS = 0.05
+
+# Node types an expression may contain; everything else is refused at load time.
+_ALLOWED_NODES: tuple[type[ast.AST], ...] = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Call,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Subscript,
+    ast.Slice,
+    ast.List,
+    ast.Tuple,
+    ast.Set,
+    *BINARY_OPERATORS,
+    *UNARY_OPERATORS,
+    *COMPARE_OPERATORS,
+)
+
+# Why a construct is refused, in words a rule author understands.
+_REFUSALS: dict[type[ast.AST], str] = {
+    ast.Attribute: "attribute access (`.name`) is not allowed; use the documented functions",
+    ast.Lambda: "lambda is not allowed",
+    ast.ListComp: "comprehensions are not allowed; use any(), all(), min(), max()",
+    ast.SetComp: "comprehensions are not allowed; use any(), all(), min(), max()",
+    ast.DictComp: "comprehensions are not allowed; use any(), all(), min(), max()",
+    ast.GeneratorExp: "comprehensions are not allowed; use any(), all(), min(), max()",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.FormattedValue: "format specs are not allowed",
+    ast.Starred: "starred arguments are not allowed",
+    ast.NamedExpr: "assignment (`:=`) is not allowed",
+    ast.Dict: "dict literals are not allowed",
+    ast.Await: "await is not allowed",
+    ast.Yield: "yield is not allowed",
+    ast.YieldFrom: "yield is not allowed",
+    ast.keyword: "keyword arguments are not allowed; pass arguments by position",
+}
+
+_CONSTANT_TYPES = (str, int, float, bool, type(None))
+
+
+class _BudgetExceeded(Exception):
+    """The evaluation ran past its time budget."""
+
+
+class Expression:
+    """A rule expression parsed and checked once; `evaluate` runs it against a context."""
+
+    __slots__ = ("_functions", "_tree", "file", "line", "names", "rule", "source")
+
+    def __init__(
+        self,
+        source: str,
+        tree: ast.Expression,
+        names: frozenset[str],
+        functions: Mapping[str, Callable[..., Any]],
+        *,
+        rule: str | None,
+        file: str | None,
+        line: int | None,
+    ) -> None:
+        self.source = source
+        self.names = names  # the context names the expression reads
+        self.rule = rule
+        self.file = file
+        self.line = line
+        self._tree = tree
+        self._functions = functions
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Expression) and other.source == self.source
+
+    def __hash__(self) -> int:
+        return hash(self.source)
+
+    def evaluate(self, context: Mapping[str, Any]) -> Any:
+        """The expression's value for `context`; any failure is a RuleError naming the rule."""
+        started = time.monotonic()
+        try:
+            names = {name: freeze(context[name]) for name in self.names}
+        except KeyError as error:
+            raise self._error(f"the context has no value for {error.args[0]!r}") from None
+        except (TypeError, ValueError, RecursionError) as error:
+            raise self._error(f"the context cannot be read: {error}") from None
+        evaluator = _Evaluator(self._functions, names, started + MAX_EVALUATION_SECONDS)
+        try:
+            return evaluator.eval(self.source, previously_parsed=self._tree.body)
+        except _BudgetExceeded:
+            reason = f"took longer than {MAX_EVALUATION_SECONDS * 1000:g} ms"
+        except (FunctionLimitError, InvalidExpression) as error:
+            reason = str(error)
+        except KeyError as error:
+            reason = f"no key {error.args[0]!r} (use get(mapping, key, default) for optional keys)"
+        except RecursionError:
+            reason = "nested too deeply"
+        except MemoryError:
+            reason = "ran out of memory"
+        except Exception as error:  # any other failure is this rule's error, never the loop's
+            reason = f"{type(error).__name__}: {error}"
+        raise self._error(reason)
+
+    def _error(self, reason: str) -> RuleError:
+        shown = self.source if len(self.source) <= 120 else self.source[:117] + "..."
+        return RuleError(
+            f"cannot evaluate `{shown}`: {reason}", rule=self.rule, file=self.file, line=self.line
+        )
+
+
+class _Evaluator(SimpleEval):
+    """simpleeval with our own operators and functions and a deadline; one per evaluation."""
+
+    def __init__(
+        self, functions: Mapping[str, Callable[..., Any]], names: dict[str, Any], deadline: float
+    ) -> None:
+        operators = {**BINARY_OPERATORS, **UNARY_OPERATORS, **COMPARE_OPERATORS}
+        super().__init__(operators=operators, functions=dict(functions), names=names)
+        # Sequence literals become tuples: immutable, and bounded by the operator wrappers.
+        self.nodes[ast.List] = self._eval_sequence
+        self.nodes[ast.Tuple] = self._eval_sequence
+        self.nodes[ast.Set] = self._eval_set
+        self._deadline = deadline
+
+    def _eval(self, node: ast.AST) -> Any:
+        if time.monotonic() > self._deadline:
+            raise _BudgetExceeded
+        return super()._eval(node)
+
+    def _eval_sequence(self, node: ast.List | ast.Tuple) -> tuple[Any, ...]:
+        return tuple(self._eval(item) for item in node.elts)
+
+    def _eval_set(self, node: ast.Set) -> frozenset[Any]:
+        return frozenset(self._eval(item) for item in node.elts)
+
+
+def compile_expression(
+    source: str,
+    *,
+    file: str | None = None,
+    rule: str | None = None,
+    line: int | None = None,
+    names: frozenset[str] | None = None,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+) -> Expression:
+    """Parse and check `source` once; raise RuleError (with the column) for anything refused.
+
+    `names` are the names the expression may read (default: the rule context); `functions` are
+    extra functions (from plugins) added to the built-in ones.
+    """
+    allowed_names = CONTEXT_NAME_SET if names is None else names
+    table = _function_table(functions)
+
+    def fail(message: str, column: int | None = None) -> RuleError:
+        return RuleError(message, rule=rule, file=file, line=line, column=column)
+
+    if not isinstance(source, str):
+        raise fail(f"an expression must be a string, not {type(source).__name__}")
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise fail(
+            f"expression is {len(source)} characters long; the limit is {MAX_EXPRESSION_CHARS}"
+        )
+    if not source.strip():
+        raise fail("expression is empty")
+    tree = _parse(source, fail)
+    indent = _indent(source)
+
+    def fail_at(message: str, column: int | None = None) -> RuleError:
+        return fail(message, None if column is None else column + indent)
+
+    used = _check_tree(tree, allowed_names, table, fail_at)
+    return Expression(source, tree, used, table, rule=rule, file=file, line=line)
+
+
+def _function_table(
+    extra: Mapping[str, Callable[..., Any]] | None,
+) -> Mapping[str, Callable[..., Any]]:
+    table = dict(BUILTIN_FUNCTIONS)
+    for name, function in (extra or {}).items():
+        if not name.isidentifier() or name.startswith("_"):
+            raise RuleError(f"plugin function name {name!r} is not a plain identifier")
+        if not callable(function):
+            raise RuleError(f"plugin function {name!r} is not callable")
+        table[name] = _plugin_wrapper(name, function)
+    return table
+
+
+def _plugin_wrapper(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A plugin function sees frozen arguments and its result is frozen too (plain data only)."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return freeze(function(*args))
+        except (TypeError, ValueError) as error:
+            raise FunctionLimitError(f"function {name}() failed: {error}") from None
+
+    call.__name__ = name
+    return call
+
+
+def _parse(source: str, fail: Callable[[str, int | None], RuleError]) -> ast.Expression:
+    try:
+        # Warnings (an invalid escape such as '\d' outside a raw string) are errors here: they
+        # become syntax errors in later Python versions.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return ast.parse(source.strip(), mode="eval")
+    except (SyntaxWarning, DeprecationWarning) as error:
+        raise fail(f"{error} (write regular expressions as raw strings: r'...')", None) from None
+    except SyntaxError as error:
+        # Python reports offset 0 for "unexpected end"; point just past the text then.
+        column = error.offset if error.offset else len(source.strip()) + 1
+        hint = (
+            " (write regular expressions as raw strings: r'...')" if "escape" in error.msg else ""
+        )
+        raise fail(f"syntax error: {error.msg}{hint}", column + _indent(source)) from None
+    except (RecursionError, MemoryError):
+        raise fail("expression is nested too deeply to parse", None) from None
+    except ValueError as error:  # e.g. a NUL byte in the source
+        raise fail(f"syntax error: {error}", None) from None
+
+
+def _indent(source: str) -> int:
+    """Leading blanks stripped before parsing, added back to reported columns."""
+    return len(source) - len(source.lstrip())
+
+
+def _check_tree(
+    tree: ast.Expression,
+    names: frozenset[str],
+    functions: Mapping[str, Callable[..., Any]],
+    fail: Callable[[str, int | None], RuleError],
+) -> frozenset[str]:
+    """Walk the tree without recursion (it may be deep); return the context names it reads."""
+    used: set[str] = set()
+    call_targets = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        column = _column(node)
+        if depth > MAX_NESTING_DEPTH:
+            raise fail(f"expression is nested deeper than {MAX_NESTING_DEPTH} levels", column)
+        _check_node(node, names, functions, id(node) in call_targets, fail)
+        if isinstance(node, ast.Name) and id(node) not in call_targets:
+            used.add(node.id)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return frozenset(used)
+
+
+def _column(node: ast.AST) -> int | None:
+    offset = getattr(node, "col_offset", None)
+    return offset + 1 if isinstance(offset, int) else None
+
+
+def _check_node(
+    node: ast.AST,
+    names: frozenset[str],
+    functions: Mapping[str, Callable[..., Any]],
+    is_call_target: bool,
+    fail: Callable[[str, int | None], RuleError],
+) -> None:
+    column = _column(node)
+    if not isinstance(node, _ALLOWED_NODES):
+        reason = _REFUSALS.get(type(node), f"`{type(node).__name__}` is not allowed")
+        raise fail(reason, column)
+    if isinstance(node, ast.Constant) and not isinstance(node.value, _CONSTANT_TYPES):
+        raise fail(f"a {type(node.value).__name__} literal is not allowed", column)
+    if isinstance(node, ast.Name):
+        _check_name(node.id, names, functions, is_call_target, fail, column)
+    if isinstance(node, ast.Call):
+        _check_call(node, functions, fail, column)
+
+
+def _check_name(
+    name: str,
+    names: frozenset[str],
+    functions: Mapping[str, Callable[..., Any]],
+    is_call_target: bool,
+    fail: Callable[[str, int | None], RuleError],
+    column: int | None,
+) -> None:
+    if name.startswith("_"):
+        raise fail(f"names starting with '_' are not allowed: {name!r}", column)
+    if is_call_target:
+        if name in functions:
+            return
+        if name in names:
+            raise fail(f"{name!r} is a value, not a function; it cannot be called", column)
+        raise fail(f"unknown function {name!r}{_suggest(name, functions)}", column)
+    if name in names:
+        return
+    if name in functions:
+        raise fail(f"function {name!r} must be called, e.g. {name}(...)", column)
+    raise fail(f"unknown name {name!r}{_suggest(name, [*names, *functions])}", column)
+
+
+def _suggest(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_call(
+    node: ast.Call,
+    functions: Mapping[str, Callable[..., Any]],
+    fail: Callable[[str, int | None], RuleError],
+    column: int | None,
+) -> None:
+    if isinstance(node.func, ast.Attribute):
+        raise fail("method calls are not allowed (attribute access); use the functions", column)
+    if not isinstance(node.func, ast.Name):
+        raise fail("only the documented functions may be called, by name", column)
+    if node.keywords:
+        raise fail(_REFUSALS[ast.keyword], column)
+    # A constant pattern is checked now, so a dangerous regex is a load error, not a step error.
+    if node.func.id != "matches" or len(node.args) != 2:
+        return
+    pattern = node.args[1]
+    if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
+        try:
+            check_pattern(pattern.value)
+        except ValueError as error:
+            raise fail(f"matches(): {error}", _column(pattern)) from None

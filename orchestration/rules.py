@@ -1,0 +1,439 @@
+"""Rule files: breakpoints, decision rules and the quality gate, validated and compiled at load."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestration.context import CONTEXT_NAME_SET
+from orchestration.errors import RuleError
+from orchestration.expressions import Expression, compile_expression
+from orchestration.yamlstrict import Position, YamlError, load_strict_yaml_positions
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RULES_PACKAGE = "orchestration.default_rules"
+STAGES = ("syntax", "requirements", "quality", "testing")
+MAX_RULE_FILE_BYTES = 1_000_000
+MAX_MESSAGE_VALUE_CHARS = 300  # one substituted value in a breakpoint message
+RULE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]*$"
+
+Stage = Literal["syntax", "requirements", "quality", "testing"]
+Functions = Mapping[str, Callable[..., Any]]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+# ---- the records the engine uses ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AutoResolution:
+    """What an `auto` breakpoint does by itself: wait, then retry or proceed."""
+
+    wait_seconds: float
+    then: Literal["retry", "proceed"]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class BreakpointRule:
+    """A condition under which the engine stops (pause), tells (notify) or handles it (auto)."""
+
+    name: str
+    at: Literal["before", "after"]
+    when: Expression
+    priority: int
+    severity: Literal["low", "medium", "high", "critical"]
+    action: Literal["pause", "notify", "auto"]
+    message: str
+    scope: Literal["task", "run"]
+    auto: AutoResolution | None
+    doc: str
+    file: str
+
+    def message_for(self, context: Mapping[str, Any]) -> str:
+        """The message with `{name}` placeholders of context names filled in.
+
+        Plain substitution, no `str.format`: no attribute access, no format specs, nothing but the
+        names of the rule context; other placeholders are left as written.
+        """
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in CONTEXT_NAME_SET or name not in context:
+                return match.group(0)
+            return _display(context[name])
+
+        return _PLACEHOLDER.sub(fill, self.message)
+
+
+def _display(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, list | tuple | set | frozenset):
+        text = ", ".join(_display(item) for item in value)
+    elif value is None:
+        text = "none"
+    else:
+        text = str(value)
+    if len(text) > MAX_MESSAGE_VALUE_CHARS:
+        text = text[: MAX_MESSAGE_VALUE_CHARS - 3] + "..."
+    return text
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """One row of the decision table: when `when` holds (or always, if None), decide this."""
+
+    name: str
+    when: Expression | None
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint"]
+    reason: str
+    file: str
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Stage weights (normalised to sum 1) and the gate: minimum score and required stages."""
+
+    weights: Mapping[str, float]
+    min_score: float
+    required: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything the rule files say, compiled: breakpoints by priority, decisions in order."""
+
+    breakpoints: tuple[BreakpointRule, ...]
+    decisions: tuple[DecisionRule, ...]
+    quality: QualityConfig
+    files: tuple[str, ...]
+
+    def breakpoints_at(self, at: str) -> tuple[BreakpointRule, ...]:
+        """The enabled breakpoints checked `before` or `after` a step, highest priority first."""
+        return tuple(rule for rule in self.breakpoints if rule.at == at)
+
+
+# ---- the file schema (pydantic: unknown keys and wrong types are errors) -------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _AutoModel(_Strict):
+    wait_seconds: float = Field(ge=0, le=86_400)
+    then: Literal["retry", "proceed"] = "retry"
+
+
+class _BreakpointModel(_Strict):
+    name: str = Field(pattern=RULE_NAME_PATTERN, max_length=100)
+    at: Literal["before", "after"]
+    when: str = Field(min_length=1)
+    priority: int = Field(50, ge=0, le=1000)
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    action: Literal["pause", "notify", "auto"] = "pause"
+    message: str = Field("", max_length=2_000)
+    scope: Literal["task", "run"] = "task"
+    auto: _AutoModel | None = None
+    doc: str = ""
+    enabled: bool = True
+
+
+class _DecisionModel(_Strict):
+    name: str | None = Field(None, pattern=RULE_NAME_PATTERN, max_length=100)
+    when: str | None = Field(None, min_length=1)
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint"]
+    reason: str = ""
+
+
+class _GateModel(_Strict):
+    min_score: float | None = Field(None, ge=0, le=1)
+    required: list[Stage] | None = None
+
+
+class _QualityModel(_Strict):
+    weights: dict[Stage, float] | None = None
+    gate: _GateModel | None = None
+
+
+class _RuleFileModel(_Strict):
+    # Breakpoint entries are validated one by one after merging with an earlier rule of the name.
+    breakpoints: list[dict[str, Any]] | None = None
+    decisions: list[_DecisionModel] | None = None
+    quality: _QualityModel | None = None
+
+
+# ---- loading -----------------------------------------------------------------------------
+
+
+def default_rule_files() -> list[Path]:
+    """The YAML files of the default rule set shipped with the package, in name order."""
+    try:
+        root = importlib.resources.files(DEFAULT_RULES_PACKAGE)
+        files = [Path(str(entry)) for entry in root.iterdir() if entry.name.endswith(".yaml")]
+    except ModuleNotFoundError:
+        # A source checkout that is not installed: the top-level rules/ directory is the package.
+        source = Path(__file__).resolve().parent.parent / "rules"
+        files = list(source.glob("*.yaml"))
+    return sorted(files, key=lambda path: path.name)
+
+
+@dataclass
+class _Accumulator:
+    """Rule files merged so far: later files refine earlier ones."""
+
+    breakpoints: dict[str, tuple[dict[str, Any], BreakpointRule]]
+    decisions: tuple[DecisionRule, ...]
+    weights: dict[str, float]
+    min_score: float
+    required: tuple[str, ...]
+
+
+def load_rules(
+    paths: Sequence[str | Path] = (),
+    *,
+    include_defaults: bool = True,
+    functions: Functions | None = None,
+) -> RuleSet:
+    """Load, merge and compile rule files: the defaults first, then `paths` in order.
+
+    A breakpoint named like an earlier one updates it (keys given replace earlier values;
+    `enabled: false` switches it off); a file with `decisions` replaces the decision list;
+    `quality` keys override earlier ones. Any problem raises RuleError with file and line.
+    """
+    files = [*(default_rule_files() if include_defaults else []), *(Path(p) for p in paths)]
+    state = _Accumulator({}, (), dict.fromkeys(STAGES, 0.25), 0.0, ())
+    for path in files:
+        _load_file(path, state, functions or {})
+    return _finish(state, tuple(str(path) for path in files))
+
+
+def _read(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_RULE_FILE_BYTES:
+            raise RuleError(f"rule file larger than {MAX_RULE_FILE_BYTES:,} bytes", file=str(path))
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RuleError(
+            f"cannot read rule file: {error.strerror or error}", file=str(path)
+        ) from None
+    except UnicodeDecodeError as error:
+        raise RuleError(f"rule file is not UTF-8: {error.reason}", file=str(path)) from None
+
+
+def _load_file(path: Path, state: _Accumulator, functions: Functions) -> None:
+    file = str(path)
+    try:
+        data, positions = load_strict_yaml_positions(_read(path), file)
+    except YamlError as error:
+        raise RuleError(error.message, file=file, line=error.line, column=error.column) from None
+    if data is None:
+        return  # an empty file adds nothing
+    if not isinstance(data, dict):
+        raise RuleError("a rule file must be a mapping of sections", file=file, line=1)
+    where = _Where(file, positions)
+    model = where.validate(_RuleFileModel, data, ())
+    if model.breakpoints is not None:
+        _merge_breakpoints(model.breakpoints, state, where, functions)
+    if model.decisions is not None:
+        state.decisions = _decisions(model.decisions, where, functions)
+    if model.quality is not None:
+        _merge_quality(model.quality, state, where)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """One file's name and positions, to turn any problem into a RuleError with a line."""
+
+    file: str
+    positions: Mapping[tuple[Any, ...], Position]
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        while path and path not in self.positions:
+            path = path[:-1]  # the nearest enclosing entry that exists in the file
+        position = self.positions.get(path)
+        return position.line if position else None
+
+    def error(
+        self,
+        message: str,
+        path: tuple[Any, ...],
+        rule: str | None = None,
+        column: int | None = None,
+    ) -> RuleError:
+        return RuleError(message, rule=rule, file=self.file, line=self.line(path), column=column)
+
+    def validate(
+        self, model: type[_M], data: Any, path: tuple[Any, ...], rule: str | None = None
+    ) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            loc = (*path, *first["loc"])
+            field = ".".join(str(part) for part in first["loc"]) or "entry"
+            message = f"{field}: {first['msg']}"
+            if first["type"] == "extra_forbidden":
+                message = f"unknown key {str(first['loc'][-1])!r}"
+            raise self.error(message, loc, rule) from None
+
+    def compile(
+        self, source: str, path: tuple[Any, ...], rule: str, functions: Functions
+    ) -> Expression:
+        position = self.positions.get(path)
+        line = position.line if position else self.line(path)
+        try:
+            return compile_expression(
+                source, file=self.file, rule=rule, line=line, functions=functions
+            )
+        except RuleError as error:
+            error.column = _file_column(error.column, position)
+            raise
+
+
+def _file_column(column: int | None, position: Position | None) -> int | None:
+    """Map a column inside an expression to the column in the file, when the value is inline."""
+    if column is None or position is None or not position.inline:
+        return None
+    return position.value_column + column - 1 + (1 if position.quoted else 0)
+
+
+def _merge_breakpoints(
+    entries: list[dict[str, Any]], state: _Accumulator, where: _Where, functions: Functions
+) -> None:
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        path = ("breakpoints", index)
+        name = entry.get("name")
+        if not isinstance(name, str):
+            raise where.error("every breakpoint needs a `name`", path)
+        if name in seen:
+            raise where.error(f"breakpoint {name!r} is defined twice in this file", path, name)
+        seen.add(name)
+        earlier = state.breakpoints.get(name)
+        if earlier is None and set(entry) <= {"name", "enabled"}:
+            raise where.error(f"no earlier breakpoint named {name!r} to change", path, name)
+        merged = _merged_entry(earlier[0] if earlier else {}, entry)
+        model = where.validate(_BreakpointModel, merged, path, name)
+        if "when" in entry or earlier is None:
+            when = where.compile(model.when, (*path, "when"), name, functions)
+        else:
+            when = earlier[1].when
+        state.breakpoints[name] = (merged, _breakpoint(model, when, where, path))
+
+
+def _merged_entry(earlier: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    merged = {**earlier, **entry}
+    # Turning an `auto` rule into a pausing one must not trip over the inherited `auto:` block.
+    if merged.get("action", "pause") != "auto" and "auto" not in entry:
+        merged.pop("auto", None)
+    return merged
+
+
+def _breakpoint(
+    model: _BreakpointModel, when: Expression, where: _Where, path: tuple[Any, ...]
+) -> BreakpointRule:
+    if model.action == "auto" and model.auto is None:
+        raise where.error(
+            "action `auto` needs an `auto: {wait_seconds, then}` block", path, model.name
+        )
+    if model.action != "auto" and model.auto is not None:
+        raise where.error("an `auto` block needs `action: auto`", (*path, "auto"), model.name)
+    auto = AutoResolution(model.auto.wait_seconds, model.auto.then) if model.auto else None
+    return BreakpointRule(
+        name=model.name,
+        at=model.at,
+        when=when,
+        priority=model.priority,
+        severity=model.severity,
+        action=model.action,
+        message=model.message or f"breakpoint '{model.name}' fired",
+        scope=model.scope,
+        auto=auto,
+        doc=model.doc.strip(),
+        file=where.file,
+    )
+
+
+def _decisions(
+    entries: list[_DecisionModel], where: _Where, functions: Functions
+) -> tuple[DecisionRule, ...]:
+    rules: list[DecisionRule] = []
+    names: set[str] = set()
+    for index, entry in enumerate(entries):
+        path = ("decisions", index)
+        name = entry.name or f"{entry.decide}-{index + 1}"
+        if name in names:
+            raise where.error(f"decision rule {name!r} is named twice", path, name)
+        names.add(name)
+        if rules and rules[-1].when is None:
+            raise where.error(
+                "this rule can never match: the rule before it has no `when`", path, name
+            )
+        when = None
+        if entry.when is not None:
+            when = where.compile(entry.when, (*path, "when"), name, functions)
+        rules.append(DecisionRule(name, when, entry.decide, entry.reason, where.file))
+    return tuple(rules)
+
+
+def _merge_quality(quality: _QualityModel, state: _Accumulator, where: _Where) -> None:
+    if quality.weights is not None:
+        for stage, weight in quality.weights.items():
+            if weight < 0:
+                raise where.error(
+                    f"weight of {stage!r} must not be negative", ("quality", "weights", stage)
+                )
+            state.weights[stage] = weight
+        if sum(state.weights.values()) <= 0:
+            raise where.error("quality weights must sum to more than 0", ("quality", "weights"))
+    if quality.gate is not None:
+        if quality.gate.min_score is not None:
+            state.min_score = quality.gate.min_score
+        if quality.gate.required is not None:
+            state.required = tuple(dict.fromkeys(quality.gate.required))
+
+
+def _finish(state: _Accumulator, files: tuple[str, ...]) -> RuleSet:
+    enabled = [rule for raw, rule in state.breakpoints.values() if raw.get("enabled", True)]
+    # sorted() is stable: rules of equal priority keep the order they were loaded in.
+    ordered = tuple(sorted(enabled, key=lambda rule: -rule.priority))
+    total = sum(state.weights.values())
+    weights = MappingProxyType({stage: state.weights[stage] / total for stage in STAGES})
+    quality = QualityConfig(weights, state.min_score, state.required)
+    return RuleSet(ordered, state.decisions, quality, files)
+
+
+# ---- evaluation --------------------------------------------------------------------------
+
+
+def evaluate_breakpoints(
+    rules: RuleSet, at: str, context: Mapping[str, Any]
+) -> list[tuple[BreakpointRule, RuleError | None]]:
+    """The breakpoints at `at` that fire, highest priority first, each with None.
+
+    A rule whose expression fails is reported with its RuleError instead (the caller decides what
+    to do about a broken rule); this function never raises for a rule's failure.
+    """
+    fired: list[tuple[BreakpointRule, RuleError | None]] = []
+    for rule in rules.breakpoints_at(at):
+        try:
+            if rule.when.evaluate(context):
+                fired.append((rule, None))
+        except RuleError as error:
+            fired.append((rule, error))
+        except Exception as error:  # evaluate converts failures; this is a last line of defence
+            fired.append((rule, RuleError(f"{type(error).__name__}: {error}", rule=rule.name)))
+    return fired

@@ -1,0 +1,47 @@
+"""The default breakpoints against labelled step contexts: stop lines pause, go lines stay quiet."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.rules import evaluate_breakpoints, load_rules
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "judgement-dev.jsonl"
+LABEL_KEYS = ("at", "label", "kind", "why")
+MAX_GO_PAUSES = 2  # a careful reviewer tolerates very few needless interruptions
+
+
+def pausing_rules(rules: Any, line: dict[str, Any]) -> list[str]:
+    context = {key: value for key, value in line.items() if key not in LABEL_KEYS}
+    fired = evaluate_breakpoints(rules, line["at"], context)
+    errors = [f"{rule.name}: {error}" for rule, error in fired if error is not None]
+    assert not errors, errors
+    return [rule.name for rule, error in fired if rule.action == "pause"]
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} is not available")
+def test_default_breakpoints_pause_on_stop_lines_and_not_on_go_lines() -> None:
+    rules = load_rules()
+    lines = [json.loads(text) for text in DATA.read_text(encoding="utf-8").splitlines() if text]
+    table: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    missed, noisy = [], []
+    for line in lines:
+        paused = pausing_rules(rules, line)
+        row = table[(line["label"], line["kind"])]
+        row[0] += 1
+        row[1] += bool(paused)
+        if line["label"] == "stop" and not paused:
+            missed.append(f"{line['task_id']} ({line['kind']}): {line['why']}")
+        if line["label"] == "go" and paused:
+            noisy.append(f"{line['task_id']} ({line['kind']}) paused by {paused}")
+    report = "\n".join(
+        f"{label:4} {kind:28} {fired}/{count} paused"
+        for (label, kind), (count, fired) in sorted(table.items())
+    )
+    details = "\n".join(["missed stops:", *missed, "needless pauses:", *noisy])
+    assert not missed and len(noisy) <= MAX_GO_PAUSES, f"\n{report}\n{details}"
