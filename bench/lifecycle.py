@@ -1,4 +1,4 @@
-"""Cost of the shared task state machine: per task handle and per transition (`python -m bench.lifecycle`)."""
+"""Cost of the shared state machine per task and per transition: `python -m bench.lifecycle`."""
 
 from __future__ import annotations
 

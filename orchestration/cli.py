@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -199,7 +198,9 @@ def run(
     store = _open_store(db, Path(loaded.path).parent)
     try:
         orchestrator = Orchestrator.start(loaded, store, run_id=run_id, engine=engine)
-        err_console.print(f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})")
+        err_console.print(
+            f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
+        )
         code = _run_loop(orchestrator, quiet)
     finally:
         store.close()
@@ -460,7 +461,8 @@ def task_history(
         return
     for m in moves:
         console.print(
-            f"{_iso(m.at)}  {m.source:>9} → {m.dest:<9} [bold]{m.trigger}[/] by {m.actor}: {m.reason}"
+            f"{_iso(m.at)}  {m.source:>9} → {m.dest:<9} [bold]{m.trigger}[/] "
+            f"by {escape(m.actor)}: {escape(m.reason)}"
         )
     for d in decisions:
         console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
@@ -497,15 +499,12 @@ def _root(
 
 
 def main() -> None:
-    """Run the CLI; an error becomes one clear message and an exit code, never a traceback."""
+    """Run the CLI; an error becomes one clear message and an exit code, never a traceback.
+
+    Typer handles usage errors itself (exit 2) and exits with each command's code.
+    """
     try:
-        code = app(standalone_mode=False)
-    except click.exceptions.ClickException as error:
-        error.show()
-        sys.exit(EXIT_BAD_INPUT if error.exit_code == 2 else error.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+        app()
     except OrchestrationError as error:
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         sys.exit(error.exit_code)
@@ -516,8 +515,7 @@ def main() -> None:
         if os.environ.get("ORCH_DEBUG"):
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
+            f"[bold red]internal error:[/] {escape(f'{type(error).__name__}: {error}')}\n"
             "Nothing stored was lost. Run with ORCH_DEBUG=1 to see the traceback."
         )
         sys.exit(70)
-    sys.exit(code if isinstance(code, int) else 0)

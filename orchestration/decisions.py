@@ -1,4 +1,4 @@
-"""DecisionEngine: ordered rules choose proceed, retry, clarify, escalate or checkpoint, with reasons."""
+"""DecisionEngine: ordered rules choose proceed, retry, clarify, escalate or checkpoint."""
 
 from __future__ import annotations
 

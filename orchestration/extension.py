@@ -31,7 +31,7 @@ class ValidationInput:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """One validator's verdict. `score` is 0..1; `figures` feed the rule context (tests_failed...)."""
+    """One validator's verdict: `score` is 0..1; `figures` feed the rule context."""
 
     name: str
     stage: str

@@ -51,7 +51,7 @@ class Plugins:
         return rows
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        """Call every implementation of an event hook on its own; a failure is logged, not raised."""
+        """Call each implementation of an event hook on its own; failures are logged, not raised."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
@@ -59,7 +59,7 @@ class Plugins:
                 logger.exception("plugin %s failed in %s", impl.plugin_name, hook)
 
     def first_result(self, hook: str, **kwargs: Any) -> Any:
-        """Call a firstresult hook's implementations in order, each guarded; the first value wins."""
+        """Call a firstresult hook's implementations one by one, guarded; the first value wins."""
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             try:
                 value = impl.function(**{k: kwargs[k] for k in impl.argnames})

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -185,7 +185,7 @@ class Orchestrator:
         self.pending_notifications: list[Notification] = []
         self.pending_breakpoints: list[BreakpointRecord] = []
         self.approved_before: set[tuple[str, str, int]] = set()
-        self.task_seconds: Counter[str] = Counter()
+        self.task_seconds: dict[str, float] = defaultdict(float)
         self.consecutive_failures = 0
         self.run_failures = 0
         self.started_monotonic = time.monotonic()
@@ -355,7 +355,7 @@ class Orchestrator:
     # ---- one cycle --------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> int:
-        """One cycle: human answers, due retries, new attempts, finished attempts. Returns work done."""
+        """One cycle: human answers, due retries, finished and new attempts. Returns work done."""
         now = now or self.clock()
         work = self._sync_blocked() + self._wake_due(now)
         work += self._collect_finished(now)

@@ -1,4 +1,4 @@
-"""A human's answer to a breakpoint: approve, reject, retry or skip, stored with who, when and why."""
+"""A human's answer to a breakpoint (approve, reject, retry, skip), stored with who and why."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
     context = bp.context
     task = store.task(bp.run_id, bp.task_id)
     header = (
-        f"[bold]breakpoint {bp.id}[/] · run {escape(bp.run_id)} · task [cyan]{escape(bp.task_id)}[/]"
+        f"[bold]breakpoint {bp.id}[/] · run {escape(bp.run_id)} · "
+        f"task [cyan]{escape(bp.task_id)}[/]"
         f" ({escape(task.spec.title)})\nrule [yellow]{escape(bp.rule)}[/] {bp.at} the step · "
         f"severity {bp.severity} · {bp.state}"
         + (f" ({bp.resolution} by {bp.resolved_by}: {escape(bp.note)})" if bp.resolution else "")

@@ -1,4 +1,4 @@
-"""Which task may run now: dependencies with trigger rules, priority order, pools and worker slots."""
+"""Which task may run now: trigger rules on dependencies, priority order, pools, worker slots."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class TaskScheduler:
                 self.nodes[dep].dependents.append(node.task_id)
 
     def record_final(self, task_id: str, state: str, outcome: str | None) -> None:
-        """Count a finished task against its dependents (call once per task reaching a final state)."""
+        """Count a finished task against its dependents (once per task reaching a final state)."""
         succeeded = state == TaskState.COMPLETED and outcome in SUCCESS_OUTCOMES
         for child_id in self.nodes[task_id].dependents:
             child = self.nodes[child_id]

@@ -1,4 +1,4 @@
-"""Builds the rule context of a step (DESIGN section 5) from a task, its attempt and the run's figures."""
+"""Builds the rule context of a step (DESIGN section 5) from a task, an attempt and the run."""
 
 from __future__ import annotations
 

@@ -121,9 +121,7 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
-def changes_since(
-    workdir: Path, before: Snapshot, ignore: frozenset[str] = frozenset()
-) -> Changes:
+def changes_since(workdir: Path, before: Snapshot, ignore: frozenset[str] = frozenset()) -> Changes:
     """Files and lines changed since `before` (lines are exact with git, estimated without)."""
     after = snapshot(workdir, ignore)
     if before.tree and after.tree:

@@ -1,4 +1,4 @@
-"""A plain (non-editable) wheel install in a fresh venv finds the default rules, plugins and demo."""
+"""A non-editable wheel install in a fresh venv finds the default rules, plugins and demo."""
 
 from __future__ import annotations
 

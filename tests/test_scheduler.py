@@ -6,9 +6,8 @@ import random
 
 import pytest
 
-from orchestration.models import TaskRecord, TaskSpec
+from orchestration.models import RetryPolicy, TaskRecord, TaskSpec
 from orchestration.retry import backoff_seconds
-from orchestration.models import RetryPolicy
 from orchestration.scheduler import TaskScheduler
 
 
