@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestration.context import freeze
 from orchestration.errors import RuleError
 from orchestration.rules import DecisionRule
 
@@ -30,6 +31,14 @@ def _figures(rule: DecisionRule, context: Mapping[str, Any]) -> dict[str, Any]:
     return {name: context.get(name) for name in names if name in context}
 
 
+def _frozen(context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The context frozen once for all rules; left as is when it cannot be (each rule reports)."""
+    try:
+        return freeze(context)
+    except (TypeError, ValueError, RecursionError):
+        return context
+
+
 class DecisionEngine:
     """First matching rule wins; a plugin may override the result through `override_decision`."""
 
@@ -44,9 +53,10 @@ class DecisionEngine:
     def decide(self, context: Mapping[str, Any]) -> Decision:
         skipped: list[str] = []
         decision = None
+        frozen = _frozen(context)
         for rule in self.rules:
             try:
-                matched = rule.when is None or bool(rule.when.evaluate(context))
+                matched = rule.when is None or bool(rule.when.evaluate(frozen))
             except RuleError as error:
                 skipped.append(f"{rule.name}: {error.message}")
                 continue

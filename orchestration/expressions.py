@@ -12,7 +12,7 @@ from typing import Any
 
 from simpleeval import InvalidExpression, SimpleEval
 
-from orchestration.context import CONTEXT_NAME_SET, freeze
+from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze
 from orchestration.errors import RuleError
 from orchestration.expression_limits import (
     BINARY_OPERATORS,
@@ -117,7 +117,10 @@ class Expression:
         """The expression's value for `context`; any failure is a RuleError naming the rule."""
         started = time.monotonic()
         try:
-            names = {name: freeze(context[name]) for name in self.names}
+            if isinstance(context, FrozenMap):  # frozen once per check by the caller
+                names = {name: context[name] for name in self.names}
+            else:
+                names = {name: freeze(context[name]) for name in self.names}
         except KeyError as error:
             raise self._error(f"the context has no value for {error.args[0]!r}") from None
         except (TypeError, ValueError, RecursionError) as error:
@@ -146,14 +149,16 @@ class Expression:
         )
 
 
+_OPERATORS = {**BINARY_OPERATORS, **UNARY_OPERATORS, **COMPARE_OPERATORS}
+
+
 class _Evaluator(SimpleEval):
     """simpleeval with our own operators and functions and a deadline; one per evaluation."""
 
     def __init__(
         self, functions: Mapping[str, Callable[..., Any]], names: dict[str, Any], deadline: float
     ) -> None:
-        operators = {**BINARY_OPERATORS, **UNARY_OPERATORS, **COMPARE_OPERATORS}
-        super().__init__(operators=operators, functions=dict(functions), names=names)
+        super().__init__(operators=_OPERATORS, functions=dict(functions), names=names)
         # Sequence literals become tuples: immutable, and bounded by the operator wrappers.
         self.nodes[ast.List] = self._eval_sequence
         self.nodes[ast.Tuple] = self._eval_sequence

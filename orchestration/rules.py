@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestration.context import CONTEXT_NAME_SET
+from orchestration.context import CONTEXT_NAME_SET, freeze
 from orchestration.errors import RuleError
 from orchestration.expressions import Expression, compile_expression
 from orchestration.yamlstrict import Position, YamlError, load_strict_yaml_positions
@@ -428,6 +428,11 @@ def evaluate_breakpoints(
     to do about a broken rule); this function never raises for a rule's failure.
     """
     fired: list[tuple[BreakpointRule, RuleError | None]] = []
+    try:
+        context = freeze(context)  # once for all rules, not once per expression
+    except (TypeError, ValueError, RecursionError) as error:
+        broken = RuleError(f"the context cannot be read: {error}")
+        return [(rule, broken) for rule in rules.breakpoints_at(at)]
     for rule in rules.breakpoints_at(at):
         try:
             if rule.when.evaluate(context):

@@ -14,6 +14,13 @@ import yaml
 PY = sys.executable
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Plans reject YAML anchors, so repeated values are written out in full."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def orch(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -40,7 +47,7 @@ def orch_json(*args: str, **kwargs: Any) -> Any:
 def write_plan(directory: Path, plan: dict[str, Any], name: str = "plan.yaml") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    path.write_text(yaml.dump(plan, Dumper=_NoAliasDumper, sort_keys=False))
     return path
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Update,
     and_,
     bindparam,
     func,
@@ -340,7 +341,7 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
         _insert_tasks(conn, run_id, batch.new_tasks, now)
     if batch.moves:
         _apply_moves(conn, run_id, batch.moves, now)
-    for task_id, values in batch.task_updates:
+    for task_id, values in _merged_updates(batch.task_updates).items():
         _update_task(conn, run_id, task_id, values, now)
     ids = [_insert_breakpoint(conn, run_id, bp) for bp in batch.breakpoints]
     if batch.resolutions:
@@ -403,13 +404,35 @@ def _update_task(
             f"cannot update field(s) {', '.join(sorted(unknown))}; allowed: {allowed}",
             task=task_id,
         )
-    statement = (
-        update(TASKS)
-        .where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
-        .values(**values, updated_at=now)
-    )
-    if conn.execute(statement).rowcount != 1:
+    params = {f"u_{name}": value for name, value in values.items()}
+    params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
+    if conn.execute(_update_statement(frozenset(values)), params).rowcount != 1:
         raise NotFoundError(f"task '{task_id}' not found in run '{run_id}'")
+
+
+def _merged_updates(updates: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One update per task: later values of a field win, as if applied in order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for task_id, values in updates:
+        merged.setdefault(task_id, {}).update(values)
+    return merged
+
+
+_UPDATES: dict[frozenset[str], Update] = {}
+
+
+def _update_statement(fields: frozenset[str]) -> Update:
+    # Built once per set of fields: constructing a statement costs more than running it.
+    statement = _UPDATES.get(fields)
+    if statement is None:
+        values = {name: bindparam(f"u_{name}") for name in sorted(fields)}
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.run_id == bindparam("u_run"), TASKS.c.task_id == bindparam("u_task"))
+            .values(**values, updated_at=bindparam("u_updated_at"))
+        )
+        _UPDATES[fields] = statement
+    return statement
 
 
 def _insert_breakpoint(conn: Connection, run_id: str, bp: BreakpointRecord) -> int:
