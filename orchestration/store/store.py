@@ -425,7 +425,7 @@ def _update_statement(fields: frozenset[str]) -> Update:
     # Built once per set of fields: constructing a statement costs more than running it.
     statement = _UPDATES.get(fields)
     if statement is None:
-        values = {name: bindparam(f"u_{name}") for name in sorted(fields)}
+        values: dict[str, Any] = {name: bindparam(f"u_{name}") for name in sorted(fields)}
         statement = (
             update(TASKS)
             .where(TASKS.c.run_id == bindparam("u_run"), TASKS.c.task_id == bindparam("u_task"))
