@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pluggy
 
+from orchestration import _source_checkout
+
+_source_checkout.install()
+
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("orchestration")

@@ -180,13 +180,8 @@ class _RuleFileModel(_Strict):
 
 def default_rule_files() -> list[Path]:
     """The YAML files of the default rule set shipped with the package, in name order."""
-    try:
-        root = importlib.resources.files(DEFAULT_RULES_PACKAGE)
-        files = [Path(str(entry)) for entry in root.iterdir() if entry.name.endswith(".yaml")]
-    except ModuleNotFoundError:
-        # A source checkout that is not installed: the top-level rules/ directory is the package.
-        source = Path(__file__).resolve().parent.parent / "rules"
-        files = list(source.glob("*.yaml"))
+    root = importlib.resources.files(DEFAULT_RULES_PACKAGE)
+    files = [Path(str(entry)) for entry in root.iterdir() if entry.name.endswith(".yaml")]
     return sorted(files, key=lambda path: path.name)
 
 
