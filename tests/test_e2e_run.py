@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +269,58 @@ def test_help_and_module_entry_point() -> None:
     for command in ("run", "resume", "status", "breakpoints", "validate", "demo"):
         assert command in shown.stdout
     assert "3 paused waiting for a human" in shown.stdout
+
+
+def test_a_run_killed_mid_attempt_resumes_without_losing_or_redoing_work(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    code = (
+        "import os, time; task, attempt = os.environ['ORCH_TASK_ID'], os.environ['ORCH_ATTEMPT']; "
+        f"open({str(log)!r}, 'a').write(f'{{task}} {{attempt}} start\\n'); time.sleep(0.3); "
+        f"open({str(log)!r}, 'a').write(f'{{task}} {{attempt}} end\\n')"
+    )
+    tasks = [
+        shell_task(f"t{i}", code, **({"depends_on": [f"t{i - 1}"]} if i else {})) for i in range(6)
+    ]
+    plan = write_plan(tmp_path, {"version": 1, "name": "kill", "tasks": tasks})
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestration",
+            "run",
+            str(plan),
+            "--run-id",
+            "k",
+            "--quiet",
+            *db_args(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while "t2 1 start" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the run never reached t2"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    before = {t["id"]: t for t in orch_json("status", "k", *db_args(tmp_path))["tasks"]}
+    assert before["t2"]["state"] == "running" and before["t0"]["state"] == "completed"
+    resumed = orch("resume", "k", "--quiet", *db_args(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    after = {t["id"]: t for t in orch_json("status", "k", *db_args(tmp_path))["tasks"]}
+    assert {t["state"] for t in after.values()} == {"completed"}
+    assert after["t2"]["attempts"] == 2  # the interrupted attempt ran again, with a higher number
+    starts = [line for line in log.read_text().splitlines() if line.endswith("start")]
+    assert starts.count("t0 1 start") == 1 and starts.count("t1 1 start") == 1  # not redone
+    assert "t2 2 start" in starts
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert store.integrity_ok()
+        for task_id in after:
+            moves = store.transitions("k", task_id)
+            assert is_legal_path([(m.source, m.dest, m.trigger) for m in moves])
+    finally:
+        store.close()

@@ -101,3 +101,22 @@ def test_a_failing_plugin_does_not_stop_the_others() -> None:
     plugins.muted.add("console")
     plugins.notify(Notification("breakpoint_raised", "r", "title", "message"))
     assert recorder.notified == ["title"]
+
+
+def test_every_hook_is_documented_with_its_signature() -> None:
+    import inspect
+
+    from orchestration import hookspecs
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
+    hooks = [
+        name
+        for name, value in vars(hookspecs).items()
+        if inspect.isfunction(value) and hasattr(value, "orchestration_spec")
+    ]
+    assert len(hooks) >= 9
+    for name in hooks:
+        function = getattr(hookspecs, name)
+        assert function.__doc__, f"hook {name} has no docstring"
+        parameters = ", ".join(inspect.signature(function).parameters)
+        assert f"`{name}({parameters})" in docs, f"docs/plugins.md does not document {name}"
