@@ -75,6 +75,21 @@ class SilentObserver:
         pass
 
 
+@dataclass(frozen=True)
+class Raised:
+    """A breakpoint about to be stored: from a rule that fired, or from a clarify/escalate."""
+
+    rule: str
+    at: str
+    severity: str
+    action: str
+    message: str
+
+    @classmethod
+    def of(cls, hit: BreakpointHit, at: str) -> Raised:
+        return cls(hit.rule.name, at, hit.rule.severity, hit.rule.action, hit.message)
+
+
 @dataclass
 class AttemptResult:
     """What a worker thread hands back to the loop after running and assessing one attempt."""
@@ -466,7 +481,7 @@ class Orchestrator:
         self._record_notices(task, check, context, "before", now)
         pause = check.first("pause")
         if pause is not None:
-            self._block(task, pause.rule.name, "before", pause, context, now)
+            self._block(task, Raised.of(pause, "before"), context, now)
             return None
         self._move(task, "start", f"attempt {attempt}")
         self._update(task, attempts=attempt)
@@ -641,7 +656,7 @@ class Orchestrator:
         auto = check.first("auto")
         if pause is not None:
             self._update(task, feedback=feedback)
-            self._block(task, pause.rule.name, "after", pause, context, now)
+            self._block(task, Raised.of(pause, "after"), context, now)
         elif auto is not None and auto.rule.auto is not None and not result.report.gate_passed:
             wait_seconds = auto.rule.auto.wait_seconds
             self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
@@ -665,51 +680,44 @@ class Orchestrator:
             self._move(task, "fail", f"out of attempts: {decision.reason}")
         else:  # clarify | escalate: a human decides
             self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            hit = BreakpointHit(_decision_rule(decision), decision.reason)
-            self._block(task, f"decision:{decision.action}", "after", hit, context, now)
+            rule = f"decision:{decision.action}"
+            self._block(task, Raised(rule, "after", "high", "pause", decision.reason), context, now)
 
     def _may_retry(self, task: TaskRecord, result: AttemptResult) -> bool:
         policy = self.plan.retry_policy(task.spec)
         return task.attempts < policy.max_attempts and result.outcome.error_kind != "permanent"
 
     def _block(
-        self,
-        task: TaskRecord,
-        rule_name: str,
-        at: str,
-        hit: BreakpointHit,
-        context: dict[str, Any],
-        now: datetime,
+        self, task: TaskRecord, raised: Raised, context: dict[str, Any], now: datetime
     ) -> None:
-        self._move(task, "block", f"breakpoint {rule_name}: {hit.message}")
-        self._add_breakpoint(task, rule_name, at, hit, context, now, state="open")
+        self._move(task, "block", f"breakpoint {raised.rule}: {raised.message}")
+        self._add_breakpoint(task, raised, context, now, state="open")
 
     def _add_breakpoint(
         self,
         task: TaskRecord,
-        rule_name: str,
-        at: str,
-        hit: BreakpointHit,
+        raised: Raised,
         context: dict[str, Any],
         now: datetime,
         *,
         state: str,
     ) -> None:
+        resolved = state != "open"
         bp = BreakpointRecord(
             id=0,
             run_id=self.run.id,
             task_id=task.task_id,
-            rule=rule_name,
-            at=at,
-            severity=hit.rule.severity,
-            action=hit.rule.action,
-            message=hit.message,
+            rule=raised.rule,
+            at=raised.at,
+            severity=raised.severity,
+            action=raised.action,
+            message=raised.message,
             state=state,
             created_at=now,
             context=_jsonable(context),
-            resolution=None if state == "open" else hit.rule.action,
-            resolved_by=None if state == "open" else self.actor,
-            resolved_at=None if state == "open" else now,
+            resolution=raised.action if resolved else None,
+            resolved_by=self.actor if resolved else None,
+            resolved_at=now if resolved else None,
         )
         self.batch.breakpoints.append(bp)
         self.pending_breakpoints.append(bp)
@@ -717,9 +725,9 @@ class Orchestrator:
             Notification(
                 "breakpoint_raised",
                 self.run.id,
-                f"{rule_name} ({hit.rule.severity})",
-                hit.message,
-                hit.rule.severity,
+                f"{raised.rule} ({raised.severity})",
+                raised.message,
+                raised.severity,
                 task.task_id,
             )
         )
@@ -733,7 +741,7 @@ class Orchestrator:
         now: datetime,
     ) -> None:
         for hit in check.of_action("notify"):
-            self._add_breakpoint(task, hit.rule.name, at, hit, context, now, state="resolved")
+            self._add_breakpoint(task, Raised.of(hit, at), context, now, state="resolved")
         for hit in check.of_action("auto"):
             self.batch.events.append(
                 EventRecord(
@@ -829,18 +837,6 @@ class Orchestrator:
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck)
-
-
-def _decision_rule(decision: Decision) -> Any:
-    """A stand-in rule for a breakpoint raised by a clarify or escalate decision."""
-
-    @dataclass(frozen=True)
-    class _DecisionBreakpoint:
-        name: str
-        severity: str = "high"
-        action: str = "pause"
-
-    return _DecisionBreakpoint(f"decision:{decision.action}")
 
 
 def _sqlite_path(url: str) -> Path | None:

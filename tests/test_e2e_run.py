@@ -324,3 +324,52 @@ def test_a_run_killed_mid_attempt_resumes_without_losing_or_redoing_work(tmp_pat
             assert is_legal_path([(m.source, m.dest, m.trigger) for m in moves])
     finally:
         store.close()
+
+
+def escalating_plan(tmp_path: Path) -> Path:
+    rules = tmp_path / "quiet.yaml"
+    rules.write_text("breakpoints:\n  - {name: consecutive_failures, enabled: false}\n")
+    flaky = "import os, sys; sys.exit(0 if os.environ['ORCH_ATTEMPT'] == '2' else 3)"
+    return write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "escalate",
+            "rules": ["quiet.yaml"],
+            "defaults": {"retry": {"max_attempts": 1}},
+            "tasks": [
+                shell_task("flaky", flaky),
+                shell_task("next", "pass", depends_on=["flaky"]),
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("resolution", "flaky_state", "next_state", "exit_code"),
+    [
+        ("--retry", "completed", "completed", 0),
+        ("--skip", "completed", "completed", 0),
+        ("--approve", "completed", "completed", 0),
+        ("--reject", "cancelled", "cancelled", 1),
+    ],
+)
+def test_an_escalated_task_waits_for_a_human_and_each_answer_is_applied(
+    tmp_path: Path, resolution: str, flaky_state: str, next_state: str, exit_code: int
+) -> None:
+    plan = escalating_plan(tmp_path)
+    paused = orch("run", str(plan), "--run-id", "e", "--quiet", *db_args(tmp_path))
+    assert paused.returncode == 3, paused.stderr
+    (bp,) = orch_json("breakpoints", "list", *db_args(tmp_path))["breakpoints"]
+    assert bp["rule"] == "decision:escalate" and "quality gate failed" in bp["message"]
+    assert (
+        orch("breakpoints", "resolve", str(bp["id"]), resolution, *db_args(tmp_path)).returncode
+        == 0
+    )
+    resumed = orch("resume", "e", "--quiet", *db_args(tmp_path))
+    assert resumed.returncode == exit_code, resumed.stderr
+    tasks = {t["id"]: t for t in orch_json("status", "e", *db_args(tmp_path))["tasks"]}
+    assert (tasks["flaky"]["state"], tasks["next"]["state"]) == (flaky_state, next_state)
+    expected_outcome = {"--skip": "skipped", "--approve": "approved", "--retry": "succeeded"}
+    assert tasks["flaky"]["outcome"] == expected_outcome.get(resolution)
+    assert tasks["flaky"]["attempts"] == (2 if resolution == "--retry" else 1)
