@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -55,6 +56,7 @@ class ActionOutcome:
     result: dict[str, Any] = field(default_factory=dict)
     error_kind: str = "none"  # none | transient | permanent | timeout
     command: tuple[str, ...] = ()
+    interrupted: bool = False  # the engine stopped it; its exit code says nothing about the work
 
     @property
     def succeeded(self) -> bool:
@@ -128,18 +130,18 @@ def _read_result(path: Path) -> tuple[dict[str, Any], str]:
     return data, ""
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    # The action runs in its own session: signal the whole group so its children die too.
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    # The action runs in its own session: signal the whole group so its children stop too.
+    _signal_group(process.pid, signal.SIGTERM)
     try:
-        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=KILL_GRACE_SECONDS)
-    except (ProcessLookupError, PermissionError):
-        return
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
+        _signal_group(process.pid, signal.SIGKILL)
         process.wait()
 
 
@@ -150,6 +152,30 @@ def _drain(stream: Any, tail: deque[str]) -> None:
             tail.popleft()
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    exit_code: int | None  # None: the program could not be started
+    timed_out: bool
+    interrupted: bool  # stopped because the engine was asked to stop
+    output: str
+
+
+def _wait(
+    process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None
+) -> tuple[bool, bool]:
+    """Wait for the process; kill its group on timeout or stop. Returns (timed out, interrupted)."""
+    while True:
+        try:
+            process.wait(timeout=0.05)
+            return False, False
+        except subprocess.TimeoutExpired:
+            timed_out = time.monotonic() >= deadline
+            interrupted = stop is not None and stop.is_set()
+            if timed_out or interrupted:
+                _stop_group(process)
+                return timed_out, interrupted and not timed_out
+
+
 def run_process(
     argv: list[str],
     *,
@@ -157,8 +183,8 @@ def run_process(
     env: dict[str, str],
     timeout_seconds: float,
     stop: threading.Event | None = None,
-) -> tuple[int | None, bool, str]:
-    """Run argv (never through a shell) in its own session: exit code, timed out, output tail."""
+) -> ProcessResult:
+    """Run argv (never through a shell) in its own session, with a timeout and a stop signal."""
     try:
         process = subprocess.Popen(
             argv,
@@ -170,32 +196,23 @@ def run_process(
             start_new_session=True,
         )
     except (OSError, ValueError) as error:
-        return None, False, f"could not start {argv[0]!r}: {error}"
+        return ProcessResult(None, False, False, f"could not start {argv[0]!r}: {error}")
     tail: deque[str] = deque()
     reader = threading.Thread(target=_drain, args=(process.stdout, tail), daemon=True)
     reader.start()
-    deadline = time.monotonic() + timeout_seconds
-    timed_out = False
-    while True:
-        try:
-            process.wait(timeout=0.05)
-            break
-        except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline:
-                timed_out = True
-            elif stop is not None and stop.is_set():
-                pass
-            else:
-                continue
-            _kill_group(process)
-            break
+    timed_out, interrupted = _wait(process, time.monotonic() + timeout_seconds, stop)
+    # Whatever the action left behind in its session (a background server, a child that
+    # ignored SIGTERM) would hold the output pipe open and outlive the attempt: end it.
+    _signal_group(process.pid, signal.SIGKILL)
     reader.join(timeout=KILL_GRACE_SECONDS)
-    if process.stdout:
+    if not reader.is_alive() and process.stdout:
         process.stdout.close()
     output = "".join(tail)[-OUTPUT_TAIL_CHARS:]
     if timed_out:
         output += f"\n[orchestration] killed after {timeout_seconds:g}s timeout"
-    return process.returncode, timed_out, output
+    if interrupted:
+        output += "\n[orchestration] stopped: the engine is shutting down"
+    return ProcessResult(process.returncode, timed_out, interrupted, output)
 
 
 def _run_command(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
@@ -209,15 +226,21 @@ def _run_command(request: ActionRequest, stop: threading.Event | None) -> Action
         result_path = Path(tmp) / "result.json"
         env = _action_env(request, result_path, action.env)
         started = time.monotonic()
-        exit_code, timed_out, output = run_process(
+        ran = run_process(
             argv, cwd=cwd, env=env, timeout_seconds=request.timeout_seconds, stop=stop
         )
         duration = time.monotonic() - started
         result, note = _read_result(result_path)
-    if note:
-        output = f"{output}\n{note}"[-OUTPUT_TAIL_CHARS:]
+    output = f"{ran.output}\n{note}"[-OUTPUT_TAIL_CHARS:] if note else ran.output
     return ActionOutcome(
-        exit_code, timed_out, duration, output, result, classify(exit_code, timed_out), tuple(argv)
+        ran.exit_code,
+        ran.timed_out,
+        duration,
+        output,
+        result,
+        classify(ran.exit_code, ran.timed_out),
+        tuple(argv),
+        interrupted=ran.interrupted,
     )
 
 
@@ -243,7 +266,7 @@ def _run_python(request: ActionRequest) -> ActionOutcome:
         return ActionOutcome(None, False, 0.0, message, {}, "permanent", (action.call,))
     try:
         returned = function(**action.args)
-    except Exception:  # the action's own failure is reported, never raised into the loop
+    except BaseException:  # even sys.exit() in an action is the action's failure, not the loop's
         output = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
         duration = time.monotonic() - started
         return ActionOutcome(1, False, duration, output, {}, "transient", (action.call,))

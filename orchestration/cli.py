@@ -8,9 +8,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 logger = logging.getLogger("orchestration")
 
 EXIT_BAD_INPUT = 2
-F = TypeVar("F", bound=Callable[..., Any])
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in every store
 
 app = typer.Typer(
     name="orch",
@@ -133,25 +133,36 @@ def _run_loop(orchestrator: Any, quiet: bool) -> int:
     if not quiet:
         orchestrator.observer = display
         orchestrator.engine.plugins.muted.add("console")  # the display shows breakpoints already
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            raise KeyboardInterrupt  # a second signal: stop at once; the store stays consistent
+        err_console.print(
+            "[yellow]stopping: no new work starts; running actions are stopped and will be "
+            "retried on resume. Press Ctrl-C again to stop at once.[/]"
+        )
+        orchestrator.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with display:
             summary = orchestrator.run_until_stopped()
     except KeyboardInterrupt:
         err_console.print(
-            f"[yellow]stopped: unfinished attempts will be retried. "
+            f"[yellow]stopped at once: attempts under way will be retried. "
             f"Continue with: orch resume {orchestrator.run.id}[/]"
         )
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _print_summary(orchestrator, summary)
+    if summary.state == "stopped":
+        err_console.print(f"[yellow]stopped. Continue with: orch resume {summary.run_id}[/]")
+        return 128 + (received[0] if received else signal.SIGINT)
     return summary.exit_code
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _print_summary(orchestrator: Any, summary: Any) -> None:
@@ -167,7 +178,8 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
     db_hint = f" --db {store.display_url}" if "ORCH_DB" not in os.environ else ""
     for bp in summary.open_breakpoints:
         err_console.print(
-            f"[yellow]⏸ breakpoint {bp.id}[/] on task {bp.task_id} [{bp.rule}]: {bp.message}"
+            f"[yellow]⏸ breakpoint {bp.id}[/] on task {escape(bp.task_id)} "
+            f"{escape(f'[{bp.rule}]')}: {escape(bp.message)}"
         )
     if summary.open_breakpoints:
         first = summary.open_breakpoints[0].id
@@ -177,7 +189,9 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             f"&& orch resume {summary.run_id}{db_hint}"
         )
     if summary.stuck:
-        err_console.print(f"[red]stalled: these tasks can never start: {', '.join(summary.stuck)}")
+        err_console.print(
+            f"[red]stalled: these tasks can never start: {escape(', '.join(summary.stuck))}[/]"
+        )
 
 
 @app.command()
@@ -212,13 +226,21 @@ def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Resume even though the run looks alive in another engine (use only when "
+            "you know that engine is gone, e.g. killed).",
+        ),
+    ] = False,
 ) -> None:
     """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
     from orchestration.loop import Orchestrator
 
     store = _open_store(db)
     try:
-        orchestrator = Orchestrator.resume(store, run_id)
+        orchestrator = Orchestrator.resume(store, run_id, force=force)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
         code = _run_loop(orchestrator, quiet)
     finally:
@@ -348,7 +370,7 @@ def breakpoints_list(
 
 @breakpoints_app.command("show")
 def breakpoints_show(
-    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.")],
+    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.", min=1, max=MAX_ID)],
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -368,7 +390,7 @@ def breakpoints_show(
 
 @breakpoints_app.command("resolve")
 def breakpoints_resolve(
-    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.")],
+    breakpoint_id: Annotated[int, typer.Argument(help="The breakpoint id.", min=1, max=MAX_ID)],
     approve: Annotated[
         bool, typer.Option("--approve", help="Before a step: run it. After: accept it as it is.")
     ] = False,
@@ -385,6 +407,7 @@ def breakpoints_resolve(
     db: DbOption = None,
 ) -> None:
     """Resolve an open breakpoint; then `orch resume RUN` continues the run."""
+    from orchestration.loop import run_is_live
     from orchestration.review import resolve_breakpoint
 
     chosen = [
@@ -405,12 +428,18 @@ def breakpoints_resolve(
             store, breakpoint_id, chosen[0], actor=actor or _user(), note=note, answer=answer
         )
         task = store.task(bp.run_id, bp.task_id)
+        live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
     finally:
         store.close()
-    console.print(
+    message = (
         f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {task.task_id} "
-        f"is now {task.state}. Continue with: orch resume {bp.run_id}"
+        f"is now {task.state}."
     )
+    if live:
+        message += " The engine working on this run picks it up by itself."
+    else:
+        message += f" Continue with: orch resume {bp.run_id}"
+    console.print(message, markup=False)
 
 
 def _user() -> str:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from orchestration.display import RunDisplay, task_table
+from orchestration.errors import OrchestrationError
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.models import BreakpointRecord
 from orchestration.plan import load_plan
@@ -93,6 +94,8 @@ def _print_feedback(
 
 def run_demo(console: Console, err_console: Console, directory: Path | None) -> int:
     scratch = None
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise OrchestrationError(f"--dir {directory} exists and is not a directory")
     if directory is None:
         scratch = tempfile.mkdtemp(prefix="orch-demo-")
         directory = Path(scratch)

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "orchestration.plugins.console",
 )
 NOTIFY_TIMEOUT_SECONDS = 10.0
+EVENT_TIMEOUT_SECONDS = 5.0  # an event hook that takes longer is left behind; the loop goes on
 
 
 @dataclass
@@ -51,12 +52,16 @@ class Plugins:
         return rows
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        """Call each implementation of an event hook on its own; failures are logged, not raised."""
+        """Call each implementation of an event hook on its own, with a timeout; failures are
+        logged, not raised. With no implementation this costs nothing."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
-            try:
-                impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception:
-                logger.exception("plugin %s failed in %s", impl.plugin_name, hook)
+            arguments = {k: kwargs[k] for k in impl.argnames}
+            _call_with_timeout(
+                lambda args, f=impl.function: f(**args),
+                arguments,
+                EVENT_TIMEOUT_SECONDS,
+                f"{impl.plugin_name}.{hook}",
+            )
 
     def first_result(self, hook: str, **kwargs: Any) -> Any:
         """Call a firstresult hook's implementations one by one, guarded; the first value wins."""
@@ -83,13 +88,13 @@ def _call_with_timeout(function: Callable[..., Any], arg: Any, timeout: float, n
         try:
             function(arg)
         except Exception:
-            logger.exception("notifier %s failed", name)
+            logger.exception("plugin %s failed", name)
 
     worker = threading.Thread(target=target, name=f"notify-{name}", daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        logger.warning("notifier %s did not finish within %.0fs; left behind", name, timeout)
+        logger.warning("plugin %s did not finish within %.0fs; left behind", name, timeout)
 
 
 def _own_entry_points_visible() -> bool:

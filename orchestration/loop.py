@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from orchestration.actions import ActionOutcome, ActionRequest, run_action
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.decisions import Decision, DecisionEngine
-from orchestration.errors import PlanError
+from orchestration.errors import OrchestrationError, PlanError
 from orchestration.expressions import Expression, compile_expression
 from orchestration.extension import Notification, ValidationInput
 from orchestration.hooks import Plugins, load_plugins
@@ -45,7 +45,20 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.2  # how often an idle loop looks for due retries and human answers
 MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
-EXIT_CODES = {"completed": 0, "failed": 1, "stalled": 1, "cancelled": 1, "paused": 3}
+HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
+STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
+# Context names that change by themselves between attempts; an approval ignores them.
+VOLATILE_NAMES = frozenset(
+    {"attempt", "task_elapsed_seconds", "run_elapsed_seconds", "now_hour", "completed_count"}
+)
+EXIT_CODES = {
+    "completed": 0,
+    "failed": 1,
+    "stalled": 1,
+    "cancelled": 1,
+    "paused": 3,
+    "stopped": 130,
+}
 
 
 def utcnow() -> datetime:
@@ -157,6 +170,12 @@ def _check_validators(plan: Plan, quality: QualityController) -> None:
             )
 
 
+def run_is_live(run: RunRecord, now: datetime) -> bool:
+    """Whether an engine is working on the run: it is `running` and its heartbeat is fresh."""
+    age = (now - run.updated_at).total_seconds()
+    return run.state == "running" and age < STALE_RUN_SECONDS
+
+
 def new_run_id(plan: Plan, now: datetime) -> str:
     return f"{plan.name[:40]}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
 
@@ -199,12 +218,13 @@ class Orchestrator:
         self.batch = Batch()
         self.pending_notifications: list[Notification] = []
         self.pending_breakpoints: list[BreakpointRecord] = []
-        self.approved_before: set[tuple[str, str, int]] = set()
+        self.approved_before: set[tuple[str, str, str]] = set()
         self.task_seconds: dict[str, float] = defaultdict(float)
         self.consecutive_failures = 0
         self.run_failures = 0
-        self.started_monotonic = time.monotonic()
         self._acceptance: dict[str, list[Expression]] = {}
+        self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
+        self._last_heartbeat = 0.0
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self._load_history()
@@ -246,10 +266,27 @@ class Orchestrator:
 
     @classmethod
     def resume(
-        cls, store: Store, run_id: str, *, engine: Engine | None = None, **options: Any
+        cls,
+        store: Store,
+        run_id: str,
+        *,
+        engine: Engine | None = None,
+        force: bool = False,
+        **options: Any,
     ) -> Orchestrator:
-        """Continue a stored run: interrupted attempts are retried, everything else goes on."""
+        """Continue a stored run: interrupted attempts are retried, everything else goes on.
+
+        Refuses a run that another engine is still working on (its heartbeat is fresh), unless
+        `force`: two engines on one run would run its tasks twice.
+        """
         run = store.get_run(run_id)
+        if not force and run_is_live(run, utcnow()):
+            age = (utcnow() - run.updated_at).total_seconds()
+            raise OrchestrationError(
+                f"run '{run_id}' is being worked on by another engine (last heartbeat "
+                f"{age:.0f}s ago). If that engine is gone (killed), wait "
+                f"{max(1, STALE_RUN_SECONDS - age):.0f}s or resume with --force."
+            )
         plan = plan_from_stored(run)
         engine = engine or build_engine(plan)
         orchestrator = cls(store, run, plan, engine, **options)
@@ -259,14 +296,28 @@ class Orchestrator:
     def _load_history(self) -> None:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             self._remember_approval(bp)
+        # The run-wide figures rules read continue where the last engine left them.
+        for quality in self.store.quality(self.run.id):
+            failed = not quality.gate_passed
+            self.run_failures += failed
+            self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
+        for event in self.store.events(self.run.id):
+            if event.kind == "step" and event.task_id:
+                seconds = event.data.get("duration_seconds") or 0
+                self.task_seconds[event.task_id] += float(seconds)
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
 
     def _remember_approval(self, bp: BreakpointRecord) -> None:
         if bp.at == "before" and bp.resolution in ("approve", "retry"):
-            attempt = int(bp.context.get("attempt", 0) or 0)
-            self.approved_before.add((bp.task_id, bp.rule, attempt))
+            self.approved_before.add((bp.task_id, bp.rule, self._rule_inputs(bp.rule, bp.context)))
+
+    def _rule_inputs(self, rule_name: str, context: Mapping[str, Any]) -> str:
+        """What a rule saw, minus the attempt counter: an approval holds until that changes."""
+        rule = self._rules_by_name.get(rule_name)
+        names = sorted(rule.when.names - VOLATILE_NAMES) if rule is not None else []
+        return repr([(name, _jsonable(context.get(name))) for name in names])
 
     def _release_initial(self) -> None:
         for task in self.tasks.values():
@@ -314,7 +365,14 @@ class Orchestrator:
         if not self.batch:
             return
         batch, self.batch = self.batch, Batch()
-        ids = self.store.commit(self.run.id, batch)
+        try:
+            ids = self.store.commit(self.run.id, batch)
+        except BaseException:
+            # Nothing of the batch is stored: stop every action (their tasks stay `running` in
+            # the store and are retried on resume) and announce nothing.
+            self.stop_event.set()
+            self.pending_breakpoints, self.pending_notifications = [], []
+            raise
         for move in batch.moves:
             self.engine.plugins.emit(
                 "on_transition",
@@ -365,6 +423,9 @@ class Orchestrator:
             self.scheduler.push_ready(task_id)
         elif verdict.action == "cancel":
             cause = f"{verdict.reason}: {upstream}" if upstream else verdict.reason
+            # A handler that was not needed (nothing failed) is no failure of the run.
+            outcome = "not_needed" if verdict.reason == "no upstream failed" else "upstream_failed"
+            self._update(task, outcome=outcome)
             self._move(task, "cancel", cause)
 
     # ---- one cycle --------------------------------------------------------------------------
@@ -372,6 +433,9 @@ class Orchestrator:
     def tick(self, now: datetime | None = None) -> int:
         """One cycle: human answers, due retries, finished and new attempts. Returns work done."""
         now = now or self.clock()
+        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = time.monotonic()
+            self.batch.run_state = "running"  # also refreshes the run's updated_at
         work = self._sync_blocked() + self._wake_due(now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
@@ -433,7 +497,7 @@ class Orchestrator:
             run_failures=self.run_failures,
             completed_count=self.counts[TaskState.COMPLETED],
             total_count=len(self.tasks),
-            run_elapsed_seconds=time.monotonic() - self.started_monotonic,
+            run_elapsed_seconds=(self.clock() - self.run.created_at).total_seconds(),
         )
 
     def _start_ready(self, now: datetime) -> int:
@@ -474,7 +538,8 @@ class Orchestrator:
             tuple(
                 h
                 for h in check.hits
-                if (task.task_id, h.rule.name, attempt) not in self.approved_before
+                if (task.task_id, h.rule.name, self._rule_inputs(h.rule.name, context))
+                not in self.approved_before
             ),
             check.errors,
         )
@@ -560,19 +625,24 @@ class Orchestrator:
             self.scheduler.stopped(task_id)
             try:
                 result = future.result()
-            except Exception as error:  # an engine bug in the worker: retry, never lose the task
+            except BaseException as error:  # an engine bug in the worker: never lose the task
                 logger.exception("attempt of %s crashed in the engine", task_id)
                 self._conclude_crash(self.tasks[task_id], error, now)
                 continue
             self._conclude(self.tasks[task_id], result, now)
         return len(done)
 
-    def _conclude_crash(self, task: TaskRecord, error: Exception, now: datetime) -> None:
-        self._move(task, "retry", f"engine error during the attempt: {error}")
-        self._update(task, next_attempt_at=now + timedelta(seconds=1))
+    def _conclude_crash(self, task: TaskRecord, error: BaseException, now: datetime) -> None:
+        message = f"engine error during the attempt: {type(error).__name__}: {error}"
+        if task.attempts < self.plan.retry_policy(task.spec).max_attempts:
+            self._move(task, "retry", message)
+            self._update(task, next_attempt_at=now + timedelta(seconds=1))
+            return
+        context = {"task_id": task.task_id, "attempt": task.attempts, "error": message}
+        self._block(task, Raised("engine_error", "after", "high", "pause", message), context, now)
 
     def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
-        if self.stop_event.is_set() and not result.outcome.succeeded:
+        if result.outcome.interrupted:
             self._move(task, "retry", "interrupted: the engine was stopped during this attempt")
             self._update(task, next_attempt_at=now)
             return
@@ -657,7 +727,10 @@ class Orchestrator:
         if pause is not None:
             self._update(task, feedback=feedback)
             self._block(task, Raised.of(pause, "after"), context, now)
-        elif auto is not None and auto.rule.auto is not None and not result.report.gate_passed:
+        elif auto is not None and auto.rule.auto is not None and auto.rule.auto.then == "proceed":
+            self._update(task, outcome="succeeded", feedback="")
+            self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
+        elif auto is not None and auto.rule.auto is not None and self._may_retry(task, result):
             wait_seconds = auto.rule.auto.wait_seconds
             self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
             self._update(
@@ -772,7 +845,10 @@ class Orchestrator:
             return "paused"
         if self.counts[TaskState.PENDING]:
             return "stalled"
-        if self.counts[TaskState.FAILED] or self.counts[TaskState.CANCELLED]:
+        if self.counts[TaskState.FAILED] or any(
+            t.state == TaskState.CANCELLED and t.outcome != "not_needed"
+            for t in self.tasks.values()
+        ):
             return "failed"
         return "completed"
 
@@ -791,34 +867,37 @@ class Orchestrator:
         time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
 
     def run_until_stopped(self) -> RunSummary:
-        """Repeat `tick` until the run is done, waits only for a human, or is stopped."""
+        """Repeat `tick` until the run is done, waits only for a human, or is stopped.
+
+        After `stop()` no new attempt starts; running actions are stopped and their tasks
+        wait for a retry, and the run ends as `stopped` (stored as paused; resume continues).
+        A KeyboardInterrupt ends at once: the store keeps the last committed state, and the
+        attempts under way are retried on resume.
+        """
         try:
             while True:
                 work = self.tick()
+                if self.stop_event.is_set():
+                    if not self.futures:
+                        return self._finish("stopped")
+                    self._idle_wait()
+                    continue
                 state = self.outcome()
                 if state == "paused" and self._sync_blocked(force=True):
                     continue  # a human answered in the meantime
                 if state is not None:
                     return self._finish(state)
-                if self.stop_event.is_set() and not self.futures:
-                    return self._finish("paused")
                 if not work:
                     self._idle_wait()
-        except KeyboardInterrupt:
-            self.stop()
+        except BaseException:
+            self.stop_event.set()  # the workers stop their actions instead of finishing them
             raise
         finally:
             self.executor.shutdown(wait=True)
 
     def stop(self) -> None:
-        """Stop claiming work; running actions are told to stop and re-queued for a retry."""
+        """Ask the loop to stop at the next safe point (safe to call from a signal handler)."""
         self.stop_event.set()
-        deadline = time.monotonic() + 10
-        while self.futures and time.monotonic() < deadline:
-            self.tick()
-            time.sleep(0.05)
-        self.batch.run_state = "paused"
-        self.flush()
 
     def _finish(self, state: str) -> RunSummary:
         now = self.clock()
@@ -827,7 +906,7 @@ class Orchestrator:
             if state == "stalled"
             else []
         )
-        stored_state = "paused" if state in ("paused", "stalled") else state
+        stored_state = "paused" if state in ("paused", "stalled", "stopped") else state
         self.batch.run_state = stored_state
         self.batch.events.append(
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)

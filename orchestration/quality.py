@@ -54,7 +54,43 @@ def _sanitise(result: object, name: str, stage: str) -> CheckResult:
     score = result.score if isinstance(result.score, int | float) else -1
     if not 0.0 <= float(score) <= 1.0:
         return _failed(name, stage, f"validator returned score {result.score!r}, not 0..1")
-    return replace(result, name=name, stage=stage, score=float(score))
+    if not isinstance(result.figures, Mapping):
+        return _failed(name, stage, "validator returned figures that are not a mapping")
+    return replace(
+        result,
+        name=name,
+        stage=stage,
+        score=float(score),
+        passed=bool(result.passed),
+        message=str(result.message)[:FEEDBACK_MAX_CHARS],
+        figures=_plain_figures(result.figures),
+    )
+
+
+def _plain_figures(figures: Mapping[Any, Any]) -> dict[str, Any]:
+    """Figures as plain JSON data; a count that is not a number is dropped, not trusted."""
+    plain: dict[str, Any] = {}
+    for key, value in figures.items():
+        if key in SUMMED_FIGURES and not _is_number(value):
+            continue
+        if key == "tests_regressed":
+            value = [str(v) for v in value] if isinstance(value, list | tuple) else []
+        plain[str(key)] = _json_value(value)
+    return plain
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
 
 
 def run_validator(validator: Validator, step: ValidationInput, stage: str) -> CheckResult:
@@ -78,6 +114,14 @@ def run_validator(validator: Validator, step: ValidationInput, stage: str) -> Ch
             validator.name, stage, f"validator did not finish within {step.timeout_seconds:g}s"
         )
     return _sanitise(box[0] if box else None, validator.name, stage)
+
+
+def _timeout(value: Any) -> float | None:
+    if value is None:
+        return DEFAULT_VALIDATOR_TIMEOUT_SECONDS
+    if _is_number(value) and value > 0:
+        return float(value)
+    return None
 
 
 def acceptance_check(
@@ -119,7 +163,11 @@ class QualityController:
                 )
                 continue
             options = {**ref.options, "stage": stage}
-            timeout = float(ref.options.get("timeout_seconds") or DEFAULT_VALIDATOR_TIMEOUT_SECONDS)
+            timeout = _timeout(ref.options.get("timeout_seconds"))
+            if timeout is None:
+                message = "option timeout_seconds must be a positive number of seconds"
+                checks.append(_failed(ref.name, stage, message))
+                continue
             checks.append(
                 run_validator(
                     validator, replace(step, options=options, timeout_seconds=timeout), stage

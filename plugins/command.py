@@ -23,21 +23,19 @@ def check_command(step: ValidationInput) -> CheckResult:
     values = {"python": sys.executable, "workdir": str(step.workdir), "task_id": step.task.id}
     argv = [fill_placeholders(arg, values) for arg in run]
     timeout = float(step.options.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
-    exit_code, timed_out, output = run_process(
-        argv, cwd=step.workdir, env=dict(os.environ), timeout_seconds=timeout
-    )
+    ran = run_process(argv, cwd=step.workdir, env=dict(os.environ), timeout_seconds=timeout)
     shown = " ".join(argv)
-    if exit_code == 0:
+    if ran.exit_code == 0:
         return CheckResult("command", stage, True, 1.0, f"`{shown}` passed")
-    why = "timed out" if timed_out else f"exited {exit_code}"
-    tail = output[-FEEDBACK_CHARS:].strip()
+    why = "timed out" if ran.timed_out else f"exited {ran.exit_code}"
+    tail = ran.output[-FEEDBACK_CHARS:].strip()
     return CheckResult(
         "command",
         stage,
         False,
         0.0,
         f"`{shown}` {why}:\n{tail}"[:OUTPUT_TAIL_CHARS],
-        {"command_exit_code": exit_code},
+        {"command_exit_code": ran.exit_code},
     )
 
 

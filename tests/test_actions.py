@@ -138,3 +138,45 @@ def test_python_action_result_and_errors(tmp_path: Path) -> None:
     missing = run_action(request(tmp_path, {"kind": "python", "call": "json:nope"}))
     assert missing.error_kind == "permanent" and "cannot load json:nope" in missing.output_tail
     assert json  # the module the actions call
+
+
+def test_sys_exit_in_a_python_action_is_that_attempt_failing(tmp_path: Path) -> None:
+    outcome = run_action(
+        request(tmp_path, {"kind": "python", "call": "_thread:exit"})  # raises SystemExit
+    )
+    assert outcome.exit_code == 1 and "SystemExit" in outcome.output_tail
+
+
+def test_background_children_do_not_outlive_the_attempt(tmp_path: Path) -> None:
+    pid_file = tmp_path / "bg.pid"
+    script = f"sleep 30 & echo $! > {pid_file}; echo started"
+    outcome = run_action(request(tmp_path, {"kind": "shell", "run": ["sh", "-c", script]}))
+    assert outcome.exit_code == 0 and "started" in outcome.output_tail
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail("the background child survived its attempt")
+
+
+def test_an_action_stopped_by_the_engine_is_interrupted_whatever_its_exit_code(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    stop = threading.Event()
+    marker = tmp_path / "started"
+    script = f"trap 'exit 0' TERM; touch {marker}; sleep 20 & wait"
+
+    def stop_when_started() -> None:
+        while not marker.exists():
+            time.sleep(0.02)
+        stop.set()
+
+    threading.Thread(target=stop_when_started, daemon=True).start()
+    outcome = run_action(request(tmp_path, {"kind": "shell", "run": ["sh", "-c", script]}), stop)
+    assert outcome.interrupted and not outcome.timed_out

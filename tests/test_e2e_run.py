@@ -309,6 +309,8 @@ def test_a_run_killed_mid_attempt_resumes_without_losing_or_redoing_work(tmp_pat
     before = {t["id"]: t for t in orch_json("status", "k", *db_args(tmp_path))["tasks"]}
     assert before["t2"]["state"] == "running" and before["t0"]["state"] == "completed"
     resumed = orch("resume", "k", "--quiet", *db_args(tmp_path))
+    assert resumed.returncode == 2 and "--force" in resumed.stderr  # its heartbeat is fresh
+    resumed = orch("resume", "k", "--quiet", "--force", *db_args(tmp_path))
     assert resumed.returncode == 0, resumed.stderr
     after = {t["id"]: t for t in orch_json("status", "k", *db_args(tmp_path))["tasks"]}
     assert {t["state"] for t in after.values()} == {"completed"}
@@ -373,3 +375,145 @@ def test_an_escalated_task_waits_for_a_human_and_each_answer_is_applied(
     expected_outcome = {"--skip": "skipped", "--approve": "approved", "--retry": "succeeded"}
     assert tasks["flaky"]["outcome"] == expected_outcome.get(resolution)
     assert tasks["flaky"]["attempts"] == (2 if resolution == "--retry" else 1)
+
+
+def test_an_approved_before_breakpoint_does_not_fire_again_on_a_retry(tmp_path: Path) -> None:
+    rules = tmp_path / "review.yaml"
+    rules.write_text(
+        "breakpoints:\n"
+        "  - {name: needs_review, at: before, when: \"'review-me' in tags\", action: pause,\n"
+        "     priority: 99, severity: high, message: review first}\n"
+        "  - {name: consecutive_failures, enabled: false}\n"
+    )
+    flaky = "import os, sys; sys.exit(0 if os.environ['ORCH_ATTEMPT'] == '2' else 1)"
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "approve-once",
+            "rules": ["review.yaml"],
+            "defaults": {"retry": {"max_attempts": 3, "base_seconds": 0, "jitter": False}},
+            "tasks": [shell_task("guarded", flaky, tags=["review-me"])],
+        },
+    )
+    assert orch("run", str(plan), "--run-id", "a", "--quiet", *db_args(tmp_path)).returncode == 3
+    (bp,) = orch_json("breakpoints", "list", *db_args(tmp_path))["breakpoints"]
+    orch("breakpoints", "resolve", str(bp["id"]), "--approve", *db_args(tmp_path))
+    finished = orch("resume", "a", "--quiet", *db_args(tmp_path))
+    assert finished.returncode == 0, finished.stderr
+    assert orch_json("status", "a", *db_args(tmp_path))["tasks"][0]["attempts"] == 2
+    everything = orch_json("breakpoints", "list", "--all", *db_args(tmp_path))["breakpoints"]
+    assert len(everything) == 1  # attempt 2 ran without asking again
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    code = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(30)"
+    quick = "import os; open('done-' + os.environ['ORCH_TASK_ID'], 'w').close()"
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "term",
+            "tasks": [shell_task("slow", code), shell_task("after", quick, depends_on=["slow"])],
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestration",
+            "run",
+            str(plan),
+            "--run-id",
+            "t",
+            "--quiet",
+            *db_args(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "orch resume t" in stderr
+    status = orch_json("status", "t", *db_args(tmp_path))
+    assert status["run"]["state"] == "paused"
+    tasks = {t["id"]: t["state"] for t in status["tasks"]}
+    assert tasks == {"slow": "retrying", "after": "pending"}
+    history = orch_json("task", "history", "t", "slow", *db_args(tmp_path))["transitions"]
+    assert "interrupted" in history[-1]["reason"]
+
+
+def test_a_one_failed_handler_that_was_not_needed_is_no_failure(tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "handler",
+            "tasks": [
+                shell_task("work", "pass"),
+                shell_task("on-failure", "pass", depends_on=["work"], trigger="one_failed"),
+            ],
+        },
+    )
+    done = orch("run", str(plan), "--run-id", "h", "--quiet", *db_args(tmp_path))
+    assert done.returncode == 0, done.stderr
+    tasks = {t["id"]: t for t in orch_json("status", "h", *db_args(tmp_path))["tasks"]}
+    assert (tasks["on-failure"]["state"], tasks["on-failure"]["outcome"]) == (
+        "cancelled",
+        "not_needed",
+    )
+
+
+def test_an_auto_breakpoint_with_then_proceed_completes_the_task(tmp_path: Path) -> None:
+    rules = tmp_path / "auto.yaml"
+    rules.write_text(
+        "breakpoints:\n"
+        "  - {name: known_noise, at: after, when: \"contains(output_tail, 'NOISE')\", action: auto,\n"
+        "     auto: {wait_seconds: 0, then: proceed}, priority: 99, severity: low, message: noise}\n"
+        "  - {name: consecutive_failures, enabled: false}\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "auto",
+            "rules": ["auto.yaml"],
+            "defaults": {"retry": {"max_attempts": 1}},
+            "tasks": [shell_task("noisy", "print('NOISE'); raise SystemExit(1)")],
+        },
+    )
+    done = orch("run", str(plan), "--run-id", "n", "--quiet", *db_args(tmp_path))
+    assert done.returncode == 0, done.stderr
+    history = orch_json("task", "history", "n", "noisy", *db_args(tmp_path))["transitions"]
+    assert history[-1]["trigger"] == "succeed" and "known_noise" in history[-1]["reason"]
+
+
+def test_rich_markup_in_user_text_is_printed_literally(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(
+        "breakpoints:\n"
+        "  - {name: stop_here, at: before, when: 'True', action: pause, priority: 1,\n"
+        '     severity: low, message: "[/b] {title} [red]"}\n'
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "markup",
+            "rules": ["r.yaml"],
+            "tasks": [shell_task("t", "pass", title="[bold]odd[/b] title")],
+        },
+    )
+    paused = orch("run", str(plan), "--run-id", "m", *db_args(tmp_path))
+    assert paused.returncode == 3, paused.stderr
+    assert "[/b] [bold]odd[/b] title [red]" in paused.stderr
+    assert "[stop_here]" in paused.stderr

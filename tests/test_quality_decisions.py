@@ -148,3 +148,32 @@ def test_plugin_override_is_applied_and_explained() -> None:
     assert decision.action == "checkpoint" and decision.rule == "plugin-override"
     ignored = DecisionEngine([rule("p", None, "proceed")], override=lambda c, d, r: "explode")
     assert ignored.decide({}).action == "proceed"
+
+
+def test_validator_figures_become_plain_json_and_bad_counts_are_dropped(tmp_path: Path) -> None:
+    odd = CheckResult(
+        "odd",
+        "testing",
+        True,
+        1.0,
+        "ok",
+        {"thing": object(), "tests_passed": "many", "tests_failed": 2, "tests_regressed": "x"},
+    )
+    result = run_validator(validator("odd", "testing", lambda s: odd), step(tmp_path), "testing")
+    assert result.passed
+    assert isinstance(result.figures["thing"], str)
+    assert "tests_passed" not in result.figures and result.figures["tests_failed"] == 2
+    assert result.figures["tests_regressed"] == []
+    not_mapping = CheckResult("odd", "testing", True, 1.0, "ok", ["not", "a", "mapping"])  # type: ignore[arg-type]
+    bad = run_validator(
+        validator("odd", "testing", lambda s: not_mapping), step(tmp_path), "testing"
+    )
+    assert not bad.passed and "not a mapping" in bad.message
+
+
+def test_a_bad_validator_timeout_option_is_a_failed_check(tmp_path: Path) -> None:
+    validators = {"t": validator("t", "testing", lambda s: CheckResult("t", "testing", True, 1.0))}
+    report = QualityController(validators, CONFIG).assess(
+        step(tmp_path), [ValidatorRef(name="t", timeout_seconds="abc")], ok_requirements()
+    )
+    assert not report.gate_passed and "timeout_seconds" in report.feedback
