@@ -33,7 +33,7 @@ app = typer.Typer(
         "Run long autonomous coding sessions safely: a plan of tasks is scheduled, run, "
         "validated and decided on, and the run stops at breakpoints where a human must review.\n\n"
         "Exit codes: 0 all tasks completed, 1 finished with failures, 2 bad input, "
-        "3 paused waiting for a human."
+        "3 paused waiting for a human, 130 / 143 stopped by Ctrl-C / SIGTERM (resume continues)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -406,7 +406,10 @@ def breakpoints_resolve(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Resolve an open breakpoint; then `orch resume RUN` continues the run."""
+    """Resolve an open breakpoint; then `orch resume RUN` continues the run.
+
+    A run that an engine is still working on picks the answer up by itself.
+    """
     from orchestration.loop import run_is_live
     from orchestration.review import resolve_breakpoint
 
