@@ -14,6 +14,7 @@ from simpleeval import InvalidExpression, SimpleEval
 
 from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze
 from orchestration.errors import RuleError
+from orchestration.expression_compiler import DEADLINE, BudgetExceeded, compile_tree
 from orchestration.expression_limits import (
     BINARY_OPERATORS,
     BUILTIN_FUNCTIONS,
@@ -27,8 +28,11 @@ logger = logging.getLogger(__name__)
 
 MAX_EXPRESSION_CHARS = 2_000
 MAX_NESTING_DEPTH = 50
-# Wall-clock budget for one evaluation, checked before every node (seconds).
+# CPU-time budget for one evaluation (seconds), checked before every node whose cost depends on
+# the data (function calls, comparisons that may walk a sequence, computed subscripts).
 MAX_EVALUATION_SECONDS = 0.05
+
+_thread_time = time.thread_time
 
 # Node types an expression may contain; everything else is refused at load time.
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
@@ -76,14 +80,15 @@ _REFUSALS: dict[type[ast.AST], str] = {
 _CONSTANT_TYPES = (str, int, float, bool, type(None))
 
 
-class _BudgetExceeded(Exception):
-    """The evaluation ran past its time budget."""
-
-
 class Expression:
-    """A rule expression parsed and checked once; `evaluate` runs it against a context."""
+    """A rule expression parsed and checked once; `evaluate` runs it against a context.
 
-    __slots__ = ("_functions", "_tree", "file", "line", "names", "rule", "source")
+    `evaluate` runs the closure tree built at load (expression_compiler); `evaluate_reference`
+    walks the same checked tree with simpleeval, the reference the closures are tested against.
+    Both see the same operators, functions, names, freezing and time budget, and fail alike.
+    """
+
+    __slots__ = ("_compiled", "_functions", "_tree", "file", "line", "names", "rule", "source")
 
     def __init__(
         self,
@@ -103,6 +108,7 @@ class Expression:
         self.line = line
         self._tree = tree
         self._functions = functions
+        self._compiled = compile_tree(tree, functions)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -116,38 +122,58 @@ class Expression:
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value for `context`; any failure is a RuleError naming the rule."""
         # CPU time of this thread: other threads holding the GIL must not fail a rule.
-        started = time.thread_time()
+        started = _thread_time()
+        names = self._names(context)
+        names[DEADLINE] = started + MAX_EVALUATION_SECONDS
+        try:
+            return self._compiled(names)
+        except Exception as error:  # any failure is this rule's error, never the loop's
+            reason = _reason(error)
+        raise self._error(reason)
+
+    def evaluate_reference(self, context: Mapping[str, Any]) -> Any:
+        """`evaluate` through simpleeval's tree walk: slower, kept as the tested reference."""
+        started = _thread_time()
+        names = self._names(context)
+        evaluator = _Evaluator(self._functions, names, started + MAX_EVALUATION_SECONDS)
+        try:
+            return evaluator.eval(self.source, previously_parsed=self._tree.body)
+        except Exception as error:
+            reason = _reason(error)
+        raise self._error(reason)
+
+    def _names(self, context: Mapping[str, Any]) -> dict[Any, Any]:
+        """The values the expression reads, frozen (a FrozenMap context is frozen already)."""
         try:
             if isinstance(context, FrozenMap):  # frozen once per check by the caller
-                names = {name: context[name] for name in self.names}
-            else:
-                names = {name: freeze(context[name]) for name in self.names}
+                data = context._data  # its own dict: no per-name method call
+                return {name: data[name] for name in self.names}
+            return {name: freeze(context[name]) for name in self.names}
         except KeyError as error:
             raise self._error(f"the context has no value for {error.args[0]!r}") from None
         except (TypeError, ValueError, RecursionError) as error:
             raise self._error(f"the context cannot be read: {error}") from None
-        evaluator = _Evaluator(self._functions, names, started + MAX_EVALUATION_SECONDS)
-        try:
-            return evaluator.eval(self.source, previously_parsed=self._tree.body)
-        except _BudgetExceeded:
-            reason = f"took longer than {MAX_EVALUATION_SECONDS * 1000:g} ms"
-        except (FunctionLimitError, InvalidExpression) as error:
-            reason = str(error)
-        except KeyError as error:
-            reason = f"no key {error.args[0]!r} (use get(mapping, key, default) for optional keys)"
-        except RecursionError:
-            reason = "nested too deeply"
-        except MemoryError:
-            reason = "ran out of memory"
-        except Exception as error:  # any other failure is this rule's error, never the loop's
-            reason = f"{type(error).__name__}: {error}"
-        raise self._error(reason)
 
     def _error(self, reason: str) -> RuleError:
         shown = self.source if len(self.source) <= 120 else self.source[:117] + "..."
         return RuleError(
             f"cannot evaluate `{shown}`: {reason}", rule=self.rule, file=self.file, line=self.line
         )
+
+
+def _reason(error: Exception) -> str:
+    """What a failed evaluation tells the rule author."""
+    if isinstance(error, BudgetExceeded):
+        return f"took longer than {MAX_EVALUATION_SECONDS * 1000:g} ms"
+    if isinstance(error, FunctionLimitError | InvalidExpression):
+        return str(error)
+    if isinstance(error, KeyError):
+        return f"no key {error.args[0]!r} (use get(mapping, key, default) for optional keys)"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, MemoryError):
+        return "ran out of memory"
+    return f"{type(error).__name__}: {error}"
 
 
 _OPERATORS = {**BINARY_OPERATORS, **UNARY_OPERATORS, **COMPARE_OPERATORS}
@@ -167,8 +193,8 @@ class _Evaluator(SimpleEval):
         self._deadline = deadline
 
     def _eval(self, node: ast.AST) -> Any:
-        if time.thread_time() > self._deadline:
-            raise _BudgetExceeded
+        if _thread_time() > self._deadline:
+            raise BudgetExceeded
         return super()._eval(node)
 
     def _eval_sequence(self, node: ast.List | ast.Tuple) -> tuple[Any, ...]:

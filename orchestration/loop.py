@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
@@ -207,9 +208,12 @@ class Orchestrator:
         self.counts: Counter[str] = Counter(t.state for t in self.tasks.values())
         concurrency = plan.spec.concurrency
         self.scheduler = TaskScheduler(
-            self.tasks.values(), max_workers=concurrency.max_workers, pools=concurrency.pools
+            self.tasks.values(),
+            max_workers=concurrency.max_workers,
+            pools=concurrency.pools,
+            weights=plan.spec.scheduling,
+            max_running=concurrency.max_running,
         )
-        self.scheduler.link_dependents()
         self.executor = ThreadPoolExecutor(
             concurrency.max_workers, thread_name_prefix="orch-worker"
         )
@@ -224,6 +228,11 @@ class Orchestrator:
         self.run_failures = 0
         self._acceptance: dict[str, list[Expression]] = {}
         self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
+        self._deadlines = sorted(
+            (t.spec.deadline, t.task_id)
+            for t in self.tasks.values()
+            if t.spec.deadline is not None and t.state not in FINAL_STATES
+        )
         self._last_heartbeat = 0.0
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
@@ -333,7 +342,7 @@ class Orchestrator:
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
-                self.scheduler.push_ready(task.task_id)
+                self._queue(task)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
@@ -420,7 +429,7 @@ class Orchestrator:
             self._move(
                 task, "release", "dependencies met" if task.depends_on else "no dependencies"
             )
-            self.scheduler.push_ready(task_id)
+            self._queue(task)
         elif verdict.action == "cancel":
             cause = f"{verdict.reason}: {upstream}" if upstream else verdict.reason
             # A handler that was not needed (nothing failed) is no failure of the run.
@@ -436,6 +445,7 @@ class Orchestrator:
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
             self._last_heartbeat = time.monotonic()
             self.batch.run_state = "running"  # also refreshes the run's updated_at
+        self._report_missed_deadlines(now)
         work = self._sync_blocked() + self._wake_due(now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
@@ -457,7 +467,7 @@ class Orchestrator:
         for task in due:
             self._move(task, "wake", "retry time reached")
             self._update(task, next_attempt_at=None)
-            self.scheduler.push_ready(task.task_id)
+            self._queue(task)
         return len(due)
 
     def _sync_blocked(self, *, force: bool = False) -> int:
@@ -487,9 +497,25 @@ class Orchestrator:
         task.attempts, task.feedback = stored.attempts, stored.feedback
         self.observer.task_changed(task, task.state, "resolved by a human")
         if task.state == TaskState.READY:
-            self.scheduler.push_ready(task.task_id)
+            self._queue(task)
         elif task.state in FINAL_STATES:
             self._on_final(task)
+
+    def _report_missed_deadlines(self, now: datetime) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, task_id = heapq.heappop(self._deadlines)
+            task = self.tasks[task_id]
+            if task.state in FINAL_STATES:
+                continue
+            data = {"deadline": deadline.isoformat(), "state": task.state}
+            self.batch.events.append(
+                EventRecord(self.run.id, "deadline_missed", task_id, data, now)
+            )
+            self.observer.message(f"deadline missed: {task_id} (due {deadline:%Y-%m-%d %H:%M}Z)")
+
+    def _queue(self, task: TaskRecord) -> None:
+        """Hand a ready task to the scheduler; its failed attempts lower its priority."""
+        self.scheduler.push_ready(task.task_id, self.clock(), failed_attempts=task.attempts)
 
     def _figures(self) -> RunFigures:
         return RunFigures(
@@ -503,7 +529,7 @@ class Orchestrator:
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
         while self.scheduler.has_capacity():
-            task_id = self.scheduler.next_ready()
+            task_id = self.scheduler.next_ready(now)
             if task_id is None:
                 break
             task = self.tasks[task_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,11 +21,78 @@ class _Strict(BaseModel):
 
 
 class RetryPolicy(_Strict):
+    """How often and when a failed task runs again; a plan may name a preset instead."""
+
     max_attempts: int = Field(3, ge=1, le=100)
     backoff: Literal["exponential", "linear", "fixed"] = "exponential"
     base_seconds: float = Field(2.0, ge=0)
     max_seconds: float = Field(120.0, ge=0)
     jitter: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in RETRY_PRESETS:
+                names = ", ".join(RETRY_PRESETS)
+                raise ValueError(f"unknown retry policy '{value}'; expected {names}, or a mapping")
+            return RETRY_PRESETS[value]
+        return value
+
+
+# Named policies: `retry: aggressive` in a plan or a task.
+RETRY_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {
+        "max_attempts": 3,
+        "backoff": "exponential",
+        "base_seconds": 2,
+        "max_seconds": 120,
+    },
+    "aggressive": {
+        "max_attempts": 5,
+        "backoff": "exponential",
+        "base_seconds": 1,
+        "max_seconds": 30,
+    },
+    "conservative": {
+        "max_attempts": 2,
+        "backoff": "linear",
+        "base_seconds": 30,
+        "max_seconds": 600,
+    },
+}
+
+
+class ErrorRules(_Strict):
+    """How a failed attempt's error is classified: by exit code first, then by output pattern."""
+
+    permanent_exit_codes: list[int] = Field(default_factory=lambda: [126, 127])
+    transient_exit_codes: list[int] = Field(default_factory=lambda: [75])
+    timeout_exit_codes: list[int] = Field(default_factory=lambda: [124])
+    permanent_patterns: list[str] = Field(default_factory=list)
+    transient_patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("permanent_patterns", "transient_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                message = f"pattern {pattern!r} is not a valid regular expression: {error}"
+                raise ValueError(message) from None
+        return patterns
+
+
+class Scheduling(_Strict):
+    """The weights of a task's effective priority (docs/scheduling.md explains each one)."""
+
+    deadline_boost: float = Field(2.0, ge=0)
+    deadline_window_seconds: float = Field(3600.0, ge=0)
+    blocking_boost: float = Field(1.0, ge=0)  # times log2(1 + transitive dependents)
+    retry_penalty: float = Field(1.0, ge=0)  # per failed attempt
+    aging_per_minute: float = Field(0.5, ge=0)  # per minute spent waiting in the ready queue
+    risk_gate_confidence: float = Field(0.7, ge=0, le=1)  # high risk below this waits for a human
 
 
 class ShellAction(_Strict):
@@ -112,14 +180,24 @@ class TaskSpec(_Strict):
 
 class Defaults(_Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    errors: ErrorRules = Field(default_factory=ErrorRules)
     timeout_seconds: float = Field(900.0, gt=0)
     validators: list[ValidatorRef] = Field(default_factory=list)
     agent_command: list[str] | None = Field(None, min_length=1)
 
 
+class ResourceGuards(_Strict):
+    """Start no new work while the machine is this busy (checked with psutil)."""
+
+    max_cpu_percent: float | None = Field(None, gt=0, le=100)
+    max_memory_percent: float | None = Field(None, gt=0, le=100)
+
+
 class Concurrency(_Strict):
     max_workers: int = Field(1, ge=1, le=256)
+    max_running: int | None = Field(None, ge=1)  # cap for this run across all workers
     pools: dict[str, int] = Field(default_factory=dict)
+    guards: ResourceGuards = Field(default_factory=ResourceGuards)
 
     @field_validator("pools")
     @classmethod
@@ -137,6 +215,7 @@ class PlanSpec(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[str] = Field(default_factory=list)
     concurrency: Concurrency = Field(default_factory=Concurrency)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
