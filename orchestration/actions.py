@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration.models import AgentAction, PythonAction, ShellAction, TaskSpec
+from orchestration.models import AgentAction, ErrorRules, PythonAction, ShellAction, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,30 @@ def classify(exit_code: int | None, timed_out: bool) -> str:
     if exit_code is None:
         return "permanent"  # the program could not be started at all
     return "transient"
+
+
+def classify_error(outcome: ActionOutcome, rules: ErrorRules) -> str:
+    """The error kind by the plan's rules: exit codes first, then output patterns."""
+    if outcome.timed_out:
+        return "timeout"
+    if outcome.exit_code == 0 or outcome.interrupted:
+        return "none" if outcome.exit_code == 0 else outcome.error_kind
+    if outcome.exit_code is None:
+        return "permanent"
+    for kind, codes in (
+        ("timeout", rules.timeout_exit_codes),
+        ("permanent", rules.permanent_exit_codes),
+        ("transient", rules.transient_exit_codes),
+    ):
+        if outcome.exit_code in codes:
+            return kind
+    for kind, patterns in (
+        ("permanent", rules.permanent_patterns),
+        ("transient", rules.transient_patterns),
+    ):
+        if any(re.search(p, outcome.output_tail) for p in patterns):
+            return kind
+    return outcome.error_kind
 
 
 def _placeholder_values(request: ActionRequest) -> dict[str, str]:

@@ -189,9 +189,13 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             f"&& orch resume {summary.run_id}{db_hint}"
         )
     if summary.stuck:
-        err_console.print(
-            f"[red]stalled: these tasks can never start: {escape(', '.join(summary.stuck))}[/]"
-        )
+        err_console.print("[red]stalled: these tasks can never start:[/]")
+    if summary.waiting and len(summary.waiting) <= 30:
+        for task_id, deps in summary.waiting.items():
+            waits = ", ".join(deps) or "nothing that can still finish"
+            err_console.print(f"  {task_id} waits for {waits}", markup=False, highlight=False)
+    elif summary.waiting:
+        err_console.print(f"  {len(summary.waiting)} tasks wait for unfinished dependencies")
 
 
 @app.command()
@@ -202,6 +206,14 @@ def run(
         str | None, typer.Option("--run-id", help="Name the run (default: plan name + time).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Run low and medium risk tasks; record high-risk ones as dry-run results "
+            "without executing them.",
+        ),
+    ] = False,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
     from orchestration.loop import Orchestrator, build_engine
@@ -211,7 +223,9 @@ def run(
     engine = build_engine(loaded)
     store = _open_store(db, Path(loaded.path).parent)
     try:
-        orchestrator = Orchestrator.start(loaded, store, run_id=run_id, engine=engine)
+        orchestrator = Orchestrator.start(
+            loaded, store, run_id=run_id, engine=engine, dry_run=dry_run
+        )
         err_console.print(
             f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
         )
@@ -498,6 +512,80 @@ def task_history(
         )
     for d in decisions:
         console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
+
+
+# ---- explain --------------------------------------------------------------------------------
+
+
+@app.command()
+def explain(
+    run_id: Annotated[str, typer.Argument(help="The run.")],
+    task_id: Annotated[str, typer.Argument(help="The task.")],
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Why a task runs when it does: its effective priority, and every decision taken on it."""
+    from orchestration.loop import plan_from_stored, ready_since
+    from orchestration.scheduler import TaskScheduler
+
+    store = _open_store(db)
+    try:
+        run_record = store.get_run(run_id)
+        task = store.task(run_id, task_id)
+        plan = plan_from_stored(run_record)
+        scheduler = TaskScheduler(
+            store.tasks(run_id), max_workers=1, pools={}, weights=plan.spec.scheduling
+        )
+        now = datetime.now(UTC)
+        since = ready_since(store.transitions(run_id, task_id), now)
+        scheduler.push_ready(task_id, since, failed_attempts=task.attempts)
+        parts = scheduler.priority_of(task_id, now)
+        decisions = store.decisions(run_id, task_id)
+    finally:
+        store.close()
+    if json_output:
+        _print_json(
+            {
+                "task": task_id,
+                "state": task.state,
+                "priority": {
+                    "base": parts.base,
+                    "deadline_boost": parts.deadline,
+                    "blocking_boost": parts.blocking,
+                    "dependents": parts.dependents,
+                    "retry_penalty": parts.retries,
+                    "failed_attempts": parts.failed_attempts,
+                    "aging": parts.aging,
+                    "waited_seconds": parts.waited_seconds,
+                    "effective": parts.total,
+                },
+                "decisions": [
+                    {
+                        "attempt": d.attempt,
+                        "decision": d.action,
+                        "rule": d.rule,
+                        "reason": d.reason,
+                        "figures": d.figures,
+                    }
+                    for d in decisions
+                ],
+            }
+        )
+        return
+    console.print(f"[bold]{escape(task_id)}[/] ({task.state}), run {escape(run_id)}")
+    waited = "while it waited in the ready queue" if task.state == "ready" else "(not queued now)"
+    console.print(f"Effective priority {waited}:")
+    for line in parts.lines():
+        console.print(f"  {line}", markup=False)
+    if decisions:
+        console.print("Decisions:")
+    for d in decisions:
+        figures = ", ".join(f"{k}={v}" for k, v in d.figures.items())
+        console.print(
+            f"  attempt {d.attempt}: {d.action} (rule {d.rule}) {d.reason}"
+            + (f" [saw {figures}]" if figures else ""),
+            markup=False,
+        )
 
 
 # ---- demo -----------------------------------------------------------------------------------

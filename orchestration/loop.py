@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestration.actions import ActionOutcome, ActionRequest, run_action
+from orchestration.actions import ActionOutcome, ActionRequest, classify_error, run_action
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.decisions import Decision, DecisionEngine
 from orchestration.errors import OrchestrationError, PlanError
@@ -31,6 +31,7 @@ from orchestration.models import (
     QualityRecord,
     RunRecord,
     TaskRecord,
+    TransitionRecord,
 )
 from orchestration.plan import plan_from_dict
 from orchestration.quality import QualityController, QualityReport, acceptance_check
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.2  # how often an idle loop looks for due retries and human answers
 MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
+RISK_GATE = "risk_gate"
+GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
 STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
 # Context names that change by themselves between attempts; an approval ignores them.
@@ -123,6 +126,8 @@ class RunSummary:
     counts: dict[str, int]
     open_breakpoints: list[BreakpointRecord] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
+    # each task that cannot start yet -> its unfinished dependencies with their states
+    waiting: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -195,7 +200,9 @@ class Orchestrator:
         actor: str = "engine",
         clock: Callable[[], datetime] = utcnow,
         on_breakpoint: Callable[[BreakpointRecord], None] | None = None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
         self.store = store
         self.run = run
         self.plan = plan
@@ -234,6 +241,7 @@ class Orchestrator:
             if t.spec.deadline is not None and t.state not in FINAL_STATES
         )
         self._last_heartbeat = 0.0
+        self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self._load_history()
@@ -513,6 +521,28 @@ class Orchestrator:
             )
             self.observer.message(f"deadline missed: {task_id} (due {deadline:%Y-%m-%d %H:%M}Z)")
 
+    def _risk_gate(self, task: TaskRecord, context: Mapping[str, Any]) -> Raised | None:
+        """High-risk work the planner is not confident about waits for a human (not in dry run)."""
+        threshold = self.plan.spec.scheduling.risk_gate_confidence
+        if self.dry_run or task.spec.risk != "high" or task.spec.confidence >= threshold:
+            return None
+        if (task.task_id, RISK_GATE, self._rule_inputs(RISK_GATE, context)) in self.approved_before:
+            return None
+        message = (
+            f"{task.task_id}: high-risk task with confidence {task.spec.confidence:.2f}, below "
+            f"the risk gate's {threshold:.2f}; approve to run it"
+        )
+        return Raised(RISK_GATE, "before", "high", "pause", message)
+
+    def _note_guard(self, reason: str, now: datetime) -> None:
+        if time.monotonic() - self._last_guard_note < GUARD_NOTE_SECONDS:
+            return
+        self._last_guard_note = time.monotonic()
+        self.observer.message(f"waiting to start new work: {reason}")
+        self.batch.events.append(
+            EventRecord(self.run.id, "resource_guard", None, {"reason": reason}, now)
+        )
+
     def _queue(self, task: TaskRecord) -> None:
         """Hand a ready task to the scheduler; its failed attempts lower its priority."""
         self.scheduler.push_ready(task.task_id, self.clock(), failed_attempts=task.attempts)
@@ -526,8 +556,28 @@ class Orchestrator:
             run_elapsed_seconds=(self.clock() - self.run.created_at).total_seconds(),
         )
 
+    def _machine_busy(self) -> str | None:
+        """Why no new work may start now (a resource guard of the plan), or None."""
+        guards = self.plan.spec.concurrency.guards
+        if guards.max_cpu_percent is None and guards.max_memory_percent is None:
+            return None
+        import psutil  # only plans with guards pay for it
+
+        cpu = psutil.cpu_percent(interval=None)
+        if guards.max_cpu_percent is not None and cpu > guards.max_cpu_percent:
+            return f"CPU at {cpu:.0f}% (guard {guards.max_cpu_percent:.0f}%)"
+        memory = psutil.virtual_memory().percent
+        if guards.max_memory_percent is not None and memory > guards.max_memory_percent:
+            return f"memory at {memory:.0f}% (guard {guards.max_memory_percent:.0f}%)"
+        return None
+
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
+        if self.scheduler.queued_count and self.scheduler.has_capacity():
+            busy = self._machine_busy()
+            if busy is not None:
+                self._note_guard(busy, now)
+                return 0
         while self.scheduler.has_capacity():
             task_id = self.scheduler.next_ready(now)
             if task_id is None:
@@ -558,7 +608,14 @@ class Orchestrator:
             self.task_seconds[task.task_id],
             now,
         )
-        check = self.engine.breakpoints.check("before", context)
+        gate = self._risk_gate(task, context)
+        if gate is not None:
+            self._block(task, gate, context, now)
+            return None
+        if self.dry_run and task.spec.risk == "high":
+            check = BreakpointCheck()  # recorded, not run: nothing to stop before
+        else:
+            check = self.engine.breakpoints.check("before", context)
         self._record_rule_errors(task, check, now)
         check = BreakpointCheck(
             tuple(
@@ -594,7 +651,7 @@ class Orchestrator:
     def _execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
         workdir = request.workdir
         base = snapshot(workdir, self.ignored_files)
-        outcome = run_action(request, self.stop_event)
+        outcome = self._run(request)
         try:
             changes = changes_since(workdir, base, self.ignored_files)
         except Exception as error:  # a broken work tree must not lose the attempt's result
@@ -627,6 +684,15 @@ class Orchestrator:
             report,
             with_quality(context, report),
         )
+
+    def _run(self, request: ActionRequest) -> ActionOutcome:
+        if self.dry_run and request.task.risk == "high":
+            # Recorded, not executed: the dependents of a dry-run task still run.
+            note = "[orchestration] dry run: high-risk task recorded, not executed"
+            return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
+        outcome = run_action(request, self.stop_event)
+        kind = classify_error(outcome, self.plan.spec.defaults.errors)
+        return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
 
     def _acceptance_for(self, task_id: str) -> list[Expression]:
         if task_id not in self._acceptance:
@@ -690,7 +756,10 @@ class Orchestrator:
             decision = replace(decision, reason=f"{decision.reason} ({gate})")
         context["decision"] = decision.action
         self._record_attempt(task, result, decision, context, now)
-        check = self.engine.breakpoints.check("after", context)
+        if result.outcome.result.get("dry_run") is True and self.dry_run:
+            check = BreakpointCheck()  # nothing ran, so there is nothing to review
+        else:
+            check = self.engine.breakpoints.check("after", context)
         self._record_rule_errors(task, check, now)
         self._record_notices(task, check, context, "after", now)
         self._apply(task, result, decision, check, context, now)
@@ -763,7 +832,8 @@ class Orchestrator:
                 task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
             )
         elif decision.action in ("proceed", "checkpoint"):
-            self._update(task, outcome="succeeded", feedback="")
+            outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"
+            self._update(task, outcome=outcome, feedback="")
             self._move(task, "succeed", f"{decision.action}: {decision.reason}")
         elif decision.action == "retry" and self._may_retry(task, result):
             policy = self.plan.retry_policy(task.spec)
@@ -941,7 +1011,20 @@ class Orchestrator:
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
-        return RunSummary(self.run.id, state, counts, open_bps, stuck)
+        return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
+
+    def _waiting(self) -> dict[str, list[str]]:
+        """What each pending task waits for: its dependencies that have not finished."""
+        waiting = {}
+        for task in self.tasks.values():
+            if task.state != TaskState.PENDING:
+                continue
+            waiting[task.task_id] = [
+                f"{dep} ({self.tasks[dep].state})"
+                for dep in task.depends_on
+                if dep in self.tasks and self.tasks[dep].state not in FINAL_STATES
+            ]
+        return waiting
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -976,6 +1059,14 @@ def plan_from_stored(run: RunRecord) -> Plan:
     stored = run.plan_json
     plan = plan_from_dict(stored["spec"], path=Path(stored["path"]), check_paths=False)
     return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))
+
+
+def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
+    """When a task last became ready (now, if it is not waiting in the ready queue)."""
+    since = now
+    for move in history:
+        since = move.at if move.dest == TaskState.READY else now
+    return since
 
 
 def summarize(tasks: Iterable[TaskRecord]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from orchestration.models import Scheduling
 from orchestration.rules import evaluate_breakpoints, load_rules
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "judgement-dev.jsonl"
@@ -21,7 +22,12 @@ def pausing_rules(rules: Any, line: dict[str, Any]) -> list[str]:
     fired = evaluate_breakpoints(rules, line["at"], context)
     errors = [f"{rule.name}: {error}" for rule, error in fired if error is not None]
     assert not errors, errors
-    return [rule.name for rule, error in fired if rule.action == "pause"]
+    paused = [rule.name for rule, error in fired if rule.action == "pause"]
+    # The engine's risk gate holds high-risk work below its confidence threshold before rules.
+    gate = Scheduling().risk_gate_confidence
+    if line["at"] == "before" and line["risk"] == "high" and line["confidence"] < gate:
+        paused.append("risk_gate")
+    return paused
 
 
 @pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} is not available")
