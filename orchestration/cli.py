@@ -41,7 +41,7 @@ app = typer.Typer(
     add_completion=False,
 )
 breakpoints_app = typer.Typer(help="List, inspect and resolve breakpoints.", no_args_is_help=True)
-task_app = typer.Typer(help="Inspect single tasks.", no_args_is_help=True)
+task_app = typer.Typer(help="Add tasks to a run, or inspect one.", no_args_is_help=True)
 app.add_typer(breakpoints_app, name="breakpoints")
 app.add_typer(task_app, name="task")
 
@@ -467,6 +467,65 @@ def _user() -> str:
 
 
 # ---- task -----------------------------------------------------------------------------------
+
+
+@task_app.command("add")
+def task_add(
+    run_id: Annotated[str, typer.Argument(help="The run to add tasks to.")],
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            "-f",
+            help="A YAML or JSON file with one task, or a list of tasks, in the plan's format.",
+        ),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Add tasks to a run, even while it works; they are validated like plan tasks.
+
+    A task whose id is taken gets a suffix (-2, -3...). Dependencies must name tasks of the run
+    or of the file; a cycle or an unknown dependency refuses the whole file.
+    """
+    from orchestration.errors import PlanError
+    from orchestration.loop import run_is_live
+    from orchestration.models import EventRecord
+    from orchestration.spawning import SpawnError, parse_specs, prepare_tasks
+    from orchestration.store import Batch
+    from orchestration.yamlfile import load_yaml_file
+
+    data, _ = load_yaml_file(file, error=PlanError)
+    items = data if isinstance(data, list) else [data]
+    store = _open_store(db)
+    try:
+        run_record = store.get_run(run_id)
+        existing = {t.task_id: t for t in store.tasks(run_id)}
+        try:
+            records = prepare_tasks(parse_specs(items, str(file)), existing, run_id, str(file))
+        except SpawnError as error:
+            raise OrchestrationError(error.message) from None
+        now = datetime.now(UTC)
+        data_event = {
+            "source": f"orch task add --file {file}",
+            "tasks": [r.task_id for r in records],
+        }
+        store.commit(
+            run_id,
+            Batch(
+                new_tasks=records,
+                events=[EventRecord(run_id, "tasks_added", None, data_event, now)],
+            ),
+        )
+        live = run_is_live(run_record, now)
+    finally:
+        store.close()
+    ids = ", ".join(r.task_id for r in records)
+    follow = (
+        "the engine working on the run picks them up by itself"
+        if live
+        else f"run them with: orch resume {run_id}"
+    )
+    console.print(f"added {ids} to run {run_id}; {follow}", markup=False)
 
 
 @task_app.command("history")

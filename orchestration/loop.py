@@ -38,6 +38,7 @@ from orchestration.quality import QualityController, QualityReport, acceptance_c
 from orchestration.retry import next_attempt_at
 from orchestration.rules import RuleSet, load_rules
 from orchestration.scheduler import TaskScheduler
+from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
 from orchestration.steps import RunFigures, after_context, before_context, with_quality
 from orchestration.store import Batch, Store
 from orchestration.workspace import Changes, changes_since, snapshot, store_files_in
@@ -49,6 +50,7 @@ MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
 RISK_GATE = "risk_gate"
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
+ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
 STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
 # Context names that change by themselves between attempts; an approval ignores them.
@@ -241,6 +243,7 @@ class Orchestrator:
             if t.spec.deadline is not None and t.state not in FINAL_STATES
         )
         self._last_heartbeat = 0.0
+        self._last_added_sync = time.monotonic()
         self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
@@ -454,7 +457,7 @@ class Orchestrator:
             self._last_heartbeat = time.monotonic()
             self.batch.run_state = "running"  # also refreshes the run's updated_at
         self._report_missed_deadlines(now)
-        work = self._sync_blocked() + self._wake_due(now)
+        work = self._sync_blocked() + self._sync_added_tasks() + self._wake_due(now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
@@ -825,6 +828,7 @@ class Orchestrator:
         elif auto is not None and auto.rule.auto is not None and auto.rule.auto.then == "proceed":
             self._update(task, outcome="succeeded", feedback="")
             self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
+            self._grow(task, True, context, now)
         elif auto is not None and auto.rule.auto is not None and self._may_retry(task, result):
             wait_seconds = auto.rule.auto.wait_seconds
             self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
@@ -835,6 +839,7 @@ class Orchestrator:
             outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"
             self._update(task, outcome=outcome, feedback="")
             self._move(task, "succeed", f"{decision.action}: {decision.reason}")
+            self._grow(task, True, context, now)
         elif decision.action == "retry" and self._may_retry(task, result):
             policy = self.plan.retry_policy(task.spec)
             self._move(task, "retry", f"retry: {decision.reason}")
@@ -847,10 +852,109 @@ class Orchestrator:
         elif decision.action == "retry":
             self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
             self._move(task, "fail", f"out of attempts: {decision.reason}")
+            self._grow(task, False, context, now)
         else:  # clarify | escalate: a human decides
             self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
             rule = f"decision:{decision.action}"
             self._block(task, Raised(rule, "after", "high", "pause", decision.reason), context, now)
+
+    # ---- a plan that grows while it runs ------------------------------------------------------
+
+    def _grow(
+        self, task: TaskRecord, succeeded: bool, context: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Add the tasks a finished task's branches, or its action's `spawn` result, ask for."""
+        for index, branch in enumerate(task.spec.branches):
+            source = f"task '{task.task_id}' branches[{index}]"
+            try:
+                fires = branch_fires(
+                    branch, self._branch_when(task, index), succeeded=succeeded, context=context
+                )
+            except OrchestrationError as error:
+                self._refuse_spawn(task, f"{source}: {error}", now)
+                continue
+            if fires:
+                self._spawn(task, list(branch.spawn), source, now)
+        requested = context.get("result", {}).get("spawn") if succeeded else None
+        if requested is not None:
+            source = f"task '{task.task_id}' result.spawn"
+            if not isinstance(requested, list):
+                self._refuse_spawn(task, f"{source}: expected a list of tasks", now)
+                return
+            try:
+                specs = parse_specs(requested, source)
+            except SpawnError as error:
+                self._refuse_spawn(task, str(error), now)
+                return
+            self._spawn(task, specs, source, now)
+
+    def _branch_when(self, task: TaskRecord, index: int) -> Expression | None:
+        source = task.spec.branches[index].when
+        if source is None:
+            return None
+        key = f"{task.task_id}.branches[{index}]"
+        if key not in self._acceptance:
+            self._acceptance[key] = [
+                compile_expression(
+                    source,
+                    file=self.plan.path,
+                    rule=key,
+                    functions=self.engine.plugins.rule_functions,
+                )
+            ]
+        return self._acceptance[key][0]
+
+    def _spawn(
+        self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
+    ) -> None:
+        try:
+            records = prepare_tasks(specs, self.tasks, self.run.id, source)
+        except SpawnError as error:
+            self._refuse_spawn(parent, str(error), now)
+            return
+        # Copies: the batch must store them as they are now (pending), not as they will be
+        # by the time it is committed.
+        self.batch.new_tasks.extend(replace(record) for record in records)
+        self._adopt_new_tasks(records)
+        data = {"source": source, "tasks": [r.task_id for r in records]}
+        parent_id = parent.task_id if parent is not None else None
+        self.batch.events.append(EventRecord(self.run.id, "tasks_added", parent_id, data, now))
+        self.observer.message(f"{source} added {', '.join(r.task_id for r in records)}")
+
+    def _adopt_new_tasks(self, records: list[TaskRecord]) -> None:
+        """Make tasks that joined the run known to the scheduler, and release what may run."""
+        for record in records:
+            self.tasks[record.task_id] = record
+            self.counts[record.state] += 1
+            self.scheduler.add(record)
+        self.scheduler.link_dependents()
+        finals = {
+            t.task_id: (t.state, t.outcome) for t in self.tasks.values() if t.state in FINAL_STATES
+        }
+        for record in records:
+            self.scheduler.count_finished_dependencies(record.task_id, finals)
+            if record.spec.deadline is not None:
+                heapq.heappush(self._deadlines, (record.spec.deadline, record.task_id))
+        for record in records:
+            if record.state == TaskState.PENDING:
+                self._evaluate_pending(record.task_id)
+
+    def _refuse_spawn(self, parent: TaskRecord | None, reason: str, now: datetime) -> None:
+        self.observer.message(f"warning: new tasks refused: {reason}")
+        parent_id = parent.task_id if parent is not None else None
+        event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
+        self.batch.events.append(event)
+
+    def _sync_added_tasks(self) -> int:
+        """Pick up tasks that `orch task add` stored while this engine runs."""
+        if time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
+            return 0
+        self._last_added_sync = time.monotonic()
+        if self.store.task_count(self.run.id) <= len(self.tasks):
+            return 0
+        added = [t for t in self.store.tasks(self.run.id) if t.task_id not in self.tasks]
+        self._adopt_new_tasks(added)
+        return len(added)
 
     def _may_retry(self, task: TaskRecord, result: AttemptResult) -> bool:
         policy = self.plan.retry_policy(task.spec)

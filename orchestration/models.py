@@ -141,8 +141,28 @@ class ValidatorRef(_Strict):
 
 
 class Branch(_Strict):
-    when: str
+    """Tasks to add when a task ends: on a rule expression or one of the shorthands."""
+
+    when: str | None = None  # a rule expression over the task's last step context
+    on_success: bool = False  # the task completed
+    on_failure: bool = False  # the task failed for good
+    result_equals: dict[str, Any] | None = None  # every key of the action's result equals
+    result_contains: dict[str, Any] | None = None  # every key's value contains the given one
     spawn: list[TaskSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Branch:
+        given = [
+            name
+            for name in ("when", "on_success", "on_failure", "result_equals", "result_contains")
+            if getattr(self, name) not in (None, False)
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "a branch needs exactly one condition: when, on_success, on_failure, "
+                f"result_equals or result_contains (got {', '.join(given) or 'none'})"
+            )
+        return self
 
 
 class TaskSpec(_Strict):

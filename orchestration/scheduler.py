@@ -210,6 +210,21 @@ class TaskScheduler:
             else:
                 child.failed += 1
 
+    def count_finished_dependencies(
+        self, task_id: str, finals: dict[str, tuple[str, str | None]]
+    ) -> None:
+        """For a task added to a running run: count the dependencies that already ended."""
+        node = self.nodes[task_id]
+        for dep in node.deps:
+            if dep not in finals:
+                continue
+            state, outcome = finals[dep]
+            node.done += 1
+            if state == TaskState.COMPLETED and outcome in SUCCESS_OUTCOMES:
+                node.succeeded += 1
+            else:
+                node.failed += 1
+
     def verdict(self, task_id: str) -> Verdict:
         return dependency_verdict(self.nodes[task_id])
 

@@ -210,6 +210,11 @@ class Store:
         query = select(TASKS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
         return [records.task_record(row) for row in self._all(query)]
 
+    def task_count(self, run_id: str) -> int:
+        """How many tasks the run has (cheap: a running engine polls it for added tasks)."""
+        query = select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)
+        return int(self._one(query)[0])  # type: ignore[index]
+
     def task(self, run_id: str, task_id: str) -> TaskRecord:
         query = select(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
         row = self._one(query)
