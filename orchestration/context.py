@@ -195,6 +195,8 @@ def freeze(
     tuples become tuples, sets frozensets, mappings FrozenMap. Anything else, a cycle, nesting
     deeper than `max_depth` or more than `max_items` values raises ValueError or TypeError.
     """
+    if isinstance(value, FrozenMap):
+        return value  # only _freeze builds them, from values it froze: already done
     return _freeze(value, max_depth, _Budget(max_items), set())
 
 

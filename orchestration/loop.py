@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, classify_error, run_action
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
+from orchestration.context import FrozenMap, freeze
 from orchestration.decisions import Decision, DecisionEngine
 from orchestration.errors import OrchestrationError, PlanError
 from orchestration.expressions import Expression, compile_expression
@@ -753,7 +754,8 @@ class Orchestrator:
             "completed_count": figures.completed_count,
             "run_elapsed_seconds": round(figures.run_elapsed_seconds, 3),
         }
-        decision = self.engine.decisions.decide(context)
+        frozen = _frozen_or_plain(context)  # once for the decision rules and the breakpoints
+        decision = self.engine.decisions.decide(frozen)
         if result.report.gate_failures:
             gate = "; ".join(result.report.gate_failures)
             decision = replace(decision, reason=f"{decision.reason} ({gate})")
@@ -762,7 +764,7 @@ class Orchestrator:
         if result.outcome.result.get("dry_run") is True and self.dry_run:
             check = BreakpointCheck()  # nothing ran, so there is nothing to review
         else:
-            check = self.engine.breakpoints.check("after", context)
+            check = self.engine.breakpoints.check("after", _frozen_or_plain(context, frozen))
         self._record_rule_errors(task, check, now)
         self._record_notices(task, check, context, "after", now)
         self._apply(task, result, decision, check, context, now)
@@ -1129,6 +1131,16 @@ class Orchestrator:
                 if dep in self.tasks and self.tasks[dep].state not in FINAL_STATES
             ]
         return waiting
+
+
+def _frozen_or_plain(context: dict[str, Any], frozen: Any = None) -> Any:
+    """The context frozen for rule evaluation (reusing `frozen` when only `decision` changed)."""
+    try:
+        if frozen is not None:
+            return FrozenMap({**frozen, "decision": context["decision"]})
+        return freeze(context)
+    except (TypeError, ValueError, RecursionError):
+        return context  # each rule then reports why it cannot read it
 
 
 def _sqlite_path(url: str) -> Path | None:
