@@ -10,13 +10,10 @@ from typing import Any
 
 from orchestration.expression_limits import BINARY_OPERATORS, COMPARE_OPERATORS, UNARY_OPERATORS
 
-# A compiled node: takes the evaluation's names (plus its deadline under DEADLINE) and returns
-# the node's value. Closures hold only compile-time data, so one tree serves every thread.
-Node = Callable[[dict[Any, Any]], Any]
-
-# The key under which an evaluation stores its deadline (thread CPU seconds) in its names dict.
-# Not a string, so no expression name can ever read or shadow it.
-DEADLINE: Any = object()
+# A compiled node: takes the evaluation's names (frozen values, every name the expression reads)
+# and its deadline (in `time.thread_time` seconds), returns the node's value. Closures hold only
+# compile-time data, so one tree serves every thread at once.
+Node = Callable[[Mapping[str, Any], float], Any]
 
 _thread_time = time.thread_time
 
@@ -29,21 +26,21 @@ class UnsupportedNode(Exception):
     """The tree holds a node the compiler does not know (the checker should have refused it)."""
 
 
-def compile_tree(tree: ast.Expression, functions: Mapping[str, Callable[..., Any]]) -> Node:
-    """The closure tree for a tree already checked by the expression checker.
+def compile_tree(
+    tree: ast.Expression, functions: Mapping[str, Callable[..., Any]]
+) -> tuple[Node, bool]:
+    """The closure tree for a tree already checked by the expression checker, and whether it
+    reads the deadline at all (when not, the caller need not read the clock).
 
     Operators and functions are exactly those of the tables in expression_limits (and the
     expression's function table), called the way simpleeval calls them. The deadline is checked
     before every function call, every comparison that may walk a sequence and every subscript
-    with a computed key or a slice: the nodes whose cost depends on the data. Other nodes do constant or size-bounded work, and
-    a tree has no loops, so the work between two checks is bounded by the tree's size.
+    with a computed key or a slice: the nodes whose cost depends on the data. Other nodes do
+    constant or size-bounded work, and a tree has no loops, so the work between two checks is
+    bounded by the tree's size.
     """
-    return _Compiler(functions).node(tree.body)
-
-
-def _check_deadline(names: dict[Any, Any]) -> None:
-    if _thread_time() > names[DEADLINE]:
-        raise BudgetExceeded
+    compiler = _Compiler(functions)
+    return compiler.node(tree.body), compiler.timed
 
 
 class _Compiler:
@@ -51,6 +48,20 @@ class _Compiler:
 
     def __init__(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         self.functions = functions
+        # Closures that return a value known at compile time, by id (the closure is kept too,
+        # so an id cannot be reused while the compilation runs).
+        self.known: dict[int, tuple[Node, Any]] = {}
+        self.timed = False  # some closure checks the deadline
+
+    def constant_of(self, compiled: Node) -> tuple[bool, Any]:
+        """(True, value) when `compiled` always returns `value`, else (False, None)."""
+        entry = self.known.get(id(compiled))
+        return (True, entry[1]) if entry is not None else (False, None)
+
+    def constant_node(self, value: Any) -> Node:
+        compiled = _constant(value)
+        self.known[id(compiled)] = (compiled, value)
+        return compiled
 
     def node(self, node: ast.AST) -> Node:
         method = _DISPATCH.get(type(node))
@@ -61,57 +72,76 @@ class _Compiler:
     # ---- leaves ----
 
     def constant(self, node: ast.Constant) -> Node:
-        return _constant(node.value)
+        return self.constant_node(node.value)
 
     def name(self, node: ast.Name) -> Node:
-        return operator.itemgetter(node.id)
+        key = node.id
+        return lambda names, deadline: names[key]
 
     # ---- literals: lists and tuples become tuples, sets frozensets ----
 
     def sequence(self, node: ast.List | ast.Tuple) -> Node:
         items = tuple(self.node(item) for item in node.elts)
-        folded = _fold(node.elts)
-        if folded is not None:
-            return _constant(tuple(folded))
-        return lambda names: tuple([item(names) for item in items])
+        if all(isinstance(item, ast.Constant) for item in node.elts):
+            return self.constant_node(tuple(item(_NO_NAMES, 0.0) for item in items))
+        return lambda names, deadline: tuple([item(names, deadline) for item in items])
 
     def set(self, node: ast.Set) -> Node:
         items = tuple(self.node(item) for item in node.elts)
-        folded = _fold(node.elts)
-        if folded is not None:
-            return _constant(frozenset(folded))
-        return lambda names: frozenset([item(names) for item in items])
+        if all(isinstance(item, ast.Constant) for item in node.elts):
+            return self.constant_node(frozenset(item(_NO_NAMES, 0.0) for item in items))
+        return lambda names, deadline: frozenset([item(names, deadline) for item in items])
 
     # ---- operators ----
 
     def unary(self, node: ast.UnaryOp) -> Node:
         function = UNARY_OPERATORS[type(node.op)]
         operand = self.node(node.operand)
-        if isinstance(node.operand, ast.Constant) and isinstance(node.op, ast.USub | ast.UAdd):
-            value = node.operand.value
-            if type(value) in (int, float):  # -1, +2.5: fold, they cannot fail
-                return _constant(function(value))
+        folded = self.fold(function, operand)
+        if folded is not None:
+            return folded
         if function is operator.not_:
-            return lambda names: not operand(names)
-        return lambda names: function(operand(names))
+            return lambda names, deadline: not operand(names, deadline)
+        return lambda names, deadline: function(operand(names, deadline))
 
     def binary(self, node: ast.BinOp) -> Node:
         function = BINARY_OPERATORS[type(node.op)]
         left = self.node(node.left)
         right = self.node(node.right)
-        return lambda names: function(left(names), right(names))
+        folded = self.fold(function, left, right)
+        if folded is not None:
+            return folded
+        return lambda names, deadline: function(left(names, deadline), right(names, deadline))
+
+    def fold(self, function: Callable[..., Any], *operands: Node) -> Node | None:
+        """A constant for arithmetic on numeric constants (`4 * 3600`, `-1`), else None.
+
+        Only numbers are folded, so no large string or tuple is kept with the expression; an
+        operation that fails (`1 / 0`) is left to fail at evaluation, as it always did.
+        """
+        values = []
+        for operand in operands:
+            known, value = self.constant_of(operand)
+            if not known or type(value) not in (int, float):
+                return None
+            values.append(value)
+        try:
+            result = function(*values)
+        except Exception:  # the same error is raised, and reported, at evaluation
+            return None
+        return self.constant_node(result) if type(result) in (int, float) else None
 
     def boolean(self, node: ast.BoolOp) -> Node:
         values = tuple(self.node(value) for value in node.values)
         if isinstance(node.op, ast.And):
             if len(values) == 2:
                 first, second = values
-                return lambda names: first(names) and second(names)
+                return lambda names, deadline: first(names, deadline) and second(names, deadline)
 
-            def all_of(names: dict[Any, Any]) -> Any:
+            def all_of(names: Mapping[str, Any], deadline: float) -> Any:
                 result: Any = False
                 for value in values:
-                    result = value(names)
+                    result = value(names, deadline)
                     if not result:
                         break
                 return result
@@ -119,12 +149,12 @@ class _Compiler:
             return all_of
         if len(values) == 2:
             first, second = values
-            return lambda names: first(names) or second(names)
+            return lambda names, deadline: first(names, deadline) or second(names, deadline)
 
-        def any_of(names: dict[Any, Any]) -> Any:
+        def any_of(names: Mapping[str, Any], deadline: float) -> Any:
             result: Any = False
             for value in values:
-                result = value(names)
+                result = value(names, deadline)
                 if result:
                     break
             return result
@@ -135,31 +165,32 @@ class _Compiler:
         left = self.node(node.left)
         functions = tuple(COMPARE_OPERATORS[type(op)] for op in node.ops)
         comparators = tuple(self.node(comparator) for comparator in node.comparators)
-        checked = not _cheap_compare(node)
+        checked = not self.cheap_compare(node.ops, (left, *comparators))
+        self.timed = self.timed or checked
         if len(functions) == 1:
             function = functions[0]
             right = comparators[0]
             if checked:
 
-                def checked_compare(names: dict[Any, Any]) -> Any:
-                    if _thread_time() > names[DEADLINE]:
+                def checked_compare(names: Mapping[str, Any], deadline: float) -> Any:
+                    if _thread_time() > deadline:
                         raise BudgetExceeded
-                    return function(left(names), right(names))
+                    return function(left(names, deadline), right(names, deadline))
 
                 return checked_compare
-            if isinstance(node.comparators[0], ast.Constant):
-                constant = node.comparators[0].value
-                return lambda names: function(left(names), constant)
-            return lambda names: function(left(names), right(names))
+            known, constant = self.constant_of(right)
+            if known:
+                return lambda names, deadline: function(left(names, deadline), constant)
+            return lambda names, deadline: function(left(names, deadline), right(names, deadline))
         pairs = tuple(zip(functions, comparators, strict=True))
 
-        def chain(names: dict[Any, Any]) -> Any:
-            if checked:
-                _check_deadline(names)
-            right = left(names)
+        def chain(names: Mapping[str, Any], deadline: float) -> Any:
+            if checked and _thread_time() > deadline:
+                raise BudgetExceeded
+            right = left(names, deadline)
             result: Any = True
             for function, comparator in pairs:
-                left_value, right = right, comparator(names)
+                left_value, right = right, comparator(names, deadline)
                 result = function(left_value, right)
                 if not result:
                     break
@@ -167,11 +198,32 @@ class _Compiler:
 
         return chain
 
+    def cheap_compare(self, ops: list[ast.cmpop], operands: tuple[Node, ...]) -> bool:
+        """True when no comparison of the chain can walk data of unbounded size.
+
+        Identity is cheap; so is an ordering or equality with a constant on either side, and a
+        membership test in a constant container. Constants hold only scalars and a string
+        constant is bounded by the source length, so each of these is bounded by the source.
+        """
+        for index, op in enumerate(ops):
+            if isinstance(op, ast.Is | ast.IsNot):
+                continue
+            left_known = self.constant_of(operands[index])[0]
+            right_known = self.constant_of(operands[index + 1])[0]
+            if isinstance(op, ast.In | ast.NotIn):
+                if not right_known:
+                    return False
+            elif not (left_known or right_known):
+                return False
+        return True
+
     def if_expression(self, node: ast.IfExp) -> Node:
         test = self.node(node.test)
         body = self.node(node.body)
         orelse = self.node(node.orelse)
-        return lambda names: body(names) if test(names) else orelse(names)
+        return lambda names, deadline: (
+            body(names, deadline) if test(names, deadline) else orelse(names, deadline)
+        )
 
     # ---- calls and subscripts: the deadline is checked before each ----
 
@@ -180,43 +232,45 @@ class _Compiler:
             raise UnsupportedNode("Call")
         function = self.functions[node.func.id]
         arguments = tuple(self.node(argument) for argument in node.args)
+        self.timed = True
         if len(arguments) == 1:
             (only,) = arguments
 
-            def call_one(names: dict[Any, Any]) -> Any:
-                if _thread_time() > names[DEADLINE]:
+            def call_one(names: Mapping[str, Any], deadline: float) -> Any:
+                if _thread_time() > deadline:
                     raise BudgetExceeded
-                return function(only(names))
+                return function(only(names, deadline))
 
             return call_one
         if len(arguments) == 2:
             first, second = arguments
 
-            def call_two(names: dict[Any, Any]) -> Any:
-                if _thread_time() > names[DEADLINE]:
+            def call_two(names: Mapping[str, Any], deadline: float) -> Any:
+                if _thread_time() > deadline:
                     raise BudgetExceeded
-                return function(first(names), second(names))
+                return function(first(names, deadline), second(names, deadline))
 
             return call_two
 
-        def call_many(names: dict[Any, Any]) -> Any:
-            if _thread_time() > names[DEADLINE]:
+        def call_many(names: Mapping[str, Any], deadline: float) -> Any:
+            if _thread_time() > deadline:
                 raise BudgetExceeded
-            return function(*[argument(names) for argument in arguments])
+            return function(*[argument(names, deadline) for argument in arguments])
 
         return call_many
 
     def subscript(self, node: ast.Subscript) -> Node:
         container = self.node(node.value)
         key = self.node(node.slice)
-        if isinstance(node.slice, ast.Constant):  # an index or key: no walk over the data
-            constant = node.slice.value
-            return lambda names: container(names)[constant]
+        known, constant = self.constant_of(key)
+        if known:  # an index or key: no walk over the data
+            return lambda names, deadline: container(names, deadline)[constant]
+        self.timed = True
 
-        def item(names: dict[Any, Any]) -> Any:
-            if _thread_time() > names[DEADLINE]:
+        def item(names: Mapping[str, Any], deadline: float) -> Any:
+            if _thread_time() > deadline:
                 raise BudgetExceeded
-            return container(names)[key(names)]
+            return container(names, deadline)[key(names, deadline)]
 
         return item
 
@@ -225,36 +279,16 @@ class _Compiler:
             _constant(None) if part is None else self.node(part)
             for part in (node.lower, node.upper, node.step)
         )
-        return lambda names: slice(lower(names), upper(names), step(names))
+        return lambda names, deadline: slice(
+            lower(names, deadline), upper(names, deadline), step(names, deadline)
+        )
 
 
 def _constant(value: Any) -> Node:
-    return lambda names: value
+    return lambda names, deadline: value
 
 
-def _fold(items: list[ast.expr]) -> list[Any] | None:
-    """The values of literal items when every one is a constant, else None."""
-    if all(isinstance(item, ast.Constant) for item in items):
-        return [item.value for item in items if isinstance(item, ast.Constant)]
-    return None
-
-
-# Comparisons whose cost cannot depend on the data's size: identity, or an ordering/equality
-# test against a constant (all constants are scalars; a string constant is bounded by the source
-# length, and comparing a sequence or mapping to a scalar returns at once).
-_SCALAR_ORDERINGS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
-
-
-def _cheap_compare(node: ast.Compare) -> bool:
-    operands = [node.left, *node.comparators]
-    for index, op in enumerate(node.ops):
-        if isinstance(op, ast.Is | ast.IsNot):
-            continue
-        pair = operands[index], operands[index + 1]
-        against_constant = any(isinstance(side, ast.Constant) for side in pair)
-        if not (isinstance(op, _SCALAR_ORDERINGS) and against_constant):
-            return False
-    return True
+_NO_NAMES: Mapping[str, Any] = {}
 
 
 _DISPATCH: dict[type[ast.AST], Callable[[_Compiler, Any], Node]] = {

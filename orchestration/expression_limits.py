@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 logger = logging.getLogger(__name__)
 
 MAX_STRING_CHARS = 100_000  # longest string an operator or function may produce
-MAX_SEQUENCE_ITEMS = 10_000  # longest tuple an operator may produce
+MAX_SEQUENCE_ITEMS = 10_000  # most values (nested ones included) in a tuple an operator makes
 MAX_INT_BITS = 4_096  # largest integer a power may produce (about 1,233 decimal digits)
 MAX_ROUND_DIGITS = 100
 MAX_PATTERN_CHARS = 200
@@ -41,8 +41,38 @@ class FunctionLimitError(Exception):
 # ---- operators ------------------------------------------------------------------------------
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | tuple) else 0
+    if isinstance(value, str):
+        return len(value)
+    return _items(value) if isinstance(value, tuple) else 0
+
+
+def _items(value: tuple[Any, ...]) -> int:
+    """The values in a tuple, counted through nested tuples, sets and mappings.
+
+    Counting nested values keeps repetition from building a small tuple of huge tuples, such as
+    `((1,)*9999,)*9999`, which one comparison would then walk for minutes. The walk stops once
+    past the limit, so it costs at most MAX_SEQUENCE_ITEMS steps.
+    """
+    if _SCALAR_TYPES.issuperset(map(type, value)):  # flat, the common case: counted in C
+        return len(value)
+    count = 0
+    stack: list[Any] = [value]
+    while stack:
+        for item in stack.pop():
+            count += 1
+            if count > MAX_SEQUENCE_ITEMS:
+                return count
+            if type(item) in _SCALAR_TYPES:
+                continue
+            if isinstance(item, Mapping):
+                stack.extend((item.keys(), item.values()))
+            elif isinstance(item, tuple | frozenset):
+                stack.append(item)
+    return count
 
 
 def _limit_for(value: Any) -> int:
@@ -197,9 +227,11 @@ def fn_matches(text: Any, pattern: Any) -> bool:
         raise FunctionLimitError("matches() needs a pattern string")
     if text is None:
         return False
-    if isinstance(text, str):
-        subjects: tuple[Any, ...] = (text,)
-    elif isinstance(text, tuple | frozenset):
+    if isinstance(text, str):  # the common case, without the list machinery below
+        compiled = _compiled(pattern)
+        deadline = time.monotonic() + MATCH_TIMEOUT_SECONDS
+        return _search(compiled, text[:MAX_MATCH_INPUT_CHARS], deadline, pattern)
+    if isinstance(text, tuple | frozenset):
         subjects = tuple(text)[:MAX_MATCH_ITEMS]
     else:
         raise FunctionLimitError(f"matches() needs a text or a list, not {type(text).__name__}")

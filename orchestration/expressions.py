@@ -14,7 +14,7 @@ from simpleeval import InvalidExpression, SimpleEval
 
 from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze
 from orchestration.errors import RuleError
-from orchestration.expression_compiler import DEADLINE, BudgetExceeded, compile_tree
+from orchestration.expression_compiler import BudgetExceeded, UnsupportedNode, compile_tree
 from orchestration.expression_limits import (
     BINARY_OPERATORS,
     BUILTIN_FUNCTIONS,
@@ -88,7 +88,17 @@ class Expression:
     Both see the same operators, functions, names, freezing and time budget, and fail alike.
     """
 
-    __slots__ = ("_compiled", "_functions", "_tree", "file", "line", "names", "rule", "source")
+    __slots__ = (
+        "_compiled",
+        "_functions",
+        "_timed",
+        "_tree",
+        "file",
+        "line",
+        "names",
+        "rule",
+        "source",
+    )
 
     def __init__(
         self,
@@ -108,7 +118,7 @@ class Expression:
         self.line = line
         self._tree = tree
         self._functions = functions
-        self._compiled = compile_tree(tree, functions)
+        self._compiled, self._timed = compile_tree(tree, functions)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -121,13 +131,25 @@ class Expression:
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value for `context`; any failure is a RuleError naming the rule."""
-        # CPU time of this thread: other threads holding the GIL must not fail a rule.
-        started = _thread_time()
+        if isinstance(context, FrozenMap):  # frozen once per check by the caller
+            data = context._data  # read in place: the closures only look names up
+            if not data.keys() >= self.names:
+                self._names(context)  # raises the error naming the missing value
+            # CPU time of this thread: other threads holding the GIL must not fail a rule. A
+            # tree that never reads the deadline (only bounded work) does not read the clock.
+            deadline = _thread_time() + MAX_EVALUATION_SECONDS if self._timed else 0.0
+            try:
+                return self._compiled(data, deadline)
+            except Exception as error:  # any failure is this rule's error, never the loop's
+                reason = _reason(error)
+            raise self._error(reason)
+        deadline = _thread_time() + MAX_EVALUATION_SECONDS
         names = self._names(context)
-        names[DEADLINE] = started + MAX_EVALUATION_SECONDS
         try:
-            return self._compiled(names)
-        except Exception as error:  # any failure is this rule's error, never the loop's
+            if _thread_time() > deadline:
+                raise BudgetExceeded  # freezing a large context used the budget up
+            return self._compiled(names, deadline)
+        except Exception as error:
             reason = _reason(error)
         raise self._error(reason)
 
@@ -239,7 +261,10 @@ def compile_expression(
         return fail(message, None if column is None else column + indent)
 
     used = _check_tree(tree, allowed_names, table, fail_at)
-    return Expression(source, tree, used, table, rule=rule, file=file, line=line)
+    try:
+        return Expression(source, tree, used, table, rule=rule, file=file, line=line)
+    except UnsupportedNode as error:  # the checker refuses these first; a last line of defence
+        raise fail(f"`{error}` is not allowed") from None
 
 
 def _function_table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestration import expression_compiler, expressions
 from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze, neutral_context
 from orchestration.errors import RuleError
 from orchestration.expressions import MAX_EXPRESSION_CHARS, Expression, compile_expression
@@ -214,6 +216,12 @@ HOSTILE: list[str] = [
     "attempt\x00",
     "",
     "   ",
+    # Repetition nesting small tuples inside each other: one comparison would walk 10**12 values.
+    "((((1,)*100,)*100,)*100,)*100 == ((((1,)*100,)*100,)*100,)*100",
+    "min(((1,)*10000,)*10000, ((1,)*10000,)*10000)",
+    "(((1,)*1000,)*1000,)*1000 == (((1,)*1000,)*1000,)*1000",
+    "((1,)*5000,) + ((1,)*5000,)",
+    "(output_tail,) * 10001",
 ]
 
 
@@ -311,3 +319,169 @@ def test_expression_is_immutable_in_use() -> None:
     assert isinstance(expression, Expression)
     assert expression == compile_expression("attempt > 1")
     assert expression.names <= CONTEXT_NAME_SET
+
+
+# ---- the closure evaluator against the simpleeval reference ----------------------------------
+
+
+def test_frozen_context_values_pass_through_without_a_copy() -> None:
+    frozen = freeze(context(result={"k": [1]}))
+    assert compile_expression("result").evaluate(frozen) is frozen["result"]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_every_name_must_be_present_even_when_not_reached(frozen: bool) -> None:
+    values: Any = {"exit_code": 0}
+    expression = compile_expression("exit_code == 0 or attempt > 1", rule="r")
+    with pytest.raises(RuleError, match="no value for 'attempt'"):
+        expression.evaluate(FrozenMap(values) if frozen else values)
+
+
+def test_constant_arithmetic_is_folded_but_its_errors_stay_evaluation_errors() -> None:
+    assert evaluate("task_elapsed_seconds >= 2 * 3600", task_elapsed_seconds=7200.0) is True
+    lazy = compile_expression("1 / 0 if attempt > 5 else -2 ** 2", rule="r")  # loads fine
+    assert lazy.evaluate(context(attempt=1)) == -4
+    with pytest.raises(RuleError, match="ZeroDivisionError: division by zero"):
+        lazy.evaluate(context(attempt=6))
+    with pytest.raises(RuleError, match="power result larger"):
+        compile_expression("2 ** 5000 > attempt").evaluate(context())
+
+
+class _Clock:
+    """A thread clock that advances 30 ms every time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.03
+        return self.now
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "len(title) + len(title) + len(title)",  # function calls
+        "'x' in tags or 'y' in tags or 'z' in tags",  # comparisons that walk a sequence
+        "title[1:] + title[2:] + title[3:]",  # slices
+    ],
+)
+def test_the_time_budget_is_checked_during_evaluation(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(expressions, "_thread_time", clock)
+    monkeypatch.setattr(expression_compiler, "_thread_time", clock)
+    expression = compile_expression(source, rule="slow")
+    for values in (context(), freeze(context())):
+        with pytest.raises(RuleError, match="took longer than 50 ms"):
+            expression.evaluate(values)
+        with pytest.raises(RuleError, match="took longer than 50 ms"):
+            expression.evaluate_reference(values)
+
+
+def test_bounded_work_does_not_read_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(expressions, "_thread_time", clock)
+    monkeypatch.setattr(expression_compiler, "_thread_time", clock)
+    expression = compile_expression("attempt >= 3 and not gate_passed or exit_code is None")
+    assert expression.evaluate(freeze(context(attempt=3))) is True
+    assert clock.now == 0.0
+
+
+_NAMES = ["attempt", "confidence", "title", "tags", "result", "exit_code", "stage_scores"]
+_FUNCTIONS = [
+    "lower",
+    "upper",
+    "len",
+    "contains",
+    "matches",
+    "get",
+    "any",
+    "all",
+    "min",
+    "max",
+    "abs",
+    "round",
+]
+_LEAVES = st.one_of(
+    st.sampled_from(_NAMES),
+    st.integers(-3, 300).map(str),
+    st.sampled_from(["0.5", "1e308", "2.0", "-0.0", "None", "True", "False"]),
+    st.sampled_from(["'a'", "'x'", "''", "'ab'", "r'^a'", "'(x'", "'k'"]),
+)
+
+
+def _combine(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    two = st.tuples(inner, inner)
+    three = st.tuples(inner, inner, inner)
+    binary = st.sampled_from(["+", "-", "*", "/", "//", "%", "**"])
+    compare = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"])
+    return st.one_of(
+        st.tuples(inner, binary, inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(inner, compare, inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        three.map(lambda t: f"({t[0]} < {t[1]} <= {t[2]})"),
+        st.tuples(st.sampled_from(["not ", "-", "+"]), inner).map(lambda t: f"({t[0]}{t[1]})"),
+        two.map(lambda t: f"({t[0]} and {t[1]})"),
+        three.map(lambda t: f"({t[0]} or {t[1]} or {t[2]})"),
+        three.map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+        st.tuples(st.sampled_from(_FUNCTIONS), st.lists(inner, min_size=0, max_size=3)).map(
+            lambda t: f"{t[0]}({', '.join(t[1])})"
+        ),
+        two.map(lambda t: f"{t[0]}[{t[1]}]"),
+        three.map(lambda t: f"{t[0]}[{t[1]}:{t[2]}]"),
+        two.map(lambda t: f"[{t[0]}, {t[1]}]"),
+        inner.map(lambda a: f"({a},)"),
+        two.map(lambda t: "{" + f"{t[0]}, {t[1]}" + "}"),
+    )
+
+
+_EXPRESSIONS = st.recursive(_LEAVES, _combine, max_leaves=12)
+_TEXT = st.text(alphabet="ab(x^ ", max_size=6)
+_CONTEXTS = st.fixed_dictionaries(
+    {
+        "attempt": st.integers(-2, 5),
+        "confidence": st.floats(allow_nan=True, allow_infinity=True),
+        "title": _TEXT,
+        "tags": st.lists(_TEXT, max_size=3),
+        "result": st.dictionaries(_TEXT, st.integers(-2, 2) | _TEXT, max_size=3),
+        "exit_code": st.none() | st.integers(-1, 2),
+        "stage_scores": st.dictionaries(st.sampled_from(["k", "a"]), st.floats(0, 1), max_size=2),
+    }
+)
+
+
+def _outcome(evaluate: Any, values: Any) -> tuple[str, Any]:
+    try:
+        return "value", evaluate(values)
+    except RuleError as error:
+        return "error", str(error)
+
+
+def _same(left: Any, right: Any) -> bool:
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, float) and math.isnan(left):
+        return math.isnan(right)
+    return bool(left == right) or repr(left) == repr(right)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_EXPRESSIONS, _CONTEXTS, st.booleans())
+def test_closures_agree_with_the_simpleeval_reference(
+    source: str, values: dict[str, Any], frozen: bool
+) -> None:
+    try:
+        expression = compile_expression(source, rule="diff")
+    except RuleError:
+        return
+    data: Any = context(**values)
+    if frozen:
+        data = freeze(data)
+    fast = _outcome(expression.evaluate, data)
+    reference = _outcome(expression.evaluate_reference, data)
+    assert fast[0] == reference[0], (source, fast, reference)
+    if fast[0] == "error":
+        assert fast[1] == reference[1]
+    else:
+        assert _same(fast[1], reference[1]), (source, fast, reference)
