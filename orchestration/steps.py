@@ -60,7 +60,7 @@ def before_context(
         total_count=figures.total_count,
         run_elapsed_seconds=round(figures.run_elapsed_seconds, 3),
         task_elapsed_seconds=round(task_elapsed_seconds, 3),
-        now_hour=now.hour,
+        now_hour=now.astimezone().hour,  # the local hour, as documented
     )
     return context
 
