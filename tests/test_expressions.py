@@ -480,6 +480,10 @@ def test_closures_agree_with_the_simpleeval_reference(
         data = freeze(data)
     fast = _outcome(expression.evaluate, data)
     reference = _outcome(expression.evaluate_reference, data)
+    # A time limit depends on the machine's load at that moment (the regex limit is wall time):
+    # an example where either evaluator ran out of time says nothing about agreement.
+    if any("took over" in str(o[1]) or "took longer" in str(o[1]) for o in (fast, reference)):
+        return
     assert fast[0] == reference[0], (source, fast, reference)
     if fast[0] == "error":
         assert fast[1] == reference[1]
