@@ -38,7 +38,7 @@ from orchestration.plan import plan_from_dict
 from orchestration.quality import QualityController, QualityReport, acceptance_check
 from orchestration.retry import next_attempt_at
 from orchestration.rules import RuleSet, load_rules
-from orchestration.scheduler import TaskScheduler
+from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
 from orchestration.steps import RunFigures, after_context, before_context, with_quality
 from orchestration.store import Batch, Store
@@ -444,8 +444,7 @@ class Orchestrator:
             self._queue(task)
         elif verdict.action == "cancel":
             cause = f"{verdict.reason}: {upstream}" if upstream else verdict.reason
-            # A handler that was not needed (nothing failed) is no failure of the run.
-            outcome = "not_needed" if verdict.reason == "no upstream failed" else "upstream_failed"
+            outcome = "not_needed" if verdict.reason in NOT_NEEDED_REASONS else "upstream_failed"
             self._update(task, outcome=outcome)
             self._move(task, "cancel", cause)
 

@@ -15,6 +15,9 @@ from orchestration.models import Scheduling, TaskRecord
 logger = logging.getLogger(__name__)
 
 SUCCESS_OUTCOMES = frozenset({"succeeded", "skipped", "approved", "dry_run", None})
+NO_UPSTREAM_FAILED = "no upstream failed"
+UPSTREAM_NOT_NEEDED = "upstream not needed"
+NOT_NEEDED_REASONS = frozenset({NO_UPSTREAM_FAILED, UPSTREAM_NOT_NEEDED})
 MAX_COUNTED_DEPENDENTS = 10_000  # the blocking boost is logarithmic; more changes nothing
 
 # (-key, ready timestamp, plan order, version, task id): the smallest runs first.
@@ -35,7 +38,8 @@ class _Node:
     dependents: list[str] = field(default_factory=list)
     done: int = 0
     succeeded: int = 0
-    failed: int = 0
+    failed: int = 0  # dependencies that failed or were cancelled
+    not_needed: int = 0  # of those, cancelled only because nothing called for them
     downstream: int = 0  # transitive dependents (see _count_downstream)
 
 
@@ -104,22 +108,27 @@ def effective_priority(
 
 
 def dependency_verdict(node: _Node) -> Verdict:
-    """What a task's trigger rule says given how its dependencies ended so far."""
+    """What a task's trigger rule says given how its dependencies ended so far.
+
+    A dependency that was not needed (a handler nothing called for) does not count as a failure:
+    like a skip, it passes "not needed" on, once every dependency has ended.
+    """
     total = len(node.deps)
     all_done = node.done == total
-    if node.trigger == "all_success":
-        if node.failed:
-            return Verdict("cancel", "upstream failed")
-        return Verdict("release" if node.succeeded == total else "wait")
+    real_failures = node.failed - node.not_needed
     if node.trigger == "all_done":
         return Verdict("release" if all_done else "wait")
     if node.trigger == "one_failed":
-        if node.failed:
+        if real_failures:
             return Verdict("release")
-        return Verdict("cancel", "no upstream failed") if all_done else Verdict("wait")
-    # none_failed
-    if node.failed:
+        return Verdict("cancel", NO_UPSTREAM_FAILED) if all_done else Verdict("wait")
+    # all_success and none_failed
+    if real_failures:
         return Verdict("cancel", "upstream failed")
+    if node.not_needed:
+        return Verdict("cancel", UPSTREAM_NOT_NEEDED) if all_done else Verdict("wait")
+    if node.trigger == "all_success":
+        return Verdict("release" if node.succeeded == total else "wait")
     return Verdict("release" if all_done else "wait")
 
 
@@ -201,14 +210,8 @@ class TaskScheduler:
 
     def record_final(self, task_id: str, state: str, outcome: str | None) -> None:
         """Count a finished task against its dependents (once per task reaching a final state)."""
-        succeeded = state == TaskState.COMPLETED and outcome in SUCCESS_OUTCOMES
         for child_id in self.nodes[task_id].dependents:
-            child = self.nodes[child_id]
-            child.done += 1
-            if succeeded:
-                child.succeeded += 1
-            else:
-                child.failed += 1
+            _count(self.nodes[child_id], state, outcome)
 
     def count_finished_dependencies(
         self, task_id: str, finals: dict[str, tuple[str, str | None]]
@@ -219,11 +222,7 @@ class TaskScheduler:
             if dep not in finals:
                 continue
             state, outcome = finals[dep]
-            node.done += 1
-            if state == TaskState.COMPLETED and outcome in SUCCESS_OUTCOMES:
-                node.succeeded += 1
-            else:
-                node.failed += 1
+            _count(node, state, outcome)
 
     def verdict(self, task_id: str) -> Verdict:
         return dependency_verdict(self.nodes[task_id])
@@ -326,6 +325,17 @@ class TaskScheduler:
     @property
     def queued_count(self) -> int:
         return len(self._queued)
+
+
+def _count(node: _Node, state: str, outcome: str | None) -> None:
+    """Count one ended dependency of `node`."""
+    node.done += 1
+    if state == TaskState.COMPLETED and outcome in SUCCESS_OUTCOMES:
+        node.succeeded += 1
+        return
+    node.failed += 1
+    if outcome == "not_needed":
+        node.not_needed += 1
 
 
 def is_final(state: str) -> bool:
