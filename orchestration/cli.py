@@ -314,7 +314,9 @@ def status(
                 _print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
                 return
             for r in runs:
-                console.print(f"{r.id}  {r.state:10} {r.plan_name}  {_iso(r.created_at)}")
+                console.print(
+                    f"{r.id}  {r.state:10} {r.plan_name}  {_iso(r.created_at)}", markup=False
+                )
             return
         run_record = store.get_run(run_id) if run_id else store.latest_run()
         if run_record is None:
@@ -377,8 +379,8 @@ def breakpoints_list(
     for bp in found:
         state = bp.state if bp.state == "open" else f"{bp.resolution} by {bp.resolved_by}"
         console.print(
-            f"[bold]{bp.id}[/] {bp.run_id} [cyan]{bp.task_id}[/] {bp.at} [yellow]{bp.rule}[/] "
-            f"({bp.severity}, {state}): {bp.message}"
+            f"[bold]{bp.id}[/] {escape(bp.run_id)} [cyan]{escape(bp.task_id)}[/] {bp.at} "
+            f"[yellow]{escape(bp.rule)}[/] ({bp.severity}, {escape(state)}): {escape(bp.message)}"
         )
 
 
