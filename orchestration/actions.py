@@ -207,8 +207,12 @@ def run_process(
     env: dict[str, str],
     timeout_seconds: float,
     stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
-    """Run argv (never through a shell) in its own session, with a timeout and a stop signal."""
+    """Run argv (never through a shell) in its own session, with a timeout and a stop signal.
+
+    `on_start` receives the process id (also its process group id) once it runs.
+    """
     try:
         process = subprocess.Popen(
             argv,
@@ -221,6 +225,8 @@ def run_process(
         )
     except (OSError, ValueError) as error:
         return ProcessResult(None, False, False, f"could not start {argv[0]!r}: {error}")
+    if on_start is not None:
+        on_start(process.pid)
     tail: deque[str] = deque()
     reader = threading.Thread(target=_drain, args=(process.stdout, tail), daemon=True)
     reader.start()
@@ -239,7 +245,11 @@ def run_process(
     return ProcessResult(process.returncode, timed_out, interrupted, output)
 
 
-def _run_command(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
+def _run_command(
+    request: ActionRequest,
+    stop: threading.Event | None,
+    on_start: Callable[[int], None] | None,
+) -> ActionOutcome:
     action = request.task.action
     assert isinstance(action, ShellAction | AgentAction)
     argv = build_argv(request)
@@ -251,7 +261,12 @@ def _run_command(request: ActionRequest, stop: threading.Event | None) -> Action
         env = _action_env(request, result_path, action.env)
         started = time.monotonic()
         ran = run_process(
-            argv, cwd=cwd, env=env, timeout_seconds=request.timeout_seconds, stop=stop
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout_seconds=request.timeout_seconds,
+            stop=stop,
+            on_start=on_start,
         )
         duration = time.monotonic() - started
         result, note = _read_result(result_path)
@@ -307,8 +322,15 @@ def _run_python(request: ActionRequest) -> ActionOutcome:
     )
 
 
-def run_action(request: ActionRequest, stop: threading.Event | None = None) -> ActionOutcome:
-    """Run one attempt of a task. Never raises for a failure of the action itself."""
+def run_action(
+    request: ActionRequest,
+    stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ActionOutcome:
+    """Run one attempt of a task. Never raises for a failure of the action itself.
+
+    `on_start` receives the process id of a shell or agent action once it runs.
+    """
     if isinstance(request.task.action, PythonAction):
         return _run_python(request)
-    return _run_command(request, stop)
+    return _run_command(request, stop, on_start)

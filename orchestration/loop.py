@@ -34,6 +34,7 @@ from orchestration.models import (
     TaskRecord,
     TransitionRecord,
 )
+from orchestration.orphans import AttemptRegistry
 from orchestration.plan import plan_from_dict
 from orchestration.quality import QualityController, QualityReport, acceptance_check
 from orchestration.retry import next_attempt_at
@@ -244,6 +245,9 @@ class Orchestrator:
             if t.spec.deadline is not None and t.state not in FINAL_STATES
         )
         self._last_heartbeat = 0.0
+        # Beside the plan, like the default store: where this engine notes its actions' processes.
+        attempts_dir = Path(plan.path).parent / ".orchestration" / "attempts" / run.id
+        self.attempts = AttemptRegistry(attempts_dir)
         self._last_added_sync = time.monotonic()
         self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
@@ -350,7 +354,10 @@ class Orchestrator:
         now = self.clock()
         for task in self.tasks.values():
             if task.state == TaskState.RUNNING:
-                # At-least-once: the attempt that was under way when the engine died runs again.
+                # At-least-once: the attempt that was under way when the engine died runs again,
+                # after its process, if it outlived the engine, is ended.
+                if self.attempts.end_orphan(task.task_id):
+                    self.observer.message(f"ended the orphaned attempt of {task.task_id}")
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
@@ -693,7 +700,13 @@ class Orchestrator:
             # Recorded, not executed: the dependents of a dry-run task still run.
             note = "[orchestration] dry run: high-risk task recorded, not executed"
             return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
-        outcome = run_action(request, self.stop_event)
+        task_id = request.task.id
+        try:
+            outcome = run_action(
+                request, self.stop_event, lambda pid: self.attempts.record(task_id, pid)
+            )
+        finally:
+            self.attempts.forget(task_id)
         kind = classify_error(outcome, self.plan.spec.defaults.errors)
         return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
 

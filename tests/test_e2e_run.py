@@ -517,3 +517,56 @@ def test_rich_markup_in_user_text_is_printed_literally(tmp_path: Path) -> None:
     assert paused.returncode == 3, paused.stderr
     assert "[/b] [bold]odd[/b] title [red]" in paused.stderr
     assert "[stop_here]" in paused.stderr
+
+
+def test_resume_ends_an_attempt_that_outlived_its_killed_engine(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    pid_file = tmp_path / "attempt.pid"
+    code = (
+        "import os, time; attempt = os.environ['ORCH_ATTEMPT']; "
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+        f"open({str(log)!r}, 'a').write(f'start {{attempt}}\\n'); "
+        "time.sleep(30 if attempt == '1' else 0); "
+        f"open({str(log)!r}, 'a').write(f'end {{attempt}}\\n')"
+    )
+    plan = write_plan(
+        tmp_path, {"version": 1, "name": "orphan", "tasks": [shell_task("long", code)]}
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestration",
+            "run",
+            str(plan),
+            "--run-id",
+            "o",
+            "--quiet",
+            *db_args(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while "start 1" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    orphan = int(pid_file.read_text())
+    assert _running(orphan)  # the attempt outlived its engine
+    resumed = orch("resume", "o", "--force", "--quiet", *db_args(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert not _running(orphan)
+    assert log.read_text().splitlines() == ["start 1", "start 2", "end 2"]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
