@@ -346,8 +346,7 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
         _insert_tasks(conn, run_id, batch.new_tasks, now)
     if batch.moves:
         _apply_moves(conn, run_id, batch.moves, now)
-    for task_id, values in _merged_updates(batch.task_updates).items():
-        _update_task(conn, run_id, task_id, values, now)
+    _update_tasks(conn, run_id, _merged_updates(batch.task_updates), now)
     ids = [_insert_breakpoint(conn, run_id, bp) for bp in batch.breakpoints]
     if batch.resolutions:
         _resolve_breakpoints(conn, run_id, batch.resolutions)
@@ -399,20 +398,33 @@ def _apply_moves(conn: Connection, run_id: str, moves: list[Move], now: datetime
     conn.execute(_INSERT[TRANSITIONS.name], history)
 
 
-def _update_task(
-    conn: Connection, run_id: str, task_id: str, values: dict[str, Any], now: datetime
+def _update_tasks(
+    conn: Connection, run_id: str, updates: dict[str, dict[str, Any]], now: datetime
 ) -> None:
-    unknown = set(values) - UPDATABLE_TASK_FIELDS
-    if unknown:
-        allowed = ", ".join(sorted(UPDATABLE_TASK_FIELDS))
-        raise StoreError(
-            f"cannot update field(s) {', '.join(sorted(unknown))}; allowed: {allowed}",
-            task=task_id,
-        )
-    params = {f"u_{name}": value for name, value in values.items()}
-    params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
-    if conn.execute(_update_statement(frozenset(values)), params).rowcount != 1:
-        raise NotFoundError(f"task '{task_id}' not found in run '{run_id}'")
+    """Apply the tasks' field updates, one executemany per set of fields."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for task_id, values in updates.items():
+        unknown = set(values) - UPDATABLE_TASK_FIELDS
+        if unknown:
+            allowed = ", ".join(sorted(UPDATABLE_TASK_FIELDS))
+            raise StoreError(
+                f"cannot update field(s) {', '.join(sorted(unknown))}; allowed: {allowed}",
+                task=task_id,
+            )
+        params = {f"u_{name}": value for name, value in values.items()}
+        params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
+        groups.setdefault(frozenset(values), []).append(params)
+    for fields, rows in groups.items():
+        result = conn.execute(_update_statement(fields), rows if len(rows) > 1 else rows[0])
+        if result.rowcount != len(rows):
+            missing = _missing_tasks(conn, run_id, [row["u_task"] for row in rows])
+            raise NotFoundError(f"task '{missing}' not found in run '{run_id}'")
+
+
+def _missing_tasks(conn: Connection, run_id: str, task_ids: list[str]) -> str:
+    query = select(TASKS.c.task_id).where(TASKS.c.run_id == run_id, TASKS.c.task_id.in_(task_ids))
+    found = {row.task_id for row in conn.execute(query)}
+    return next((t for t in task_ids if t not in found), task_ids[0])
 
 
 def _merged_updates(updates: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
