@@ -44,6 +44,11 @@ breakpoints_app = typer.Typer(help="List, inspect and resolve breakpoints.", no_
 task_app = typer.Typer(help="Add tasks to a run, or inspect one.", no_args_is_help=True)
 app.add_typer(breakpoints_app, name="breakpoints")
 app.add_typer(task_app, name="task")
+rules_app = typer.Typer(
+    help="Check rule files, evaluate an expression, test rules against step contexts.",
+    no_args_is_help=True,
+)
+app.add_typer(rules_app, name="rules")
 
 DbOption = Annotated[
     str | None,
@@ -573,6 +578,139 @@ def task_history(
         )
     for d in decisions:
         console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
+
+
+# ---- rules ----------------------------------------------------------------------------------
+
+RulesOption = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", help="A rule file added to the default set (repeatable)."),
+]
+NoDefaultsOption = Annotated[
+    bool, typer.Option("--no-defaults", help="Leave the default rule set out.")
+]
+
+
+def _load_rule_set(files: list[Path] | None, no_defaults: bool) -> Any:
+    from orchestration.hooks import load_plugins
+    from orchestration.rules import load_rules
+
+    for path in files or []:
+        if not path.is_file():
+            raise OrchestrationError(f"rule file {path} does not exist")
+    functions = load_plugins().rule_functions
+    return load_rules(files or [], include_defaults=not no_defaults, functions=functions)
+
+
+@rules_app.command("check")
+def rules_check(
+    files: Annotated[list[Path], typer.Argument(help="Rule files to check.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Check rule files: schema, expressions, names (exit 2 with file, line, rule and column)."""
+    rules = _load_rule_set(files, no_defaults=True)
+    if json_output:
+        _print_json(
+            {
+                "valid": True,
+                "breakpoints": [r.name for r in rules.breakpoints],
+                "decisions": [r.name for r in rules.decisions],
+            }
+        )
+        return
+    console.print(
+        f"[green]✓[/] {len(rules.breakpoints)} breakpoint rules, {len(rules.decisions)} "
+        f"decision rules in {', '.join(str(f) for f in files)}"
+    )
+
+
+@rules_app.command("eval")
+def rules_eval(
+    expression: Annotated[str, typer.Argument(help="A rule expression.")],
+    context_file: Annotated[
+        Path | None,
+        typer.Option("--context", help="A JSON object with context values (others neutral)."),
+    ] = None,
+) -> None:
+    """Evaluate one expression against a context and print the value as JSON."""
+    from orchestration.context import neutral_context
+    from orchestration.expressions import compile_expression
+
+    context = neutral_context()
+    if context_file is not None:
+        try:
+            values = json.loads(context_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise OrchestrationError(f"cannot read {context_file}: {error}") from None
+        if not isinstance(values, dict):
+            raise OrchestrationError(f"{context_file}: expected a JSON object")
+        context.update(values)
+    value = compile_expression(expression, rule="eval").evaluate(context)
+    _print_json(value)
+
+
+@rules_app.command("test")
+def rules_test(
+    contexts: Annotated[
+        Path,
+        typer.Option(
+            "--contexts",
+            help="Step contexts, one JSON object per line (the rule context names, plus `at`: "
+            "before | after; `label`: stop | go is compared when present).",
+        ),
+    ],
+    files: RulesOption = None,
+    no_defaults: NoDefaultsOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Which breakpoints fire for each step context, and whether the engine would stop.
+
+    The engine's risk gate (high risk, confidence below 0.7, before a step) counts as a stop.
+    """
+    from orchestration.rule_tests import verdicts
+
+    results = verdicts(_load_rule_set(files, no_defaults), contexts)
+    labelled = [r for r in results if r.label in ("stop", "go")]
+    summary = {
+        "contexts": len(results),
+        "stops": sum(r.stops for r in results),
+        "labelled_stop_caught": sum(r.stops for r in labelled if r.label == "stop"),
+        "labelled_stop": sum(r.label == "stop" for r in labelled),
+        "labelled_go_stopped": sum(r.stops for r in labelled if r.label == "go"),
+        "labelled_go": sum(r.label == "go" for r in labelled),
+    }
+    if json_output:
+        _print_json(
+            {
+                "results": [
+                    {
+                        "line": r.line,
+                        "task": r.task_id,
+                        "at": r.at,
+                        "stop": r.stops,
+                        "fired": [{"rule": n, "action": a} for n, a in r.fired],
+                        "errors": r.errors,
+                        "label": r.label,
+                    }
+                    for r in results
+                ],
+                "summary": summary,
+            }
+        )
+        return
+    for r in results:
+        fired = ", ".join(f"{n} ({a})" for n, a in r.fired) or "nothing fires"
+        verdict = "STOP" if r.stops else "go"
+        label = f" [labelled {r.label}]" if r.label else ""
+        console.print(f"{r.line:>4} {r.task_id} {r.at}: {verdict}{label} — {fired}", markup=False)
+        for error in r.errors:
+            console.print(f"       rule error: {error}", markup=False)
+    if labelled:
+        console.print(
+            f"stop lines that stop: {summary['labelled_stop_caught']}/{summary['labelled_stop']}; "
+            f"go lines that stop: {summary['labelled_go_stopped']}/{summary['labelled_go']}",
+            markup=False,
+        )
 
 
 # ---- explain --------------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""Runs a rule set against recorded step contexts: which breakpoints fire, and would it stop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestration.context import CONTEXT_NAME_SET, neutral_context
+from orchestration.errors import OrchestrationError
+from orchestration.models import Scheduling
+from orchestration.rules import RuleSet, evaluate_breakpoints
+
+# Keys a contexts file may carry beside the rule context: where the check runs, and labels.
+EXTRA_KEYS = frozenset({"at", "label", "kind", "why"})
+MAX_LINE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class ContextVerdict:
+    """What the rules say about one recorded step context."""
+
+    line: int
+    task_id: str
+    at: str
+    fired: list[tuple[str, str]]  # (rule, action)
+    errors: list[str]
+    label: str | None
+
+    @property
+    def stops(self) -> bool:
+        return any(action == "pause" for _, action in self.fired)
+
+
+def read_contexts(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON objects of a contexts file, one per line (blank lines skipped)."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as error:
+        raise OrchestrationError(f"cannot read {path}: {error.strerror or error}") from None
+    with handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            if len(text) > MAX_LINE_BYTES:
+                raise OrchestrationError("line is too long", file=str(path), line=number)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise OrchestrationError(
+                    f"not valid JSON: {error.msg}", file=str(path), line=number
+                ) from None
+            if not isinstance(data, dict):
+                raise OrchestrationError("expected a JSON object", file=str(path), line=number)
+            yield number, data
+
+
+def _context(data: dict[str, Any], path: Path, number: int) -> dict[str, Any]:
+    unknown = sorted(set(data) - CONTEXT_NAME_SET - EXTRA_KEYS)
+    if unknown:
+        raise OrchestrationError(
+            f"unknown context name '{unknown[0]}' (docs/rules.md lists them)",
+            file=str(path),
+            line=number,
+        )
+    context = neutral_context()
+    context.update({k: v for k, v in data.items() if k not in EXTRA_KEYS})
+    return context
+
+
+def risk_gate_holds(context: dict[str, Any], at: str) -> bool:
+    """The engine's risk gate, which stops high-risk low-confidence work before any rule."""
+    threshold = Scheduling().risk_gate_confidence
+    return at == "before" and context.get("risk") == "high" and context["confidence"] < threshold
+
+
+def verdicts(rules: RuleSet, path: Path) -> list[ContextVerdict]:
+    results = []
+    for number, data in read_contexts(path):
+        at = str(data.get("at", "after"))
+        if at not in ("before", "after"):
+            raise OrchestrationError(
+                f"'at' must be before or after, not {at!r}", file=str(path), line=number
+            )
+        context = _context(data, path, number)
+        fired: list[tuple[str, str]] = []
+        errors: list[str] = []
+        if risk_gate_holds(context, at):
+            fired.append(("risk_gate", "pause"))
+        for rule, error in evaluate_breakpoints(rules, at, context):
+            if error is not None:
+                errors.append(f"{rule.name}: {error.message}")
+            else:
+                fired.append((rule.name, rule.action))
+        label = data.get("label")
+        results.append(
+            ContextVerdict(
+                number,
+                str(context.get("task_id", "")),
+                at,
+                fired,
+                errors,
+                label if isinstance(label, str) else None,
+            )
+        )
+    return results
