@@ -713,6 +713,56 @@ def rules_test(
         )
 
 
+@rules_app.command("backtest")
+def rules_backtest(
+    run_id: Annotated[str, typer.Argument(help="A run whose steps are stored.")],
+    files: RulesOption = None,
+    no_defaults: NoDefaultsOption = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Replay a run's stored after-step contexts against a rule set, and show what would differ.
+
+    Tune a policy before enabling it: for every attempt of the run, which breakpoints would fire
+    now, and which fired then but would not.
+    """
+    from orchestration.rule_tests import backtest
+
+    rules = _load_rule_set(files, no_defaults)
+    store = _open_store(db)
+    try:
+        store.get_run(run_id)
+        rows = backtest(store, run_id, rules)
+    finally:
+        store.close()
+    if json_output:
+        _print_json(
+            {
+                "steps": [
+                    {
+                        "task": r.task_id,
+                        "attempt": r.attempt,
+                        "fired_then": r.fired_then,
+                        "fired_now": [{"rule": n, "action": a} for n, a in r.fired_now],
+                        "added": r.added,
+                        "removed": r.removed,
+                        "errors": r.errors,
+                    }
+                    for r in rows
+                ]
+            }
+        )
+        return
+    changed = [r for r in rows if r.added or r.removed]
+    for r in rows:
+        now = ", ".join(f"{n} ({a})" for n, a in r.fired_now) or "nothing"
+        diff = ""
+        if r.added or r.removed:
+            diff = f"   [+{', '.join(r.added) or '-'} / -{', '.join(r.removed) or '-'}]"
+        console.print(f"{r.task_id} attempt {r.attempt}: {now}{diff}", markup=False)
+    console.print(f"{len(rows)} steps replayed, {len(changed)} would differ", markup=False)
+
+
 # ---- explain --------------------------------------------------------------------------------
 
 

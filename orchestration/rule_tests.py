@@ -106,3 +106,56 @@ def verdicts(rules: RuleSet, path: Path) -> list[ContextVerdict]:
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class BacktestRow:
+    """One stored step of a run: what fired then, and what the rule set under test fires."""
+
+    task_id: str
+    attempt: int
+    fired_then: list[str]
+    fired_now: list[tuple[str, str]]
+    errors: list[str]
+
+    @property
+    def added(self) -> list[str]:
+        return [name for name, _ in self.fired_now if name not in self.fired_then]
+
+    @property
+    def removed(self) -> list[str]:
+        now = {name for name, _ in self.fired_now}
+        return [name for name in self.fired_then if name not in now]
+
+
+def backtest(store: Any, run_id: str, rules: RuleSet) -> list[BacktestRow]:
+    """Replay the run's stored after-step contexts against `rules`.
+
+    Only after-step contexts are stored for every attempt; before-step checks are not replayed.
+    What fired then comes from the run's breakpoints (decision escalations are left out).
+    """
+    then: dict[tuple[str, int], list[str]] = {}
+    for bp in store.breakpoints(run_id):
+        if bp.at == "after" and not bp.rule.startswith("decision:"):
+            key = (bp.task_id, int(bp.context.get("attempt", 0) or 0))
+            then.setdefault(key, []).append(bp.rule)
+    rows = []
+    for event in store.events(run_id):
+        if event.kind != "step" or not event.task_id:
+            continue
+        context = neutral_context()
+        context.update({k: v for k, v in event.data.items() if k in CONTEXT_NAME_SET})
+        attempt = int(context.get("attempt", 0) or 0)
+        fired: list[tuple[str, str]] = []
+        errors: list[str] = []
+        for rule, error in evaluate_breakpoints(rules, "after", context):
+            if error is not None:
+                errors.append(f"{rule.name}: {error.message}")
+            else:
+                fired.append((rule.name, rule.action))
+        rows.append(
+            BacktestRow(
+                event.task_id, attempt, then.get((event.task_id, attempt), []), fired, errors
+            )
+        )
+    return rows

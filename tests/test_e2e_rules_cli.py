@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import orch
+from tests.helpers import orch, shell_task, write_plan
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "judgement-dev.jsonl"
 
@@ -90,3 +90,34 @@ def test_the_default_rules_on_the_judgement_set_from_the_command_line() -> None:
     summary = json.loads(done.stdout)["summary"]
     assert summary["labelled_stop_caught"] == summary["labelled_stop"]
     assert summary["labelled_go_stopped"] <= 2
+
+
+def test_backtest_replays_a_stored_run_against_new_rules(tmp_path: Path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path / 'state.db'}"]
+    noisy = tmp_path / "noisy.yaml"
+    noisy.write_text(
+        "breakpoints:\n  - {name: wordy, at: after, when: \"contains(output_tail, 'hello')\", action: notify}\n"
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "bt",
+            "rules": ["noisy.yaml"],
+            "tasks": [shell_task("a", "print('hello')"), shell_task("b", "print('bye')")],
+        },
+    )
+    assert orch("run", str(plan), "--run-id", "bt", "--quiet", *db).returncode == 0
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(
+        "breakpoints:\n  - {name: says_bye, at: after, when: \"contains(output_tail, 'bye')\", action: pause}\n"
+    )
+    done = orch("rules", "backtest", "bt", "--rules", str(stricter), "--no-defaults", "--json", *db)
+    assert done.returncode == 0, done.stderr
+    steps = {s["task"]: s for s in json.loads(done.stdout)["steps"]}
+    assert steps["a"]["fired_then"] == ["wordy"] and steps["a"]["removed"] == ["wordy"]
+    assert steps["b"]["added"] == ["says_bye"] and steps["b"]["fired_now"] == [
+        {"rule": "says_bye", "action": "pause"}
+    ]
+    text = orch("rules", "backtest", "bt", "--rules", str(stricter), "--no-defaults", *db)
+    assert "2 steps replayed, 2 would differ" in text.stdout
