@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ SYNCHRONOUS_ENV = "ORCH_SQLITE_SYNCHRONOUS"  # NORMAL (default) or FULL; `?synch
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 DEFAULT_SYNCHRONOUS = "NORMAL"  # in WAL mode: survives a process crash, one fsync per checkpoint
 SQLITE_BUSY_TIMEOUT_S = 30.0  # seconds a writer waits for the lock before "database is locked"
+WAL_RETRY_SECONDS = 0.05  # pause between attempts to switch a new file to WAL
 STATE_DIR = ".orchestration"
 STATE_FILE = "state.db"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -90,7 +93,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -99,6 +102,21 @@ def _sqlite_engine(url: URL) -> Engine:
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock, and SQLite reports "database is
+    # locked" at once instead of waiting when another process holds one (two engines opening a
+    # new store together): wait here as busy_timeout would.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
