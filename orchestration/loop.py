@@ -239,6 +239,13 @@ class Orchestrator:
         self.run_failures = 0
         self._acceptance: dict[str, list[Expression]] = {}
         self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
+        # When each retrying task wakes: a heap, so a tick costs nothing while none is due.
+        self._retry_times: list[tuple[datetime, str]] = [
+            (t.next_attempt_at or run.created_at, t.task_id)
+            for t in self.tasks.values()
+            if t.state == TaskState.RETRYING
+        ]
+        heapq.heapify(self._retry_times)
         self._deadlines = sorted(
             (t.spec.deadline, t.task_id)
             for t in self.tasks.values()
@@ -387,6 +394,9 @@ class Orchestrator:
         for name, value in fields.items():
             setattr(task, name, value)
         self.batch.task_updates.append((task.task_id, fields))
+        wake_at = task.next_attempt_at
+        if "next_attempt_at" in fields and wake_at is not None and task.state == "retrying":
+            heapq.heappush(self._retry_times, (wake_at, task.task_id))
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush in one transaction, then announce it."""
@@ -472,21 +482,18 @@ class Orchestrator:
         return work
 
     def _wake_due(self, now: datetime) -> int:
-        due = (
-            [
-                t
-                for t in self.tasks.values()
-                if t.state == TaskState.RETRYING
-                and (t.next_attempt_at is None or t.next_attempt_at <= now)
-            ]
-            if self.counts[TaskState.RETRYING]
-            else []
-        )
-        for task in due:
+        woken = 0
+        while self._retry_times and self._retry_times[0][0] <= now:
+            when, task_id = heapq.heappop(self._retry_times)
+            task = self.tasks[task_id]
+            moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
+            if task.state != TaskState.RETRYING or moved_on:
+                continue  # a stale entry: the task moved on, or got a new retry time
             self._move(task, "wake", "retry time reached")
             self._update(task, next_attempt_at=None)
             self._queue(task)
-        return len(due)
+            woken += 1
+        return woken
 
     def _sync_blocked(self, *, force: bool = False) -> int:
         """Pick up what a human decided from another process about blocked tasks."""
@@ -1070,14 +1077,9 @@ class Orchestrator:
         if self.futures:
             wait(list(self.futures), timeout=IDLE_POLL_SECONDS, return_when=FIRST_COMPLETED)
             return
-        retry_times = [
-            t.next_attempt_at
-            for t in self.tasks.values()
-            if t.state == TaskState.RETRYING and t.next_attempt_at is not None
-        ]
         delay = IDLE_POLL_SECONDS
-        if retry_times:
-            delay = (min(retry_times) - self.clock()).total_seconds()
+        if self._retry_times:
+            delay = (self._retry_times[0][0] - self.clock()).total_seconds()
         time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
 
     def run_until_stopped(self) -> RunSummary:
