@@ -16,21 +16,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from orchestration.hooks import load_plugins
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.models import TaskRecord, TaskSpec
 from orchestration.plan import load_plan
 from orchestration.scheduler import TaskScheduler
 from orchestration.store import Store
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    """Plans reject YAML anchors, so repeated values are written out in full."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
+from orchestration.yamlfile import dump_plan
 
 
 def random_dag(count: int, seed: int = 1) -> list[dict[str, object]]:
@@ -58,7 +50,7 @@ def write(directory: Path, tasks: list[dict[str, object]], workers: int) -> Path
         "tasks": tasks,
     }
     path = directory / "plan.yaml"
-    path.write_text(yaml.dump(plan, Dumper=_NoAliasDumper, sort_keys=False))
+    path.write_text(dump_plan(plan))
     return path
 
 

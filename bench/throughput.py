@@ -14,19 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from orchestration.hooks import load_plugins
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.plan import load_plan
 from orchestration.store import Store
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    """Plans reject YAML anchors, so repeated values are written out in full."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
+from orchestration.yamlfile import dump_plan
 
 
 def make_plan(directory: Path, count: int, kind: str, workers: int, seed: int = 1) -> Path:
@@ -47,7 +39,7 @@ def make_plan(directory: Path, count: int, kind: str, workers: int, seed: int = 
         "tasks": tasks,
     }
     path = directory / "plan.yaml"
-    path.write_text(yaml.dump(plan, Dumper=_NoAliasDumper, sort_keys=False))
+    path.write_text(dump_plan(plan))
     return path
 
 

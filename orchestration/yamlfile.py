@@ -1,4 +1,4 @@
-"""Strict YAML loading for user files: no aliases, no duplicate keys, every problem with a line."""
+"""Strict YAML for user files: no aliases, no duplicate keys, each problem with a line."""
 
 from __future__ import annotations
 
@@ -335,3 +335,15 @@ __all__ = [
     "collection_paused",
     "load_yaml_file",
 ]
+
+
+class _PlanDumper(yaml.SafeDumper):
+    """Writes repeated values out in full: plan files reject anchors and aliases."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def dump_plan(data: Any) -> str:
+    """YAML text for plan data (e.g. a generated plan) that `load_yaml_file` accepts."""
+    return yaml.dump(data, Dumper=_PlanDumper, sort_keys=False)

@@ -9,16 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from orchestration.yamlfile import dump_plan
 
 PY = sys.executable
-
-
-class _NoAliasDumper(yaml.SafeDumper):
-    """Plans reject YAML anchors, so repeated values are written out in full."""
-
-    def ignore_aliases(self, data: object) -> bool:
-        return True
 
 
 def orch(
@@ -38,6 +31,19 @@ def orch(
     )
 
 
+def orch_in_background(*args: str) -> subprocess.Popen[str]:
+    """Start `orch ARGS` and return at once (for killing it, or talking to it while it runs)."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    return subprocess.Popen(
+        [PY, "-m", "orchestration", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def orch_json(*args: str, **kwargs: Any) -> Any:
     completed = orch(*args, "--json", **kwargs)
     assert completed.returncode == 0, completed.stderr
@@ -47,7 +53,7 @@ def orch_json(*args: str, **kwargs: Any) -> Any:
 def write_plan(directory: Path, plan: dict[str, Any], name: str = "plan.yaml") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
-    path.write_text(yaml.dump(plan, Dumper=_NoAliasDumper, sort_keys=False))
+    path.write_text(dump_plan(plan))
     return path
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 
 from orchestration.lifecycle import is_legal_path
 from orchestration.store import Store
-from tests.helpers import PY, orch, orch_json, shell_task, write_plan
+from tests.helpers import PY, orch, orch_in_background, orch_json, shell_task, write_plan
 
 
 def db_args(tmp_path: Path) -> list[str]:
@@ -282,29 +279,13 @@ def test_a_run_killed_mid_attempt_resumes_without_losing_or_redoing_work(tmp_pat
         shell_task(f"t{i}", code, **({"depends_on": [f"t{i - 1}"]} if i else {})) for i in range(6)
     ]
     plan = write_plan(tmp_path, {"version": 1, "name": "kill", "tasks": tasks})
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestration",
-            "run",
-            str(plan),
-            "--run-id",
-            "k",
-            "--quiet",
-            *db_args(tmp_path),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = orch_in_background("run", str(plan), "--run-id", "k", "--quiet", *db_args(tmp_path))
     deadline = time.monotonic() + 60
     while "t2 1 start" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline, "the run never reached t2"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()  # reaps it and closes its pipe
 
     before = {t["id"]: t for t in orch_json("status", "k", *db_args(tmp_path))["tasks"]}
     assert before["t2"]["state"] == "running" and before["t0"]["state"] == "completed"
@@ -418,24 +399,7 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
             "tasks": [shell_task("slow", code), shell_task("after", quick, depends_on=["slow"])],
         },
     )
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestration",
-            "run",
-            str(plan),
-            "--run-id",
-            "t",
-            "--quiet",
-            *db_args(tmp_path),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = orch_in_background("run", str(plan), "--run-id", "t", "--quiet", *db_args(tmp_path))
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert time.monotonic() < deadline
@@ -532,29 +496,13 @@ def test_resume_ends_an_attempt_that_outlived_its_killed_engine(tmp_path: Path) 
     plan = write_plan(
         tmp_path, {"version": 1, "name": "orphan", "tasks": [shell_task("long", code)]}
     )
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestration",
-            "run",
-            str(plan),
-            "--run-id",
-            "o",
-            "--quiet",
-            *db_args(tmp_path),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = orch_in_background("run", str(plan), "--run-id", "o", "--quiet", *db_args(tmp_path))
     deadline = time.monotonic() + 60
     while "start 1" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()  # reaps it and closes its pipe
     orphan = int(pid_file.read_text())
     assert _running(orphan)  # the attempt outlived its engine
     resumed = orch("resume", "o", "--force", "--quiet", *db_args(tmp_path))

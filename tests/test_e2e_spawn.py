@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from orchestration.store import Store
-from tests.helpers import orch, orch_json, shell_task, write_plan
+from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan
 
 STRICT = (
     "breakpoints:\n"
@@ -196,24 +194,7 @@ def test_orch_task_add_to_a_working_run_and_to_a_finished_one(tmp_path: Path) ->
     marker = tmp_path / "slow-started"
     slow = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(3)"
     plan = write_plan(tmp_path, {"version": 1, "name": "add", "tasks": [shell_task("slow", slow)]})
-    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestration",
-            "run",
-            str(plan),
-            "--run-id",
-            "a",
-            "--quiet",
-            *db_args(tmp_path),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = orch_in_background("run", str(plan), "--run-id", "a", "--quiet", *db_args(tmp_path))
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert time.monotonic() < deadline
