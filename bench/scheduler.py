@@ -46,7 +46,7 @@ def write(directory: Path, tasks: list[dict[str, object]], workers: int) -> Path
     plan = {
         "version": 1,
         "name": f"bench-{len(tasks)}",
-        "concurrency": {"max_workers": workers},
+        "concurrency": {"max_workers": workers, "inline_python": True},
         "tasks": tasks,
     }
     path = directory / "plan.yaml"

@@ -305,7 +305,9 @@ def _run_python(request: ActionRequest) -> ActionOutcome:
         return ActionOutcome(None, False, 0.0, message, {}, "permanent", (action.call,))
     try:
         returned = function(**action.args)
-    except BaseException:  # even sys.exit() in an action is the action's failure, not the loop's
+    except (Exception, SystemExit):  # even sys.exit() is the action's failure, not the loop's
+        # KeyboardInterrupt is not caught: an action run in the loop's own thread must not
+        # swallow the user's Ctrl-C.
         output = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
         duration = time.monotonic() - started
         return ActionOutcome(1, False, duration, output, {}, "transient", (action.call,))

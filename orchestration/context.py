@@ -212,12 +212,7 @@ def _freeze(value: Any, depth: int, budget: _Budget, path: set[int]) -> Any:
     path.add(id(value))
     try:
         if isinstance(value, Mapping):
-            return FrozenMap(
-                {
-                    _freeze(k, depth - 1, budget, path): _freeze(v, depth - 1, budget, path)
-                    for k, v in value.items()
-                }
-            )
+            return FrozenMap(_freeze_items(value, depth - 1, budget, path))
         if isinstance(value, list | tuple):
             return tuple(_freeze(v, depth - 1, budget, path) for v in value)
         if isinstance(value, set | frozenset):
@@ -228,6 +223,26 @@ def _freeze(value: Any, depth: int, budget: _Budget, path: set[int]) -> Any:
 
 
 _NOT_SCALAR = object()
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _freeze_items(
+    value: Mapping[Any, Any], depth: int, budget: _Budget, path: set[int]
+) -> dict[Any, Any]:
+    # Most context values are plain scalars: copy those without a call per value.
+    items: dict[Any, Any] = {}
+    plain = 0
+    for key, item in value.items():
+        if type(key) is not str:
+            key = _freeze(key, depth, budget, path)
+        if type(item) in _PLAIN_TYPES:
+            plain += 1
+            items[key] = item
+        else:
+            items[key] = _freeze(item, depth, budget, path)
+    budget.left -= plain - 1
+    budget.spend()  # checks the budget once for all the plain values
+    return items
 
 
 def _freeze_scalar(value: Any) -> Any:

@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "orchestration.plugins.python_syntax",
     "orchestration.plugins.command",
     "orchestration.plugins.console",
+    "orchestration.plugins.webhook",
 )
 NOTIFY_TIMEOUT_SECONDS = 10.0
 EVENT_TIMEOUT_SECONDS = 5.0  # an event hook that takes longer is left behind; the loop goes on

@@ -29,6 +29,7 @@ from orchestration.models import (
     DecisionRecord,
     EventRecord,
     Plan,
+    PythonAction,
     QualityRecord,
     RunRecord,
     TaskRecord,
@@ -43,7 +44,7 @@ from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
 from orchestration.steps import RunFigures, after_context, before_context, with_quality
 from orchestration.store import Batch, Store
-from orchestration.workspace import Changes, changes_since, snapshot, store_files_in
+from orchestration.workspace import Changes, Snapshot, changes_between, snapshot, store_files_in
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ class Orchestrator:
             concurrency.max_workers, thread_name_prefix="orch-worker"
         )
         self.futures: dict[Future[AttemptResult], str] = {}
+        # Attempts run in the loop's own thread (inline python), concluded on the next tick.
+        self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
         self.stop_event = threading.Event()
         self.batch = Batch()
         self.pending_notifications: list[Notification] = []
@@ -606,11 +609,38 @@ class Orchestrator:
             if prepared is not None:
                 requests.append(prepared)
         self.flush()  # the `start` moves are stored before any action begins
+        inline = []
         for request, context in requests:
             self.observer.task_started(self.tasks[request.task.id])
+            if self._runs_inline(request):
+                inline.append((request, context))
+                continue
             future = self.executor.submit(self._execute, request, context)
             self.futures[future] = request.task.id
+        self._execute_inline(inline)
         return len(requests)
+
+    def _runs_inline(self, request: ActionRequest) -> bool:
+        return self.plan.spec.concurrency.inline_python and isinstance(
+            request.task.action, PythonAction
+        )
+
+    def _execute_inline(self, batch: list[tuple[ActionRequest, dict[str, Any]]]) -> None:
+        """Run a batch of in-process attempts one after the other, in this thread.
+
+        Their outcomes are concluded on the next tick, so they are committed together with the
+        next batch's starts. One attempt's "after" snapshot is the next one's "before".
+        """
+        base: Snapshot | None = None
+        for request, context in batch:
+            try:
+                result, base = self._execute_step(request, context, base)
+            except Exception as error:  # an engine bug: never lose the task
+                logger.exception("attempt of %s crashed in the engine", request.task.id)
+                self.inline_done.append((request.task.id, error))
+                base = None
+                continue
+            self.inline_done.append((request.task.id, result))
 
     def _prepare_attempt(
         self, task: TaskRecord, now: datetime
@@ -666,11 +696,20 @@ class Orchestrator:
     # ---- the attempt itself, in a worker thread ----------------------------------------------
 
     def _execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
+        return self._execute_step(request, before)[0]
+
+    def _execute_step(
+        self, request: ActionRequest, before: dict[str, Any], base: Snapshot | None = None
+    ) -> tuple[AttemptResult, Snapshot | None]:
+        """Run one attempt and assess it; also returns the workdir's snapshot after it."""
         workdir = request.workdir
-        base = snapshot(workdir, self.ignored_files)
+        if base is None:
+            base = snapshot(workdir, self.ignored_files)
         outcome = self._run(request)
+        after: Snapshot | None = None
         try:
-            changes = changes_since(workdir, base, self.ignored_files)
+            after = snapshot(workdir, self.ignored_files)
+            changes = changes_between(workdir, base, after)
         except Exception as error:  # a broken work tree must not lose the attempt's result
             logger.warning("could not compute changes in %s: %s", workdir, error)
             changes = Changes((), 0)
@@ -693,7 +732,7 @@ class Orchestrator:
             timeout_seconds=request.timeout_seconds,
         )
         report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
-        return AttemptResult(
+        result = AttemptResult(
             request.task.id,
             request.attempt,
             outcome,
@@ -701,6 +740,7 @@ class Orchestrator:
             report,
             with_quality(context, report),
         )
+        return result, after
 
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":
@@ -734,6 +774,13 @@ class Orchestrator:
     # ---- concluding an attempt, back in the loop thread --------------------------------------
 
     def _collect_finished(self, now: datetime) -> int:
+        inline, self.inline_done = self.inline_done, []
+        for task_id, inline_result in inline:
+            self.scheduler.stopped(task_id)
+            if isinstance(inline_result, Exception):
+                self._conclude_crash(self.tasks[task_id], inline_result, now)
+            else:
+                self._conclude(self.tasks[task_id], inline_result, now)
         done = [f for f in self.futures if f.done()]
         for future in done:
             task_id = self.futures.pop(future)
@@ -745,7 +792,7 @@ class Orchestrator:
                 self._conclude_crash(self.tasks[task_id], error, now)
                 continue
             self._conclude(self.tasks[task_id], result, now)
-        return len(done)
+        return len(done) + len(inline)
 
     def _conclude_crash(self, task: TaskRecord, error: BaseException, now: datetime) -> None:
         message = f"engine error during the attempt: {type(error).__name__}: {error}"
@@ -1058,7 +1105,7 @@ class Orchestrator:
 
     def outcome(self) -> str | None:
         """The run's state if nothing more can happen without a human or time, else None."""
-        if self.futures or self.scheduler.queued_count:
+        if self.futures or self.inline_done or self.scheduler.queued_count:
             return None
         if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY]:
             return None
@@ -1094,7 +1141,7 @@ class Orchestrator:
             while True:
                 work = self.tick()
                 if self.stop_event.is_set():
-                    if not self.futures:
+                    if not self.futures and not self.inline_done:
                         return self._finish("stopped")
                     self._idle_wait()
                     continue
@@ -1164,8 +1211,13 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(url[len(prefix) :].split("?", 1)[0])
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """Plain JSON data from a context (tuples to lists, mappings to dicts, others to str)."""
+    if type(value) in _JSON_SCALARS:  # the common case, first and cheap
+        return value
     if isinstance(value, dict) or hasattr(value, "items"):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -218,6 +218,9 @@ class Concurrency(_Strict):
     max_running: int | None = Field(None, ge=1)  # cap for this run across all workers
     pools: dict[str, int] = Field(default_factory=dict)
     guards: ResourceGuards = Field(default_factory=ResourceGuards)
+    # Run `kind: python` actions in the engine's own thread, up to max_workers per batch, with
+    # one commit per batch: for many short in-process functions. The loop waits while one runs.
+    inline_python: bool = False
 
     @field_validator("pools")
     @classmethod

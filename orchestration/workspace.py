@@ -59,28 +59,33 @@ def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
         return _git(workdir, "write-tree", env=env).strip()
 
 
-def _fingerprint(path: Path) -> str:
-    # Size and nanosecond mtime, as make does: reading every file twice per step would cost
-    # more than the step on a large tree.
-    info = path.stat()
-    return f"{info.st_size}:{info.st_mtime_ns}"
-
-
 def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
+    # Size and nanosecond mtime, as make does: reading every file twice per step would cost
+    # more than the step on a large tree. os.scandir and plain strings, since this runs twice
+    # per step and pathlib's overhead shows.
     files: dict[str, str] = {}
-    for root, dirs, names in os.walk(workdir):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-        for name in names:
-            if len(files) >= MAX_SNAPSHOT_FILES:
-                return files
-            path = Path(root) / name
-            relative = path.relative_to(workdir).as_posix()
-            if relative in ignore:
-                continue
+    pending = [(str(workdir), "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            relative = prefix + entry.name
             try:
-                files[relative] = _fingerprint(path)
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in SKIP_DIRS:
+                        pending.append((entry.path, relative + "/"))
+                    continue
+                if relative in ignore:
+                    continue
+                info = entry.stat()
             except OSError:
                 continue
+            files[relative] = f"{info.st_size}:{info.st_mtime_ns}"
+            if len(files) >= MAX_SNAPSHOT_FILES:
+                return files
     return files
 
 
@@ -121,7 +126,11 @@ def _count_lines(path: Path) -> int:
 
 def changes_since(workdir: Path, before: Snapshot, ignore: frozenset[str] = frozenset()) -> Changes:
     """Files and lines changed since `before` (lines are exact with git, estimated without)."""
-    after = snapshot(workdir, ignore)
+    return changes_between(workdir, before, snapshot(workdir, ignore))
+
+
+def changes_between(workdir: Path, before: Snapshot, after: Snapshot) -> Changes:
+    """Files and lines that differ between two snapshots of `workdir`."""
     if before.tree and after.tree:
         return _git_changes(workdir, before.tree, after.tree)
     changed = sorted(

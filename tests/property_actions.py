@@ -22,3 +22,24 @@ def flaky(marker: str) -> dict[str, object]:
         path.touch()
         raise RuntimeError("synthetic first-attempt failure for a property test")
     return {"ok": True}
+
+
+def record(log: str, name: str) -> dict[str, object]:
+    """Appends `name` to the file `log`: the order in which attempts ran."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(name + "\n")
+    return {"ok": True}
+
+
+def interrupt_once(marker: str) -> dict[str, object]:
+    """Raises KeyboardInterrupt the first time (as Ctrl-C would), succeeds later."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        raise KeyboardInterrupt
+    return {"ok": True}
+
+
+def exit_now() -> None:
+    """Calls sys.exit, which must count as the action's failure, not end the engine."""
+    raise SystemExit(4)
