@@ -184,6 +184,17 @@ class ProcessResult:
     output: str
 
 
+class StopSignal(threading.Event):
+    """A stop for one attempt: set by itself (a rule stopped it) or by the engine's stop."""
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.parent.is_set()
+
+
 def _wait(
     process: subprocess.Popen[bytes], deadline: float, stop: threading.Event | None
 ) -> tuple[bool, bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -13,19 +12,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from orchestration import __version__
+from orchestration import __version__, cli_review
+from orchestration.cli_common import (
+    EXIT_BAD_INPUT,
+    MAX_ID,
+    DbOption,
+    JsonOption,
+    breakpoint_json,
+    console,
+    err_console,
+    iso,
+    open_store,
+    print_json,
+    user,
+)
 from orchestration.errors import OrchestrationError
-from orchestration.store import Store, resolve_db_url
 
-console = Console()
-err_console = Console(stderr=True)
 logger = logging.getLogger("orchestration")
-
-EXIT_BAD_INPUT = 2
-MAX_ID = 2**63 - 1  # ids are 64-bit integers in every store
 
 app = typer.Typer(
     name="orch",
@@ -49,29 +54,7 @@ rules_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(rules_app, name="rules")
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="ORCH_DB",
-        help="Store URL (sqlite:///path or postgresql+psycopg://...). Default: "
-        ".orchestration/state.db beside the plan, or found in this directory or a parent.",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _open_store(db: str | None, plan_dir: Path | None = None) -> Store:
-    return Store.open(resolve_db_url(db, plan_dir))
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+cli_review.register(breakpoints_app, rules_app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -96,11 +79,11 @@ def validate(
     except OrchestrationError as error:
         problems = error.errors if isinstance(error, PlanErrors) else [error]
         if json_output:
-            _print_json({"valid": False, "problems": [_problem(p) for p in problems]})
+            print_json({"valid": False, "problems": [_problem(p) for p in problems]})
             raise typer.Exit(EXIT_BAD_INPUT) from None
         raise
     if json_output:
-        _print_json(
+        print_json(
             {
                 "valid": True,
                 "plan": loaded.name,
@@ -226,7 +209,7 @@ def run(
 
     loaded = load_plan(plan)
     engine = build_engine(loaded)
-    store = _open_store(db, Path(loaded.path).parent)
+    store = open_store(db, Path(loaded.path).parent)
     try:
         orchestrator = Orchestrator.start(
             loaded, store, run_id=run_id, engine=engine, dry_run=dry_run
@@ -257,7 +240,7 @@ def resume(
     """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
     from orchestration.loop import Orchestrator
 
-    store = _open_store(db)
+    store = open_store(db)
     try:
         orchestrator = Orchestrator.resume(store, run_id, force=force)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
@@ -280,9 +263,9 @@ def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
         "plan_path": run.plan_path,
         "workdir": run.workdir,
         "state": run.state,
-        "started_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "finished_at": _iso(run.finished_at),
+        "started_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "finished_at": iso(run.finished_at),
         "counts": counts,
     }
 
@@ -296,8 +279,8 @@ def _task_json(task: Any) -> dict[str, Any]:
         "attempts": task.attempts,
         "priority": task.priority,
         "depends_on": task.depends_on,
-        "next_attempt_at": _iso(task.next_attempt_at),
-        "updated_at": _iso(task.updated_at),
+        "next_attempt_at": iso(task.next_attempt_at),
+        "updated_at": iso(task.updated_at),
     }
 
 
@@ -311,16 +294,16 @@ def status(
     """Show a run and its tasks (or, with --all, every run in the store)."""
     from orchestration.display import task_table
 
-    store = _open_store(db)
+    store = open_store(db)
     try:
         if all_runs:
             runs = store.list_runs()
             if json_output:
-                _print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
+                print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
                 return
             for r in runs:
                 console.print(
-                    f"{r.id}  {r.state:10} {r.plan_name}  {_iso(r.created_at)}", markup=False
+                    f"{r.id}  {r.state:10} {r.plan_name}  {iso(r.created_at)}", markup=False
                 )
             return
         run_record = store.get_run(run_id) if run_id else store.latest_run()
@@ -328,7 +311,7 @@ def status(
             raise OrchestrationError(f"no runs in the store {store.url}")
         tasks = store.tasks(run_record.id)
         if json_output:
-            _print_json(
+            print_json(
                 {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
             )
             return
@@ -340,28 +323,6 @@ def status(
 # ---- breakpoints ----------------------------------------------------------------------------
 
 
-def _breakpoint_json(bp: Any, *, with_context: bool = False) -> dict[str, Any]:
-    data = {
-        "id": bp.id,
-        "run": bp.run_id,
-        "task": bp.task_id,
-        "rule": bp.rule,
-        "at": bp.at,
-        "severity": bp.severity,
-        "action": bp.action,
-        "message": bp.message,
-        "state": bp.state,
-        "created_at": _iso(bp.created_at),
-        "resolution": bp.resolution,
-        "note": bp.note,
-        "resolved_by": bp.resolved_by,
-        "resolved_at": _iso(bp.resolved_at),
-    }
-    if with_context:
-        data["context"] = bp.context
-    return data
-
-
 @breakpoints_app.command("list")
 def breakpoints_list(
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
@@ -370,13 +331,13 @@ def breakpoints_list(
     json_output: JsonOption = False,
 ) -> None:
     """List open breakpoints (all of them with --all)."""
-    store = _open_store(db)
+    store = open_store(db)
     try:
         found = store.breakpoints(run_id, state=None if show_all else "open")
     finally:
         store.close()
     if json_output:
-        _print_json({"breakpoints": [_breakpoint_json(bp) for bp in found]})
+        print_json({"breakpoints": [breakpoint_json(bp) for bp in found]})
         return
     if not found:
         console.print("no open breakpoints" if not show_all else "no breakpoints")
@@ -398,11 +359,11 @@ def breakpoints_show(
     """Everything a reviewer needs: what the step did, changes, validators, decision, options."""
     from orchestration.review_view import render_breakpoint
 
-    store = _open_store(db)
+    store = open_store(db)
     try:
         bp = store.breakpoint(breakpoint_id)
         if json_output:
-            _print_json({"breakpoint": _breakpoint_json(bp, with_context=True)})
+            print_json({"breakpoint": breakpoint_json(bp, with_context=True)})
             return
         render_breakpoint(console, store, bp)
     finally:
@@ -415,12 +376,27 @@ def breakpoints_resolve(
     approve: Annotated[
         bool, typer.Option("--approve", help="Before a step: run it. After: accept it as it is.")
     ] = False,
-    reject: Annotated[bool, typer.Option("--reject", help="Cancel the task.")] = False,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Cancel the task (with --fail: mark it failed).")
+    ] = False,
+    fail: Annotated[
+        bool, typer.Option("--fail", help="With --reject: the task ends failed, not cancelled.")
+    ] = False,
     retry: Annotated[bool, typer.Option("--retry", help="Run the task again.")] = False,
     skip: Annotated[bool, typer.Option("--skip", help="Mark it done without running it.")] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored with the resolution.")] = "",
     answer: Annotated[
         str | None, typer.Option("--answer", help="An answer passed to the agent as {answer}.")
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Change a task field for the retry (action.prompt=..., timeout_seconds=600, "
+            "retry.max_attempts=5) or the run's budget (budget.max_cost=20). Repeatable; "
+            "values are JSON when they parse, text otherwise.",
+        ),
     ] = None,
     actor: Annotated[
         str | None, typer.Option("--actor", help="Who resolves it (default: your user name).")
@@ -432,6 +408,7 @@ def breakpoints_resolve(
     A run that an engine is still working on picks the answer up by itself.
     """
     from orchestration.loop import run_is_live
+    from orchestration.overrides import parse_sets
     from orchestration.review import resolve_breakpoint
 
     chosen = [
@@ -446,10 +423,20 @@ def breakpoints_resolve(
     ]
     if len(chosen) != 1:
         raise OrchestrationError("choose exactly one of --approve, --reject, --retry, --skip")
-    store = _open_store(db)
+    if fail and not reject:
+        raise OrchestrationError("--fail goes with --reject")
+    changes = parse_sets(sets or [])
+    store = open_store(db)
     try:
         bp = resolve_breakpoint(
-            store, breakpoint_id, chosen[0], actor=actor or _user(), note=note, answer=answer
+            store,
+            breakpoint_id,
+            chosen[0],
+            actor=actor or user(),
+            note=note,
+            answer=answer,
+            sets=changes,
+            reject_as="fail" if fail else "cancel",
         )
         task = store.task(bp.run_id, bp.task_id)
         live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
@@ -464,13 +451,6 @@ def breakpoints_resolve(
     else:
         message += f" Continue with: orch resume {bp.run_id}"
     console.print(message, markup=False)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "human"
 
 
 # ---- task -----------------------------------------------------------------------------------
@@ -503,7 +483,7 @@ def task_add(
 
     data, _ = load_yaml_file(file, error=PlanError)
     items = data if isinstance(data, list) else [data]
-    store = _open_store(db)
+    store = open_store(db)
     try:
         run_record = store.get_run(run_id)
         existing = {t.task_id: t for t in store.tasks(run_id)}
@@ -543,7 +523,7 @@ def task_history(
     json_output: JsonOption = False,
 ) -> None:
     """Every state change of a task: from, to, trigger, reason, actor, time."""
-    store = _open_store(db)
+    store = open_store(db)
     try:
         store.task(run_id, task_id)
         moves = store.transitions(run_id, task_id)
@@ -551,7 +531,7 @@ def task_history(
     finally:
         store.close()
     if json_output:
-        _print_json(
+        print_json(
             {
                 "transitions": [
                     {
@@ -560,7 +540,7 @@ def task_history(
                         "trigger": m.trigger,
                         "reason": m.reason,
                         "actor": m.actor,
-                        "at": _iso(m.at),
+                        "at": iso(m.at),
                     }
                     for m in moves
                 ],
@@ -573,7 +553,7 @@ def task_history(
         return
     for m in moves:
         console.print(
-            f"{_iso(m.at)}  {m.source:>9} → {m.dest:<9} [bold]{m.trigger}[/] "
+            f"{iso(m.at)}  {m.source:>9} → {m.dest:<9} [bold]{m.trigger}[/] "
             f"by {escape(m.actor)}: {escape(m.reason)}"
         )
     for d in decisions:
@@ -610,7 +590,7 @@ def rules_check(
     """Check rule files: schema, expressions, names (exit 2 with file, line, rule and column)."""
     rules = _load_rule_set(files, no_defaults=True)
     if json_output:
-        _print_json(
+        print_json(
             {
                 "valid": True,
                 "breakpoints": [r.name for r in rules.breakpoints],
@@ -646,7 +626,7 @@ def rules_eval(
             raise OrchestrationError(f"{context_file}: expected a JSON object")
         context.update(values)
     value = compile_expression(expression, rule="eval").evaluate(context)
-    _print_json(value)
+    print_json(value)
 
 
 @rules_app.command("test")
@@ -680,7 +660,7 @@ def rules_test(
         "labelled_go": sum(r.label == "go" for r in labelled),
     }
     if json_output:
-        _print_json(
+        print_json(
             {
                 "results": [
                     {
@@ -729,14 +709,14 @@ def rules_backtest(
     from orchestration.rule_tests import backtest
 
     rules = _load_rule_set(files, no_defaults)
-    store = _open_store(db)
+    store = open_store(db)
     try:
         store.get_run(run_id)
         rows = backtest(store, run_id, rules)
     finally:
         store.close()
     if json_output:
-        _print_json(
+        print_json(
             {
                 "steps": [
                     {
@@ -777,7 +757,7 @@ def explain(
     from orchestration.loop import plan_from_stored, ready_since
     from orchestration.scheduler import TaskScheduler
 
-    store = _open_store(db)
+    store = open_store(db)
     try:
         run_record = store.get_run(run_id)
         task = store.task(run_id, task_id)
@@ -793,7 +773,7 @@ def explain(
     finally:
         store.close()
     if json_output:
-        _print_json(
+        print_json(
             {
                 "task": task_id,
                 "state": task.state,

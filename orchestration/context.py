@@ -83,6 +83,36 @@ CONTEXT_NAMES: tuple[ContextName, ...] = (
         "Read optional keys with get(result, 'key', default).",
     ),
     ContextName("now_hour", "int", "The local hour 0..23 when the check runs."),
+    ContextName(
+        "repeated_output_count",
+        "int",
+        "Attempts of this task in a row, this one included, whose output was the same "
+        "(numbers and hex ids ignored); 1 when it differs from the one before.",
+    ),
+    ContextName(
+        "repeated_error_count",
+        "int",
+        "Failed attempts of this task in a row, this one included, that ended with the same "
+        "error (exit code and last error line); 0 when this attempt did not fail.",
+    ),
+    ContextName(
+        "unchanged_attempts",
+        "int",
+        "Attempts of this task in a row, this one included, that changed no file.",
+    ),
+    ContextName("run_attempts", "int", "Attempts started in the run so far, this one included."),
+    ContextName(
+        "run_cost",
+        "float",
+        "Sum of the `cost` (or `cost_usd`) the run's actions reported in ORCH_RESULT.",
+    ),
+    ContextName("run_tokens", "int", "Sum of the `tokens` the run's actions reported."),
+    ContextName(
+        "over_budget",
+        "tuple[str]",
+        "The run's budget limits that are used up: max_attempts, max_wall_seconds, max_cost, "
+        "max_tokens (plan `budget:`, extended by `--set budget.<limit>=...`).",
+    ),
 )
 
 CONTEXT_NAME_SET: frozenset[str] = frozenset(n.name for n in CONTEXT_NAMES)
@@ -128,6 +158,13 @@ def neutral_context() -> dict[str, Any]:
         "task_elapsed_seconds": 0.0,
         "result": {},
         "now_hour": 0,
+        "repeated_output_count": 0,
+        "repeated_error_count": 0,
+        "unchanged_attempts": 0,
+        "run_attempts": 0,
+        "run_cost": 0.0,
+        "run_tokens": 0,
+        "over_budget": (),
     }
     assert set(context) == CONTEXT_NAME_SET, "neutral_context and CONTEXT_NAMES drifted"
     return context

@@ -78,6 +78,7 @@ _REFUSALS: dict[type[ast.AST], str] = {
 }
 
 _CONSTANT_TYPES = (str, int, float, bool, type(None))
+MAX_MEMO_ENTRIES = 1024  # remembered results per expression
 
 
 class Expression:
@@ -91,6 +92,8 @@ class Expression:
     __slots__ = (
         "_compiled",
         "_functions",
+        "_key_names",
+        "_memo",
         "_timed",
         "_tree",
         "file",
@@ -119,6 +122,11 @@ class Expression:
         self._tree = tree
         self._functions = functions
         self._compiled, self._timed = compile_tree(tree, functions)
+        # Results by the values the expression reads: an expression of built-in functions is
+        # pure, and steps repeat the same values (no output, no failures) again and again.
+        # None when the expression calls a plugin function, which may not be pure.
+        self._key_names = tuple(sorted(names))
+        self._memo: dict[tuple[Any, ...], Any] | None = {} if _calls_only_builtins(tree) else None
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -135,14 +143,28 @@ class Expression:
             data = context._data  # read in place: the closures only look names up
             if not data.keys() >= self.names:
                 self._names(context)  # raises the error naming the missing value
+            memo = self._memo
+            if memo is not None:
+                try:
+                    key = tuple([data[name] for name in self._key_names])
+                    return memo[key]
+                except KeyError:
+                    pass
+                except TypeError:  # a value that cannot be hashed: evaluate without the memo
+                    memo = None
             # CPU time of this thread: other threads holding the GIL must not fail a rule. A
             # tree that never reads the deadline (only bounded work) does not read the clock.
             deadline = _thread_time() + MAX_EVALUATION_SECONDS if self._timed else 0.0
             try:
-                return self._compiled(data, deadline)
+                value = self._compiled(data, deadline)
             except Exception as error:  # any failure is this rule's error, never the loop's
                 reason = _reason(error)
-            raise self._error(reason)
+                raise self._error(reason) from None
+            if memo is not None:
+                if len(memo) >= MAX_MEMO_ENTRIES:
+                    memo.clear()
+                memo[key] = value
+            return value
         deadline = _thread_time() + MAX_EVALUATION_SECONDS
         names = self._names(context)
         try:
@@ -181,6 +203,14 @@ class Expression:
         return RuleError(
             f"cannot evaluate `{shown}`: {reason}", rule=self.rule, file=self.file, line=self.line
         )
+
+
+def _calls_only_builtins(tree: ast.Expression) -> bool:
+    return all(
+        isinstance(node.func, ast.Name) and node.func.id in BUILTIN_FUNCTIONS
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+    )
 
 
 def _reason(error: Exception) -> str:

@@ -33,7 +33,7 @@ TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("release", ("pending",), "ready"),
     ("start", ("ready",), "running"),
     ("succeed", ("running",), "completed"),
-    ("fail", ("running",), "failed"),
+    ("fail", ("running", "blocked"), "failed"),  # blocked: a reviewer rejects it as failed
     ("retry", ("running",), "retrying"),
     ("block", ("running", "ready", "pending"), "blocked"),
     ("unblock", ("blocked",), "ready"),

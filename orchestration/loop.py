@@ -15,10 +15,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestration.actions import ActionOutcome, ActionRequest, classify_error, run_action
+from orchestration.actions import (
+    ActionOutcome,
+    ActionRequest,
+    StopSignal,
+    classify_error,
+    run_action,
+)
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
+from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.context import FrozenMap, freeze
 from orchestration.decisions import Decision, DecisionEngine
+from orchestration.digests import DigestBuffer
+from orchestration.durations import format_duration
 from orchestration.errors import OrchestrationError, PlanError
 from orchestration.expressions import Expression, compile_expression
 from orchestration.extension import Notification, ValidationInput
@@ -32,6 +41,7 @@ from orchestration.models import (
     PythonAction,
     QualityRecord,
     RunRecord,
+    RunSetting,
     TaskRecord,
     TransitionRecord,
 )
@@ -39,11 +49,13 @@ from orchestration.orphans import AttemptRegistry
 from orchestration.plan import plan_from_dict
 from orchestration.quality import QualityController, QualityReport, acceptance_check
 from orchestration.retry import next_attempt_at
+from orchestration.review import EXPIRED_ACTOR, resolve_breakpoint
 from orchestration.rules import RuleSet, load_rules
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
 from orchestration.steps import RunFigures, after_context, before_context, with_quality
 from orchestration.store import Batch, Store
+from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.workspace import Changes, Snapshot, changes_between, snapshot, store_files_in
 
 logger = logging.getLogger(__name__)
@@ -55,6 +67,7 @@ RISK_GATE = "risk_gate"
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
+DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
 # Context names that change by themselves between attempts; an approval ignores them.
 VOLATILE_NAMES = frozenset(
@@ -106,10 +119,34 @@ class Raised:
     severity: str
     action: str
     message: str
+    scope: str = "task"
+    expires_after: float | None = None
+    default: str | None = None
+    digest_seconds: float | None = None
 
     @classmethod
     def of(cls, hit: BreakpointHit, at: str) -> Raised:
-        return cls(hit.rule.name, at, hit.rule.severity, hit.rule.action, hit.message)
+        rule = hit.rule
+        return cls(
+            rule.name,
+            at,
+            rule.severity,
+            rule.action,
+            hit.message,
+            rule.scope,
+            rule.expires_after,
+            rule.default,
+            rule.digest_seconds,
+        )
+
+
+@dataclass
+class RunningAttempt:
+    """An attempt under way in a worker: what `at: during` rules look at, and how to stop it."""
+
+    context: dict[str, Any]
+    started: float  # time.monotonic()
+    stop: StopSignal
 
 
 @dataclass
@@ -262,6 +299,18 @@ class Orchestrator:
         self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
+        self.budget = RunBudget.of(plan.spec.budget)
+        self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
+        self.expiries: list[tuple[datetime, int]] = []  # (expires_at, breakpoint id), a heap
+        self.digests = DigestBuffer()
+        self.running_attempts: dict[str, RunningAttempt] = {}
+        self.stopped_by_rule: dict[str, Raised] = {}
+        self.rule_switches: dict[str, bool] = {}
+        self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
+        self._settings_seen = 0
+        self._last_during_check = 0.0
+        self._held_noted = False
         self._load_history()
 
     # ---- construction ---------------------------------------------------------------------
@@ -340,9 +389,21 @@ class Orchestrator:
             if event.kind == "step" and event.task_id:
                 seconds = event.data.get("duration_seconds") or 0
                 self.task_seconds[event.task_id] += float(seconds)
+                self.budget.spend(event.data.get("result") or {})
+                self.attempt_history[event.task_id].append(signature(event.data))
+        self.budget.attempts = sum(task.attempts for task in self.tasks.values())
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
+        for bp in self.store.breakpoints(self.run.id, state="open"):
+            self._watch_open_breakpoint(bp)
+        self._sync_settings(force=True)
+
+    def _watch_open_breakpoint(self, bp: BreakpointRecord) -> None:
+        if bp.scope == "run":
+            self.run_holds.add(bp.id)
+        if bp.expires_at is not None:
+            heapq.heappush(self.expiries, (bp.expires_at, bp.id))
 
     def _remember_approval(self, bp: BreakpointRecord) -> None:
         if bp.at == "before" and bp.resolution in ("approve", "retry"):
@@ -426,6 +487,8 @@ class Orchestrator:
             self.observer.task_changed(self.tasks[move.task_id], move.dest, move.reason)
         for bp_id, bp in zip(ids, self.pending_breakpoints, strict=False):
             bp.id = bp_id
+            if bp.state == "open":
+                self._watch_open_breakpoint(bp)
             self._announce_breakpoint(bp)
         self.pending_breakpoints = []
         for notification in self.pending_notifications:
@@ -477,12 +540,68 @@ class Orchestrator:
             self._last_heartbeat = time.monotonic()
             self.batch.run_state = "running"  # also refreshes the run's updated_at
         self._report_missed_deadlines(now)
-        work = self._sync_blocked() + self._sync_added_tasks() + self._wake_due(now)
+        self._sync_settings()
+        work = self._expire_due(now) + self._sync_blocked() + self._sync_added_tasks()
+        work += self._wake_due(now)
+        self._check_running(now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
+        self._send_due_digests(now)
         self.flush()
         return work
+
+    # ---- breakpoints that expire, hold the run, or are sent as digests ---------------------
+
+    def _expire_due(self, now: datetime) -> int:
+        """Apply the default resolution of open breakpoints whose time is up."""
+        expired = 0
+        while self.expiries and self.expiries[0][0] <= now:
+            _, bp_id = heapq.heappop(self.expiries)
+            self.flush()  # what this engine recorded goes first
+            bp = self.store.breakpoint(bp_id)
+            if bp.state != "open" or bp.default_resolution is None:
+                continue
+            waited = format_duration((now - bp.created_at).total_seconds())
+            try:
+                resolve_breakpoint(
+                    self.store,
+                    bp_id,
+                    bp.default_resolution,
+                    actor=EXPIRED_ACTOR,
+                    note=f"no answer within {waited}; default resolution applied",
+                    now=now,
+                )
+            except OrchestrationError as error:  # a human answered at the same moment
+                logger.info("breakpoint %s did not expire: %s", bp_id, error)
+                continue
+            self.observer.message(
+                f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
+            )
+            expired += 1
+        if expired:
+            self._sync_blocked(force=True)
+        return expired
+
+    def _run_held(self) -> bool:
+        """An open breakpoint with `scope: run` (stored, or raised and not yet committed)."""
+        return bool(self.run_holds) or any(
+            bp.scope == "run" and bp.state == "open" for bp in self.pending_breakpoints
+        )
+
+    def _refresh_run_holds(self) -> None:
+        if self.run_holds:
+            self.run_holds = {
+                bp.id
+                for bp in self.store.breakpoints(self.run.id, state="open")
+                if bp.scope == "run"
+            }
+            if not self.run_holds:
+                self._held_noted = False
+
+    def _send_due_digests(self, now: datetime, *, everything: bool = False) -> None:
+        if len(self.digests):
+            self.pending_notifications.extend(self.digests.due(now, everything=everything))
 
     def _wake_due(self, now: datetime) -> int:
         woken = 0
@@ -513,7 +632,9 @@ class Orchestrator:
                 continue
             changed += 1
             self._adopt(task, stored)
-        return changed
+        held = len(self.run_holds)
+        self._refresh_run_holds()
+        return changed + (held - len(self.run_holds))
 
     def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
@@ -523,6 +644,13 @@ class Orchestrator:
         self.counts[stored.state] += 1
         task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
         task.attempts, task.feedback = stored.attempts, stored.feedback
+        if stored.spec != task.spec:  # a human retried it with changed parameters (--set)
+            task.spec = stored.spec
+            self._acceptance = {
+                key: value
+                for key, value in self._acceptance.items()
+                if key != task.task_id and not key.startswith(f"{task.task_id}.")
+            }
         self.observer.task_changed(task, task.state, "resolved by a human")
         if task.state == TaskState.READY:
             self._queue(task)
@@ -567,13 +695,19 @@ class Orchestrator:
         """Hand a ready task to the scheduler; its failed attempts lower its priority."""
         self.scheduler.push_ready(task.task_id, self.clock(), failed_attempts=task.attempts)
 
-    def _figures(self) -> RunFigures:
+    def _figures(self, *, starting: bool = False) -> RunFigures:
+        """The run-wide figures; `starting`: as seen by an attempt about to start."""
+        elapsed = (self.clock() - self.run.created_at).total_seconds()
         return RunFigures(
             consecutive_failures=self.consecutive_failures,
             run_failures=self.run_failures,
             completed_count=self.counts[TaskState.COMPLETED],
             total_count=len(self.tasks),
-            run_elapsed_seconds=(self.clock() - self.run.created_at).total_seconds(),
+            run_elapsed_seconds=elapsed,
+            run_attempts=self.budget.attempts + (1 if starting else 0),
+            run_cost=self.budget.cost,
+            run_tokens=self.budget.tokens,
+            over_budget=self.budget.over(elapsed, starting=starting),
         )
 
     def _machine_busy(self) -> str | None:
@@ -593,6 +727,12 @@ class Orchestrator:
 
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
+        if self._run_held():
+            if not self._held_noted and self.scheduler.queued_count:
+                self._held_noted = True
+                held = ", ".join(str(i) for i in sorted(self.run_holds))
+                self.observer.message(f"no new work starts: breakpoint {held} holds the run")
+            return 0
         if self.scheduler.queued_count and self.scheduler.has_capacity():
             busy = self._machine_busy()
             if busy is not None:
@@ -608,6 +748,8 @@ class Orchestrator:
             prepared = self._prepare_attempt(task, now)
             if prepared is not None:
                 requests.append(prepared)
+            elif self._run_held():
+                break  # a run-wide pause was just raised: nothing more starts
         self.flush()  # the `start` moves are stored before any action begins
         inline = []
         for request, context in requests:
@@ -615,6 +757,8 @@ class Orchestrator:
             if self._runs_inline(request):
                 inline.append((request, context))
                 continue
+            stop = StopSignal(self.stop_event)
+            self.running_attempts[request.task.id] = RunningAttempt(context, time.monotonic(), stop)
             future = self.executor.submit(self._execute, request, context)
             self.futures[future] = request.task.id
         self._execute_inline(inline)
@@ -651,10 +795,11 @@ class Orchestrator:
             task,
             attempt,
             policy.max_attempts,
-            self._figures(),
+            self._figures(starting=True),
             self.task_seconds[task.task_id],
             now,
         )
+        context.update(repeat_figures(self.attempt_history[task.task_id]))
         gate = self._risk_gate(task, context)
         if gate is not None:
             self._block(task, gate, context, now)
@@ -680,6 +825,7 @@ class Orchestrator:
             return None
         self._move(task, "start", f"attempt {attempt}")
         self._update(task, attempts=attempt)
+        self.budget.attempts += 1
         self.scheduler.started(task.task_id)
         request = ActionRequest(
             run_id=self.run.id,
@@ -748,10 +894,10 @@ class Orchestrator:
             note = "[orchestration] dry run: high-risk task recorded, not executed"
             return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
         task_id = request.task.id
+        running = self.running_attempts.get(task_id)
+        stop = running.stop if running is not None else self.stop_event
         try:
-            outcome = run_action(
-                request, self.stop_event, lambda pid: self.attempts.record(task_id, pid)
-            )
+            outcome = run_action(request, stop, lambda pid: self.attempts.record(task_id, pid))
         finally:
             self.attempts.forget(task_id)
         kind = classify_error(outcome, self.plan.spec.defaults.errors)
@@ -772,6 +918,38 @@ class Orchestrator:
         return self._acceptance[task_id]
 
     # ---- concluding an attempt, back in the loop thread --------------------------------------
+
+    def _check_running(self, now: datetime) -> None:
+        """Evaluate `at: during` rules on the attempts under way; stop those a rule stops."""
+        if not self.running_attempts or not self.engine.rules.breakpoints_at("during"):
+            return
+        if time.monotonic() - self._last_during_check < DURING_CHECK_SECONDS:
+            return
+        self._last_during_check = time.monotonic()
+        figures = self._figures()
+        for task_id, running in list(self.running_attempts.items()):
+            if running.stop.is_set() or task_id in self.stopped_by_rule:
+                continue
+            task = self.tasks[task_id]
+            context = dict(running.context)
+            seconds = time.monotonic() - running.started
+            context.update(
+                duration_seconds=round(seconds, 3),
+                task_elapsed_seconds=round(self.task_seconds[task_id] + seconds, 3),
+                run_elapsed_seconds=round(figures.run_elapsed_seconds, 3),
+                completed_count=figures.completed_count,
+                run_cost=round(figures.run_cost, 6),
+                run_tokens=figures.run_tokens,
+                over_budget=figures.over_budget,
+            )
+            check = self.engine.breakpoints.check("during", context)
+            self._record_rule_errors(task, check, now)
+            self._record_notices(task, check, context, "during", now)
+            hit = check.first("pause") or check.first("auto")
+            if hit is not None:
+                self.stopped_by_rule[task_id] = Raised.of(hit, "during")
+                self.observer.message(f"{task_id}: {hit.message}; stopping the attempt")
+                running.stop.set()
 
     def _collect_finished(self, now: datetime) -> int:
         inline, self.inline_done = self.inline_done, []
@@ -804,6 +982,11 @@ class Orchestrator:
         self._block(task, Raised("engine_error", "after", "high", "pause", message), context, now)
 
     def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
+        self.running_attempts.pop(task.task_id, None)
+        stopped_by = self.stopped_by_rule.pop(task.task_id, None)
+        if result.outcome.interrupted and stopped_by is not None:
+            self._conclude_stopped(task, result, stopped_by, now)
+            return
         if result.outcome.interrupted:
             self._move(task, "retry", "interrupted: the engine was stopped during this attempt")
             self._update(task, next_attempt_at=now)
@@ -812,13 +995,21 @@ class Orchestrator:
         attempt_ok = result.report.gate_passed
         self.consecutive_failures = 0 if attempt_ok else self.consecutive_failures + 1
         self.run_failures += 0 if attempt_ok else 1
+        self.budget.spend(result.outcome.result)
+        history = self.attempt_history[task.task_id]
+        history.append(signature(result.context))
         figures = self._figures()
         context = {
             **result.context,
+            **repeat_figures(history),
             "consecutive_failures": figures.consecutive_failures,
             "run_failures": figures.run_failures,
             "completed_count": figures.completed_count,
             "run_elapsed_seconds": round(figures.run_elapsed_seconds, 3),
+            "run_attempts": figures.run_attempts,
+            "run_cost": round(figures.run_cost, 6),
+            "run_tokens": figures.run_tokens,
+            "over_budget": figures.over_budget,
         }
         frozen = _frozen_or_plain(context)  # once for the decision rules and the breakpoints
         decision = self.engine.decisions.decide(frozen)
@@ -834,6 +1025,41 @@ class Orchestrator:
         self._record_rule_errors(task, check, now)
         self._record_notices(task, check, context, "after", now)
         self._apply(task, result, decision, check, context, now)
+
+    def _conclude_stopped(
+        self, task: TaskRecord, result: AttemptResult, raised: Raised, now: datetime
+    ) -> None:
+        """An `at: during` rule stopped the attempt: retry it (auto) or ask a human (pause)."""
+        self.task_seconds[task.task_id] += result.outcome.duration_seconds
+        data = {
+            "rule": raised.rule,
+            "message": raised.message,
+            "attempt": result.attempt,
+            "duration_seconds": round(result.outcome.duration_seconds, 3),
+            "output_tail": result.outcome.output_tail,
+        }
+        self.batch.events.append(
+            EventRecord(self.run.id, "attempt_stopped", task.task_id, data, now)
+        )
+        rule = self._rules_by_name.get(raised.rule)
+        auto = rule.auto if rule is not None else None
+        policy = self.plan.retry_policy(task.spec)
+        if raised.action == "auto" and auto is not None and task.attempts < policy.max_attempts:
+            self._move(
+                task, "retry", f"{raised.rule}: attempt stopped; retry in {auto.wait_seconds:g}s"
+            )
+            self._update(
+                task,
+                feedback=f"The previous attempt was stopped: {raised.message}",
+                last_error_kind="timeout",
+                next_attempt_at=now + timedelta(seconds=auto.wait_seconds),
+            )
+            return
+        message = raised.message
+        if raised.action == "auto":
+            message += f" (out of attempts: {task.attempts} of {policy.max_attempts})"
+        context = {**result.context, "duration_seconds": data["duration_seconds"]}
+        self._block(task, replace(raised, action="pause", message=message), context, now)
 
     def _record_attempt(
         self,
@@ -1013,6 +1239,44 @@ class Orchestrator:
         event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
         self.batch.events.append(event)
 
+    def _sync_settings(self, *, force: bool = False) -> None:
+        """Apply rules switched on or off and budgets changed for this run from outside."""
+        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
+            return
+        for setting in self.store.run_settings(self.run.id, after_id=self._settings_seen):
+            self._settings_seen = max(self._settings_seen, setting.id)
+            self._apply_setting(setting)
+
+    def _apply_setting(self, setting: RunSetting) -> None:
+        if setting.kind == "rule":
+            self.rule_switches[setting.name] = bool(setting.value)
+            disabled = {name for name, on in self.rule_switches.items() if not on}
+            self.engine.breakpoints.disabled = frozenset(disabled)
+        elif setting.kind == "rules_file" and isinstance(setting.value, str):
+            self.added_rule_texts[setting.name] = setting.value
+            self._reload_rules()
+        elif setting.kind == "budget":
+            try:
+                self.budget.set_limit(setting.name, setting.value)
+            except BudgetSettingError as error:  # checked when stored; an old row may not be
+                logger.warning("ignoring budget setting %s: %s", setting.name, error)
+
+    def _reload_rules(self) -> None:
+        """Rebuild the breakpoint rules with the files added to this run (checked when added)."""
+        try:
+            rules = load_rules(
+                self.plan.rule_files,
+                functions=self.engine.plugins.rule_functions,
+                texts=list(self.added_rule_texts.items()),
+            )
+        except OrchestrationError as error:  # e.g. a plugin function gone since it was added
+            self.observer.message(f"warning: added rules not loaded: {error}")
+            return
+        disabled = self.engine.breakpoints.disabled
+        self.engine.rules = rules
+        self.engine.breakpoints = BreakpointManager(rules, disabled)
+        self._rules_by_name = {rule.name: rule for rule in rules.breakpoints}
+
     def _sync_added_tasks(self) -> int:
         """Pick up tasks that `orch task add` stored while this engine runs."""
         if time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
@@ -1059,19 +1323,29 @@ class Orchestrator:
             resolution=raised.action if resolved else None,
             resolved_by=self.actor if resolved else None,
             resolved_at=now if resolved else None,
+            scope=raised.scope if not resolved else "task",
+            expires_at=(
+                now + timedelta(seconds=raised.expires_after)
+                if raised.expires_after is not None and not resolved
+                else None
+            ),
+            default_resolution=raised.default if not resolved else None,
         )
         self.batch.breakpoints.append(bp)
         self.pending_breakpoints.append(bp)
-        self.pending_notifications.append(
-            Notification(
-                "breakpoint_raised",
-                self.run.id,
-                f"{raised.rule} ({raised.severity})",
-                raised.message,
-                raised.severity,
-                task.task_id,
-            )
+        notification = Notification(
+            "breakpoint_raised",
+            self.run.id,
+            f"{raised.rule} ({raised.severity})",
+            raised.message,
+            raised.severity,
+            task.task_id,
+            {"rule": raised.rule, "at": raised.at, "action": raised.action, "scope": bp.scope},
         )
+        if raised.digest_seconds:
+            self.digests.add(raised.rule, notification, raised.digest_seconds, now)
+        else:
+            self.pending_notifications.append(notification)
 
     def _record_notices(
         self,
@@ -1084,15 +1358,7 @@ class Orchestrator:
         for hit in check.of_action("notify"):
             self._add_breakpoint(task, Raised.of(hit, at), context, now, state="resolved")
         for hit in check.of_action("auto"):
-            self.batch.events.append(
-                EventRecord(
-                    self.run.id,
-                    "auto_breakpoint",
-                    task.task_id,
-                    {"rule": hit.rule.name, "message": hit.message, "at": at},
-                    now,
-                )
-            )
+            self._add_breakpoint(task, Raised.of(hit, at), context, now, state="resolved")
 
     def _record_rule_errors(self, task: TaskRecord, check: BreakpointCheck, now: datetime) -> None:
         for error in check.errors:
@@ -1105,7 +1371,11 @@ class Orchestrator:
 
     def outcome(self) -> str | None:
         """The run's state if nothing more can happen without a human or time, else None."""
-        if self.futures or self.inline_done or self.scheduler.queued_count:
+        if self.futures or self.inline_done:
+            return None
+        if self.run_holds:
+            return "paused"  # a breakpoint holds the whole run: nothing starts until it is answered
+        if self.scheduler.queued_count:
             return None
         if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY]:
             return None
@@ -1125,8 +1395,14 @@ class Orchestrator:
             wait(list(self.futures), timeout=IDLE_POLL_SECONDS, return_when=FIRST_COMPLETED)
             return
         delay = IDLE_POLL_SECONDS
-        if self._retry_times:
-            delay = (self._retry_times[0][0] - self.clock()).total_seconds()
+        wakes = [self._retry_times[0][0]] if self._retry_times else []
+        if self.expiries:
+            wakes.append(self.expiries[0][0])
+        digest_due = self.digests.next_due()
+        if digest_due is not None:
+            wakes.append(digest_due)
+        if wakes:
+            delay = (min(wakes) - self.clock()).total_seconds()
         time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
 
     def run_until_stopped(self) -> RunSummary:
@@ -1148,6 +1424,9 @@ class Orchestrator:
                 state = self.outcome()
                 if state == "paused" and self._sync_blocked(force=True):
                     continue  # a human answered in the meantime
+                if state == "paused" and self.expiries:
+                    self._idle_wait()  # a default resolution applies soon: wait for it
+                    continue
                 if state is not None:
                     return self._finish(state)
                 if not work:
@@ -1170,6 +1449,7 @@ class Orchestrator:
             else []
         )
         stored_state = "paused" if state in ("paused", "stalled", "stopped") else state
+        self._send_due_digests(now, everything=True)
         self.batch.run_state = stored_state
         self.batch.events.append(
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)

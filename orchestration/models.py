@@ -198,6 +198,15 @@ class TaskSpec(_Strict):
         return value
 
 
+class Budget(_Strict):
+    """What a run may spend before `budget_exceeded` stops it for a human (None: no limit)."""
+
+    max_attempts: int | None = Field(None, ge=1)
+    max_wall_seconds: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, ge=0)  # in the unit the actions report `cost` in
+    max_tokens: int | None = Field(None, ge=0)
+
+
 class Defaults(_Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     errors: ErrorRules = Field(default_factory=ErrorRules)
@@ -239,6 +248,7 @@ class PlanSpec(_Strict):
     rules: list[str] = Field(default_factory=list)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     scheduling: Scheduling = Field(default_factory=Scheduling)
+    budget: Budget = Field(default_factory=Budget)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
@@ -334,10 +344,31 @@ class BreakpointRecord:
     state: str  # open | resolved
     created_at: datetime
     context: dict[str, Any] = field(default_factory=dict)
-    resolution: str | None = None  # approve | reject | retry | skip
+    resolution: str | None = None  # approve | reject | retry | skip | auto | notify | expired
     note: str = ""
     resolved_by: str | None = None
     resolved_at: datetime | None = None
+    scope: str = "task"  # task: only this task waits | run: no new work starts in the run
+    expires_at: datetime | None = None  # when the default resolution applies by itself
+    default_resolution: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # `--set` values of the resolution
+
+
+@dataclass(frozen=True, slots=True)
+class RunSetting:
+    """A change to a run made while it runs: a rule switched on or off, a budget extended.
+
+    Stored as a log; for each (kind, name) the latest row is in force.
+    """
+
+    run_id: str
+    kind: str  # rule | budget
+    name: str
+    value: Any
+    actor: str
+    note: str
+    at: datetime
+    id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

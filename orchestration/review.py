@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from orchestration.errors import OrchestrationError
 from orchestration.lifecycle import TaskHandle, fire
-from orchestration.models import BreakpointRecord, EventRecord
+from orchestration.models import BreakpointRecord, EventRecord, RunSetting
+from orchestration.overrides import apply_to_spec, split_sets
 from orchestration.store import Batch, Store
 
 RESOLUTIONS = ("approve", "reject", "retry", "skip")
+EXPIRED_ACTOR = "engine (expired)"  # who resolved a breakpoint whose default applied on expiry
+REJECT_AS = ("cancel", "fail")
 
 
 def _trigger_for(breakpoint: BreakpointRecord, resolution: str) -> str:
@@ -35,13 +40,21 @@ def resolve_breakpoint(
     actor: str,
     note: str = "",
     answer: str | None = None,
+    sets: Mapping[str, Any] | None = None,
+    reject_as: str = "cancel",
     now: datetime | None = None,
 ) -> BreakpointRecord:
-    """Resolve an open breakpoint and move its task accordingly, in one transaction."""
+    """Resolve an open breakpoint and move its task accordingly, in one transaction.
+
+    `sets` (from `--set key=value`) change the task's fields for its next attempt, or with keys
+    `budget.<limit>` the run's budget; `reject_as` is `cancel` or `fail`.
+    """
     if resolution not in RESOLUTIONS:
         raise OrchestrationError(
             f"unknown resolution '{resolution}'; expected {', '.join(RESOLUTIONS)}"
         )
+    if reject_as not in REJECT_AS:
+        raise OrchestrationError(f"a rejection ends as {' or '.join(REJECT_AS)}, not {reject_as!r}")
     now = now or datetime.now(UTC)
     breakpoint = store.breakpoint(breakpoint_id)
     if breakpoint.state != "open":
@@ -50,38 +63,46 @@ def resolve_breakpoint(
             f"{breakpoint.resolved_by})"
         )
     task = store.task(breakpoint.run_id, breakpoint.task_id)
+    task_changes, budget_changes = split_sets(sets or {})
+    if task_changes and resolution not in ("retry", "approve"):
+        raise OrchestrationError(
+            f"--set of task fields goes with --retry (or --approve of a step not run yet), "
+            f"not --{resolution}"
+        )
     reason = f"breakpoint {breakpoint_id} ({breakpoint.rule}) {resolution}d by {actor}"
     if note:
         reason += f": {note}"
-    move = fire(
-        TaskHandle(task.task_id, task.state),
-        _trigger_for(breakpoint, resolution),
-        reason=reason,
-        actor=actor,
-    )
+    if sets:
+        reason += " with " + ", ".join(f"{k}={v!r}" for k, v in sets.items())
+    trigger = _trigger_for(breakpoint, resolution)
+    if resolution == "reject" and reject_as == "fail":
+        trigger = "fail"
+    move = fire(TaskHandle(task.task_id, task.state), trigger, reason=reason, actor=actor)
     updates: dict[str, object] = {}
     outcome = _outcome_for(breakpoint, resolution)
     if outcome:
         updates["outcome"] = outcome
+    if resolution == "reject":
+        updates["outcome"] = "rejected"
     if answer is not None:
         updates["answer"] = answer
+    if task_changes:
+        updates["spec"] = apply_to_spec(task.spec, task_changes)
+    data = {
+        "breakpoint": breakpoint_id,
+        "resolution": resolution,
+        "actor": actor,
+        "note": note,
+        "sets": dict(sets or {}),
+    }
     batch = Batch(
         moves=[move],
-        resolutions=[(breakpoint_id, resolution, note, actor, now)],
+        resolutions=[(breakpoint_id, resolution, note, actor, now, dict(sets or {}))],
         task_updates=[(task.task_id, updates)] if updates else [],
-        events=[
-            EventRecord(
-                breakpoint.run_id,
-                "breakpoint_resolved",
-                task.task_id,
-                {
-                    "breakpoint": breakpoint_id,
-                    "resolution": resolution,
-                    "actor": actor,
-                    "note": note,
-                },
-                now,
-            )
+        events=[EventRecord(breakpoint.run_id, "breakpoint_resolved", task.task_id, data, now)],
+        settings=[
+            RunSetting(breakpoint.run_id, "budget", name, value, actor, note or reason, now)
+            for name, value in budget_changes.items()
         ],
     )
     store.commit(breakpoint.run_id, batch)

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestration.context import CONTEXT_NAME_SET, freeze
+from orchestration.durations import parse_duration
 from orchestration.errors import RuleError
 from orchestration.expressions import Expression, compile_expression
 from orchestration.yamlstrict import Position, YamlError, load_strict_yaml_positions
@@ -47,10 +48,14 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 @dataclass(frozen=True)
 class BreakpointRule:
-    """A condition under which the engine stops (pause), tells (notify) or handles it (auto)."""
+    """A condition under which the engine stops (pause), tells (notify) or handles it (auto).
+
+    `at: during` rules are checked while an attempt runs; when one fires, the attempt is stopped
+    (its process group killed) before the action applies.
+    """
 
     name: str
-    at: Literal["before", "after"]
+    at: Literal["before", "after", "during"]
     when: Expression
     priority: int
     severity: Literal["low", "medium", "high", "critical"]
@@ -60,6 +65,9 @@ class BreakpointRule:
     auto: AutoResolution | None
     doc: str
     file: str
+    expires_after: float | None = None  # seconds until `default` resolves an open breakpoint
+    default: Literal["approve", "reject", "retry", "skip"] | None = None
+    digest_seconds: float | None = None  # notifications gathered into one digest per window
 
     def message_for(self, context: Mapping[str, Any]) -> str:
         """The message with `{name}` placeholders of context names filled in.
@@ -139,7 +147,7 @@ class _AutoModel(_Strict):
 
 class _BreakpointModel(_Strict):
     name: str = Field(pattern=RULE_NAME_PATTERN, max_length=100)
-    at: Literal["before", "after"]
+    at: Literal["before", "after", "during"]
     when: str = Field(min_length=1)
     priority: int = Field(50, ge=0, le=1000)
     severity: Literal["low", "medium", "high", "critical"] = "medium"
@@ -149,6 +157,9 @@ class _BreakpointModel(_Strict):
     auto: _AutoModel | None = None
     doc: str = ""
     enabled: bool = True
+    expires_after: str | float | int | None = None
+    default: Literal["approve", "reject", "retry", "skip"] | None = None
+    digest: str | float | int | None = None
 
 
 class _DecisionModel(_Strict):
@@ -201,8 +212,11 @@ def load_rules(
     *,
     include_defaults: bool = True,
     functions: Functions | None = None,
+    texts: Sequence[tuple[str, str]] = (),
 ) -> RuleSet:
     """Load, merge and compile rule files: the defaults first, then `paths` in order.
+
+    `texts` are (name, content) of rule files added to a run while it runs; they load last.
 
     A breakpoint named like an earlier one updates it (keys given replace earlier values;
     `enabled: false` switches it off); a file with `decisions` replaces the decision list;
@@ -211,8 +225,11 @@ def load_rules(
     files = [*(default_rule_files() if include_defaults else []), *(Path(p) for p in paths)]
     state = _Accumulator({}, (), dict.fromkeys(STAGES, 0.25), 0.0, ())
     for path in files:
-        _load_file(path, state, functions or {})
-    return _finish(state, tuple(str(path) for path in files))
+        _load_text(str(path), _read(path), state, functions or {})
+    for name, text in texts:
+        _load_text(name, text, state, functions or {})
+    names = (*(str(path) for path in files), *(name for name, _ in texts))
+    return _finish(state, names)
 
 
 def _read(path: Path) -> str:
@@ -228,10 +245,11 @@ def _read(path: Path) -> str:
         raise RuleError(f"rule file is not UTF-8: {error.reason}", file=str(path)) from None
 
 
-def _load_file(path: Path, state: _Accumulator, functions: Functions) -> None:
-    file = str(path)
+def _load_text(file: str, text: str, state: _Accumulator, functions: Functions) -> None:
+    if len(text.encode()) > MAX_RULE_FILE_BYTES:
+        raise RuleError(f"rule file larger than {MAX_RULE_FILE_BYTES:,} bytes", file=file)
     try:
-        data, positions = load_strict_yaml_positions(_read(path), file)
+        data, positions = load_strict_yaml_positions(text, file)
     except YamlError as error:
         raise RuleError(error.message, file=file, line=error.line, column=error.column) from None
     if data is None:
@@ -347,6 +365,20 @@ def _breakpoint(
     if model.action != "auto" and model.auto is not None:
         raise where.error("an `auto` block needs `action: auto`", (*path, "auto"), model.name)
     auto = AutoResolution(model.auto.wait_seconds, model.auto.then) if model.auto else None
+    expires_after = _duration(model.expires_after, "expires_after", where, path, model.name)
+    if (expires_after is None) != (model.default is None):
+        raise where.error(
+            "`expires_after` and `default` go together: when the breakpoint expires, the "
+            "default resolution applies",
+            (*path, "expires_after" if expires_after is None else "default"),
+            model.name,
+        )
+    if expires_after is not None and model.action != "pause":
+        raise where.error(
+            "only a `pause` breakpoint waits for a resolution that can expire",
+            (*path, "expires_after"),
+            model.name,
+        )
     return BreakpointRule(
         name=model.name,
         at=model.at,
@@ -359,7 +391,21 @@ def _breakpoint(
         auto=auto,
         doc=model.doc.strip(),
         file=where.file,
+        expires_after=expires_after,
+        default=model.default,
+        digest_seconds=_duration(model.digest, "digest", where, path, model.name),
     )
+
+
+def _duration(
+    value: str | float | None, key: str, where: _Where, path: tuple[Any, ...], rule: str
+) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise where.error(f"{key}: {error}", (*path, key), rule) from None
 
 
 def _decisions(

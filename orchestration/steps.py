@@ -24,6 +24,10 @@ class RunFigures:
     completed_count: int
     total_count: int
     run_elapsed_seconds: float
+    run_attempts: int = 0
+    run_cost: float = 0.0
+    run_tokens: int = 0
+    over_budget: tuple[str, ...] = ()
 
 
 def priority_label(priority: int) -> str:
@@ -61,6 +65,10 @@ def before_context(
         run_elapsed_seconds=round(figures.run_elapsed_seconds, 3),
         task_elapsed_seconds=round(task_elapsed_seconds, 3),
         now_hour=now.astimezone().hour,  # the local hour, as documented
+        run_attempts=figures.run_attempts,
+        run_cost=round(figures.run_cost, 6),
+        run_tokens=figures.run_tokens,
+        over_budget=figures.over_budget,
     )
     return context
 

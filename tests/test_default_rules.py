@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from orchestration.context import neutral_context
 from orchestration.models import Scheduling
 from orchestration.rules import evaluate_breakpoints, load_rules
 
@@ -18,7 +19,8 @@ MAX_GO_PAUSES = 2  # a careful reviewer tolerates very few needless interruption
 
 
 def pausing_rules(rules: Any, line: dict[str, Any]) -> list[str]:
-    context = {key: value for key, value in line.items() if key not in LABEL_KEYS}
+    # Names the file predates (stuck and budget figures) keep their neutral values.
+    context = {**neutral_context(), **{k: v for k, v in line.items() if k not in LABEL_KEYS}}
     fired = evaluate_breakpoints(rules, line["at"], context)
     errors = [f"{rule.name}: {error}" for rule, error in fired if error is not None]
     assert not errors, errors

@@ -30,6 +30,7 @@ STORE_TABLES = {
     "decisions",
     "quality_results",
     "events",
+    "run_settings",
 }
 
 

@@ -13,6 +13,7 @@ from orchestration.models import (
     EventRecord,
     QualityRecord,
     RunRecord,
+    RunSetting,
     TaskRecord,
     TaskSpec,
     TransitionRecord,
@@ -110,6 +111,10 @@ _BREAKPOINT_FIELDS: tuple[str, ...] = (
     "note",
     "resolved_by",
     "resolved_at",
+    "scope",
+    "expires_at",
+    "default_resolution",
+    "params",
 )
 
 
@@ -119,7 +124,33 @@ def breakpoint_row(run_id: str, bp: BreakpointRecord) -> dict[str, Any]:
 
 def breakpoint_record(row: Row[Any]) -> BreakpointRecord:
     values = {name: getattr(row, name) for name in _BREAKPOINT_FIELDS}
+    values["params"] = values["params"] or {}
     return BreakpointRecord(id=row.id, run_id=row.run_id, **values)
+
+
+def setting_row(run_id: str, s: RunSetting) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "kind": s.kind,
+        "name": s.name,
+        "value": s.value,
+        "actor": s.actor,
+        "note": s.note,
+        "at": s.at,
+    }
+
+
+def setting_record(row: Row[Any]) -> RunSetting:
+    return RunSetting(
+        id=row.id,
+        run_id=row.run_id,
+        kind=row.kind,
+        name=row.name,
+        value=row.value,
+        actor=row.actor,
+        note=row.note,
+        at=row.at,
+    )
 
 
 def decision_row(run_id: str, d: DecisionRecord) -> dict[str, Any]:

@@ -151,10 +151,34 @@ class Breakpoint(Base):
     note: Mapped[str] = mapped_column(Text)
     resolved_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     resolved_at: Mapped[datetime | None]
+    scope: Mapped[str] = mapped_column(String(STATE_LENGTH), server_default="task")
+    expires_at: Mapped[datetime | None]
+    default_resolution: Mapped[str | None] = mapped_column(String(STATE_LENGTH))
+    params: Mapped[dict[str, Any] | None]
 
     __table_args__ = (
         Index("ix_breakpoints_run_id_state", "run_id", "state"),
         Index("ix_breakpoints_state", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class RunSettingRow(Base):
+    """Rules switched on or off and budgets extended while a run runs (latest row wins)."""
+
+    __tablename__ = "run_settings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    kind: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    value: Mapped[Any] = mapped_column(JSON())
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_run_settings_run_id_id", "run_id", "id"),
         {"sqlite_autoincrement": True},
     )
 

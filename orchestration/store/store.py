@@ -33,7 +33,9 @@ from orchestration.models import (
     EventRecord,
     QualityRecord,
     RunRecord,
+    RunSetting,
     TaskRecord,
+    TaskSpec,
     TransitionRecord,
 )
 from orchestration.store import records, schema
@@ -48,10 +50,20 @@ BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
 DECISIONS = cast(Table, schema.Decision.__table__)
 QUALITY = cast(Table, schema.QualityResult.__table__)
 EVENTS = cast(Table, schema.Event.__table__)
+SETTINGS = cast(Table, schema.RunSettingRow.__table__)
 
 FINAL_RUN_STATES = frozenset({"completed", "failed", "cancelled"})
 UPDATABLE_TASK_FIELDS = frozenset(
-    {"attempts", "outcome", "next_attempt_at", "feedback", "answer", "last_error_kind", "priority"}
+    {
+        "attempts",
+        "outcome",
+        "next_attempt_at",
+        "feedback",
+        "answer",
+        "last_error_kind",
+        "priority",
+        "spec",
+    }
 )
 
 # Built once so SQLAlchemy's compiled cache serves every commit.
@@ -66,7 +78,7 @@ _MOVE = (
 )
 _INSERT = {
     table.name: insert(table)
-    for table in (RUNS, TASKS, TRANSITIONS, BREAKPOINTS, DECISIONS, QUALITY, EVENTS)
+    for table in (RUNS, TASKS, TRANSITIONS, BREAKPOINTS, DECISIONS, QUALITY, EVENTS, SETTINGS)
 }
 _RESOLVE = (
     update(BREAKPOINTS)
@@ -81,6 +93,7 @@ _RESOLVE = (
         note=bindparam("b_note"),
         resolved_by=bindparam("b_actor"),
         resolved_at=bindparam("b_at"),
+        params=bindparam("b_params"),
     )
 )
 
@@ -115,8 +128,9 @@ class Batch:
     task_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     new_tasks: list[TaskRecord] = field(default_factory=list)
     breakpoints: list[BreakpointRecord] = field(default_factory=list)  # ids assigned on insert
-    # (breakpoint_id, resolution, note, actor, at): the breakpoint becomes 'resolved'
-    resolutions: list[tuple[int, str, str, str, datetime]] = field(default_factory=list)
+    # (breakpoint_id, resolution, note, actor, at[, params]): the breakpoint becomes 'resolved'
+    resolutions: list[tuple[Any, ...]] = field(default_factory=list)
+    settings: list[RunSetting] = field(default_factory=list)
     decisions: list[DecisionRecord] = field(default_factory=list)
     quality: list[QualityRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -124,7 +138,7 @@ class Batch:
 
     def __bool__(self) -> bool:
         lists = (self.moves, self.task_updates, self.new_tasks, self.breakpoints)
-        more = (self.resolutions, self.decisions, self.quality, self.events)
+        more = (self.resolutions, self.decisions, self.quality, self.events, self.settings)
         return any(lists) or any(more) or self.run_state is not None
 
 
@@ -316,6 +330,15 @@ class Store:
         )
         return [records.event_record(row) for row in self._all(query)]
 
+    def run_settings(self, run_id: str, after_id: int = 0) -> list[RunSetting]:
+        """The run's settings log, oldest first (the latest row per kind and name is in force)."""
+        query = (
+            select(SETTINGS)
+            .where(SETTINGS.c.run_id == run_id, SETTINGS.c.id > after_id)
+            .order_by(SETTINGS.c.id)
+        )
+        return [records.setting_record(row) for row in self._all(query)]
+
     def integrity_ok(self) -> bool:
         """SQLite's own consistency check of the file; PostgreSQL looks after itself."""
         if self.dialect != "sqlite":
@@ -353,6 +376,7 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
     _insert_rows(conn, DECISIONS, [records.decision_row(run_id, d) for d in batch.decisions])
     _insert_rows(conn, QUALITY, [records.quality_row(run_id, q) for q in batch.quality])
     _insert_rows(conn, EVENTS, [records.event_row(run_id, e) for e in batch.events])
+    _insert_rows(conn, SETTINGS, [records.setting_row(run_id, s) for s in batch.settings])
     if batch.run_state is not None:
         _set_run_state(conn, run_id, batch.run_state, now)
     return ids
@@ -411,7 +435,7 @@ def _update_tasks(
                 f"cannot update field(s) {', '.join(sorted(unknown))}; allowed: {allowed}",
                 task=task_id,
             )
-        params = {f"u_{name}": value for name, value in values.items()}
+        params = {f"u_{name}": _column_value(value) for name, value in values.items()}
         params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
         groups.setdefault(frozenset(values), []).append(params)
     for fields, rows in groups.items():
@@ -419,6 +443,11 @@ def _update_tasks(
         if result.rowcount != len(rows):
             missing = _missing_tasks(conn, run_id, [row["u_task"] for row in rows])
             raise NotFoundError(f"task '{missing}' not found in run '{run_id}'")
+
+
+def _column_value(value: Any) -> Any:
+    # A task's spec is stored as its JSON form, as on insert.
+    return value.model_dump(mode="json") if isinstance(value, TaskSpec) else value
 
 
 def _missing_tasks(conn: Connection, run_id: str, task_ids: list[str]) -> str:
@@ -459,10 +488,8 @@ def _insert_breakpoint(conn: Connection, run_id: str, bp: BreakpointRecord) -> i
     return int(key[0])
 
 
-def _resolve_breakpoints(
-    conn: Connection, run_id: str, resolutions: list[tuple[int, str, str, str, datetime]]
-) -> None:
-    for breakpoint_id, resolution, note, actor, at in resolutions:
+def _resolve_breakpoints(conn: Connection, run_id: str, resolutions: list[tuple[Any, ...]]) -> None:
+    for breakpoint_id, resolution, note, actor, at, *more in resolutions:
         params = {
             "b_id": breakpoint_id,
             "b_run": run_id,
@@ -470,6 +497,7 @@ def _resolve_breakpoints(
             "b_note": note,
             "b_actor": actor,
             "b_at": at,
+            "b_params": more[0] if more else {},
         }
         if conn.execute(_RESOLVE, params).rowcount != 1:
             raise _resolution_conflict(conn, run_id, breakpoint_id)

@@ -1,0 +1,81 @@
+"""What every `orch` command module shares: consoles, the --db and --json options, JSON output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from orchestration.store import Store, resolve_db_url
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in every store
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="ORCH_DB",
+        help="Store URL (sqlite:///path or postgresql+psycopg://...). Default: "
+        ".orchestration/state.db beside the plan, or found in this directory or a parent.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Who does it (default: your user name).")
+]
+
+
+def open_store(db: str | None, plan_dir: Path | None = None) -> Store:
+    return Store.open(resolve_db_url(db, plan_dir))
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def user() -> str:
+    """The name stored as who did something from this terminal."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "human"
+
+
+def breakpoint_json(bp: Any, *, with_context: bool = False) -> dict[str, Any]:
+    """A breakpoint as `--json` listings show it (documented in docs/guide.md)."""
+    data = {
+        "id": bp.id,
+        "run": bp.run_id,
+        "task": bp.task_id,
+        "rule": bp.rule,
+        "at": bp.at,
+        "severity": bp.severity,
+        "action": bp.action,
+        "scope": bp.scope,
+        "message": bp.message,
+        "state": bp.state,
+        "created_at": iso(bp.created_at),
+        "expires_at": iso(bp.expires_at),
+        "default_resolution": bp.default_resolution,
+        "resolution": bp.resolution,
+        "note": bp.note,
+        "resolved_by": bp.resolved_by,
+        "resolved_at": iso(bp.resolved_at),
+        "params": bp.params,
+    }
+    if with_context:
+        data["context"] = bp.context
+    return data
