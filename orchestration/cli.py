@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestration import __version__, cli_review
+from orchestration import __version__, cli_checkpoints, cli_review, cli_serve
 from orchestration.cli_common import (
     EXIT_BAD_INPUT,
     MAX_ID,
@@ -55,6 +55,8 @@ rules_app = typer.Typer(
 )
 app.add_typer(rules_app, name="rules")
 cli_review.register(breakpoints_app, rules_app)
+cli_checkpoints.register(app)
+cli_serve.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -382,6 +384,14 @@ def breakpoints_resolve(
     fail: Annotated[
         bool, typer.Option("--fail", help="With --reject: the task ends failed, not cancelled.")
     ] = False,
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            "--rollback",
+            help="With --reject: restore the work tree to the last approved git checkpoint "
+            "(the current files are saved first, so it can be undone).",
+        ),
+    ] = False,
     retry: Annotated[bool, typer.Option("--retry", help="Run the task again.")] = False,
     skip: Annotated[bool, typer.Option("--skip", help="Mark it done without running it.")] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored with the resolution.")] = "",
@@ -423,11 +433,15 @@ def breakpoints_resolve(
     ]
     if len(chosen) != 1:
         raise OrchestrationError("choose exactly one of --approve, --reject, --retry, --skip")
-    if fail and not reject:
-        raise OrchestrationError("--fail goes with --reject")
+    if (fail or rollback) and not reject:
+        raise OrchestrationError("--fail and --rollback go with --reject")
     changes = parse_sets(sets or [])
     store = open_store(db)
     try:
+        if rollback and run_is_live(store.get_run(store.breakpoint(breakpoint_id).run_id), _now()):
+            raise OrchestrationError(
+                "an engine is working on this run; stop it before rejecting with --rollback"
+            )
         bp = resolve_breakpoint(
             store,
             breakpoint_id,
@@ -440,8 +454,11 @@ def breakpoints_resolve(
         )
         task = store.task(bp.run_id, bp.task_id)
         live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
+        restored = _roll_back_to_last_approved(store, bp.run_id, bp.task_id) if rollback else None
     finally:
         store.close()
+    if restored is not None:
+        console.print(restored, markup=False)
     message = (
         f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {task.task_id} "
         f"is now {task.state}."
@@ -451,6 +468,36 @@ def breakpoints_resolve(
     else:
         message += f" Continue with: orch resume {bp.run_id}"
     console.print(message, markup=False)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _roll_back_to_last_approved(store: Any, run_id: str, rejected: str) -> str:
+    """Restore the run's work tree to its last checkpoint of an accepted task; say what happened."""
+    from orchestration.checkpoints import is_git_worktree, last_checkpoint, restore_checkpoint
+
+    workdir = Path(store.get_run(run_id).workdir)
+    if not is_git_worktree(workdir):
+        return f"no rollback: {workdir} is not a git work tree, so the run has no checkpoints"
+    accepted = {
+        t.task_id
+        for t in store.tasks(run_id)
+        if t.state == "completed"
+        and t.outcome in ("succeeded", "approved")
+        and t.task_id != rejected
+    }
+    checkpoint = last_checkpoint(workdir, run_id, approved_only=accepted)
+    if checkpoint is None:
+        return "no rollback: the run has no checkpoint of an accepted task yet"
+    result = restore_checkpoint(workdir, run_id, checkpoint.task_id)
+    safety = result.safety.task_id
+    return (
+        f"work tree restored to the checkpoint after {checkpoint.task_id}: "
+        f"{len(result.restored)} file(s) written, {len(result.removed)} removed. "
+        f"Undo with: orch rollback {run_id} --to {safety}"
+    )
 
 
 # ---- task -----------------------------------------------------------------------------------

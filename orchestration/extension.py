@@ -27,6 +27,17 @@ class ValidationInput:
     options: Mapping[str, Any]
     context: Mapping[str, Any]
     timeout_seconds: float
+    baseline: Mapping[str, Any] = field(default_factory=dict)  # this validator's run-start figures
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineInput:
+    """What a validator's `baseline` callable sees once at run start, before any task ran."""
+
+    run_id: str
+    workdir: Path
+    options: Mapping[str, Any]
+    timeout_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +64,17 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class Validator:
-    """A named check of a stage. `check` returns a CheckResult (anything else is a failed check)."""
+    """A named check of a stage. `check` returns a CheckResult (anything else is a failed check).
+
+    `baseline`, when given, is called once at run start; what it returns (plain JSON data) is
+    handed back to every later check as `ValidationInput.baseline`.
+    """
 
     name: str
     stage: str
     check: Callable[[ValidationInput], CheckResult]
     description: str = ""
+    baseline: Callable[[BaselineInput], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

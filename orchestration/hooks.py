@@ -24,6 +24,9 @@ DEFAULT_PLUGINS = (
     "orchestration.plugins.command",
     "orchestration.plugins.console",
     "orchestration.plugins.webhook",
+    "orchestration.plugins.pytest_tests",
+    "orchestration.plugins.ruff_lint",
+    "orchestration.plugins.diff_size",
 )
 NOTIFY_TIMEOUT_SECONDS = 10.0
 EVENT_TIMEOUT_SECONDS = 5.0  # an event hook that takes longer is left behind; the loop goes on

@@ -22,8 +22,10 @@ from orchestration.actions import (
     classify_error,
     run_action,
 )
+from orchestration.baselines import baseline_options, take_baselines
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
+from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.context import FrozenMap, freeze
 from orchestration.decisions import Decision, DecisionEngine
 from orchestration.digests import DigestBuffer
@@ -47,7 +49,12 @@ from orchestration.models import (
 )
 from orchestration.orphans import AttemptRegistry
 from orchestration.plan import plan_from_dict
-from orchestration.quality import QualityController, QualityReport, acceptance_check
+from orchestration.quality import (
+    DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
+    QualityController,
+    QualityReport,
+    acceptance_check,
+)
 from orchestration.retry import next_attempt_at
 from orchestration.review import EXPIRED_ACTOR, resolve_breakpoint
 from orchestration.rules import RuleSet, load_rules
@@ -300,6 +307,7 @@ class Orchestrator:
         self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self.budget = RunBudget.of(plan.spec.budget)
+        self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
         self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
         self.expiries: list[tuple[datetime, int]] = []  # (expires_at, breakpoint id), a heap
@@ -344,9 +352,32 @@ class Orchestrator:
         ]
         store.create_run(run, tasks)
         orchestrator = cls(store, store.get_run(run.id), plan, engine, **options)
-        orchestrator.batch.events.append(EventRecord(run.id, "run_started", None, {}, now))
+        baselines = orchestrator._take_baselines()
+        data = {"baselines": baselines} if baselines else {}
+        orchestrator.batch.events.append(EventRecord(run.id, "run_started", None, data, now))
         orchestrator._release_initial()
         return orchestrator
+
+    def _take_baselines(self) -> dict[str, dict[str, Any]]:
+        """What the validators with a baseline (e.g. the test suite) say before any task ran."""
+        refs = [ref for spec in self.plan.spec.tasks for ref in self.plan.validators(spec)]
+        options = baseline_options(refs)
+        wanted = [
+            n for n in options if getattr(self.engine.plugins.validators.get(n), "baseline", None)
+        ]
+        if not wanted:
+            return {}
+        self.observer.message(f"taking the baseline of {', '.join(wanted)} before any task runs")
+        taken = take_baselines(
+            self.engine.plugins.validators,
+            wanted,
+            self.run.id,
+            Path(self.plan.workdir),
+            DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
+            options,
+        )
+        self.engine.quality.baselines = taken
+        return taken
 
     @classmethod
     def resume(
@@ -386,6 +417,8 @@ class Orchestrator:
             self.run_failures += failed
             self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         for event in self.store.events(self.run.id):
+            if event.kind == "run_started" and event.data.get("baselines"):
+                self.engine.quality.baselines = event.data["baselines"]
             if event.kind == "step" and event.task_id:
                 seconds = event.data.get("duration_seconds") or 0
                 self.task_seconds[event.task_id] += float(seconds)
@@ -511,11 +544,46 @@ class Orchestrator:
     # ---- dependencies -----------------------------------------------------------------------
 
     def _on_final(self, task: TaskRecord) -> None:
+        if task.state == TaskState.COMPLETED and task.outcome in ("succeeded", "approved"):
+            self._checkpoint(task)
         self.scheduler.record_final(task.task_id, task.state, task.outcome)
         self.scheduler.discard(task.task_id)
         for child_id in self.scheduler.dependents(task.task_id):
             if self.tasks[child_id].state == TaskState.PENDING:
                 self._evaluate_pending(child_id, upstream=task.task_id)
+
+    def _checkpoint(self, task: TaskRecord) -> None:
+        """Record the work tree as it is after a completed task (git work trees only)."""
+        if not self.checkpointing or self.dry_run:
+            return
+        now = self.clock()
+        try:
+            made = create_checkpoint(
+                Path(self.plan.workdir),
+                self.run.id,
+                task.task_id,
+                f"{task.spec.title or task.task_id}: {task.outcome}",
+                attempt=task.attempts,
+                exclude=self.ignored_files,
+            )
+        except OrchestrationError as error:  # a checkpoint must never stop the run
+            self.observer.message(f"warning: no checkpoint for {task.task_id}: {error}")
+            failure = {"error": str(error)}
+            self.batch.events.append(
+                EventRecord(self.run.id, "checkpoint_failed", task.task_id, failure, now)
+            )
+            return
+        if made is not None:
+            data: dict[str, Any] = {
+                "sha": made.sha,
+                "ref": made.ref,
+                "files_changed": made.files_changed,
+                "insertions": made.insertions,
+                "deletions": made.deletions,
+            }
+            self.batch.events.append(
+                EventRecord(self.run.id, "checkpoint", task.task_id, data, now)
+            )
 
     def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:
         task = self.tasks[task_id]

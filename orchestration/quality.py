@@ -146,6 +146,8 @@ class QualityController:
     def __init__(self, validators: Mapping[str, Validator], config: QualityConfig) -> None:
         self.validators = validators
         self.config = config
+        # Each validator's figures from the run's start (its `baseline`), by validator name.
+        self.baselines: Mapping[str, Mapping[str, Any]] = {}
 
     def unknown(self, refs: Sequence[ValidatorRef]) -> list[str]:
         return [ref.name for ref in refs if ref.name not in self.validators]
@@ -168,9 +170,12 @@ class QualityController:
                 message = "option timeout_seconds must be a positive number of seconds"
                 checks.append(_failed(ref.name, stage, message))
                 continue
+            baseline = self.baselines.get(ref.name, {})
             checks.append(
                 run_validator(
-                    validator, replace(step, options=options, timeout_seconds=timeout), stage
+                    validator,
+                    replace(step, options=options, timeout_seconds=timeout, baseline=baseline),
+                    stage,
                 )
             )
         return self.score(checks)

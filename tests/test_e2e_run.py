@@ -354,11 +354,11 @@ def test_an_escalated_task_waits_for_a_human_and_each_answer_is_applied(
     tasks = {t["id"]: t for t in orch_json("status", "e", *db_args(tmp_path))["tasks"]}
     assert (tasks["flaky"]["state"], tasks["next"]["state"]) == (flaky_state, next_state)
     expected_outcome = {
-            "--skip": "skipped",
-            "--approve": "approved",
-            "--retry": "succeeded",
-            "--reject": "rejected",
-        }
+        "--skip": "skipped",
+        "--approve": "approved",
+        "--retry": "succeeded",
+        "--reject": "rejected",
+    }
     assert tasks["flaky"]["outcome"] == expected_outcome.get(resolution)
     assert tasks["flaky"]["attempts"] == (2 if resolution == "--retry" else 1)
 

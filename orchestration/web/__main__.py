@@ -1,0 +1,24 @@
+"""`python -m orchestration.web`: the same as `orch serve`, with the same options."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from orchestration.cli_serve import register
+from orchestration.errors import OrchestrationError
+
+
+def main() -> None:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    try:
+        app()
+    except OrchestrationError as error:
+        sys.stderr.write(f"error: {error}\n")
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Runs, their tasks, transition history, decisions with their explanations, quality results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query
+
+from orchestration.loop import plan_from_stored, ready_since
+from orchestration.scheduler import TaskScheduler
+from orchestration.web import schemas
+from orchestration.web.deps import StoreDep
+from orchestration.web.reviewing import all_run_summaries, run_summary
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/runs", response_model=schemas.RunsOut)
+def list_runs(store: StoreDep) -> schemas.RunsOut:
+    """Every run in the store, newest first, with its tasks counted by state."""
+    return schemas.RunsOut(runs=all_run_summaries(store))
+
+
+@router.get("/runs/{run_id}", response_model=schemas.RunDetailOut)
+def get_run(run_id: str, store: StoreDep) -> schemas.RunDetailOut:
+    """One run and its tasks (the shape of `orch status RUN --json`, plus a few fields)."""
+    run = store.get_run(run_id)
+    return schemas.RunDetailOut(
+        run=run_summary(store, run), tasks=[schemas.task_out(t) for t in store.tasks(run_id)]
+    )
+
+
+@router.get("/runs/{run_id}/tasks", response_model=schemas.TasksOut)
+def list_tasks(run_id: str, store: StoreDep) -> schemas.TasksOut:
+    store.get_run(run_id)
+    return schemas.TasksOut(tasks=[schemas.task_out(t) for t in store.tasks(run_id)])
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}", response_model=schemas.TaskOneOut)
+def get_task(run_id: str, task_id: str, store: StoreDep) -> schemas.TaskOneOut:
+    return schemas.TaskOneOut(task=schemas.task_detail_out(store.task(run_id, task_id)))
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}/history", response_model=schemas.HistoryOut)
+def task_history(run_id: str, task_id: str, store: StoreDep) -> schemas.HistoryOut:
+    """Every state change of a task, and every decision taken on it (`orch task history`)."""
+    store.task(run_id, task_id)
+    return schemas.HistoryOut(
+        transitions=[schemas.transition_out(m) for m in store.transitions(run_id, task_id)],
+        decisions=[schemas.decision_out(d) for d in store.decisions(run_id, task_id)],
+    )
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}/explain", response_model=schemas.ExplainOut)
+def explain(run_id: str, task_id: str, store: StoreDep) -> schemas.ExplainOut:
+    """Why a task runs when it does: its effective priority now, and each decision with why."""
+    run = store.get_run(run_id)
+    task = store.task(run_id, task_id)
+    plan = plan_from_stored(run)
+    scheduler = TaskScheduler(
+        store.tasks(run_id), max_workers=1, pools={}, weights=plan.spec.scheduling
+    )
+    now = datetime.now(UTC)
+    scheduler.push_ready(
+        task_id, ready_since(store.transitions(run_id, task_id), now), task.attempts
+    )
+    parts = scheduler.priority_of(task_id, now)
+    return schemas.ExplainOut(
+        task=task_id,
+        state=task.state,
+        priority=schemas.PriorityOut(
+            base=parts.base,
+            deadline_boost=parts.deadline,
+            blocking_boost=parts.blocking,
+            dependents=parts.dependents,
+            retry_penalty=parts.retries,
+            failed_attempts=parts.failed_attempts,
+            aging=parts.aging,
+            waited_seconds=parts.waited_seconds,
+            effective=parts.total,
+        ),
+        decisions=[schemas.decision_out(d) for d in store.decisions(run_id, task_id)],
+    )
+
+
+@router.get("/runs/{run_id}/transitions", response_model=schemas.TransitionsOut)
+def transitions(
+    run_id: str,
+    store: StoreDep,
+    task: str | None = Query(None, description="Only this task's moves."),
+    after: int = Query(0, ge=0, description="Only moves with a larger id (for polling)."),
+) -> schemas.TransitionsOut:
+    """The run's state changes in order: from, to, trigger, reason, actor, time."""
+    store.get_run(run_id)
+    if task is not None:
+        store.task(run_id, task)
+    moves = store.transitions(run_id, task, after_id=after)
+    return schemas.TransitionsOut(transitions=[schemas.transition_out(m) for m in moves])
+
+
+@router.get("/runs/{run_id}/decisions", response_model=schemas.DecisionsOut)
+def decisions(
+    run_id: str, store: StoreDep, task: str | None = Query(None, description="Only this task.")
+) -> schemas.DecisionsOut:
+    """Each attempt's decision (proceed, retry, ...), the rule that chose it, why, and figures."""
+    store.get_run(run_id)
+    found = store.decisions(run_id, task)
+    return schemas.DecisionsOut(decisions=[schemas.decision_out(d) for d in found])
+
+
+@router.get("/runs/{run_id}/quality", response_model=schemas.QualityListOut)
+def quality(
+    run_id: str, store: StoreDep, task: str | None = Query(None, description="Only this task.")
+) -> schemas.QualityListOut:
+    """Each attempt's validator results: score, gate, stage scores and every check."""
+    store.get_run(run_id)
+    found = store.quality(run_id, task)
+    return schemas.QualityListOut(quality=[schemas.quality_out(q) for q in found])

@@ -1,0 +1,29 @@
+"""What one dashboard server is configured with: the store, the token and its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+SESSION_SECONDS = 12 * 3600.0  # a login lasts this long
+RATE_PER_SECOND = 10.0  # requests a token may make per second, on average
+RATE_BURST = 100  # ...and in one burst
+STREAM_POLL_SECONDS = 0.5  # how often the event stream looks for new events in the store
+STREAM_MAX_SECONDS = 300.0  # a stream then ends; EventSource reconnects with Last-Event-ID
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything `create_app` needs; the CLI builds one from its options."""
+
+    db_url: str
+    token: str
+    session_seconds: float = SESSION_SECONDS
+    rate_per_second: float = RATE_PER_SECOND
+    rate_burst: int = RATE_BURST
+    stream_poll_seconds: float = STREAM_POLL_SECONDS
+    stream_max_seconds: float = STREAM_MAX_SECONDS
+    db_hint: str = ""  # ` --db URL` for the `orch resume` hints, when the store is not found alone
+    allowed_hosts: tuple[str, ...] = ()  # Host headers accepted; empty: any (behind a proxy)
+    secure_cookies: bool = False  # mark cookies Secure (served over HTTPS, e.g. behind a proxy)

@@ -1,0 +1,76 @@
+"""The runs list, a run's page (graph, timeline, counts, live updates) and a task's page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from orchestration.store import Store
+from orchestration.web.api.runs import explain
+from orchestration.web.deps import ConfigDep, StoreDep
+from orchestration.web.pages.common import render
+from orchestration.web.queries import recent_events
+from orchestration.web.reviewing import all_run_summaries, resume_command, run_summary
+from orchestration.web.task_graph import MAX_GRAPH_TASKS, render_graph
+from orchestration.web.timeline import render_timeline
+
+router = APIRouter(include_in_schema=False)
+
+RECENT_EVENTS = 15
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get("/runs", response_class=HTMLResponse)
+def runs_page(request: Request, store: StoreDep) -> HTMLResponse:
+    return render(request, "runs.html", {"runs": all_run_summaries(store)})
+
+
+def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    summary = run_summary(store, run)
+    tasks = store.tasks(run_id)
+    moves = store.transitions(run_id)
+    now = datetime.now(UTC)
+    end = now if summary.live else max([run.updated_at, *(m.at for m in moves)])
+    recent = recent_events(store, run_id, RECENT_EVENTS)
+    newest = recent[0].id if recent else 0
+    return {
+        "run": summary,
+        "tasks": tasks,
+        "graph": render_graph(run_id, tasks),
+        "graph_limit": MAX_GRAPH_TASKS,
+        "timeline": render_timeline(tasks, moves, run.created_at, end),
+        "breakpoints": store.breakpoints(run_id, state="open"),
+        "events": recent,
+        "cursor": f"{newest}:{moves[-1].id if moves else 0}",
+        "resume": resume_command(run_id, db_hint),
+    }
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
+    return render(request, "run.html", _run_context(store, run_id, config.db_hint))
+
+
+@router.get("/runs/{run_id}/live", response_class=HTMLResponse)
+def run_live(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
+    """The changing part of the run page; the page fetches it again on each streamed event."""
+    return render(request, "run_live.html", _run_context(store, run_id, config.db_hint))
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(run_id: str, task_id: str, request: Request, store: StoreDep) -> HTMLResponse:
+    task = store.task(run_id, task_id)
+    context = {
+        "run_id": run_id,
+        "task": task,
+        "spec": task.spec.model_dump(mode="json", exclude_defaults=True),
+        "moves": store.transitions(run_id, task_id),
+        "quality": store.quality(run_id, task_id),
+        "explained": explain(run_id, task_id, store),
+        "breakpoints": [b for b in store.breakpoints(run_id) if b.task_id == task_id],
+    }
+    return render(request, "task.html", context)

@@ -1,0 +1,242 @@
+"""What a reviewer sees of a breakpoint, and resolving it through `review.resolve_breakpoint`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from orchestration.errors import OrchestrationError
+from orchestration.loop import plan_from_stored, run_is_live
+from orchestration.models import BreakpointRecord, RunRecord
+from orchestration.review import resolve_breakpoint
+from orchestration.rules import RuleSet
+from orchestration.store import Store, StoreConflict
+from orchestration.web import schemas
+from orchestration.web.diffs import working_diff
+from orchestration.web.errors import ApiError
+from orchestration.web.queries import state_counts, task_events
+
+logger = logging.getLogger(__name__)
+
+RULE_CACHE_SIZE = 16  # rule sets kept loaded, by their files
+BUILT_IN_RULES = {
+    "risk_gate": (
+        "The engine's risk gate: a high-risk task whose planner confidence is below the plan's "
+        "scheduling.risk_gate_confidence waits for a human before it runs."
+    ),
+    "decision:escalate": (
+        "The decision table chose escalate: a human decides what happens to this attempt."
+    ),
+    "decision:clarify": (
+        "The decision table chose clarify: the agent needs an answer before it tries again."
+    ),
+    "decision:checkpoint": "The decision table chose checkpoint: a human looks before going on.",
+}
+
+
+def run_summary(store: Store, run: RunRecord, now: datetime | None = None) -> schemas.RunOut:
+    counts = state_counts(store, run.id).get(run.id, {})
+    open_bps = len(store.breakpoints(run.id, state="open"))
+    live = run_is_live(run, now or datetime.now(UTC))
+    return schemas.run_out(run, counts, live=live, open_breakpoints=open_bps)
+
+
+def all_run_summaries(store: Store) -> list[schemas.RunOut]:
+    now = datetime.now(UTC)
+    counts = state_counts(store)
+    open_by_run: dict[str, int] = {}
+    for bp in store.breakpoints(state="open"):
+        open_by_run[bp.run_id] = open_by_run.get(bp.run_id, 0) + 1
+    return [
+        schemas.run_out(
+            run,
+            counts.get(run.id, {}),
+            live=run_is_live(run, now),
+            open_breakpoints=open_by_run.get(run.id, 0),
+        )
+        for run in store.list_runs()
+    ]
+
+
+# ---- the review bundle ------------------------------------------------------------------------
+
+
+def options(bp: BreakpointRecord) -> list[schemas.OptionOut]:
+    approve = "run the task now" if bp.at == "before" else "accept the result as it is"
+    return [
+        schemas.OptionOut(resolution="approve", meaning=approve),
+        schemas.OptionOut(
+            resolution="retry",
+            meaning="run the task again, with its feedback, your answer as {answer} and any "
+            "changed parameters",
+        ),
+        schemas.OptionOut(resolution="skip", meaning="mark it done without running it"),
+        schemas.OptionOut(resolution="reject", meaning="cancel the task"),
+    ]
+
+
+@lru_cache(maxsize=RULE_CACHE_SIZE)
+def _rule_set(rule_files: tuple[str, ...]) -> RuleSet:
+    from orchestration.hooks import load_plugins
+    from orchestration.rules import load_rules
+
+    return load_rules(rule_files, functions=load_plugins().rule_functions)
+
+
+def rule_info(run: RunRecord, name: str) -> schemas.RuleOut:
+    """The rule that fired, as its file says it now (the file may have changed since)."""
+    if name in BUILT_IN_RULES:
+        return schemas.RuleOut(
+            name=name, at=None, when=None, severity=None, doc=BUILT_IN_RULES[name], file=None
+        )
+    try:
+        rules = _rule_set(tuple(plan_from_stored(run).rule_files))
+    except (OrchestrationError, OSError, KeyError) as error:
+        logger.info("cannot load the rules of run %s: %s", run.id, error)
+        rules = None
+    for rule in rules.breakpoints if rules is not None else ():
+        if rule.name == name:
+            return schemas.RuleOut(
+                name=name,
+                at=rule.at,
+                when=rule.when.source,
+                severity=rule.severity,
+                doc=rule.doc,
+                file=_shown_file(rule.file),
+            )
+    return schemas.RuleOut(
+        name=name, at=None, when=None, severity=None, doc="(rule not found now)", file=None
+    )
+
+
+def _shown_file(path: str) -> str:
+    """A default rule file by its name (its install path says nothing to a reviewer)."""
+    from orchestration.rules import default_rule_files
+
+    defaults = {str(p) for p in default_rule_files()}
+    return f"the default rules ({Path(path).name})" if path in defaults else path
+
+
+def _step(store: Store, bp: BreakpointRecord) -> schemas.StepOut | None:
+    if bp.at != "after":
+        return None
+    context: dict[str, Any] = bp.context
+    attempt = context.get("attempt")
+    diff_stat = str(context.get("diff_stat") or "")
+    if not diff_stat:  # the step event carries the diff stat; the rule context does not
+        for event in task_events(store, bp.run_id, bp.task_id, "step"):
+            if event.data.get("attempt") == attempt:
+                diff_stat = str(event.data.get("diff_stat") or "")
+    return schemas.StepOut(
+        attempt=attempt,
+        exit_code=context.get("exit_code"),
+        timed_out=bool(context.get("timed_out")),
+        duration_seconds=context.get("duration_seconds"),
+        error_kind=context.get("error_kind"),
+        changed_files=[str(f) for f in context.get("changed_files") or []],
+        lines_changed=context.get("lines_changed"),
+        diff_stat=diff_stat,
+        output_tail=str(context.get("output_tail") or ""),
+    )
+
+
+def gather_review(
+    store: Store, bp: BreakpointRecord, *, with_diff: bool = True
+) -> schemas.ReviewOut:
+    """Everything the review page and `GET /breakpoints/{id}` show, from the store (and git)."""
+    run = store.get_run(bp.run_id)
+    task = store.task(bp.run_id, bp.task_id)
+    step = _step(store, bp)
+    attempt = bp.context.get("attempt")
+    quality = [q for q in store.quality(bp.run_id, bp.task_id) if q.attempt == attempt]
+    decisions = [d for d in store.decisions(bp.run_id, bp.task_id) if d.attempt == attempt]
+    diff = None
+    if with_diff and step is not None and step.changed_files:
+        found = working_diff(Path(run.workdir), step.changed_files)
+        if found is not None:
+            diff = schemas.DiffOut(text=found.text, truncated=found.truncated, basis=found.basis)
+    return schemas.ReviewOut(
+        breakpoint=schemas.breakpoint_out(bp, with_context=True),
+        run=run_summary(store, run),
+        task=schemas.task_detail_out(task),
+        step=step,
+        diff=diff,
+        quality=schemas.quality_out(quality[-1]) if quality else None,
+        decisions=[schemas.decision_out(d) for d in decisions],
+        rule=rule_info(run, bp.rule),
+        options=options(bp),
+    )
+
+
+# ---- resolving --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveRequest:
+    breakpoint_id: int
+    resolution: str
+    actor: str
+    note: str = ""
+    answer: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)  # `--set` values
+    reject_as: str = "cancel"
+
+
+def resolve(
+    store: Store,
+    request: ResolveRequest,
+    db_hint: str = "",
+    on_resolved: Callable[[schemas.ResolveOut], None] | None = None,
+) -> schemas.ResolveOut:
+    """Resolve one breakpoint (409 when it is resolved already) and say what happens next.
+
+    `on_resolved` hears of it afterwards (the outgoing webhook).
+    """
+    bp = store.breakpoint(request.breakpoint_id)
+    if bp.state != "open":
+        raise ApiError(
+            409,
+            f"breakpoint {bp.id} is already resolved ({bp.resolution} by {bp.resolved_by})",
+        )
+    try:
+        resolved = resolve_breakpoint(
+            store,
+            request.breakpoint_id,
+            request.resolution,
+            actor=request.actor,
+            note=request.note,
+            answer=request.answer or None,
+            sets=dict(request.params) or None,
+            reject_as=request.reject_as,
+        )
+    except StoreConflict as conflict:  # another reviewer was quicker
+        raise ApiError(409, str(conflict)) from None
+    task = store.task(resolved.run_id, resolved.task_id)
+    live, follow = next_step(store, resolved.run_id, db_hint)
+    outcome = schemas.ResolveOut(
+        breakpoint=schemas.breakpoint_out(resolved),
+        task_state=task.state,
+        run_live=live,
+        next=follow,
+    )
+    if on_resolved is not None:
+        on_resolved(outcome)
+    return outcome
+
+
+def next_step(store: Store, run_id: str, db_hint: str = "") -> tuple[bool, str]:
+    """Whether an engine works on the run now, and what a person should do next."""
+    run = store.get_run(run_id)
+    if run_is_live(run, datetime.now(UTC)):
+        return True, "The engine working on this run picks it up by itself."
+    command = resume_command(run.id, db_hint)
+    return False, f"No engine is working on this run now. Continue it with: {command}"
+
+
+def resume_command(run_id: str, db_hint: str = "") -> str:
+    return f"orch resume {run_id}{db_hint}"

@@ -1,0 +1,413 @@
+"""The API's request and response shapes, which make its OpenAPI document.
+
+The fields are those of the CLI's `--json` output, so a script can move between the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestration.models import (
+    BreakpointRecord,
+    DecisionRecord,
+    EventRecord,
+    QualityRecord,
+    RunRecord,
+    TaskRecord,
+    TransitionRecord,
+)
+
+Resolution = Literal["approve", "reject", "retry", "skip"]
+MAX_NOTE_CHARS = 4000
+MAX_ANSWER_CHARS = 20_000
+MAX_BATCH = 200  # items in one batch call
+MAX_PARAMS = 50  # changed parameters in one resolution
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RunOut(_Out):
+    id: str
+    plan: str
+    plan_path: str
+    workdir: str
+    state: str = Field(description="running | paused | completed | failed | cancelled")
+    live: bool = Field(description="An engine is working on the run now (fresh heartbeat).")
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(description="Tasks by state.")
+    open_breakpoints: int
+
+
+class TaskOut(_Out):
+    id: str
+    title: str
+    state: str
+    outcome: str | None
+    attempts: int
+    priority: int
+    depends_on: list[str]
+    tags: list[str]
+    risk: str
+    next_attempt_at: datetime | None
+    updated_at: datetime | None
+
+
+class TaskDetailOut(TaskOut):
+    spec: dict[str, Any] = Field(description="The task as the plan (or a spawn) gave it.")
+    feedback: str
+    answer: str
+    last_error_kind: str
+
+
+class TransitionOut(_Out):
+    id: int
+    task: str
+    from_: str = Field(alias="from")
+    to: str
+    trigger: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+class DecisionOut(_Out):
+    task: str
+    attempt: int
+    decision: str = Field(description="proceed | retry | clarify | escalate | checkpoint")
+    rule: str
+    reason: str
+    figures: dict[str, Any] = Field(description="The values the deciding rule saw.")
+    at: datetime
+
+
+class QualityOut(_Out):
+    task: str
+    attempt: int
+    score: float
+    gate_passed: bool
+    stage_scores: dict[str, float]
+    checks: list[dict[str, Any]] = Field(
+        description="One per validator: name, stage, passed, score, message."
+    )
+    at: datetime
+
+
+class EventOut(_Out):
+    id: int
+    kind: str
+    task: str | None
+    data: dict[str, Any]
+    at: datetime
+
+
+class BreakpointOut(_Out):
+    id: int
+    run: str
+    task: str
+    rule: str
+    at: str = Field(description="before | after the step")
+    severity: str
+    action: str
+    message: str
+    state: str = Field(description="open | resolved")
+    created_at: datetime
+    resolution: str | None
+    note: str
+    resolved_by: str | None
+    resolved_at: datetime | None
+    scope: str = Field(description="task: only this task waits | run: no new work starts")
+    expires_at: datetime | None = Field(description="When the default resolution applies.")
+    default_resolution: str | None
+    params: dict[str, Any] = Field(description="The parameters the resolution changed.")
+    context: dict[str, Any] | None = Field(
+        None, description="The rule context the rule saw (only on a single breakpoint)."
+    )
+
+
+class RunsOut(_Out):
+    runs: list[RunOut]
+
+
+class RunDetailOut(_Out):
+    run: RunOut
+    tasks: list[TaskOut]
+
+
+class TasksOut(_Out):
+    tasks: list[TaskOut]
+
+
+class TaskOneOut(_Out):
+    task: TaskDetailOut
+
+
+class TransitionsOut(_Out):
+    transitions: list[TransitionOut]
+
+
+class DecisionsOut(_Out):
+    decisions: list[DecisionOut]
+
+
+class HistoryOut(_Out):
+    transitions: list[TransitionOut]
+    decisions: list[DecisionOut]
+
+
+class PriorityOut(_Out):
+    base: float
+    deadline_boost: float
+    blocking_boost: float
+    dependents: int
+    retry_penalty: float
+    failed_attempts: int
+    aging: float
+    waited_seconds: float
+    effective: float
+
+
+class ExplainOut(_Out):
+    task: str
+    state: str
+    priority: PriorityOut = Field(description="How the scheduler ranks the task now.")
+    decisions: list[DecisionOut] = Field(description="Every decision taken on it, with why.")
+
+
+class QualityListOut(_Out):
+    quality: list[QualityOut]
+
+
+class EventsOut(_Out):
+    events: list[EventOut]
+    last_id: int = Field(description="Pass as `after` to read on from here.")
+
+
+class BreakpointsOut(_Out):
+    breakpoints: list[BreakpointOut]
+
+
+class RuleOut(_Out):
+    name: str
+    at: str | None
+    when: str | None = Field(description="The rule's condition, as its file says it now.")
+    severity: str | None
+    doc: str
+    file: str | None
+
+
+class StepOut(_Out):
+    attempt: int | None
+    exit_code: int | None
+    timed_out: bool
+    duration_seconds: float | None
+    error_kind: str | None
+    changed_files: list[str]
+    lines_changed: int | None
+    diff_stat: str
+    output_tail: str
+
+
+class DiffOut(_Out):
+    text: str
+    truncated: bool
+    basis: str = Field(description="What the diff compares.")
+
+
+class OptionOut(_Out):
+    resolution: Resolution
+    meaning: str
+
+
+class ReviewOut(_Out):
+    breakpoint: BreakpointOut
+    run: RunOut
+    task: TaskDetailOut
+    step: StepOut | None = Field(description="What the step did (after-step breakpoints).")
+    diff: DiffOut | None
+    quality: QualityOut | None = Field(description="The validators' results for that attempt.")
+    decisions: list[DecisionOut] = Field(description="The decision for that attempt, and why.")
+    rule: RuleOut | None = Field(description="The rule that fired.")
+    options: list[OptionOut]
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Resolution
+    note: str = Field("", max_length=MAX_NOTE_CHARS, description="Why; stored with it.")
+    answer: str | None = Field(
+        None, max_length=MAX_ANSWER_CHARS, description="Passed to the agent as {answer}."
+    )
+    actor: str | None = Field(
+        None, max_length=64, description="Who resolves it (default: the session's name, or api)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=MAX_PARAMS,
+        description="Changed parameters, as `orch breakpoints resolve --set`: task fields by "
+        "dotted path for the next attempt (with retry, or approve before a step), e.g. "
+        '{"action.prompt": "...", "timeout_seconds": 600}; or `budget.<limit>` for the run.',
+    )
+    reject_as: Literal["cancel", "fail"] = Field(
+        "cancel", description="With reject: the task ends cancelled or failed."
+    )
+
+
+class ResolveOut(_Out):
+    breakpoint: BreakpointOut
+    task_state: str
+    run_live: bool = Field(description="An engine works on the run and picks this up by itself.")
+    next: str = Field(description="What to do next, for a person.")
+
+
+class BatchItemIn(ResolveIn):
+    id: int = Field(ge=1, le=2**63 - 1)
+
+
+class BatchResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+
+
+class BatchItemOut(_Out):
+    id: int
+    ok: bool
+    result: ResolveOut | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResolveOut(_Out):
+    results: list[BatchItemOut]
+    resolved: int
+    failed: int
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail
+
+
+# ---- records to shapes ------------------------------------------------------------------------
+
+
+def run_out(run: RunRecord, counts: dict[str, int], *, live: bool, open_breakpoints: int) -> RunOut:
+    return RunOut(
+        id=run.id,
+        plan=run.plan_name,
+        plan_path=run.plan_path,
+        workdir=run.workdir,
+        state=run.state,
+        live=live,
+        started_at=run.created_at,
+        updated_at=run.updated_at,
+        finished_at=run.finished_at,
+        counts=counts,
+        open_breakpoints=open_breakpoints,
+    )
+
+
+def task_out(task: TaskRecord) -> TaskOut:
+    return TaskOut(**_task_fields(task))
+
+
+def task_detail_out(task: TaskRecord) -> TaskDetailOut:
+    return TaskDetailOut(
+        **_task_fields(task),
+        spec=task.spec.model_dump(mode="json"),
+        feedback=task.feedback,
+        answer=task.answer,
+        last_error_kind=task.last_error_kind,
+    )
+
+
+def _task_fields(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "id": task.task_id,
+        "title": task.spec.title,
+        "state": task.state,
+        "outcome": task.outcome,
+        "attempts": task.attempts,
+        "priority": task.priority,
+        "depends_on": task.depends_on,
+        "tags": list(task.spec.tags),
+        "risk": task.spec.risk,
+        "next_attempt_at": task.next_attempt_at,
+        "updated_at": task.updated_at,
+    }
+
+
+def transition_out(move: TransitionRecord) -> TransitionOut:
+    return TransitionOut(
+        id=move.id,
+        task=move.task_id,
+        from_=move.source,
+        to=move.dest,
+        trigger=move.trigger,
+        reason=move.reason,
+        actor=move.actor,
+        at=move.at,
+    )
+
+
+def decision_out(decision: DecisionRecord) -> DecisionOut:
+    return DecisionOut(
+        task=decision.task_id,
+        attempt=decision.attempt,
+        decision=decision.action,
+        rule=decision.rule,
+        reason=decision.reason,
+        figures=decision.figures,
+        at=decision.at,
+    )
+
+
+def quality_out(quality: QualityRecord) -> QualityOut:
+    return QualityOut(
+        task=quality.task_id,
+        attempt=quality.attempt,
+        score=quality.score,
+        gate_passed=quality.gate_passed,
+        stage_scores=quality.stage_scores,
+        checks=quality.checks,
+        at=quality.at,
+    )
+
+
+def event_out(event: EventRecord) -> EventOut:
+    return EventOut(id=event.id, kind=event.kind, task=event.task_id, data=event.data, at=event.at)
+
+
+def breakpoint_out(bp: BreakpointRecord, *, with_context: bool = False) -> BreakpointOut:
+    return BreakpointOut(
+        id=bp.id,
+        run=bp.run_id,
+        task=bp.task_id,
+        rule=bp.rule,
+        at=bp.at,
+        severity=bp.severity,
+        action=bp.action,
+        message=bp.message,
+        state=bp.state,
+        created_at=bp.created_at,
+        resolution=bp.resolution,
+        note=bp.note,
+        resolved_by=bp.resolved_by,
+        resolved_at=bp.resolved_at,
+        scope=bp.scope,
+        expires_at=bp.expires_at,
+        default_resolution=bp.default_resolution,
+        params=bp.params,
+        context=bp.context if with_context else None,
+    )

@@ -1,0 +1,248 @@
+"""Validator `pytest`: runs the project's tests and compares them with the run-start baseline."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestration import hookimpl
+from orchestration.actions import run_process
+from orchestration.extension import BaselineInput, CheckResult, ValidationInput, Validator
+
+NAME = "pytest"
+STAGE = "testing"
+PROCESS_SHARE = 0.9  # of the validator's timeout; the rest is for reading the report
+MAX_LISTED_TESTS = 50  # test ids kept in figures and messages
+MAX_BASELINE_TESTS = 50_000  # test ids a baseline stores
+FEEDBACK_CHARS = 2_000  # output tail shown in a failed check's message
+EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests collected"}
+FAILING = frozenset({"failed", "error"})
+# The report pins xunit1 so that each test case carries its file and the node id can be rebuilt.
+# A module that fails to import is reported as an error; the other modules still run.
+FIXED_ARGS = (
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "junit_family=xunit1",
+    "--tb=short",
+    "--continue-on-collection-errors",
+)
+
+
+class SuiteError(Exception):
+    """The suite gave no usable report: the message says why, with the output tail."""
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """One run of the suite: each test id's outcome (passed, failed, error, skipped)."""
+
+    exit_code: int
+    outcomes: dict[str, str] = field(default_factory=dict)
+    output: str = ""
+
+    def ids(self, *kinds: str) -> set[str]:
+        return {test for test, outcome in self.outcomes.items() if outcome in kinds}
+
+
+def _string_list(options: Mapping[str, Any], key: str) -> list[str]:
+    value = options.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SuiteError(f"option '{key}' must be a list of strings")
+    return list(value)
+
+
+def _node_id(case: ET.Element) -> str:
+    name, classname, file = (case.get(k, "") for k in ("name", "classname", "file"))
+    if not file:
+        return f"{classname}::{name}" if classname else name
+    if not classname:
+        return file  # a module that failed to collect
+    module = file.removesuffix(".py").replace("/", ".")
+    classes = classname.removeprefix(module).strip(".")
+    return "::".join(part for part in (file, classes, name) if part)
+
+
+def _outcome(case: ET.Element) -> str:
+    tags = {child.tag for child in case}
+    for tag, outcome in (("error", "error"), ("failure", "failed"), ("skipped", "skipped")):
+        if tag in tags:
+            return outcome
+    return "passed"
+
+
+def parse_junit(path: Path) -> dict[str, str]:
+    """Each test id's outcome from a JUnit XML report; SuiteError when it is missing or garbled."""
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise SuiteError("pytest wrote no JUnit report") from None
+    except (ET.ParseError, OSError) as error:
+        raise SuiteError(f"the JUnit report is unreadable ({error})") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise SuiteError(f"the JUnit report's root is <{root.tag}>, not <testsuites>")
+    rank = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+    outcomes: dict[str, str] = {}
+    for case in root.iter("testcase"):
+        test, outcome = _node_id(case), _outcome(case)
+        # A test that failed and then errored in teardown is reported twice: keep the worse.
+        if rank[outcome] >= rank[outcomes.get(test, "passed")]:
+            outcomes[test] = outcome
+    return outcomes
+
+
+def _tail(output: str) -> str:
+    return output[-FEEDBACK_CHARS:].strip()
+
+
+def run_suite(workdir: Path, options: Mapping[str, Any], timeout_seconds: float) -> SuiteRun:
+    """Run pytest in its own process group with a JUnit report; SuiteError when it gave none."""
+    extra = _string_list(options, "args") + _string_list(options, "paths")
+    budget = max(0.5, timeout_seconds * PROCESS_SHARE)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # leave no __pycache__ in the workdir
+    with tempfile.TemporaryDirectory(prefix="orch-pytest-") as tmp:
+        report = Path(tmp) / "junit.xml"
+        argv = [sys.executable, "-m", "pytest", *FIXED_ARGS, f"--junitxml={report}", *extra]
+        ran = run_process(argv, cwd=workdir, env=env, timeout_seconds=budget)
+        if ran.timed_out:
+            raise SuiteError(
+                f"pytest did not finish within {budget:g}s; its process group was killed:\n"
+                + _tail(ran.output)
+            )
+        if ran.exit_code is None:
+            raise SuiteError(f"pytest could not start: {_tail(ran.output)}")
+        if ran.exit_code in (3, 4):
+            meaning = EXIT_MEANINGS[ran.exit_code]
+            raise SuiteError(f"pytest exited {ran.exit_code} ({meaning}):\n{_tail(ran.output)}")
+        try:
+            outcomes = parse_junit(report)
+        except SuiteError as error:
+            raise SuiteError(
+                f"{error}; pytest exited {ran.exit_code}:\n{_tail(ran.output)}"
+            ) from None
+    return SuiteRun(ran.exit_code, outcomes, ran.output)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The current run against the baseline: what regressed, what is new, what got fixed."""
+
+    has_baseline: bool
+    baseline_failed: set[str]
+    regressed: list[str]
+    new_failures: list[str]
+    fixed: list[str]
+
+
+def compare(run: SuiteRun, baseline: Mapping[str, Any]) -> Comparison:
+    """Regressed: passed at run start, failing now (or its module no longer collects)."""
+    failing = run.ids(*FAILING)
+    passed_before = baseline.get("passed_tests")
+    if "error" in baseline or not isinstance(passed_before, list | tuple):
+        return Comparison(False, set(), [], sorted(failing), [])
+    failed_before = {str(t) for t in baseline.get("failed_tests") or ()}
+    broken_modules = {t for t in failing if "::" not in t}
+    regressed = [
+        str(t) for t in passed_before if t in failing or str(t).split("::", 1)[0] in broken_modules
+    ]
+    fixed = sorted(failed_before & run.ids("passed"))
+    return Comparison(
+        True, failed_before, sorted(regressed), sorted(failing - failed_before), fixed
+    )
+
+
+def _listed(tests: Sequence[str]) -> str:
+    shown = ", ".join(tests[:MAX_LISTED_TESTS])
+    more = len(tests) - MAX_LISTED_TESTS
+    return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def _figures(run: SuiteRun, comparison: Comparison) -> dict[str, Any]:
+    failing = sorted(run.ids(*FAILING))
+    return {
+        "tests_passed": len(run.ids("passed")),
+        "tests_failed": len(failing),
+        "tests_errors": len(run.ids("error")),
+        "tests_skipped": len(run.ids("skipped")),
+        "tests_total": len(run.outcomes),
+        "failed_tests": failing[:MAX_LISTED_TESTS],
+        "baseline_tests_failed": len(comparison.baseline_failed),
+        "tests_regressed": comparison.regressed[:MAX_LISTED_TESTS],
+        "tests_regressed_count": len(comparison.regressed),
+        "tests_fixed": len(comparison.fixed),
+        "pytest_exit_code": run.exit_code,
+    }
+
+
+def _verdict(run: SuiteRun, comparison: Comparison, figures: Mapping[str, Any]) -> tuple[bool, str]:
+    counts = f"{figures['tests_passed']} passed, {figures['tests_failed']} failed"
+    counts += f", {figures['tests_skipped']} skipped"
+    if not figures["tests_failed"]:
+        return True, counts
+    if comparison.has_baseline and not comparison.new_failures:
+        return True, f"{counts}; every failing test already failed at the run's start"
+    lines = [counts]
+    if comparison.regressed:
+        lines.append(f"regressed (passed at the run's start): {_listed(comparison.regressed)}")
+    others = [t for t in comparison.new_failures if t not in set(comparison.regressed)]
+    if others:
+        lines.append(f"failing: {_listed(others)}")
+    return False, "\n".join([*lines, _tail(run.output)])
+
+
+def check_pytest(step: ValidationInput) -> CheckResult:
+    """Passes when no test fails, or when every failing test already failed at run start."""
+    try:
+        run = run_suite(step.workdir, step.options, step.timeout_seconds)
+    except SuiteError as error:
+        return CheckResult(NAME, STAGE, False, 0.0, str(error))
+    comparison = compare(run, step.baseline)
+    figures = _figures(run, comparison)
+    if run.exit_code == 5 or not run.outcomes:
+        allowed = bool(step.options.get("allow_no_tests"))
+        message = "pytest collected no tests" + ("" if allowed else " (allow_no_tests is off)")
+        return CheckResult(NAME, STAGE, allowed, 1.0 if allowed else 0.0, message, figures)
+    passed, message = _verdict(run, comparison, figures)
+    executed = figures["tests_passed"] + figures["tests_failed"]
+    score = figures["tests_passed"] / executed if executed else float(passed)
+    if not comparison.has_baseline:
+        message += "\n(no baseline from the run's start: every failing test counts)"
+    return CheckResult(NAME, STAGE, passed, score, message, figures)
+
+
+def baseline_pytest(start: BaselineInput) -> dict[str, Any]:
+    """Run the suite at run start: which tests pass and which already fail."""
+    try:
+        run = run_suite(start.workdir, start.options, start.timeout_seconds)
+    except SuiteError as error:
+        return {"error": str(error)}
+    failing = sorted(run.ids(*FAILING))
+    return {
+        "passed_tests": sorted(run.ids("passed"))[:MAX_BASELINE_TESTS],
+        "failed_tests": failing[:MAX_BASELINE_TESTS],
+        "baseline_tests_failed": len(failing),
+        "tests_total": len(run.outcomes),
+    }
+
+
+@hookimpl
+def register_validators() -> list[Validator]:
+    return [
+        Validator(
+            NAME,
+            STAGE,
+            check_pytest,
+            "Runs the project's tests with pytest; fails on tests that passed at the run's start "
+            "and fail now, or on new failing tests.",
+            baseline=baseline_pytest,
+        )
+    ]
