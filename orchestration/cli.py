@@ -115,7 +115,18 @@ def _problem(error: OrchestrationError) -> dict[str, Any]:
 # ---- run / resume ---------------------------------------------------------------------------
 
 
-def _run_loop(orchestrator: Any, quiet: bool) -> int:
+GraceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--grace",
+        min=0,
+        help="On Ctrl-C or SIGTERM, seconds the running actions get to finish before they are "
+        "stopped (default: the plan's concurrency.shutdown_grace_seconds, 30).",
+    ),
+]
+
+
+def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int:
     from orchestration.display import RunDisplay
 
     total = len(orchestrator.tasks)
@@ -125,15 +136,23 @@ def _run_loop(orchestrator: Any, quiet: bool) -> int:
         orchestrator.engine.plugins.muted.add("console")  # the display shows breakpoints already
     received: list[int] = []
 
+    if grace is None:
+        grace = orchestrator.plan.spec.concurrency.shutdown_grace_seconds
+
     def on_signal(signum: int, frame: Any) -> None:
         received.append(signum)
         if len(received) > 1:
             raise KeyboardInterrupt  # a second signal: stop at once; the store stays consistent
-        err_console.print(
-            "[yellow]stopping: no new work starts; running actions are stopped and will be "
-            "retried on resume. Press Ctrl-C again to stop at once.[/]"
-        )
-        orchestrator.stop()
+        running = orchestrator.running_count
+        if running:
+            err_console.print(
+                f"[yellow]stopping: no new work starts; {running} running action(s) get up to "
+                f"{grace:g}s to finish, then they are stopped and retried on resume. "
+                "Press Ctrl-C again to stop at once.[/]"
+            )
+        else:
+            err_console.print("[yellow]stopping: no new work starts.[/]")
+        orchestrator.stop(grace)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -196,6 +215,7 @@ def run(
         str | None, typer.Option("--run-id", help="Name the run (default: plan name + time).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    grace: GraceOption = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -219,7 +239,7 @@ def run(
         err_console.print(
             f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
         )
-        code = _run_loop(orchestrator, quiet)
+        code = _run_loop(orchestrator, quiet, grace)
     finally:
         store.close()
     raise typer.Exit(code)
@@ -230,6 +250,7 @@ def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     db: DbOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    grace: GraceOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -246,7 +267,7 @@ def resume(
     try:
         orchestrator = Orchestrator.resume(store, run_id, force=force)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
-        code = _run_loop(orchestrator, quiet)
+        code = _run_loop(orchestrator, quiet, grace)
     finally:
         store.close()
     raise typer.Exit(code)

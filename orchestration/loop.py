@@ -276,7 +276,9 @@ class Orchestrator:
         self.futures: dict[Future[AttemptResult], str] = {}
         # Attempts run in the loop's own thread (inline python), concluded on the next tick.
         self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # set: no new attempt starts (draining)
+        self.kill_event = threading.Event()  # set: attempts under way are stopped now
+        self._kill_at: float | None = None  # when draining turns into stopping (monotonic)
         self.batch = Batch()
         self.pending_notifications: list[Notification] = []
         self.pending_breakpoints: list[BreakpointRecord] = []
@@ -412,8 +414,8 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             self._remember_approval(bp)
         # The run-wide figures rules read continue where the last engine left them.
-        for quality in self.store.quality(self.run.id):
-            failed = not quality.gate_passed
+        for passed in self.store.gate_results(self.run.id):
+            failed = not passed
             self.run_failures += failed
             self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         for event in self.store.events(self.run.id):
@@ -506,6 +508,7 @@ class Orchestrator:
             # Nothing of the batch is stored: stop every action (their tasks stay `running` in
             # the store and are retried on resume) and announce nothing.
             self.stop_event.set()
+            self.kill_event.set()
             self.pending_breakpoints, self.pending_notifications = [], []
             raise
         for move in batch.moves:
@@ -825,7 +828,7 @@ class Orchestrator:
             if self._runs_inline(request):
                 inline.append((request, context))
                 continue
-            stop = StopSignal(self.stop_event)
+            stop = StopSignal(self.kill_event)
             self.running_attempts[request.task.id] = RunningAttempt(context, time.monotonic(), stop)
             future = self.executor.submit(self._execute, request, context)
             self.futures[future] = request.task.id
@@ -963,7 +966,7 @@ class Orchestrator:
             return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
         task_id = request.task.id
         running = self.running_attempts.get(task_id)
-        stop = running.stop if running is not None else self.stop_event
+        stop = running.stop if running is not None else self.kill_event
         try:
             outcome = run_action(request, stop, lambda pid: self.attempts.record(task_id, pid))
         finally:
@@ -1476,10 +1479,11 @@ class Orchestrator:
     def run_until_stopped(self) -> RunSummary:
         """Repeat `tick` until the run is done, waits only for a human, or is stopped.
 
-        After `stop()` no new attempt starts; running actions are stopped and their tasks
-        wait for a retry, and the run ends as `stopped` (stored as paused; resume continues).
-        A KeyboardInterrupt ends at once: the store keeps the last committed state, and the
-        attempts under way are retried on resume.
+        After `stop(grace)` no new attempt starts; running actions get `grace` seconds to end
+        (their outcomes count as usual), then they are stopped and their tasks wait for a retry;
+        the run ends as `stopped` (stored as paused; resume continues). A KeyboardInterrupt ends
+        at once: the store keeps the last committed state, and the attempts under way are
+        retried on resume.
         """
         try:
             while True:
@@ -1487,6 +1491,8 @@ class Orchestrator:
                 if self.stop_event.is_set():
                     if not self.futures and not self.inline_done:
                         return self._finish("stopped")
+                    if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                        self.kill_event.set()
                     self._idle_wait()
                     continue
                 state = self.outcome()
@@ -1500,14 +1506,26 @@ class Orchestrator:
                 if not work:
                     self._idle_wait()
         except BaseException:
-            self.stop_event.set()  # the workers stop their actions instead of finishing them
+            self.stop_event.set()
+            self.kill_event.set()  # the workers stop their actions instead of finishing them
             raise
         finally:
             self.executor.shutdown(wait=True)
 
-    def stop(self) -> None:
-        """Ask the loop to stop at the next safe point (safe to call from a signal handler)."""
+    def stop(self, grace_seconds: float = 0.0) -> None:
+        """Start no new work; stop the actions under way after `grace_seconds`.
+
+        Safe to call from a signal handler. A second call can shorten the grace, never extend it.
+        """
+        kill_at = time.monotonic() + max(0.0, grace_seconds)
+        self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
         self.stop_event.set()
+        if grace_seconds <= 0:
+            self.kill_event.set()
+
+    @property
+    def running_count(self) -> int:
+        return len(self.futures)
 
     def _finish(self, state: str) -> RunSummary:
         now = self.clock()

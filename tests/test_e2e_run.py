@@ -404,7 +404,9 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
             "tasks": [shell_task("slow", code), shell_task("after", quick, depends_on=["slow"])],
         },
     )
-    process = orch_in_background("run", str(plan), "--run-id", "t", "--quiet", *db_args(tmp_path))
+    process = orch_in_background(
+        "run", str(plan), "--run-id", "t", "--quiet", "--grace", "0.5", *db_args(tmp_path)
+    )
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert time.monotonic() < deadline

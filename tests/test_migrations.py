@@ -18,7 +18,12 @@ from sqlalchemy import Connection, inspect, text
 from orchestration.errors import StoreError
 from orchestration.models import RunRecord
 from orchestration.store import Store
-from orchestration.store.db import alembic_config, create_store_engine, head_revision
+from orchestration.store.db import (
+    alembic_config,
+    create_store_engine,
+    head_revision,
+    newest_migration,
+)
 from orchestration.store.schema import Base
 
 PROCESS_TIMEOUT_S = 120  # seconds a child process may take before the test fails
@@ -153,3 +158,8 @@ def test_concurrent_first_open_of_one_file(sqlite_url: str) -> None:
         reports.join_thread()
     assert outcomes == ["ok"] * workers
     assert revision_of(sqlite_url) == head_revision()
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    # Opening an up-to-date store compares with newest_migration() to skip importing alembic.
+    assert newest_migration() == head_revision()

@@ -71,7 +71,11 @@ def task_record(row: Row[Any]) -> TaskRecord:
         run_id=row.run_id,
         task_id=row.task_id,
         state=row.state,
-        spec=TaskSpec.model_validate(row.spec),
+        spec=(
+            TaskSpec.model_validate_json(row.spec)
+            if isinstance(row.spec, str)
+            else TaskSpec.model_validate(row.spec)
+        ),
         attempts=row.attempts,
         priority=row.priority,
         outcome=row.outcome,

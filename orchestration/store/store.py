@@ -14,6 +14,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    Text,
     Update,
     and_,
     bindparam,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestration.errors import NotFoundError, OrchestrationError, StoreError
@@ -65,6 +67,12 @@ UPDATABLE_TASK_FIELDS = frozenset(
         "spec",
     }
 )
+
+# A task's spec comes back as JSON text: pydantic-core parses and validates it in one pass.
+_TASK_COLUMNS = [
+    sql_cast(TASKS.c.spec, Text).label("spec") if column.name == "spec" else column
+    for column in TASKS.c
+]
 
 # Built once so SQLAlchemy's compiled cache serves every commit.
 _MOVE = (
@@ -221,7 +229,7 @@ class Store:
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
         """The run's tasks in the order they were added."""
-        query = select(TASKS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
+        query = select(*_TASK_COLUMNS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
         return [records.task_record(row) for row in self._all(query)]
 
     def task_count(self, run_id: str) -> int:
@@ -317,6 +325,11 @@ class Store:
     def decisions(self, run_id: str, task_id: str | None = None) -> list[DecisionRecord]:
         query = _for_task(select(DECISIONS), DECISIONS, run_id, task_id)
         return [records.decision_record(row) for row in self._all(query)]
+
+    def gate_results(self, run_id: str) -> list[bool]:
+        """Whether each stored attempt passed its quality gate, oldest first."""
+        query = select(QUALITY.c.gate_passed).where(QUALITY.c.run_id == run_id)
+        return [bool(row.gate_passed) for row in self._all(query.order_by(QUALITY.c.id))]
 
     def quality(self, run_id: str, task_id: str | None = None) -> list[QualityRecord]:
         query = _for_task(select(QUALITY), QUALITY, run_id, task_id)

@@ -1,0 +1,378 @@
+"""Crash recovery, proven: `orch run` killed with SIGKILL again and again, `orch resume` each time.
+
+The plan's actions are real subprocesses that append `<task id> <attempt>` to a log (one O_APPEND
+write per line), sleep a little, so most kills land while actions run, and append
+`<task id> <attempt> end` when done. The engine alone is killed, never its actions: they outlive it
+as orphans, as they would after `kill -9` of the engine. An action that finds itself orphaned
+works on for a few seconds, as a long agent call would, so the next `orch resume` must end it
+before it retries the task; an orphan left alive would write its `end` line after its retry began.
+
+After each kill the store is frozen (no engine writes to it), so a snapshot taken then is exactly
+what the dead engine had committed. At the end the store and the log are checked against every
+snapshot. Set ORCH_CRASH_SEED to replay the kill times of a failing run (the seed is in the message).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from orchestration.errors import NotFoundError
+from orchestration.lifecycle import is_legal_path
+from orchestration.store import Store
+from tests.helpers import PY, write_plan
+
+SEED_ENV = "ORCH_CRASH_SEED"
+RUN_ID = "crash"
+LAYER_WIDTH = 20  # tasks per layer; each task depends on one or two of the layer before
+WORKERS = 4
+SLEEP_RANGE_S = (0.05, 0.15)  # what an action sleeps after writing its line
+ORPHAN_WORK_S = 3.0  # how long an action works on once its engine is gone
+# An engine is killed at a random moment: after a random time, or once it has started a random
+# number of new attempts, whichever comes first. `orch` needs ~0.7 s (imports) before it works,
+# more on a busy machine, so the times let kills land before, during and after recovery; the
+# attempt counts, at most 1.5 times a fair share of the tasks left, let kills land just after an
+# attempt began and keep the run from finishing before its last kill on any machine.
+KILL_AFTER_S = (0.2, 2.5)
+FAIR_SHARE_FACTOR = 1.5
+POLL_S = 0.005  # how often the log is read while waiting for the moment to kill
+FINAL_TIMEOUT_S = 120.0  # the last resume, which runs the rest of the plan to the end
+RECORD_ATTEMPT = (
+    "import os, sys, time\n"
+    "engine = os.getppid()\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)\n"
+    "line = f\"{os.environ['ORCH_TASK_ID']} {os.environ['ORCH_ATTEMPT']}\"\n"
+    "os.write(fd, f'{line}\\n'.encode())  # one write per line: concurrent lines never mix\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "if os.getppid() != engine:  # orphaned: the engine was killed\n"
+    f"    time.sleep({ORPHAN_WORK_S})\n"
+    "os.write(fd, f'{line} end\\n'.encode())\n"
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the store held when an engine had just been killed, and how long the log was then."""
+
+    kill: int
+    command: str  # run | resume
+    seconds: float  # how long the engine had been running
+    new_attempts: int  # how many attempts it had started (lines in the log)
+    states: dict[str, tuple[str, int]]  # task id -> (state, attempts); empty if no run stored
+    log_lines: int
+
+    def with_state(self, state: str) -> dict[str, int]:
+        return {t: attempts for t, (s, attempts) in self.states.items() if s == state}
+
+
+@dataclass
+class Crashes:
+    """The whole scenario: every snapshot, the log, and what the store holds at the end."""
+
+    seed: int
+    snapshots: list[Snapshot] = field(default_factory=list)
+    log: list[Entry] = field(default_factory=list)  # in the order the lines were written
+
+    def cut(self, index: int) -> set[tuple[str, int]]:
+        """Attempts under way at kill `index` that the killed engine itself had started."""
+        before = self.snapshots[index - 1].with_state("running") if index else {}
+        now = self.snapshots[index].with_state("running")
+        return {(t, a) for t, a in now.items() if before.get(t) != a}
+
+    def kills_that_cut_attempts(self) -> int:
+        return sum(bool(self.cut(i)) for i in range(len(self.snapshots)))
+
+    def describe(self) -> str:
+        lines = [f"seed {self.seed} (replay with {SEED_ENV}={self.seed})"]
+        for index, s in enumerate(self.snapshots):
+            counts: dict[str, int] = defaultdict(int)
+            for state, _ in s.states.values():
+                counts[state] += 1
+            figures = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            lines.append(
+                f"  kill {s.kill} of `{s.command}` after {s.seconds:.2f}s, "
+                f"{s.new_attempts} attempts started: "
+                f"{figures or 'no run stored yet'}; cut {len(self.cut(index))} new attempts; "
+                f"log {s.log_lines} lines"
+            )
+        return "\n".join(lines)
+
+
+def layered_plan(directory: Path, log: Path, count: int, rng: random.Random) -> Path:
+    tasks = []
+    for i in range(count):
+        layer = i // LAYER_WIDTH
+        previous = range((layer - 1) * LAYER_WIDTH, layer * LAYER_WIDTH)
+        deps = sorted({f"t{j}" for j in rng.sample(previous, k=rng.randint(1, 2))}) if layer else []
+        sleep = f"{rng.uniform(*SLEEP_RANGE_S):.3f}"
+        run = [PY, "-I", "-S", "-c", RECORD_ATTEMPT, str(log), sleep]
+        tasks.append({"id": f"t{i}", "action": {"kind": "shell", "run": run}, "depends_on": deps})
+    plan = {
+        "version": 1,
+        "name": "crash-recovery",
+        "concurrency": {"max_workers": WORKERS},
+        "tasks": tasks,
+    }
+    return write_plan(directory, plan)
+
+
+def start_orch(args: list[str], stderr: Path) -> subprocess.Popen[bytes]:
+    """`orch ARGS` in its own process group, its messages kept in a file for a failure report."""
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    with stderr.open("wb") as err:
+        return subprocess.Popen(
+            [PY, "-m", "orchestration", *args],
+            env={**env, "NO_COLOR": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the log: an attempt started, or (`end`) ran to its end."""
+
+    task_id: str
+    attempt: int
+    end: bool
+
+
+def read_log(log: Path) -> list[Entry]:
+    if not log.exists():
+        return []
+    entries = []
+    for line in log.read_text().splitlines():
+        task_id, attempt, *rest = line.split(" ")
+        assert rest in ([], ["end"]), f"a torn or mixed line in the log: {line!r}"
+        entries.append(Entry(task_id, int(attempt), bool(rest)))
+    return entries
+
+
+def snapshot(
+    db_url: str, kill: int, command: str, seconds: float, new_attempts: int, log: Path
+) -> Snapshot:
+    with Store.open(db_url) as store:
+        try:
+            tasks = store.tasks(store.get_run(RUN_ID).id)
+        except NotFoundError:  # killed before `orch run` stored the run
+            tasks = []
+    # The log after the store: a line of a task completed in this snapshot that lies beyond
+    # this length was written after the task was completed.
+    return Snapshot(
+        kill,
+        command,
+        seconds,
+        new_attempts,
+        {t.task_id: (t.state, t.attempts) for t in tasks},
+        len(read_log(log)),
+    )
+
+
+def crash_again_and_again(
+    tmp_path: Path, db_url: str, *, tasks: int, kills: int, seed: int
+) -> tuple[Crashes, list[str]]:
+    """Run the plan, kill the engine `kills` times at random moments, resume until it is done."""
+    rng = random.Random(seed)
+    log = tmp_path / "attempts.log"
+    plan = layered_plan(tmp_path / "plan", log, tasks, rng)
+    crashes = Crashes(seed)
+    db = ["--db", db_url, "--quiet"]
+    task_ids = [f"t{i}" for i in range(tasks)]
+    for kill in range(1, kills + 1):
+        run_stored = bool(crashes.snapshots and crashes.snapshots[-1].states)
+        command = "resume" if run_stored else "run"
+        args = (
+            ["resume", RUN_ID, "--force", *db]
+            if run_stored
+            else ["run", str(plan), "--run-id", RUN_ID, *db]
+        )
+        left = tasks - len(crashes.snapshots[-1].with_state("completed")) if run_stored else tasks
+        fair_share = left / (kills - kill + 2)  # the final resume gets a share too
+        max_attempts = rng.randint(1, max(1, int(FAIR_SHARE_FACTOR * fair_share)))
+        max_seconds = rng.uniform(*KILL_AFTER_S)
+        already = len(read_log(log))
+        process = start_orch(args, tmp_path / f"orch-{kill}.err")
+        started = time.monotonic()
+        try:
+            finished, new_attempts = _wait(process, log, already, max_seconds, max_attempts)
+        finally:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)  # the engine only: its actions live on
+            process.wait()
+        seconds = time.monotonic() - started
+        assert not finished, (
+            f"`orch {command}` ended by itself (exit {process.returncode}) before kill {kill}: "
+            f"the plan is too short for {kills} kills\n{crashes.describe()}"
+        )
+        assert process.returncode == -signal.SIGKILL
+        crashes.snapshots.append(snapshot(db_url, kill, command, seconds, new_attempts, log))
+        if not run_stored and crashes.snapshots[-1].states:
+            _resume_refuses_while_the_heartbeat_is_fresh(db)
+    final = _run_to_completion(["resume", RUN_ID, "--force", *db], tmp_path / "orch-final.err")
+    assert final.returncode == 0, f"{final.stderr}\n{crashes.describe()}"
+    crashes.log = read_log(log)
+    return crashes, task_ids
+
+
+def _wait(
+    process: subprocess.Popen[bytes], log: Path, skip: int, seconds: float, attempts: int
+) -> tuple[bool, int]:
+    """Wait until the process has run `seconds` or started `attempts` attempts (the log's start
+    lines after its first `skip` lines). Returns whether it ended by itself, and its attempts."""
+    deadline = time.monotonic() + seconds
+    new = 0
+    while time.monotonic() < deadline and new < attempts:
+        if process.poll() is not None:
+            return True, new
+        new = sum(not entry.end for entry in read_log(log)[skip:])
+        time.sleep(POLL_S)
+    return False, new
+
+
+def _resume_refuses_while_the_heartbeat_is_fresh(db: list[str]) -> None:
+    """What a user sees first after kill -9: the dead engine still looks alive, for a while."""
+    refused = _run_to_completion(["resume", RUN_ID, *db], None, timeout=60)
+    assert refused.returncode == 2 and "--force" in refused.stderr, refused.stderr
+
+
+def _run_to_completion(
+    args: list[str], stderr: Path | None, timeout: float = FINAL_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    done = subprocess.run(
+        [PY, "-m", "orchestration", *args],
+        env={**env, "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if stderr is not None:
+        stderr.write_text(done.stderr)
+    return done
+
+
+def check_recovery(crashes: Crashes, db_url: str, task_ids: list[str]) -> None:
+    """Every promise of crash recovery, checked against the final store, the log and snapshots."""
+    about = crashes.describe()
+    with Store.open(db_url) as store:
+        run = store.get_run(RUN_ID)
+        final = {t.task_id: t for t in store.tasks(RUN_ID)}
+        history = defaultdict(list)
+        for move in store.transitions(RUN_ID):
+            history[move.task_id].append(move)
+        assert store.integrity_ok(), about
+    assert run.state == "completed", about
+    assert sorted(final) == sorted(task_ids), about
+
+    # Every task completed exactly once, along a legal path.
+    for task_id, task in final.items():
+        moves = history[task_id]
+        assert task.state == "completed", f"{task_id} is {task.state}\n{about}"
+        path = [(m.source, m.dest, m.trigger) for m in moves]
+        assert is_legal_path(path), f"illegal history of {task_id}: {path}\n{about}"
+        assert [m.dest for m in moves].count("completed") == 1, f"{task_id}: {path}\n{about}"
+        assert moves[-1].trigger == "succeed", f"{task_id}: {path}\n{about}"
+        starts = [m.trigger for m in moves].count("start")
+        assert starts == task.attempts, (
+            f"{task_id} started {starts} times but counts {task.attempts} attempts\n{about}"
+        )
+
+    # The log: attempts started in increasing order, each at most once; an attempt never
+    # overlapped the next one (an orphan was ended before its retry began); and the last attempt,
+    # the one the store completed, ran to its end.
+    started: dict[str, list[int]] = defaultdict(list)
+    ended: dict[str, list[int]] = defaultdict(list)
+    for line, entry in enumerate(crashes.log, 1):
+        task_id, attempt = entry.task_id, entry.attempt
+        assert task_id in final, f"unknown task {task_id} in the log\n{about}"
+        latest = started[task_id][-1] if started[task_id] else 0
+        if entry.end:
+            assert attempt == latest, (
+                f"log line {line}: {task_id} attempt {attempt} ended after attempt {latest} "
+                f"had started: two attempts ran at once\n{about}"
+            )
+            ended[task_id].append(attempt)
+        else:
+            assert attempt > latest, (
+                f"log line {line}: {task_id} attempt {attempt} started after attempt {latest}"
+                f"\n{about}"
+            )
+            started[task_id].append(attempt)
+    for task_id, task in final.items():
+        assert started[task_id] and started[task_id][-1] == task.attempts, (
+            f"{task_id}: the store says {task.attempts} attempts, the log {started[task_id]}"
+            f"\n{about}"
+        )
+        assert task.attempts in ended[task_id], f"{task_id}'s last attempt never ended\n{about}"
+
+    interrupted: set[tuple[str, int]] = set()
+    for snap in crashes.snapshots:
+        # No task the store had recorded as completed ever ran again.
+        completed = snap.with_state("completed")
+        for line, entry in enumerate(crashes.log[snap.log_lines :], snap.log_lines + 1):
+            assert entry.task_id not in completed, (
+                f"{entry.task_id} ran again (attempt {entry.attempt}, log line {line}) after "
+                f"kill {snap.kill}, which found it completed after {completed[entry.task_id]} "
+                f"attempts\n{about}"
+            )
+        for task_id, attempts in completed.items():
+            assert final[task_id].attempts == attempts, f"{task_id} after kill {snap.kill}\n{about}"
+        # A task that was running at the kill ran again, with a higher attempt number.
+        for task_id, attempts in snap.with_state("running").items():
+            interrupted.add((task_id, attempts))
+            later = [
+                e.attempt
+                for e in crashes.log[snap.log_lines :]
+                if e.task_id == task_id and not e.end
+            ]
+            assert final[task_id].attempts > attempts and any(a > attempts for a in later), (
+                f"{task_id} was running attempt {attempts} at kill {snap.kill}; afterwards the "
+                f"log has attempts {later} and the store {final[task_id].attempts}\n{about}"
+            )
+
+    # Nothing else was retried: the actions never fail, so each earlier attempt was cut by a kill.
+    for task_id, task in final.items():
+        for attempt in range(1, task.attempts):
+            assert (task_id, attempt) in interrupted, (
+                f"{task_id} attempt {attempt} was repeated though no kill cut it\n{about}"
+            )
+
+
+def _seed() -> int:
+    explicit = os.environ.get(SEED_ENV)
+    return int(explicit) if explicit else random.SystemRandom().randrange(2**32)
+
+
+@pytest.mark.slow
+def test_200_tasks_survive_20_kills_of_the_engine_on_sqlite(tmp_path: Path) -> None:
+    seed = _seed()
+    db_url = f"sqlite:///{tmp_path / 'state.db'}"
+    started = time.monotonic()
+    crashes, task_ids = crash_again_and_again(tmp_path, db_url, tasks=200, kills=20, seed=seed)
+    check_recovery(crashes, db_url, task_ids)
+    assert len(crashes.snapshots) == 20
+    # Most kills cut attempts that engine had started, not only engines still starting up.
+    assert crashes.kills_that_cut_attempts() >= 5, crashes.describe()
+    print(f"\n{crashes.describe()}\n{time.monotonic() - started:.1f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_60_tasks_survive_5_kills_of_the_engine_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    seed = _seed()
+    started = time.monotonic()
+    crashes, task_ids = crash_again_and_again(tmp_path, pg_url, tasks=60, kills=5, seed=seed)
+    check_recovery(crashes, pg_url, task_ids)
+    assert len(crashes.snapshots) == 5
+    print(f"\n{crashes.describe()}\n{time.monotonic() - started:.1f}s")
