@@ -92,6 +92,26 @@ def _print_feedback(
                 console.print(f"    [red]{escape(str(check.get('name')))}[/] said:\n      {shown}")
 
 
+def _print_checkpoints(console: Console, workdir: Path, run_id: str) -> None:
+    from orchestration.checkpoints import list_checkpoints
+
+    try:
+        checkpoints = list_checkpoints(workdir, run_id)
+    except OrchestrationError:
+        return  # no git: no checkpoints to show
+    if not checkpoints:
+        return
+    console.print(
+        "\n[bold]Checkpoints[/]: the work tree after each completed task, as git commits that no "
+        "branch points at (orch checkpoints RUN; orch rollback RUN --to TASK restores one):"
+    )
+    for checkpoint in checkpoints:
+        console.print(
+            f"  {checkpoint.sha[:10]} {escape(checkpoint.task_id)}: "
+            f"{checkpoint.files_changed} file(s), +{checkpoint.insertions} -{checkpoint.deletions}"
+        )
+
+
 def run_demo(console: Console, err_console: Console, directory: Path | None) -> int:
     scratch = None
     if directory is not None and directory.exists() and not directory.is_dir():
@@ -121,6 +141,7 @@ def run_demo(console: Console, err_console: Console, directory: Path | None) -> 
             summary = orchestrator.run_until_stopped()
         console.print(task_table(store.tasks(summary.run_id), title=f"run {summary.run_id}"))
         _print_decisions(console, store, summary.run_id)
+        _print_checkpoints(console, Path(plan.workdir), summary.run_id)
         console.print(
             f"\n[bold]{summary.state}[/]. Inspect it yourself: "
             f"orch status {summary.run_id} --db sqlite:///{directory / '.orchestration/state.db'}"
