@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestration import __version__, cli_checkpoints, cli_review, cli_serve
+from orchestration import __version__, cli_checkpoints, cli_plugins, cli_review, cli_serve
 from orchestration.cli_common import (
     EXIT_BAD_INPUT,
     MAX_ID,
@@ -57,6 +57,7 @@ app.add_typer(rules_app, name="rules")
 cli_review.register(breakpoints_app, rules_app)
 cli_checkpoints.register(app)
 cli_serve.register(app)
+cli_plugins.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -821,7 +822,12 @@ def explain(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Why a task runs when it does: its effective priority, and every decision taken on it."""
+    """Why a task runs when it does: its effective priority, and every decision taken on it.
+
+    Each decision shows the rule that chose it, the figures it saw, the weighted score with its
+    parts (score rules), and why each other action was not chosen.
+    """
+    from orchestration.decisions import explanation_lines, split_stored_figures
     from orchestration.loop import plan_from_stored, ready_since
     from orchestration.scheduler import TaskScheduler
 
@@ -840,6 +846,8 @@ def explain(
         decisions = store.decisions(run_id, task_id)
     finally:
         store.close()
+    # Decisions store their explanation beside the figures the rule saw (older ones have none).
+    chain = [(d, *split_stored_figures(d.figures)) for d in decisions]
     if json_output:
         print_json(
             {
@@ -862,9 +870,10 @@ def explain(
                         "decision": d.action,
                         "rule": d.rule,
                         "reason": d.reason,
-                        "figures": d.figures,
+                        "figures": seen,
+                        "explanation": explanation,
                     }
-                    for d in decisions
+                    for d, seen, explanation in chain
                 ],
             }
         )
@@ -876,13 +885,14 @@ def explain(
         console.print(f"  {line}", markup=False)
     if decisions:
         console.print("Decisions:")
-    for d in decisions:
-        figures = ", ".join(f"{k}={v}" for k, v in d.figures.items())
-        console.print(
+    for d, seen, explanation in chain:
+        figures = ", ".join(f"{k}={v}" for k, v in seen.items())
+        lines = [
             f"  attempt {d.attempt}: {d.action} (rule {d.rule}) {d.reason}"
-            + (f" [saw {figures}]" if figures else ""),
-            markup=False,
-        )
+            + (f" [saw {figures}]" if figures else "")
+        ]
+        lines += [f"    {line}" for line in explanation_lines(explanation)]
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 # ---- demo -----------------------------------------------------------------------------------

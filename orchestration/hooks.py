@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "orchestration.plugins.pytest_tests",
     "orchestration.plugins.ruff_lint",
     "orchestration.plugins.diff_size",
+    "orchestration.plugins.requirements",
 )
 NOTIFY_TIMEOUT_SECONDS = 10.0
 EVENT_TIMEOUT_SECONDS = 5.0  # an event hook that takes longer is left behind; the loop goes on
@@ -155,6 +156,20 @@ def _safe_list(impl: pluggy.HookImpl, problems: list[str]) -> Iterable[Any]:
     return value
 
 
+def _block_broken_entry_points(manager: pluggy.PluginManager, problems: list[str]) -> None:
+    """A plugin that cannot be imported is reported and left out; it must not break every
+    command (pluggy would raise from load_setuptools_entrypoints)."""
+    for entry in metadata.entry_points(group=PROJECT):
+        try:
+            entry.load()
+        except Exception as error:
+            problems.append(
+                f"{entry.name} ({entry.value}) could not be imported: "
+                f"{type(error).__name__}: {error}"
+            )
+            manager.set_blocked(entry.name)
+
+
 def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> Plugins:
     """Build a fresh plugin manager: installed plugins (unless switched off) plus `extra` objects.
 
@@ -162,7 +177,9 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
     """
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
+    problems: list[str] = []
     if entry_points:
+        _block_broken_entry_points(manager, problems)
         manager.load_setuptools_entrypoints(PROJECT)
     if not entry_points or not _own_entry_points_visible():
         for module_name in DEFAULT_PLUGINS:
@@ -171,7 +188,7 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
         manager.register(
             plugin, name=f"extra-{index}-{getattr(plugin, '__name__', type(plugin).__name__)}"
         )
-    plugins = Plugins(manager)
+    plugins = Plugins(manager, problems=problems)
     _collect(plugins)
     for problem in plugins.problems:
         logger.warning("plugin problem: %s", problem)

@@ -1,0 +1,20 @@
+"""The hook implementations that the entry point `example` names; pluggy finds them here."""
+
+from __future__ import annotations
+
+import os
+
+from orchestration import hookimpl
+from orchestration.extension import Notifier, Validator
+
+from . import jsonl_file, todo_comments
+
+
+@hookimpl
+def register_validators() -> list[Validator]:
+    return [todo_comments.VALIDATOR]
+
+
+@hookimpl
+def register_notifiers() -> list[Notifier]:
+    return jsonl_file.notifiers_from_env(os.environ)
