@@ -14,7 +14,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from orchestration import __version__, cli_checkpoints, cli_plugins, cli_review, cli_serve
+from orchestration import (
+    __version__,
+    cli_checkpoints,
+    cli_plugins,
+    cli_report,
+    cli_resilience,
+    cli_review,
+    cli_serve,
+)
 from orchestration.cli_common import (
     EXIT_BAD_INPUT,
     MAX_ID,
@@ -58,6 +66,8 @@ cli_review.register(breakpoints_app, rules_app)
 cli_checkpoints.register(app)
 cli_serve.register(app)
 cli_plugins.register(app)
+cli_report.register(app)
+cli_resilience.register(app, task_app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -262,10 +272,15 @@ def resume(
     ] = False,
 ) -> None:
     """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
+    from orchestration.interventions import human_pause, pause_run
     from orchestration.loop import Orchestrator
 
     store = open_store(db)
     try:
+        pause = human_pause(store, run_id)
+        if pause is not None:  # asking to continue a run a human paused lifts the pause
+            pause_run(store, run_id, actor=user(), reason="orch resume", paused=False)
+            err_console.print(f"lifted the pause {pause.actor} put on run {run_id}")
         orchestrator = Orchestrator.resume(store, run_id, force=force)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
         code = _run_loop(orchestrator, quiet, grace)

@@ -113,6 +113,45 @@ CONTEXT_NAMES: tuple[ContextName, ...] = (
         "The run's budget limits that are used up: max_attempts, max_wall_seconds, max_cost, "
         "max_tokens (plan `budget:`, extended by `--set budget.<limit>=...`).",
     ),
+    ContextName(
+        "score_delta",
+        "float",
+        "quality_score minus the score of this task's previous attempt; 0 for the first attempt.",
+    ),
+    ContextName(
+        "regressed_vs_previous",
+        "tuple[str]",
+        "Stages whose score fell since this task's previous attempt; () for the first attempt.",
+    ),
+    ContextName(
+        "tests_failed_delta",
+        "int",
+        "Failing tests now minus failing tests in this task's previous attempt; 0 for the first.",
+    ),
+    ContextName(
+        "stage_conflicts",
+        "tuple[str]",
+        "Stages where two validators disagree: one passed and another failed "
+        "(cross-validation), e.g. `len(stage_conflicts) > 0`.",
+    ),
+    ContextName(
+        "historical_success_rate",
+        "float",
+        "0..1; the share of earlier attempts of this action kind (and tags) in runs of this plan "
+        "that passed the gate, a Beta posterior mean; 0.5 with no history.",
+    ),
+    ContextName(
+        "historical_attempts",
+        "int",
+        "Earlier attempts of this action kind in runs of this plan: the evidence behind "
+        "historical_success_rate; 0 with no history.",
+    ),
+    ContextName(
+        "calibrated_confidence",
+        "float",
+        "0..1; `confidence` corrected by how the agent's past confidence compared with its "
+        "success (docs: Learning from outcomes); equal to confidence with no history.",
+    ),
 )
 
 CONTEXT_NAME_SET: frozenset[str] = frozenset(n.name for n in CONTEXT_NAMES)
@@ -165,6 +204,13 @@ def neutral_context() -> dict[str, Any]:
         "run_cost": 0.0,
         "run_tokens": 0,
         "over_budget": (),
+        "score_delta": 0.0,
+        "regressed_vs_previous": (),
+        "tests_failed_delta": 0,
+        "stage_conflicts": (),
+        "historical_success_rate": 0.5,
+        "historical_attempts": 0,
+        "calibrated_confidence": 1.0,
     }
     assert set(context) == CONTEXT_NAME_SET, "neutral_context and CONTEXT_NAMES drifted"
     return context

@@ -35,13 +35,21 @@ TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("succeed", ("running",), "completed"),
     ("fail", ("running", "blocked"), "failed"),  # blocked: a reviewer rejects it as failed
     ("retry", ("running",), "retrying"),
-    ("block", ("running", "ready", "pending"), "blocked"),
+    # retrying: a human pauses a task that waits for its retry time (orch task pause)
+    ("block", ("running", "ready", "pending", "retrying"), "blocked"),
     ("unblock", ("blocked",), "ready"),
     ("approve", ("blocked",), "completed"),
     ("wake", ("retrying",), "ready"),
     ("requeue", ("failed",), "ready"),
     ("skip", ("pending", "ready", "blocked", "retrying", "failed"), "completed"),
     ("cancel", ("pending", "ready", "running", "blocked", "retrying"), "cancelled"),
+    # Human interventions on finished work (orchestration/interventions.py):
+    # a dependent cancelled because its upstream failed comes back when that upstream is retried
+    ("revive", ("cancelled",), "pending"),
+    # `orch task rerun`: a finished task runs again; its earlier attempts stay in the history
+    ("rerun", ("completed", "failed", "cancelled"), "ready"),
+    # `orch task rerun --downstream`: a dependent waits for the rerun upstream again
+    ("reset", ("completed", "failed", "cancelled", "ready", "retrying"), "pending"),
 )
 
 TRIGGERS = tuple(name for name, _, _ in TRANSITIONS)

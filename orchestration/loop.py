@@ -23,10 +23,12 @@ from orchestration.actions import (
     run_action,
 )
 from orchestration.baselines import baseline_options, take_baselines
+from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.context import FrozenMap, freeze
+from orchestration.dead_letters import capture_dead_letter, capture_missing
 from orchestration.decisions import Decision, DecisionEngine
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
@@ -34,6 +36,8 @@ from orchestration.errors import OrchestrationError, PlanError
 from orchestration.expressions import Expression, compile_expression
 from orchestration.extension import Notification, ValidationInput
 from orchestration.hooks import Plugins, load_plugins
+from orchestration.interventions import Stop, apply_requested, stop_concluded
+from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
 from orchestration.models import (
     BreakpointRecord,
@@ -55,6 +59,7 @@ from orchestration.quality import (
     QualityReport,
     acceptance_check,
 )
+from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
 from orchestration.review import EXPIRED_ACTOR, resolve_breakpoint
 from orchestration.rules import RuleSet, load_rules
@@ -75,6 +80,7 @@ GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is rep
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
+INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
 STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
 # Context names that change by themselves between attempts; an approval ignores them.
 VOLATILE_NAMES = frozenset(
@@ -311,7 +317,20 @@ class Orchestrator:
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        # Success statistics over every stored attempt of this plan (this run's too, on resume).
+        self.outcomes = outcome_stats_from_store(store, plan.name)
+        self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
+        self.comparison_notes: dict[str, str] = {}
         self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
+        self.breakers = CircuitBreakers(store, plan.spec.breakers)
+        self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
+        self._breaker_waits: list[tuple[datetime, str]] = []  # (retry at, task id), a heap
+        self._breaker_noted: set[str] = set()
+        self._probes: dict[str, tuple[str, bool]] = {}  # task id -> (breaker key, is a probe)
+        self._human_stops: dict[str, Stop] = {}
+        self.human_paused = False
+        self.run_cancelled = False
+        self._last_intervention_sync = 0.0
         self.expiries: list[tuple[datetime, int]] = []  # (expires_at, breakpoint id), a heap
         self.digests = DigestBuffer()
         self.running_attempts: dict[str, RunningAttempt] = {}
@@ -406,6 +425,8 @@ class Orchestrator:
             )
         plan = plan_from_stored(run)
         engine = engine or build_engine(plan)
+        # Interventions asked for while no engine ran are applied before the tasks are read.
+        apply_requested(store, run_id)
         orchestrator = cls(store, run, plan, engine, **options)
         orchestrator._recover()
         return orchestrator
@@ -414,6 +435,8 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             self._remember_approval(bp)
         # The run-wide figures rules read continue where the last engine left them.
+        for record in self.store.quality(self.run.id):
+            self.previous_quality[record.task_id] = record
         for passed in self.store.gate_results(self.run.id):
             failed = not passed
             self.run_failures += failed
@@ -473,6 +496,10 @@ class Orchestrator:
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
+        try:
+            capture_missing(self.store, self.run.id)
+        except OrchestrationError as error:
+            logger.warning("dead letters not captured on resume: %s", error)
 
     # ---- recording changes ----------------------------------------------------------------
 
@@ -511,6 +538,7 @@ class Orchestrator:
             self.kill_event.set()
             self.pending_breakpoints, self.pending_notifications = [], []
             raise
+        self._capture_failures(batch)
         for move in batch.moves:
             self.engine.plugins.emit(
                 "on_transition",
@@ -530,6 +558,16 @@ class Orchestrator:
         for notification in self.pending_notifications:
             self.engine.plugins.notify(notification)
         self.pending_notifications = []
+
+    def _capture_failures(self, batch: Batch) -> None:
+        """Tasks that just failed for good go to the dead letter queue with their story."""
+        for move in batch.moves:
+            if move.dest != TaskState.FAILED:
+                continue
+            try:
+                capture_dead_letter(self.store, self.run.id, move.task_id)
+            except OrchestrationError as error:  # the queue must never stop a run
+                logger.warning("dead letter for %s not captured: %s", move.task_id, error)
 
     def _announce_breakpoint(self, bp: BreakpointRecord) -> None:
         self.engine.plugins.emit(
@@ -612,8 +650,9 @@ class Orchestrator:
             self.batch.run_state = "running"  # also refreshes the run's updated_at
         self._report_missed_deadlines(now)
         self._sync_settings()
-        work = self._expire_due(now) + self._sync_blocked() + self._sync_added_tasks()
-        work += self._wake_due(now)
+        work = self._apply_interventions(now)
+        work += self._expire_due(now) + self._sync_blocked() + self._sync_added_tasks()
+        work += self._wake_due(now) + self._wake_breaker_waits(now)
         self._check_running(now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
@@ -659,6 +698,137 @@ class Orchestrator:
         return bool(self.run_holds) or any(
             bp.scope == "run" and bp.state == "open" for bp in self.pending_breakpoints
         )
+
+    # ---- interventions and circuit breakers ----------------------------------------------------
+
+    def _apply_interventions(self, now: datetime, *, force: bool = False) -> int:
+        """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
+        if (
+            not force
+            and time.monotonic() - self._last_intervention_sync < INTERVENTION_SYNC_SECONDS
+        ):
+            return 0
+        self._last_intervention_sync = time.monotonic()
+        self.flush()
+        try:
+            applied = apply_requested(
+                self.store, self.run.id, running=frozenset(self.running_attempts), now=now
+            )
+        except OrchestrationError as error:
+            logger.warning("requested interventions not applied: %s", error)
+            return 0
+        for stop in applied.stops:
+            running = self.running_attempts.get(stop.task_id)
+            if stop.task_id not in self._human_stops and running is not None:
+                self._human_stops[stop.task_id] = stop
+                running.stop.set()
+        for record in applied.applied:
+            self.observer.message(
+                f"intervention by {record.actor}: {record.action} {record.task_id or 'run'}"
+                + (f" ({record.reason})" if record.reason else "")
+            )
+        for record in applied.refused:
+            self.observer.message(f"intervention refused: {record.action}: {record.note}")
+        if applied.changed:
+            self._resync(applied.changed, applied.reopened)
+        self.run_cancelled = self.run_cancelled or applied.run_cancelled
+        return len(applied.changed) + len(applied.stops)
+
+    def _resync(self, changed: list[str], reopened: list[str]) -> None:
+        """Adopt tasks that an intervention changed in the store."""
+        stored = {t.task_id: t for t in self.store.tasks(self.run.id)}
+        for task_id in changed:
+            task, fresh = self.tasks.get(task_id), stored.get(task_id)
+            if task is None or fresh is None:
+                continue
+            was = task.state
+            self.counts[was] -= 1
+            self.counts[fresh.state] += 1
+            task.state, task.outcome, task.spec = fresh.state, fresh.outcome, fresh.spec
+            task.attempts, task.feedback, task.answer = fresh.attempts, fresh.feedback, fresh.answer
+            task.next_attempt_at = fresh.next_attempt_at
+            if was == TaskState.READY and fresh.state != TaskState.READY:
+                self.scheduler.discard(task_id)
+        if reopened:
+            self._rebuild_scheduler()
+        for task_id in changed:
+            task = self.tasks[task_id]
+            if task.state == TaskState.READY:
+                self._queue(task)
+            elif task.state == TaskState.RETRYING and task.next_attempt_at is not None:
+                heapq.heappush(self._retry_times, (task.next_attempt_at, task_id))
+            elif task.state == TaskState.PENDING:
+                self._evaluate_pending(task_id)
+            elif task.state in FINAL_STATES and not reopened:
+                self._on_final(task)
+
+    def _rebuild_scheduler(self) -> None:
+        """Finished tasks came back: the dependency counters start again from the tasks."""
+        concurrency = self.plan.spec.concurrency
+        running = set(self.scheduler.running)
+        self.scheduler = TaskScheduler(
+            self.tasks.values(),
+            max_workers=concurrency.max_workers,
+            pools=concurrency.pools,
+            weights=self.plan.spec.scheduling,
+            max_running=concurrency.max_running,
+        )
+        for task_id in running:
+            self.scheduler.started(task_id)
+        for task in self.tasks.values():
+            if task.state in FINAL_STATES:
+                self.scheduler.record_final(task.task_id, task.state, task.outcome)
+            elif task.state == TaskState.READY:
+                self._queue(task)
+
+    def _admitted(self, task: TaskRecord, now: datetime) -> bool:
+        """Whether the task's circuit breaker lets an attempt start now; if not, it waits."""
+        key = self.breakers.key_for(task.spec, self._agent_command)
+        if key is None:
+            return True
+        try:
+            admission = self.breakers.allow(key, now)
+        except OrchestrationError as error:  # the breaker table is unreadable: do not block
+            logger.warning("circuit breaker %s not consulted: %s", key, error)
+            return True
+        if admission.allowed:
+            self._probes[task.task_id] = (key, admission.probe)
+            self._breaker_noted.discard(key)
+            return True
+        retry_at = admission.retry_at or now + timedelta(seconds=1)
+        heapq.heappush(self._breaker_waits, (retry_at, task.task_id))
+        if key not in self._breaker_noted:  # once per opening, not once per waiting task
+            self._breaker_noted.add(key)
+            data = {"key": key, "reason": admission.reason, "until": retry_at.isoformat()}
+            self.batch.events.append(
+                EventRecord(self.run.id, "breaker_wait", task.task_id, data, now)
+            )
+            self.observer.message(f"circuit breaker {key} is open: {admission.reason}")
+        return False
+
+    def _wake_breaker_waits(self, now: datetime) -> int:
+        woken = 0
+        while self._breaker_waits and self._breaker_waits[0][0] <= now:
+            _, task_id = heapq.heappop(self._breaker_waits)
+            task = self.tasks[task_id]
+            if task.state == TaskState.READY:
+                self._queue(task)
+                woken += 1
+        return woken
+
+    def _record_breaker(self, task_id: str, outcome: ActionOutcome | None, now: datetime) -> None:
+        key, probe = self._probes.pop(task_id, (None, False))
+        if key is None:
+            return
+        ok = (
+            attempt_ok(outcome.exit_code, outcome.timed_out, outcome.interrupted)
+            if outcome is not None
+            else None
+        )
+        if ok is not None:
+            self.batch.breaker_updates.append(self.breakers.update(key, ok, now, probe=probe))
+        elif probe:
+            self.batch.breaker_updates.append(self.breakers.release(key))
 
     def _refresh_run_holds(self) -> None:
         if self.run_holds:
@@ -798,6 +968,8 @@ class Orchestrator:
 
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
+        if self.human_paused or self.run_cancelled:
+            return 0
         if self._run_held():
             if not self._held_noted and self.scheduler.queued_count:
                 self._held_noted = True
@@ -814,7 +986,7 @@ class Orchestrator:
             if task_id is None:
                 break
             task = self.tasks[task_id]
-            if task.state != TaskState.READY:
+            if task.state != TaskState.READY or not self._admitted(task, now):
                 continue
             prepared = self._prepare_attempt(task, now)
             if prepared is not None:
@@ -871,6 +1043,10 @@ class Orchestrator:
             now,
         )
         context.update(repeat_figures(self.attempt_history[task.task_id]))
+        spec = task.spec
+        context.update(
+            self.outcomes.learned(spec.action.kind, spec.tags, context["confidence"]).context()
+        )
         gate = self._risk_gate(task, context)
         if gate is not None:
             self._block(task, gate, context, now)
@@ -1038,10 +1214,28 @@ class Orchestrator:
                 result = future.result()
             except BaseException as error:  # an engine bug in the worker: never lose the task
                 logger.exception("attempt of %s crashed in the engine", task_id)
+                self._record_breaker(task_id, None, now)
                 self._conclude_crash(self.tasks[task_id], error, now)
+                continue
+            if task_id in self._human_stops:
+                self._conclude_human_stop(self.tasks[task_id], result, now)
                 continue
             self._conclude(self.tasks[task_id], result, now)
         return len(done) + len(inline)
+
+    def _conclude_human_stop(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
+        """A human paused or cancelled the task while its attempt ran: do as they asked."""
+        stop = self._human_stops.pop(task.task_id)
+        self.running_attempts.pop(task.task_id, None)
+        self.stopped_by_rule.pop(task.task_id, None)
+        self._record_breaker(task.task_id, result.outcome, now)
+        self.task_seconds[task.task_id] += result.outcome.duration_seconds
+        self._move(task, stop.trigger, stop.reason, actor=stop.actor)
+        if stop.trigger == "cancel":
+            self._update(task, outcome="cancelled")
+        update = stop_concluded(stop, now)
+        if update is not None:
+            self.batch.intervention_updates.append(update)
 
     def _conclude_crash(self, task: TaskRecord, error: BaseException, now: datetime) -> None:
         message = f"engine error during the attempt: {type(error).__name__}: {error}"
@@ -1054,6 +1248,7 @@ class Orchestrator:
 
     def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
         self.running_attempts.pop(task.task_id, None)
+        self._record_breaker(task.task_id, result.outcome, now)
         stopped_by = self.stopped_by_rule.pop(task.task_id, None)
         if result.outcome.interrupted and stopped_by is not None:
             self._conclude_stopped(task, result, stopped_by, now)
@@ -1082,6 +1277,19 @@ class Orchestrator:
             "run_tokens": figures.run_tokens,
             "over_budget": figures.over_budget,
         }
+        spec = task.spec
+        comparison = compare_attempts(result.report, self.previous_quality.get(task.task_id))
+        context.update(comparison.context())
+        context["stage_conflicts"] = result.report.stage_conflicts
+        context.update(
+            self.outcomes.learned(spec.action.kind, spec.tags, context["confidence"]).context()
+        )
+        if result.outcome.result.get("dry_run") is not True:
+            self.outcomes.update(
+                spec.action.kind, spec.tags, result.report.gate_passed, context["confidence"]
+            )
+        self.previous_quality[task.task_id] = result.report
+        self.comparison_notes[task.task_id] = comparison.feedback()
         frozen = _frozen_or_plain(context)  # once for the decision rules and the breakpoints
         decision = self.engine.decisions.decide(frozen)
         if result.report.gate_failures:
@@ -1161,7 +1369,7 @@ class Orchestrator:
                 decision.action,
                 decision.rule,
                 decision.reason,
-                _jsonable(decision.figures),
+                _jsonable(decision.stored_figures()),
                 now,
             )
         )
@@ -1184,7 +1392,8 @@ class Orchestrator:
         context: dict[str, Any],
         now: datetime,
     ) -> None:
-        feedback = result.report.feedback
+        note = self.comparison_notes.pop(task.task_id, "")
+        feedback = "\n".join(part for part in (result.report.feedback, note) if part)
         pause = check.first("pause")
         auto = check.first("auto")
         if pause is not None:
@@ -1323,6 +1532,8 @@ class Orchestrator:
             self.rule_switches[setting.name] = bool(setting.value)
             disabled = {name for name, on in self.rule_switches.items() if not on}
             self.engine.breakpoints.disabled = frozenset(disabled)
+        elif setting.kind == "run" and setting.name == "paused":
+            self.human_paused = bool(setting.value)
         elif setting.kind == "rules_file" and isinstance(setting.value, str):
             self.added_rule_texts[setting.name] = setting.value
             self._reload_rules()
@@ -1444,6 +1655,10 @@ class Orchestrator:
         """The run's state if nothing more can happen without a human or time, else None."""
         if self.futures or self.inline_done:
             return None
+        if self.run_cancelled:
+            return "cancelled"
+        if self.human_paused:
+            return "paused"  # a human paused the run: nothing starts until `orch runs resume`
         if self.run_holds:
             return "paused"  # a breakpoint holds the whole run: nothing starts until it is answered
         if self.scheduler.queued_count:
@@ -1469,6 +1684,8 @@ class Orchestrator:
         wakes = [self._retry_times[0][0]] if self._retry_times else []
         if self.expiries:
             wakes.append(self.expiries[0][0])
+        if self._breaker_waits:
+            wakes.append(self._breaker_waits[0][0])
         digest_due = self.digests.next_due()
         if digest_due is not None:
             wakes.append(digest_due)

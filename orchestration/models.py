@@ -165,6 +165,13 @@ class Branch(_Strict):
         return self
 
 
+class TaskGate(_Strict):
+    """A task's own quality gate; a key left out (None) keeps the rule files' gate."""
+
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
+    required: list[Literal["syntax", "requirements", "quality", "testing"]] | None = None
+
+
 class TaskSpec(_Strict):
     id: str = Field(pattern=TASK_ID_PATTERN, max_length=200)
     title: str = ""
@@ -181,7 +188,11 @@ class TaskSpec(_Strict):
     retry: RetryPolicy | None = None
     timeout_seconds: float | None = Field(None, gt=0)
     validators: list[ValidatorRef] | None = None
+    gate: TaskGate | None = None  # None: the rule files' gate (quality.gate) applies
     branches: list[Branch] = Field(default_factory=list)
+    # The circuit breaker this task's attempts count against (orchestration/breakers.py);
+    # None: derived as the plan's `breakers.keys_from` says.
+    breaker: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -242,6 +253,42 @@ class Concurrency(_Strict):
         return pools
 
 
+BreakerKeySource = Literal["task", "pool", "agent", "command"]
+BREAKER_KEY_SOURCES: tuple[BreakerKeySource, ...] = ("task", "pool", "agent", "command")
+
+
+def _default_key_sources() -> list[BreakerKeySource]:
+    return ["task", "agent"]
+
+
+class BreakerSettings(_Strict):
+    """Circuit breakers: stop starting work against a failing integration point for a while.
+
+    A breaker opens when, within `window_seconds`, at least `min_calls` attempts were recorded
+    and `failure_rate` of them failed; it lets `half_open_probes` attempts through after
+    `recovery_seconds`, and closes when they succeed (orchestration/breakers.py).
+    """
+
+    enabled: bool = True
+    window_seconds: float = Field(300.0, gt=0, le=86_400)
+    min_calls: int = Field(5, ge=1, le=1000)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    recovery_seconds: float = Field(60.0, ge=0, le=86_400)
+    half_open_probes: int = Field(1, ge=1, le=100)
+    # a probe not heard from for this long (its engine died) no longer holds its slot
+    probe_lease_seconds: float = Field(3600.0, gt=0, le=7 * 86_400)
+    # where a task's breaker key comes from, first that applies: the task's own `breaker`, its
+    # pool, its agent command, its shell program or python module
+    keys_from: list[BreakerKeySource] = Field(default_factory=_default_key_sources)
+
+
+class Retention(_Strict):
+    """How long `orch prune` keeps this plan's finished runs (None: as the command says)."""
+
+    keep_days: float | None = Field(None, gt=0, le=36_500)
+    keep_failed: bool = False  # failed runs of this plan are never pruned
+
+
 class PlanSpec(_Strict):
     version: Literal[1]
     name: str = Field(min_length=1, max_length=200)
@@ -251,6 +298,8 @@ class PlanSpec(_Strict):
     concurrency: Concurrency = Field(default_factory=Concurrency)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     budget: Budget = Field(default_factory=Budget)
+    breakers: BreakerSettings = Field(default_factory=BreakerSettings)
+    retention: Retention = Field(default_factory=Retention)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
@@ -404,4 +453,60 @@ class EventRecord:
     task_id: str | None
     data: dict[str, Any]
     at: datetime
+    id: int = 0
+
+
+@dataclass(slots=True)
+class BreakerRecord:
+    """The stored state of one circuit breaker, shared by every run and worker of a store."""
+
+    key: str
+    state: str  # closed | open | half_open
+    opened_at: datetime | None = None
+    # recent outcomes, oldest first: (epoch seconds, succeeded)
+    window: list[tuple[float, bool]] = field(default_factory=list)
+    probes: list[float] = field(default_factory=list)  # epoch seconds each probe was let through
+    probe_successes: int = 0
+    reason: str = ""  # why it is in its state, for `orch breakers list`
+    version: int = 0  # grows with every stored change
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class DeadLetterRecord:
+    """A task that failed for good, captured with everything needed to understand and retry it."""
+
+    id: int
+    run_id: str
+    task_id: str
+    transition_id: int  # the move into `failed` this captures (one dead letter per failure)
+    failed_at: datetime
+    error_kind: str
+    reason: str
+    spec: dict[str, Any]
+    attempts: list[dict[str, Any]]  # per attempt: number, exit code, output tail, error kind...
+    quality: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    breakpoints: list[dict[str, Any]]  # the human decisions taken on the task
+    state: str = "open"  # open | resubmitted | closed
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    note: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # resubmission: --set values, new run
+
+
+@dataclass(slots=True)
+class InterventionRecord:
+    """A human's action on a run or task (pause, skip, retry, ...), with who and why."""
+
+    run_id: str | None  # None: store-wide, e.g. a circuit breaker reset
+    task_id: str | None  # None: the whole run
+    action: str
+    actor: str
+    reason: str
+    params: dict[str, Any]
+    at: datetime
+    state: str = "applied"  # requested (an engine applies it) | applied | refused
+    note: str = ""  # what came of it
+    applied_at: datetime | None = None
     id: int = 0

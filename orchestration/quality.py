@@ -11,13 +11,16 @@ from typing import Any
 from orchestration.errors import RuleError
 from orchestration.expressions import Expression
 from orchestration.extension import STAGES, CheckResult, ValidationInput, Validator
-from orchestration.models import ValidatorRef
+from orchestration.models import TaskGate, ValidatorRef
 from orchestration.rules import QualityConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VALIDATOR_TIMEOUT_SECONDS = 900.0
 FEEDBACK_MAX_CHARS = 6_000
+# Improvement hints a validator may return as `figures["suggestions"]` (a string or a list).
+MAX_SUGGESTIONS_PER_CHECK = 20
+MAX_SUGGESTION_CHARS = 500
 # Figures that validators may report and that the rule context carries (others are kept too).
 SUMMED_FIGURES = ("tests_passed", "tests_failed", "lint_errors")
 
@@ -32,12 +35,35 @@ class QualityReport:
     checks: tuple[CheckResult, ...]
     gate_failures: tuple[str, ...] = ()
     figures: Mapping[str, Any] = field(default_factory=dict)
+    # Stages where one validator passed and another failed: cross-validation disagreed.
+    stage_conflicts: tuple[str, ...] = ()
+
+    @property
+    def suggestions(self) -> tuple[str, ...]:
+        """Validators' improvement hints (`figures["suggestions"]`), failed checks' first."""
+        ordered = sorted(self.checks, key=lambda c: c.passed)  # stable: failed checks first
+        hints = [
+            f"[{c.name}] {hint}"
+            for c in ordered
+            for hint in _suggestions(c.figures.get("suggestions"))
+        ]
+        return tuple(dict.fromkeys(hints))
 
     @property
     def feedback(self) -> str:
-        """What the validators said about a failed attempt, for the next attempt's `{feedback}`."""
+        """What the validators said about the attempt, for the next attempt's `{feedback}`.
+
+        The gate's failures, each failed check's message, the stages whose validators
+        disagree, then the suggestions of every check (a passed check may still suggest an
+        improvement). Cut at FEEDBACK_MAX_CHARS, so suggestions are what a long report loses.
+        """
         lines = [f"- {reason}" for reason in self.gate_failures]
         lines += [f"[{c.name}] {c.message}" for c in self.checks if not c.passed and c.message]
+        if self.stage_conflicts:
+            stages = ", ".join(self.stage_conflicts)
+            lines.append(f"- validators of the same stage disagree: {stages}")
+        if self.suggestions:
+            lines += ["Suggestions:", *(f"- {hint}" for hint in self.suggestions)]
         return "\n".join(lines)[:FEEDBACK_MAX_CHARS]
 
 
@@ -75,8 +101,19 @@ def _plain_figures(figures: Mapping[Any, Any]) -> dict[str, Any]:
             continue
         if key == "tests_regressed":
             value = [str(v) for v in value] if isinstance(value, list | tuple) else []
+        if key == "suggestions":
+            value = _suggestions(value)
         plain[str(key)] = _json_value(value)
     return plain
+
+
+def _suggestions(value: Any) -> list[str]:
+    """A validator's suggestions as a short list of non-empty strings."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return []
+    hints = [str(item).strip()[:MAX_SUGGESTION_CHARS] for item in items if item is not None]
+    return [hint for hint in hints if hint][:MAX_SUGGESTIONS_PER_CHECK]
 
 
 def _is_number(value: object) -> bool:
@@ -142,6 +179,25 @@ def acceptance_check(
     return CheckResult("requirements", "requirements", True, 1.0, "requirements met")
 
 
+def effective_gate(config: QualityConfig, gate: TaskGate | None) -> QualityConfig:
+    """The rule files' quality settings with a task's own gate applied key by key."""
+    if gate is None:
+        return config
+    return QualityConfig(
+        config.weights,
+        config.min_score if gate.min_score is None else gate.min_score,
+        config.required if gate.required is None else tuple(dict.fromkeys(gate.required)),
+    )
+
+
+def stage_conflicts(checks: Sequence[CheckResult]) -> tuple[str, ...]:
+    """Stages (in STAGES order) where at least one check passed and another failed."""
+    verdicts: dict[str, set[bool]] = {}
+    for check in checks:
+        verdicts.setdefault(check.stage, set()).add(check.passed)
+    return tuple(stage for stage in STAGES if verdicts.get(stage) == {True, False})
+
+
 class QualityController:
     def __init__(self, validators: Mapping[str, Validator], config: QualityConfig) -> None:
         self.validators = validators
@@ -153,8 +209,17 @@ class QualityController:
         return [ref.name for ref in refs if ref.name not in self.validators]
 
     def assess(
-        self, step: ValidationInput, refs: Sequence[ValidatorRef], requirements: CheckResult
+        self,
+        step: ValidationInput,
+        refs: Sequence[ValidatorRef],
+        requirements: CheckResult,
+        gate: TaskGate | None = None,
     ) -> QualityReport:
+        """Run the validators on one attempt and score it against the gate.
+
+        The gate is the rule files' (`quality.gate`) refined by `gate`, or else by the task's
+        own `gate:` from the plan (`step.task.gate`).
+        """
         checks = [requirements]
         for ref in refs:
             validator = self.validators.get(ref.name)
@@ -178,9 +243,11 @@ class QualityController:
                     stage,
                 )
             )
-        return self.score(checks)
+        return self.score(checks, gate if gate is not None else step.task.gate)
 
-    def score(self, checks: Sequence[CheckResult]) -> QualityReport:
+    def score(self, checks: Sequence[CheckResult], gate: TaskGate | None = None) -> QualityReport:
+        """Stage scores (the lowest check of each stage), the weighted score and the gate."""
+        config = effective_gate(self.config, gate)
         by_stage: dict[str, list[CheckResult]] = {}
         for check in checks:
             by_stage.setdefault(check.stage, []).append(check)
@@ -189,14 +256,14 @@ class QualityController:
         }
         # Stages nobody checked are left out and the remaining weights renormalised: a task
         # with no tests is not scored as if its tests had failed.
-        weights = {s: self.config.weights.get(s, 0.0) for s in stage_scores}
+        weights = {s: config.weights.get(s, 0.0) for s in stage_scores}
         total_weight = sum(weights.values())
         score = (
             sum(stage_scores[s] * w for s, w in weights.items()) / total_weight
             if total_weight
             else (1.0 if all(c.passed for c in checks) else 0.0)
         )
-        gate_failures = self._gate_failures(score, by_stage)
+        gate_failures = _gate_failures(config, score, by_stage)
         return QualityReport(
             round(score, 4),
             not gate_failures,
@@ -204,27 +271,29 @@ class QualityController:
             tuple(checks),
             tuple(gate_failures),
             _figures(checks),
+            stage_conflicts(checks),
         )
 
-    def _gate_failures(self, score: float, by_stage: Mapping[str, list[CheckResult]]) -> list[str]:
-        failures = []
-        if score < self.config.min_score:
-            failures.append(
-                f"quality score {score:.2f} is below the gate's {self.config.min_score:.2f}"
-            )
-        for stage in self.config.required:
-            failed = [c.name for c in by_stage.get(stage, []) if not c.passed]
-            if failed:
-                failures.append(f"required stage '{stage}' failed: {', '.join(failed)}")
-        # The action's own success is always required, whatever the weights say.
-        for check in by_stage.get("requirements", []):
-            if (
-                check.name == "requirements"
-                and not check.passed
-                and "requirements" not in self.config.required
-            ):
-                failures.append(f"requirements failed: {check.message}")
-        return failures
+
+def _gate_failures(
+    config: QualityConfig, score: float, by_stage: Mapping[str, list[CheckResult]]
+) -> list[str]:
+    failures = []
+    if score < config.min_score:
+        failures.append(f"quality score {score:.2f} is below the gate's {config.min_score:.2f}")
+    for stage in config.required:
+        failed = [c.name for c in by_stage.get(stage, []) if not c.passed]
+        if failed:
+            failures.append(f"required stage '{stage}' failed: {', '.join(failed)}")
+    # The action's own success is always required, whatever the weights say.
+    for check in by_stage.get("requirements", []):
+        if (
+            check.name == "requirements"
+            and not check.passed
+            and "requirements" not in config.required
+        ):
+            failures.append(f"requirements failed: {check.message}")
+    return failures
 
 
 def _figures(checks: Sequence[CheckResult]) -> dict[str, Any]:

@@ -28,6 +28,14 @@ MAX_MESSAGE_VALUE_CHARS = 300  # one substituted value in a breakpoint message
 RULE_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]*$"
 
 Stage = Literal["syntax", "requirements", "quality", "testing"]
+Criterion = Literal["quality", "confidence", "history"]
+CRITERIA: tuple[str, ...] = ("quality", "confidence", "history")
+# A `decide: score` rule's defaults, for the keys its `scoring:` block leaves out.
+DEFAULT_SCORE_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"quality": 0.5, "confidence": 0.3, "history": 0.2}
+)
+DEFAULT_PROCEED_THRESHOLD = 0.7
+DEFAULT_RETRY_THRESHOLD = 0.4
 Functions = Mapping[str, Callable[..., Any]]
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -100,14 +108,33 @@ def _display(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class ScoringPolicy:
+    """How a `decide: score` rule chooses: criteria weights and the bands of the score.
+
+    score >= proceed (and the gate passed): proceed; score >= retry (and a retry is possible):
+    retry; otherwise `otherwise`. Weights are as written; criteria without evidence are left out
+    and the rest renormalised when the score is computed (scoring.weighted_score).
+    """
+
+    weights: Mapping[str, float]
+    proceed: float = DEFAULT_PROCEED_THRESHOLD
+    retry: float = DEFAULT_RETRY_THRESHOLD
+    otherwise: Literal["escalate", "clarify", "checkpoint"] = "escalate"
+
+
+@dataclass(frozen=True)
 class DecisionRule:
-    """One row of the decision table: when `when` holds (or always, if None), decide this."""
+    """One row of the decision table: when `when` holds (or always, if None), decide this.
+
+    `decide: score` hands the choice to the weighted score of `scoring` (never None then).
+    """
 
     name: str
     when: Expression | None
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
     reason: str
     file: str
+    scoring: ScoringPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -162,11 +189,23 @@ class _BreakpointModel(_Strict):
     digest: str | float | int | None = None
 
 
+class _ThresholdsModel(_Strict):
+    proceed: float = Field(DEFAULT_PROCEED_THRESHOLD, ge=0, le=1)
+    retry: float = Field(DEFAULT_RETRY_THRESHOLD, ge=0, le=1)
+
+
+class _ScoringModel(_Strict):
+    weights: dict[Criterion, float] | None = None
+    thresholds: _ThresholdsModel | None = None
+    otherwise: Literal["escalate", "clarify", "checkpoint"] = "escalate"
+
+
 class _DecisionModel(_Strict):
     name: str | None = Field(None, pattern=RULE_NAME_PATTERN, max_length=100)
     when: str | None = Field(None, min_length=1)
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
     reason: str = ""
+    scoring: _ScoringModel | None = None
 
 
 class _GateModel(_Strict):
@@ -426,8 +465,46 @@ def _decisions(
         when = None
         if entry.when is not None:
             when = where.compile(entry.when, (*path, "when"), name, functions)
-        rules.append(DecisionRule(name, when, entry.decide, entry.reason, where.file))
+        scoring = _scoring(entry, where, path, name)
+        rules.append(DecisionRule(name, when, entry.decide, entry.reason, where.file, scoring))
     return tuple(rules)
+
+
+def _scoring(
+    entry: _DecisionModel, where: _Where, path: tuple[Any, ...], name: str
+) -> ScoringPolicy | None:
+    """A score rule's policy: its `scoring:` block over the defaults; checked with its line."""
+    if entry.decide != "score":
+        if entry.scoring is not None:
+            raise where.error("`scoring` goes with `decide: score`", (*path, "scoring"), name)
+        return None
+    model = entry.scoring or _ScoringModel()
+    weights = dict(DEFAULT_SCORE_WEIGHTS)
+    if model.weights is not None:
+        given: dict[str, float] = {str(k): v for k, v in model.weights.items()}
+        weights = {criterion: given.get(criterion, 0.0) for criterion in CRITERIA}
+        for criterion, weight in given.items():
+            if weight < 0:
+                raise where.error(
+                    f"weight of {criterion!r} must not be negative",
+                    (*path, "scoring", "weights", criterion),
+                    name,
+                )
+        if sum(weights.values()) <= 0:
+            raise where.error(
+                "scoring weights must sum to more than 0", (*path, "scoring", "weights"), name
+            )
+    thresholds = model.thresholds or _ThresholdsModel()
+    if thresholds.retry > thresholds.proceed:
+        raise where.error(
+            f"the retry threshold {thresholds.retry:g} is above the proceed threshold "
+            f"{thresholds.proceed:g}",
+            (*path, "scoring", "thresholds"),
+            name,
+        )
+    return ScoringPolicy(
+        MappingProxyType(weights), thresholds.proceed, thresholds.retry, model.otherwise
+    )
 
 
 def _merge_quality(quality: _QualityModel, state: _Accumulator, where: _Where) -> None:

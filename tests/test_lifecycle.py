@@ -51,17 +51,18 @@ def test_unknown_trigger_is_a_task_state_error() -> None:
         fire(TaskHandle("a", "pending"), "explode")
 
 
-def test_final_states_say_so() -> None:
-    with pytest.raises(TaskStateError, match=r"none \(final state\)"):
+def test_final_states_only_leave_by_human_interventions() -> None:
+    with pytest.raises(TaskStateError, match=r"legal triggers: rerun, reset"):
         fire(TaskHandle("a", "completed"), "start")
-    assert legal_triggers("cancelled") == ()
+    assert legal_triggers("completed") == ("rerun", "reset")
+    assert legal_triggers("cancelled") == ("revive", "rerun", "reset")
 
 
 def test_cancel_from_every_non_final_state_and_skip_rules() -> None:
     for state in ("pending", "ready", "running", "blocked", "retrying"):
         assert "cancel" in legal_triggers(state)
     assert "cancel" not in legal_triggers("failed")
-    assert set(legal_triggers("failed")) == {"requeue", "skip"}
+    assert set(legal_triggers("failed")) == {"requeue", "skip", "rerun", "reset"}
 
 
 def test_is_legal_path() -> None:

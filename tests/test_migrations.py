@@ -36,6 +36,9 @@ STORE_TABLES = {
     "quality_results",
     "events",
     "run_settings",
+    "circuit_breakers",
+    "dead_letters",
+    "interventions",
 }
 
 

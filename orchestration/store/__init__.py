@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from orchestration.store.db import resolve_db_url
-from orchestration.store.store import Batch, Store, StoreConflict
+from orchestration.store.store import Batch, BreakerUpdate, Store, StoreConflict
 
-__all__ = ["Batch", "Store", "StoreConflict", "resolve_db_url"]
+__all__ = ["Batch", "BreakerUpdate", "Store", "StoreConflict", "resolve_db_url"]

@@ -8,9 +8,12 @@ from typing import Any
 from sqlalchemy import Row
 
 from orchestration.models import (
+    BreakerRecord,
     BreakpointRecord,
+    DeadLetterRecord,
     DecisionRecord,
     EventRecord,
+    InterventionRecord,
     QualityRecord,
     RunRecord,
     RunSetting,
@@ -216,4 +219,84 @@ def event_row(run_id: str, e: EventRecord) -> dict[str, Any]:
 def event_record(row: Row[Any]) -> EventRecord:
     return EventRecord(
         id=row.id, run_id=row.run_id, kind=row.kind, task_id=row.task_id, data=row.data, at=row.at
+    )
+
+
+def breaker_row(b: BreakerRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "key": b.key,
+        "state": b.state,
+        "opened_at": b.opened_at,
+        "window": [[at, ok] for at, ok in b.window],
+        "probes": list(b.probes),
+        "probe_successes": b.probe_successes,
+        "reason": b.reason,
+        "version": b.version,
+        "updated_at": b.updated_at or now,
+    }
+
+
+def breaker_record(row: Row[Any]) -> BreakerRecord:
+    return BreakerRecord(
+        key=row.key,
+        state=row.state,
+        opened_at=row.opened_at,
+        window=[(float(at), bool(ok)) for at, ok in row.window],
+        probes=[float(at) for at in row.probes],
+        probe_successes=row.probe_successes,
+        reason=row.reason,
+        version=row.version,
+        updated_at=row.updated_at,
+    )
+
+
+_DEAD_LETTER_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "task_id",
+    "transition_id",
+    "failed_at",
+    "error_kind",
+    "reason",
+    "spec",
+    "attempts",
+    "quality",
+    "decisions",
+    "breakpoints",
+    "state",
+    "resolved_at",
+    "resolved_by",
+    "note",
+    "params",
+)
+
+
+def dead_letter_row(d: DeadLetterRecord) -> dict[str, Any]:
+    return {name: getattr(d, name) for name in _DEAD_LETTER_FIELDS}
+
+
+def dead_letter_record(row: Row[Any]) -> DeadLetterRecord:
+    return DeadLetterRecord(id=row.id, **{name: getattr(row, name) for name in _DEAD_LETTER_FIELDS})
+
+
+_INTERVENTION_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "task_id",
+    "action",
+    "actor",
+    "reason",
+    "params",
+    "state",
+    "note",
+    "at",
+    "applied_at",
+)
+
+
+def intervention_row(i: InterventionRecord) -> dict[str, Any]:
+    return {name: getattr(i, name) for name in _INTERVENTION_FIELDS}
+
+
+def intervention_record(row: Row[Any]) -> InterventionRecord:
+    return InterventionRecord(
+        id=row.id, **{name: getattr(row, name) for name in _INTERVENTION_FIELDS}
     )

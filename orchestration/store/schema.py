@@ -1,4 +1,4 @@
-"""The store's tables as typed SQLAlchemy 2 models; migration 0001 creates exactly this schema."""
+"""The store's tables as typed SQLAlchemy 2 models; the migrations create exactly this schema."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -227,5 +228,71 @@ class Event(Base):
 
     __table_args__ = (
         Index("ix_events_run_id_id", "run_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class CircuitBreaker(Base):
+    """One circuit breaker per key, shared by every run and worker (no run owns it)."""
+
+    __tablename__ = "circuit_breakers"
+
+    key: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    opened_at: Mapped[datetime | None]
+    window: Mapped[list[Any]]  # [[epoch seconds, ok], ...] oldest first
+    probes: Mapped[list[Any]]  # epoch seconds of the half-open probes under way
+    probe_successes: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    transition_id: Mapped[int] = mapped_column(BigId)
+    failed_at: Mapped[datetime]
+    error_kind: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]]
+    attempts: Mapped[list[Any]]
+    quality: Mapped[list[Any]]
+    decisions: Mapped[list[Any]]
+    breakpoints: Mapped[list[Any]]
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    note: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+
+    __table_args__ = (
+        # one dead letter per failure: capturing the same move twice inserts nothing
+        UniqueConstraint("run_id", "task_id", "transition_id"),
+        Index("ix_dead_letters_state_failed_at", "state", "failed_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class Intervention(Base):
+    __tablename__ = "interventions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    action: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+    applied_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_interventions_run_id_state", "run_id", "state"),
         {"sqlite_autoincrement": True},
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self, cast
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -25,14 +26,19 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestration.errors import NotFoundError, OrchestrationError, StoreError
 from orchestration.lifecycle import Move
 from orchestration.models import (
+    BreakerRecord,
     BreakpointRecord,
+    DeadLetterRecord,
     DecisionRecord,
     EventRecord,
+    InterventionRecord,
     QualityRecord,
     RunRecord,
     RunSetting,
@@ -53,6 +59,22 @@ DECISIONS = cast(Table, schema.Decision.__table__)
 QUALITY = cast(Table, schema.QualityResult.__table__)
 EVENTS = cast(Table, schema.Event.__table__)
 SETTINGS = cast(Table, schema.RunSettingRow.__table__)
+BREAKERS = cast(Table, schema.CircuitBreaker.__table__)
+DEAD_LETTERS = cast(Table, schema.DeadLetter.__table__)
+INTERVENTIONS = cast(Table, schema.Intervention.__table__)
+# The tables holding a run's rows, children first: how `prune_run` deletes a run.
+RUN_TABLES = (
+    TRANSITIONS,
+    EVENTS,
+    DECISIONS,
+    QUALITY,
+    BREAKPOINTS,
+    SETTINGS,
+    DEAD_LETTERS,
+    INTERVENTIONS,
+    TASKS,
+)
+BREAKER_RETRIES = 5  # read-modify-write attempts of one breaker before giving up
 
 FINAL_RUN_STATES = frozenset({"completed", "failed", "cancelled"})
 UPDATABLE_TASK_FIELDS = frozenset(
@@ -86,7 +108,17 @@ _MOVE = (
 )
 _INSERT = {
     table.name: insert(table)
-    for table in (RUNS, TASKS, TRANSITIONS, BREAKPOINTS, DECISIONS, QUALITY, EVENTS, SETTINGS)
+    for table in (
+        RUNS,
+        TASKS,
+        TRANSITIONS,
+        BREAKPOINTS,
+        DECISIONS,
+        QUALITY,
+        EVENTS,
+        SETTINGS,
+        INTERVENTIONS,
+    )
 }
 _RESOLVE = (
     update(BREAKPOINTS)
@@ -123,6 +155,18 @@ class StoreConflict(StoreError):
         self.actual = actual
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerUpdate:
+    """A change to one circuit breaker, computed inside the transaction from its locked row.
+
+    `change` gets the stored record (None: no row yet) and returns the new one, or None to leave
+    it as it is; it must be a pure function (it may run more than once on a lost race).
+    """
+
+    key: str
+    change: Callable[[BreakerRecord | None], BreakerRecord | None]
+
+
 class _MovesRejected(Exception):
     """Internal: the moves' row count did not match; the transaction is rolled back."""
 
@@ -143,11 +187,26 @@ class Batch:
     quality: list[QualityRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     run_state: str | None = None  # also sets updated_at, and finished_at for final states
+    # inserted unless the same failure (run, task, transition id) is already captured
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
+    # (dead_letter_id, expected state, {field: value}): StoreConflict if the state differs
+    dead_letter_updates: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    interventions: list[InterventionRecord] = field(default_factory=list)  # ids set on insert
+    # (intervention_id, new state, note, at): only a `requested` one changes, else StoreConflict
+    intervention_updates: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    breaker_updates: list[BreakerUpdate] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         lists = (self.moves, self.task_updates, self.new_tasks, self.breakpoints)
         more = (self.resolutions, self.decisions, self.quality, self.events, self.settings)
-        return any(lists) or any(more) or self.run_state is not None
+        resilience = (
+            self.dead_letters,
+            self.dead_letter_updates,
+            self.interventions,
+            self.intervention_updates,
+            self.breaker_updates,
+        )
+        return any(lists) or any(more) or any(resilience) or self.run_state is not None
 
 
 class Store:
@@ -360,6 +419,155 @@ class Store:
             results = [row[0] for row in conn.execute(text("PRAGMA integrity_check"))]
         return results == ["ok"]
 
+    def task_events(
+        self, run_id: str, task_id: str, kinds: Iterable[str] | None = None
+    ) -> list[EventRecord]:
+        """One task's events, oldest first; `kinds` keeps only those kinds."""
+        query = select(EVENTS).where(EVENTS.c.run_id == run_id, EVENTS.c.task_id == task_id)
+        if kinds is not None:
+            query = query.where(EVENTS.c.kind.in_(list(kinds)))
+        return [records.event_record(row) for row in self._all(query.order_by(EVENTS.c.id))]
+
+    # ---- circuit breakers (store-wide, not owned by a run) -------------------------------------
+
+    def breakers(self) -> list[BreakerRecord]:
+        """Every circuit breaker, by key."""
+        query = select(BREAKERS).order_by(BREAKERS.c.key)
+        return [records.breaker_record(row) for row in self._all(query)]
+
+    def breaker(self, key: str) -> BreakerRecord | None:
+        row = self._one(select(BREAKERS).where(BREAKERS.c.key == key))
+        return records.breaker_record(row) if row is not None else None
+
+    def update_breaker(
+        self, key: str, change: Callable[[BreakerRecord | None], BreakerRecord | None]
+    ) -> BreakerRecord | None:
+        """Apply `change` to the breaker's row atomically (one short transaction); the result."""
+        try:
+            with self._engine.begin() as conn:
+                return _apply_breaker_update(conn, BreakerUpdate(key, change), datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot update circuit breaker '{key}': {_first_line(exc)}") from exc
+
+    def commit_store_wide(
+        self,
+        interventions: Sequence[InterventionRecord] = (),
+        breaker_updates: Sequence[BreakerUpdate] = (),
+    ) -> None:
+        """Store-wide changes (no run): breaker updates and the interventions that made them."""
+        now = datetime.now(UTC)
+        try:
+            with self._engine.begin() as conn:
+                for change in sorted(breaker_updates, key=lambda u: u.key):
+                    _apply_breaker_update(conn, change, now)
+                _insert_interventions(conn, None, list(interventions))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot store the change: {_first_line(exc)}") from exc
+
+    # ---- dead letters ------------------------------------------------------------------------
+
+    def dead_letters(
+        self, run_id: str | None = None, task_id: str | None = None, state: str | None = None
+    ) -> list[DeadLetterRecord]:
+        """Captured failures, oldest first, optionally of one run, task or state."""
+        query = select(DEAD_LETTERS)
+        if run_id is not None:
+            query = query.where(DEAD_LETTERS.c.run_id == run_id)
+        if task_id is not None:
+            query = query.where(DEAD_LETTERS.c.task_id == task_id)
+        if state is not None:
+            query = query.where(DEAD_LETTERS.c.state == state)
+        rows = self._all(query.order_by(DEAD_LETTERS.c.id))
+        return [records.dead_letter_record(row) for row in rows]
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetterRecord:
+        row = self._one(select(DEAD_LETTERS).where(DEAD_LETTERS.c.id == dead_letter_id))
+        if row is None:
+            raise NotFoundError(f"dead letter {dead_letter_id} not found")
+        return records.dead_letter_record(row)
+
+    def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        """Delete these dead letters; how many were deleted."""
+        if not ids:
+            return 0
+        try:
+            with self._engine.begin() as conn:
+                statement = delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id.in_(list(ids)))
+                return int(conn.execute(statement).rowcount)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot delete dead letters: {_first_line(exc)}") from exc
+
+    # ---- interventions -----------------------------------------------------------------------
+
+    def interventions(
+        self,
+        run_id: str | None = None,
+        *,
+        task_id: str | None = None,
+        state: str | None = None,
+        store_wide: bool = False,
+    ) -> list[InterventionRecord]:
+        """Interventions oldest first: of a run (and task, state), or `store_wide` ones."""
+        query = select(INTERVENTIONS)
+        if store_wide:
+            query = query.where(INTERVENTIONS.c.run_id.is_(None))
+        elif run_id is not None:
+            query = query.where(INTERVENTIONS.c.run_id == run_id)
+        if task_id is not None:
+            query = query.where(INTERVENTIONS.c.task_id == task_id)
+        if state is not None:
+            query = query.where(INTERVENTIONS.c.state == state)
+        rows = self._all(query.order_by(INTERVENTIONS.c.id))
+        return [records.intervention_record(row) for row in rows]
+
+    def intervention(self, intervention_id: int) -> InterventionRecord:
+        row = self._one(select(INTERVENTIONS).where(INTERVENTIONS.c.id == intervention_id))
+        if row is None:
+            raise NotFoundError(f"intervention {intervention_id} not found")
+        return records.intervention_record(row)
+
+    # ---- retention ---------------------------------------------------------------------------
+
+    def run_row_counts(self, run_id: str) -> dict[str, int]:
+        """How many rows the run has in each table (the run's own row included)."""
+        with self._reader.connect() as conn:
+            counts = _row_counts(conn, run_id)
+        counts[RUNS.name] = 1 if self._run_exists(run_id) else 0
+        return counts
+
+    def prune_run(self, run_id: str, finished_before: datetime) -> dict[str, int] | None:
+        """Delete a finished run and all its rows in one transaction; rows deleted per table.
+
+        Only a run whose state is final (completed, failed, cancelled) and that finished before
+        `finished_before` is deleted; otherwise (it was resumed meanwhile, it is running or
+        paused) nothing changes and the result is None.
+        """
+        try:
+            with self._engine.begin() as conn:
+                query = select(RUNS.c.state, RUNS.c.finished_at).where(RUNS.c.id == run_id)
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update()  # a resume waits until we are done
+                row = conn.execute(query).first()
+                if (
+                    row is None
+                    or row.state not in FINAL_RUN_STATES
+                    or row.finished_at is None
+                    or row.finished_at >= finished_before
+                ):
+                    return None
+                deleted = {
+                    table.name: int(
+                        conn.execute(delete(table).where(table.c.run_id == run_id)).rowcount
+                    )
+                    for table in RUN_TABLES
+                }
+                deleted[RUNS.name] = int(
+                    conn.execute(delete(RUNS).where(RUNS.c.id == run_id)).rowcount
+                )
+                return deleted
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot prune run '{run_id}': {_first_line(exc)}") from exc
+
     # ---- reading helpers ---------------------------------------------------------------------
 
     def _all(self, query: Select[Any]) -> list[Row[Any]]:
@@ -390,9 +598,138 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
     _insert_rows(conn, QUALITY, [records.quality_row(run_id, q) for q in batch.quality])
     _insert_rows(conn, EVENTS, [records.event_row(run_id, e) for e in batch.events])
     _insert_rows(conn, SETTINGS, [records.setting_row(run_id, s) for s in batch.settings])
+    if batch.dead_letters:
+        rows = [records.dead_letter_row(d) for d in batch.dead_letters]
+        for row in rows:
+            if row["run_id"] != run_id:
+                raise StoreError(f"dead letter belongs to run '{row['run_id']}', not '{run_id}'")
+        conn.execute(_insert_ignoring_duplicates(conn, DEAD_LETTERS), rows)
+    for dead_letter_id, expected, values in batch.dead_letter_updates:
+        _update_dead_letter(conn, run_id, dead_letter_id, expected, values)
+    _insert_interventions(conn, run_id, batch.interventions)
+    for intervention_id, state, note, at in batch.intervention_updates:
+        _update_intervention(conn, run_id, intervention_id, state, note, at)
+    for change in sorted(batch.breaker_updates, key=lambda u: u.key):  # one lock order: no deadlock
+        _apply_breaker_update(conn, change, now)
     if batch.run_state is not None:
         _set_run_state(conn, run_id, batch.run_state, now)
     return ids
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: Table) -> Any:
+    """INSERT that skips rows whose unique key is taken (another writer got there first)."""
+    if conn.dialect.name == "postgresql":
+        return pg_dialect.insert(table).on_conflict_do_nothing()
+    return sqlite_dialect.insert(table).on_conflict_do_nothing()
+
+
+def _update_dead_letter(
+    conn: Connection, run_id: str, dead_letter_id: int, expected: str, values: dict[str, Any]
+) -> None:
+    statement = (
+        update(DEAD_LETTERS)
+        .where(
+            DEAD_LETTERS.c.id == dead_letter_id,
+            DEAD_LETTERS.c.run_id == run_id,
+            DEAD_LETTERS.c.state == expected,
+        )
+        .values(**values)
+    )
+    if conn.execute(statement).rowcount == 1:
+        return
+    query = select(DEAD_LETTERS.c.state).where(
+        DEAD_LETTERS.c.id == dead_letter_id, DEAD_LETTERS.c.run_id == run_id
+    )
+    actual = conn.execute(query).scalar()
+    if actual is None:
+        raise NotFoundError(f"dead letter {dead_letter_id} not found in run '{run_id}'")
+    raise StoreConflict(
+        f"dead letter {dead_letter_id} is already {actual}", expected=expected, actual=actual
+    )
+
+
+def _insert_interventions(
+    conn: Connection, run_id: str | None, interventions: list[InterventionRecord]
+) -> None:
+    for intervention in interventions:
+        if intervention.run_id != run_id:
+            raise StoreError(f"intervention belongs to run '{intervention.run_id}', not '{run_id}'")
+        result = conn.execute(_INSERT[INTERVENTIONS.name], [records.intervention_row(intervention)])
+        key = result.inserted_primary_key
+        assert key is not None  # a single-row INSERT always reports its key
+        intervention.id = int(key[0])
+
+
+def _update_intervention(
+    conn: Connection, run_id: str, intervention_id: int, state: str, note: str, at: datetime
+) -> None:
+    statement = (
+        update(INTERVENTIONS)
+        .where(
+            INTERVENTIONS.c.id == intervention_id,
+            INTERVENTIONS.c.run_id == run_id,
+            INTERVENTIONS.c.state == "requested",
+        )
+        .values(state=state, note=note, applied_at=at)
+    )
+    if conn.execute(statement).rowcount == 1:
+        return
+    query = select(INTERVENTIONS.c.state).where(
+        INTERVENTIONS.c.id == intervention_id, INTERVENTIONS.c.run_id == run_id
+    )
+    actual = conn.execute(query).scalar()
+    if actual is None:
+        raise NotFoundError(f"intervention {intervention_id} not found in run '{run_id}'")
+    raise StoreConflict(
+        f"intervention {intervention_id} is already {actual}", expected="requested", actual=actual
+    )
+
+
+def _apply_breaker_update(
+    conn: Connection, change: BreakerUpdate, now: datetime
+) -> BreakerRecord | None:
+    """Read the breaker's row locked, apply `change`, write it back compare-and-swap."""
+    query = select(BREAKERS).where(BREAKERS.c.key == change.key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # SQLite's BEGIN IMMEDIATE already holds the write lock
+    for _ in range(BREAKER_RETRIES):
+        row = conn.execute(query).first()
+        current = records.breaker_record(row) if row is not None else None
+        changed = change.change(current)
+        if changed is None:
+            return current
+        changed.version = (current.version if current is not None else 0) + 1
+        changed.updated_at = now
+        values = records.breaker_row(changed, now)
+        if current is None:
+            # RETURNING tells whether the row went in: an ignored conflict's row count is -1 on
+            # PostgreSQL
+            statement = _insert_ignoring_duplicates(conn, BREAKERS).returning(BREAKERS.c.key)
+            written = conn.execute(statement, values).first() is not None
+        else:
+            written = (
+                conn.execute(
+                    update(BREAKERS)
+                    .where(BREAKERS.c.key == change.key, BREAKERS.c.version == current.version)
+                    .values(**values)
+                ).rowcount
+                == 1
+            )
+        if written:
+            return changed
+    raise StoreConflict(f"circuit breaker '{change.key}' kept changing under this update")
+
+
+def _row_counts(conn: Connection, run_id: str) -> dict[str, int]:
+    return {
+        table.name: int(
+            conn.execute(
+                select(func.count()).select_from(table).where(table.c.run_id == run_id)
+            ).scalar()
+            or 0
+        )
+        for table in RUN_TABLES
+    }
 
 
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -11,9 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.models import (
+    BreakerRecord,
     BreakpointRecord,
+    DeadLetterRecord,
     DecisionRecord,
     EventRecord,
+    InterventionRecord,
     QualityRecord,
     RunRecord,
     TaskRecord,
@@ -410,4 +413,230 @@ def breakpoint_out(bp: BreakpointRecord, *, with_context: bool = False) -> Break
         default_resolution=bp.default_resolution,
         params=bp.params,
         context=bp.context if with_context else None,
+    )
+
+
+# ---- dead letters, circuit breakers, interventions (as `orch dlq|breakers|runs ... --json`) ----
+
+InterventionAction = Literal["pause", "resume", "skip", "retry", "cancel", "rerun"]
+MAX_REASON_CHARS = MAX_NOTE_CHARS
+MAX_ACTOR_CHARS = 64
+
+
+class DeadLetterOut(_Out):
+    id: int
+    run: str
+    task: str
+    failed_at: datetime
+    error_kind: str
+    reason: str
+    attempts_count: int
+    state: str = Field(description="open | resubmitted | closed")
+    resolved_at: datetime | None
+    resolved_by: str | None
+    note: str
+    params: dict[str, Any] = Field(description="The resubmission: --set values, new run.")
+
+
+class DeadLetterDetailOut(DeadLetterOut):
+    spec: dict[str, Any]
+    attempts: list[dict[str, Any]] = Field(description="Each attempt with its output tail.")
+    quality: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    breakpoints: list[dict[str, Any]]
+
+
+class DeadLettersOut(_Out):
+    dead_letters: list[DeadLetterOut]
+
+
+class DeadLetterOneOut(_Out):
+    dead_letter: DeadLetterDetailOut
+
+
+class InterventionOut(_Out):
+    id: int
+    run: str | None
+    task: str | None
+    action: str
+    actor: str
+    reason: str
+    params: dict[str, Any]
+    state: str = Field(description="requested (an engine applies it) | applied | refused")
+    note: str
+    at: datetime
+    applied_at: datetime | None
+
+
+class InterventionsOut(_Out):
+    run: str
+    interventions: list[InterventionOut]
+
+
+class _Reasoned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=MAX_REASON_CHARS, description="Why; stored with it.")
+    actor: str | None = Field(
+        None,
+        max_length=MAX_ACTOR_CHARS,
+        description="Who does it (default: the session's name, or api).",
+    )
+
+
+def _params_field() -> Any:
+    return Field(
+        default_factory=dict,
+        max_length=MAX_PARAMS,
+        description="Changed task fields for the next attempt, as `--set`: dotted paths, e.g. "
+        '{"action.prompt": "...", "timeout_seconds": 600}.',
+    )
+
+
+class ResubmitIn(_Reasoned):
+    params: dict[str, Any] = _params_field()
+    new_run: bool = Field(False, description="Run the task alone in a new run of the same plan.")
+
+
+class ResubmitOut(_Out):
+    dead_letter: DeadLetterOut
+    intervention: InterventionOut | None = Field(description="In the task's own run.")
+    new_run: str | None = Field(description="With new_run: the run to start.")
+    next: str = Field(description="What to do next, for a person.")
+
+
+class BatchResubmitItemIn(ResubmitIn):
+    id: int = Field(ge=1, le=2**63 - 1)
+
+
+class BatchResubmitIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BatchResubmitItemIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResubmitItemOut(_Out):
+    id: int
+    ok: bool
+    result: ResubmitOut | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResubmitOut(_Out):
+    results: list[BatchResubmitItemOut]
+    resubmitted: int
+    failed: int
+
+
+class LastResetOut(_Out):
+    by: str
+    reason: str
+    at: datetime
+
+
+class BreakerOut(_Out):
+    key: str
+    state: str = Field(description="closed (work flows) | open (work waits) | half_open (probing)")
+    opened_at: datetime | None
+    calls: int = Field(description="Recent attempts in the window.")
+    failures: int
+    probes_in_flight: int
+    reason: str
+    version: int
+    updated_at: datetime | None
+    last_reset: LastResetOut | None = None
+
+
+class BreakersOut(_Out):
+    breakers: list[BreakerOut]
+
+
+class BreakerResetIn(_Reasoned):
+    pass
+
+
+class BreakerResetOut(_Out):
+    breaker: BreakerOut
+
+
+class InterventionIn(_Reasoned):
+    action: InterventionAction = Field(
+        description="pause | resume | skip | retry | cancel for the run or a task; rerun for a "
+        "task only (as `orch runs ...` and `orch task ...`)."
+    )
+    task: str | None = Field(None, max_length=200, description="The task; none: the whole run.")
+    params: dict[str, Any] = _params_field()
+    downstream: bool = Field(False, description="With rerun: the tasks depending on it too.")
+
+
+class InterventionDoneOut(_Out):
+    intervention: InterventionOut
+    run_state: str
+    next: str = Field(description="What to do next, for a person.")
+
+
+def dead_letter_out(letter: DeadLetterRecord) -> DeadLetterOut:
+    return DeadLetterOut(**_dead_letter_fields(letter))
+
+
+def dead_letter_detail_out(letter: DeadLetterRecord) -> DeadLetterDetailOut:
+    return DeadLetterDetailOut(
+        **_dead_letter_fields(letter),
+        spec=letter.spec,
+        attempts=letter.attempts,
+        quality=letter.quality,
+        decisions=letter.decisions,
+        breakpoints=letter.breakpoints,
+    )
+
+
+def _dead_letter_fields(letter: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "run": letter.run_id,
+        "task": letter.task_id,
+        "failed_at": letter.failed_at,
+        "error_kind": letter.error_kind,
+        "reason": letter.reason,
+        "attempts_count": len(letter.attempts),
+        "state": letter.state,
+        "resolved_at": letter.resolved_at,
+        "resolved_by": letter.resolved_by,
+        "note": letter.note,
+        "params": letter.params,
+    }
+
+
+def intervention_out(record: InterventionRecord) -> InterventionOut:
+    return InterventionOut(
+        id=record.id,
+        run=record.run_id,
+        task=record.task_id,
+        action=record.action,
+        actor=record.actor,
+        reason=record.reason,
+        params=record.params,
+        state=record.state,
+        note=record.note,
+        at=record.at,
+        applied_at=record.applied_at,
+    )
+
+
+def breaker_out(breaker: BreakerRecord, last_reset: InterventionRecord | None = None) -> BreakerOut:
+    return BreakerOut(
+        key=breaker.key,
+        state=breaker.state,
+        opened_at=breaker.opened_at,
+        calls=len(breaker.window),
+        failures=sum(1 for _, ok in breaker.window if not ok),
+        probes_in_flight=len(breaker.probes),
+        reason=breaker.reason,
+        version=breaker.version,
+        updated_at=breaker.updated_at,
+        last_reset=(
+            LastResetOut(by=last_reset.actor, reason=last_reset.reason, at=last_reset.at)
+            if last_reset is not None
+            else None
+        ),
     )

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from orchestration.web.api import breakpoints, events, runs
+from orchestration.web.api import (
+    breakers,
+    breakpoints,
+    dead_letters,
+    events,
+    interventions,
+    runs,
+)
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, breakpoints)
+AREAS = (runs, events, breakpoints, dead_letters, breakers, interventions)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
         (400, "Malformed request (e.g. a body that is not JSON)"),
         (401, "No token, a wrong token, or an expired session"),
         (403, "Cross-site request, or a cookie-authenticated write without its CSRF token"),
-        (404, "Unknown run, task or breakpoint"),
-        (409, "The breakpoint is resolved already, or the task moved meanwhile"),
+        (404, "Unknown run, task, breakpoint, dead letter or circuit breaker"),
+        (409, "Resolved or resubmitted already, refused, or the task moved meanwhile"),
         (422, "A field is missing or has a wrong value"),
         (429, "Too many requests for this token; see Retry-After"),
     )

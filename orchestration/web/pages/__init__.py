@@ -9,9 +9,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from orchestration.web.auth import require_principal
-from orchestration.web.pages import breakpoints, login, runs
+from orchestration.web.pages import (
+    breakers,
+    breakpoints,
+    dead_letters,
+    interventions,
+    login,
+    runs,
+)
 
-AREAS = (runs, breakpoints)
+AREAS = (runs, breakpoints, dead_letters, breakers, interventions)
 
 
 def page_router() -> APIRouter:
