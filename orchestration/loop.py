@@ -28,7 +28,7 @@ from orchestration.breakpoints import BreakpointCheck, BreakpointHit, Breakpoint
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.context import FrozenMap, freeze
-from orchestration.dead_letters import capture_dead_letter, capture_missing
+from orchestration.dead_letters import capture_dead_letter
 from orchestration.decisions import Decision, DecisionEngine
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
@@ -318,7 +318,8 @@ class Orchestrator:
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
         # Success statistics over every stored attempt of this plan (this run's too, on resume).
-        self.outcomes = outcome_stats_from_store(store, plan.name)
+        # Earlier runs here; this run's own attempts are counted as its history loads.
+        self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
         self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
         self.comparison_notes: dict[str, str] = {}
         self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
@@ -435,8 +436,6 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             self._remember_approval(bp)
         # The run-wide figures rules read continue where the last engine left them.
-        for record in self.store.quality(self.run.id):
-            self.previous_quality[record.task_id] = record
         for passed in self.store.gate_results(self.run.id):
             failed = not passed
             self.run_failures += failed
@@ -449,6 +448,7 @@ class Orchestrator:
                 self.task_seconds[event.task_id] += float(seconds)
                 self.budget.spend(event.data.get("result") or {})
                 self.attempt_history[event.task_id].append(signature(event.data))
+                self._learn_from_step(event.task_id, event.data)
         self.budget.attempts = sum(task.attempts for task in self.tasks.values())
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
@@ -456,6 +456,20 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
         self._sync_settings(force=True)
+
+    def _learn_from_step(self, task_id: str, step: Mapping[str, Any]) -> None:
+        task = self.tasks.get(task_id)
+        result = step.get("result")
+        if task is None or (isinstance(result, Mapping) and result.get("dry_run") is True):
+            return
+        confidence = step.get("confidence", task.spec.confidence)
+        usable = isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        self.outcomes.update(
+            task.spec.action.kind,
+            task.spec.tags,
+            bool(step.get("gate_passed")),
+            float(confidence) if usable else None,
+        )
 
     def _watch_open_breakpoint(self, bp: BreakpointRecord) -> None:
         if bp.scope == "run":
@@ -496,10 +510,13 @@ class Orchestrator:
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
-        try:
-            capture_missing(self.store, self.run.id)
-        except OrchestrationError as error:
-            logger.warning("dead letters not captured on resume: %s", error)
+        for task in self.tasks.values():
+            if task.state != TaskState.FAILED:
+                continue
+            try:  # a failure the engine had no time to capture before it died
+                capture_dead_letter(self.store, self.run.id, task.task_id)
+            except OrchestrationError as error:
+                logger.warning("dead letter for %s not captured: %s", task.task_id, error)
 
     # ---- recording changes ----------------------------------------------------------------
 
@@ -1278,7 +1295,8 @@ class Orchestrator:
             "over_budget": figures.over_budget,
         }
         spec = task.spec
-        comparison = compare_attempts(result.report, self.previous_quality.get(task.task_id))
+        previous = self._previous_quality(task.task_id, result.attempt)
+        comparison = compare_attempts(result.report, previous)
         context.update(comparison.context())
         context["stage_conflicts"] = result.report.stage_conflicts
         context.update(
@@ -1304,6 +1322,15 @@ class Orchestrator:
         self._record_rule_errors(task, check, now)
         self._record_notices(task, check, context, "after", now)
         self._apply(task, result, decision, check, context, now)
+
+    def _previous_quality(self, task_id: str, attempt: int) -> Any:
+        """The task's last assessed attempt: from memory, or from the store after a resume."""
+        if attempt <= 1:
+            return None
+        if task_id not in self.previous_quality:
+            stored = self.store.quality(self.run.id, task_id)
+            self.previous_quality[task_id] = stored[-1] if stored else None
+        return self.previous_quality[task_id]
 
     def _conclude_stopped(
         self, task: TaskRecord, result: AttemptResult, raised: Raised, now: datetime
