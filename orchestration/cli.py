@@ -454,9 +454,10 @@ def breakpoints_resolve(
 
     A run that an engine is still working on picks the answer up by itself.
     """
+    from orchestration.hooks import load_plugins
     from orchestration.loop import run_is_live
     from orchestration.overrides import parse_sets
-    from orchestration.review import resolve_breakpoint
+    from orchestration.review import announce_resolution, resolve_breakpoint
 
     chosen = [
         name
@@ -491,6 +492,9 @@ def breakpoints_resolve(
         )
         task = store.task(bp.run_id, bp.task_id)
         live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
+        plugins = load_plugins()
+        plugins.muted.add("console")  # this command prints the resolution itself
+        announce_resolution(plugins, bp)
         restored = _roll_back_to_last_approved(store, bp.run_id, bp.task_id) if rollback else None
     finally:
         store.close()

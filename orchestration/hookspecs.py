@@ -102,10 +102,10 @@ def on_breakpoint_raised(run_id: str, task_id: str, rule: str, message: str) -> 
 
 @hookspec
 def on_breakpoint_resolved(run_id: str, breakpoint_id: int, resolution: str, actor: str) -> None:
-    """Meant for after a human's resolution of a breakpoint is stored. Not firstresult.
-
-    The return value is ignored. The engine does not emit this event yet: resolutions are made
-    by `orch breakpoints resolve` and the dashboard, outside the loop's plugin manager.
+    """Called after a resolution of a breakpoint is stored: by `orch breakpoints resolve`, or by
+    the engine when an unanswered breakpoint expires and its default applies (`actor` is then
+    `engine (expired)`). Not firstresult; the return value is ignored. (The dashboard sends its
+    resolutions through its signed webhooks instead.)
     """
 
 

@@ -61,7 +61,7 @@ from orchestration.quality import (
 )
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
-from orchestration.review import EXPIRED_ACTOR, resolve_breakpoint
+from orchestration.review import EXPIRED_ACTOR, announce_resolution, resolve_breakpoint
 from orchestration.rules import RuleSet, load_rules
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
@@ -705,6 +705,7 @@ class Orchestrator:
             self.observer.message(
                 f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
             )
+            announce_resolution(self.engine.plugins, self.store.breakpoint(bp_id))
             expired += 1
         if expired:
             self._sync_blocked(force=True)
@@ -1787,6 +1788,18 @@ class Orchestrator:
         self.flush()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
+        shown = ", ".join(f"{n} {name}" for name, n in counts.items())
+        self.engine.plugins.notify(
+            Notification(
+                "run_finished",
+                self.run.id,
+                f"run {state}",
+                f"{self.run.plan_name}: {shown}",
+                "high" if state in ("failed", "stalled") else "low",
+                None,
+                {"state": state, "counts": counts},
+            )
+        )
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.errors import OrchestrationError
+from orchestration.extension import Notification
+from orchestration.hooks import Plugins
 from orchestration.lifecycle import TaskHandle, fire
 from orchestration.models import BreakpointRecord, EventRecord, RunSetting
 from orchestration.overrides import apply_to_spec, split_sets
@@ -30,6 +32,33 @@ def _outcome_for(breakpoint: BreakpointRecord, resolution: str) -> str | None:
     if resolution == "skip":
         return "skipped"
     return None
+
+
+def announce_resolution(plugins: Plugins, bp: BreakpointRecord) -> None:
+    """Tell the plugins a breakpoint was resolved: the `on_breakpoint_resolved` event and a
+    `breakpoint_resolved` notification (each plugin guarded by the plugin manager's timeouts)."""
+    if bp.resolution is None:
+        return
+    actor = bp.resolved_by or "unknown"
+    plugins.emit(
+        "on_breakpoint_resolved",
+        run_id=bp.run_id,
+        breakpoint_id=bp.id,
+        resolution=bp.resolution,
+        actor=actor,
+    )
+    message = f"breakpoint {bp.id} ({bp.rule}) {bp.resolution} by {actor}"
+    plugins.notify(
+        Notification(
+            "breakpoint_resolved",
+            bp.run_id,
+            f"{bp.rule}: {bp.resolution}",
+            message + (f": {bp.note}" if bp.note else ""),
+            bp.severity,
+            bp.task_id,
+            {"breakpoint": bp.id, "resolution": bp.resolution, "actor": actor, "params": bp.params},
+        )
+    )
 
 
 def resolve_breakpoint(

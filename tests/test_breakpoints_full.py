@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -527,3 +529,56 @@ def test_stats_count_types_resolutions_and_time_to_resolution(tmp_path: Path, st
     )
     table = orch("breakpoints", "stats", "--run", "r", *db_args(tmp_path))
     assert "wrong_value" in table.stdout and "(all)" in table.stdout
+
+
+def test_an_expired_breakpoint_and_the_run_end_reach_the_notifiers(
+    tmp_path: Path, store: Store
+) -> None:
+    received: list[Notification] = []
+    path = plan_with(tmp_path, [shell_task("a", "pass")], EXPIRING_RULE.format(default="approve"))
+    orchestrator = start(path, store, Notifier("recorder", received.append))
+    assert orchestrator.run_until_stopped().state == "completed"
+    kinds = [n.kind for n in received]
+    assert kinds == ["breakpoint_raised", "breakpoint_resolved", "run_finished"]
+    resolved = received[1]
+    assert resolved.data["actor"] == "engine (expired)" and resolved.data["resolution"] == "approve"
+    assert received[2].data["state"] == "completed"
+
+
+def test_a_resolution_from_the_command_line_reaches_the_notifiers(tmp_path: Path) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Collect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        path = plan_with(tmp_path, [shell_task("a", "print('value=bad')")], CHECK_VALUE)
+        assert orch("run", str(path), *db_args(tmp_path)).returncode == 3
+        (bp,) = orch_json("breakpoints", "list", *db_args(tmp_path))["breakpoints"]
+        env = {"ORCH_WEBHOOK_URL": f"http://127.0.0.1:{server.server_port}/hook"}
+        resolved = orch(
+            "breakpoints",
+            "resolve",
+            str(bp["id"]),
+            "--approve",
+            "--actor",
+            "ann",
+            *db_args(tmp_path),
+            env=env,
+        )
+        assert resolved.returncode == 0, resolved.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    kinds = [(n["kind"], n["data"].get("actor")) for n in received]
+    assert kinds == [("breakpoint_resolved", "ann")]

@@ -191,8 +191,9 @@ def test_a_run_fails_the_plugins_check_and_its_notifier_records_the_breakpoint(
     shown = run([*orch, "breakpoints", "show", str(bp.id)], tmp_path)
     assert "todo_comments" in shown.stdout and "notes.py:1" in shown.stdout, shown.stdout
 
-    (line,) = notified.read_text().splitlines()
-    record = json.loads(line)
+    records = [json.loads(line) for line in notified.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["breakpoint_raised", "run_finished"]
+    record = records[0]
     assert record["kind"] == "breakpoint_raised" and record["task_id"] == "add-note"
     assert record["run_id"] == "ext" and record["data"]["rule"] == bp.rule
 
