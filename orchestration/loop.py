@@ -495,12 +495,13 @@ class Orchestrator:
 
     def _recover(self) -> None:
         now = self.clock()
+        # At-least-once: the attempts under way when the engine died run again, after their
+        # processes, if they outlived the engine, are ended.
+        running = {t.task_id for t in self.tasks.values() if t.state == TaskState.RUNNING}
+        for task_id in sorted(self.attempts.end_orphans(self.run.id, running)):
+            self.observer.message(f"ended the orphaned attempt of {task_id}")
         for task in self.tasks.values():
             if task.state == TaskState.RUNNING:
-                # At-least-once: the attempt that was under way when the engine died runs again,
-                # after its process, if it outlived the engine, is ended.
-                if self.attempts.end_orphan(task.task_id):
-                    self.observer.message(f"ended the orphaned attempt of {task.task_id}")
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
