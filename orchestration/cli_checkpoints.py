@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestration.cli_common import DbOption, JsonOption, console
+from orchestration.cli_common import DbOption, JsonOption, console, open_store
 from orchestration.errors import OrchestrationError
 
 MAX_LISTED_PATHS = 20  # a rollback names the files it touched up to this many, then counts
@@ -37,9 +37,8 @@ def _run_workdir(run: str, workdir: Path | None, db: str | None, *, for_rollback
     if workdir is not None:
         return workdir
     from orchestration.loop import run_is_live
-    from orchestration.store import Store, resolve_db_url
 
-    store = Store.open(resolve_db_url(db, None))
+    store = open_store(db)
     try:
         record = store.get_run(run)
     finally:

@@ -755,18 +755,13 @@ class Orchestrator:
 
     def _resync(self, changed: list[str], reopened: list[str]) -> None:
         """Adopt tasks that an intervention changed in the store."""
-        stored = {t.task_id: t for t in self.store.tasks(self.run.id)}
         for task_id in changed:
-            task, fresh = self.tasks.get(task_id), stored.get(task_id)
-            if task is None or fresh is None:
+            task = self.tasks.get(task_id)
+            if task is None:
                 continue
             was = task.state
-            self.counts[was] -= 1
-            self.counts[fresh.state] += 1
-            task.state, task.outcome, task.spec = fresh.state, fresh.outcome, fresh.spec
-            task.attempts, task.feedback, task.answer = fresh.attempts, fresh.feedback, fresh.answer
-            task.next_attempt_at = fresh.next_attempt_at
-            if was == TaskState.READY and fresh.state != TaskState.READY:
+            self._take_stored(task, self.store.task(self.run.id, task_id))
+            if was == TaskState.READY and task.state != TaskState.READY:
                 self.scheduler.discard(task_id)
         if reopened:
             self._rebuild_scheduler()
@@ -900,22 +895,27 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             if bp.task_id == task.task_id:
                 self._remember_approval(bp)
+        self._take_stored(task, stored)
+        self.observer.task_changed(task, task.state, "resolved by a human")
+        if task.state == TaskState.READY:
+            self._queue(task)
+        elif task.state in FINAL_STATES:
+            self._on_final(task)
+
+    def _take_stored(self, task: TaskRecord, stored: TaskRecord) -> None:
+        """Adopt what another process (a human) stored for a task: its state and fields."""
         self.counts[task.state] -= 1
         self.counts[stored.state] += 1
         task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
         task.attempts, task.feedback = stored.attempts, stored.feedback
-        if stored.spec != task.spec:  # a human retried it with changed parameters (--set)
+        task.next_attempt_at = stored.next_attempt_at
+        if stored.spec != task.spec:  # changed parameters (--set): compile its expressions anew
             task.spec = stored.spec
             self._acceptance = {
                 key: value
                 for key, value in self._acceptance.items()
                 if key != task.task_id and not key.startswith(f"{task.task_id}.")
             }
-        self.observer.task_changed(task, task.state, "resolved by a human")
-        if task.state == TaskState.READY:
-            self._queue(task)
-        elif task.state in FINAL_STATES:
-            self._on_final(task)
 
     def _report_missed_deadlines(self, now: datetime) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
