@@ -280,6 +280,7 @@ class Orchestrator:
             concurrency.max_workers, thread_name_prefix="orch-worker"
         )
         self.futures: dict[Future[AttemptResult], str] = {}
+        self._starting = 0
         # Attempts run in the loop's own thread (inline python), concluded on the next tick.
         self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
         self.stop_event = threading.Event()  # set: no new attempt starts (draining)
@@ -1012,6 +1013,7 @@ class Orchestrator:
                 requests.append(prepared)
             elif self._run_held():
                 break  # a run-wide pause was just raised: nothing more starts
+        self._starting = len(requests)  # counted as running from the moment they are stored
         self.flush()  # the `start` moves are stored before any action begins
         inline = []
         for request, context in requests:
@@ -1023,7 +1025,9 @@ class Orchestrator:
             self.running_attempts[request.task.id] = RunningAttempt(context, time.monotonic(), stop)
             future = self.executor.submit(self._execute, request, context)
             self.futures[future] = request.task.id
+            self._starting -= 1
         self._execute_inline(inline)
+        self._starting = 0
         return len(requests)
 
     def _runs_inline(self, request: ActionRequest) -> bool:
@@ -1771,7 +1775,8 @@ class Orchestrator:
 
     @property
     def running_count(self) -> int:
-        return len(self.futures)
+        # a signal may arrive between storing `running` and submitting the action
+        return len(self.futures) + self._starting
 
     def _finish(self, state: str) -> RunSummary:
         now = self.clock()
