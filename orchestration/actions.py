@@ -1,4 +1,5 @@
-"""Runs the work of one attempt: a shell argv, an agent command template or a python callable."""
+"""Runs the work of one attempt: a shell argv, an agent command, a python callable or a plugin's
+kind."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestration.models import AgentAction, ErrorRules, PythonAction, ShellAction, TaskSpec
+from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
+from orchestration.models import (
+    AgentAction,
+    ErrorRules,
+    PluginAction,
+    PythonAction,
+    ShellAction,
+    TaskSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,7 @@ class ActionRequest:
     feedback: str = ""
     answer: str = ""
     agent_command: tuple[str, ...] | None = None
+    plugin_kind: ActionKind | None = None  # the loaded plugin's kind for a PluginAction
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +345,108 @@ def _run_python(request: ActionRequest) -> ActionOutcome:
     )
 
 
+def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
+    """Call the plugin's `run` on its own thread: the timeout and the engine's stop hold even
+    when the plugin ignores its stop event (the thread is then left behind, logged)."""
+    action = request.task.action
+    assert isinstance(action, PluginAction)
+    label = (f"{action.kind}",)
+    kind = request.plugin_kind
+    if kind is None or kind.name != action.kind:
+        message = f"no loaded plugin provides action kind '{action.kind}' (see `orch plugins`)"
+        return ActionOutcome(None, False, 0.0, message, {}, "permanent", label)
+    own_stop = threading.Event()
+    call = ActionInput(
+        run_id=request.run_id,
+        task=request.task,
+        attempt=request.attempt,
+        workdir=request.workdir,
+        args=action.args,
+        timeout_seconds=request.timeout_seconds,
+        stop=own_stop,
+        feedback=request.feedback,
+        answer=request.answer,
+    )
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = kind.run(call)
+        except BaseException:  # the plugin's failure is the attempt's, never the loop's
+            box["error"] = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
+
+    started = time.monotonic()
+    worker = threading.Thread(target=target, name=f"action-{action.kind}", daemon=True)
+    worker.start()
+    timed_out, interrupted = _wait_thread(worker, started + request.timeout_seconds, stop)
+    if timed_out or interrupted:
+        own_stop.set()
+        worker.join(KILL_GRACE_SECONDS)
+        if worker.is_alive():
+            logger.warning("action kind %s ignored its stop; left behind", action.kind)
+    duration = time.monotonic() - started
+    if timed_out:
+        note = f"[orchestration] abandoned after {request.timeout_seconds:g}s timeout"
+        return ActionOutcome(None, True, duration, note, {}, "timeout", label)
+    if interrupted:
+        note = "[orchestration] stopped: the engine is shutting down"
+        return ActionOutcome(None, False, duration, note, {}, "transient", label, True)
+    if "error" in box:
+        return ActionOutcome(1, False, duration, box["error"], {}, "transient", label)
+    return _plugin_outcome(action.kind, box.get("value"), duration, label)
+
+
+def _wait_thread(
+    worker: threading.Thread, deadline: float, stop: threading.Event | None
+) -> tuple[bool, bool]:
+    """Wait for the thread until the deadline or the stop. Returns (timed out, interrupted)."""
+    while worker.is_alive():
+        worker.join(0.05)
+        if not worker.is_alive():
+            break
+        if time.monotonic() >= deadline:
+            return True, False
+        if stop is not None and stop.is_set():
+            return False, True
+    return False, False
+
+
+def _plugin_outcome(
+    kind: str, value: Any, duration: float, label: tuple[str, ...]
+) -> ActionOutcome:
+    if not isinstance(value, ActionResult):
+        message = f"action kind '{kind}' returned {_short(value)}; expected an ActionResult"
+        return ActionOutcome(None, False, duration, message, {}, "permanent", label)
+    output = str(value.output)[-OUTPUT_TAIL_CHARS:]
+    result, note = _plain_result(value.result)
+    if note:
+        output = f"{output}\n{note}"[-OUTPUT_TAIL_CHARS:]
+    if value.succeeded:
+        return ActionOutcome(0, False, duration, output, result, "none", label)
+    error_kind = value.error_kind if value.error_kind in ERROR_KINDS else "transient"
+    timed_out = error_kind == "timeout"
+    return ActionOutcome(1, timed_out, duration, output, result, error_kind, label)
+
+
+def _plain_result(result: Any) -> tuple[dict[str, Any], str]:
+    """The plugin's result as the plain JSON object a shell action's ORCH_RESULT would be."""
+    if not isinstance(result, Mapping):
+        return {}, "[orchestration] result ignored: expected a mapping"
+    try:
+        encoded = json.dumps(dict(result))
+    except (TypeError, ValueError) as error:
+        return {}, f"[orchestration] result ignored: not plain JSON data ({error})"
+    if len(encoded) > RESULT_MAX_BYTES:
+        return {}, f"[orchestration] result ignored: larger than {RESULT_MAX_BYTES} bytes"
+    data: dict[str, Any] = json.loads(encoded)
+    return data, ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def run_action(
     request: ActionRequest,
     stop: threading.Event | None = None,
@@ -344,6 +456,9 @@ def run_action(
 
     `on_start` receives the process id of a shell or agent action once it runs.
     """
-    if isinstance(request.task.action, PythonAction):
+    action = request.task.action
+    if isinstance(action, PythonAction):
         return _run_python(request)
+    if isinstance(action, PluginAction):
+        return _run_plugin(request, stop)
     return _run_command(request, stop, on_start)

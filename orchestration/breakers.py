@@ -17,6 +17,7 @@ from orchestration.models import (
     BreakerRecord,
     BreakerSettings,
     InterventionRecord,
+    PluginAction,
     PythonAction,
     ShellAction,
     TaskSpec,
@@ -54,7 +55,7 @@ def breaker_key(
 
     The first of `settings.keys_from` that applies: `task` (the task's own `breaker:`), `pool`
     (`pool:<name>`), `agent` (`agent:<program>` of its command, else of the plan's default agent
-    command), `command` (`shell:<program>` or `python:<module>`).
+    command), `command` (`shell:<program>`, `python:<module>` or `action:<plugin kind>`).
     """
     if not settings.enabled:
         return None
@@ -71,6 +72,8 @@ def breaker_key(
             return f"shell:{_program(action.run[0])}"
         if source == "command" and isinstance(action, PythonAction):
             return f"python:{action.call.split(':', 1)[0]}"
+        if source == "command" and isinstance(action, PluginAction):
+            return f"action:{action.kind}"
     return None
 
 

@@ -83,12 +83,14 @@ def validate(
     Exits 0 when the plan is good, 2 with one line per problem when it is not.
     """
     from orchestration.errors import PlanErrors
+    from orchestration.hooks import load_plugins
     from orchestration.loop import build_engine
     from orchestration.plan import load_plan
 
     try:
-        loaded = load_plan(plan)
-        engine = build_engine(loaded)
+        plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
+        loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+        engine = build_engine(loaded, plugins)
     except OrchestrationError as error:
         problems = error.errors if isinstance(error, PlanErrors) else [error]
         if json_output:
@@ -237,11 +239,13 @@ def run(
     ] = False,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
+    from orchestration.hooks import load_plugins
     from orchestration.loop import Orchestrator, build_engine
     from orchestration.plan import load_plan
 
-    loaded = load_plan(plan)
-    engine = build_engine(loaded)
+    plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
+    loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+    engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
     try:
         orchestrator = Orchestrator.start(
@@ -563,6 +567,7 @@ def task_add(
     or of the file; a cycle or an unknown dependency refuses the whole file.
     """
     from orchestration.errors import PlanError
+    from orchestration.hooks import load_plugins
     from orchestration.loop import run_is_live
     from orchestration.models import EventRecord
     from orchestration.spawning import SpawnError, parse_specs, prepare_tasks
@@ -576,7 +581,9 @@ def task_add(
         run_record = store.get_run(run_id)
         existing = {t.task_id: t for t in store.tasks(run_id)}
         try:
-            records = prepare_tasks(parse_specs(items, str(file)), existing, run_id, str(file))
+            specs = parse_specs(items, str(file))
+            kinds = load_plugins().action_kinds  # the kinds an engine here could run
+            records = prepare_tasks(specs, existing, run_id, str(file), kinds)
         except SpawnError as error:
             raise OrchestrationError(error.message) from None
         now = datetime.now(UTC)

@@ -12,11 +12,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestration.cli_common import JsonOption, console, err_console, print_json
-from orchestration.extension import Notifier, Validator
+from orchestration.extension import ActionKind, Notifier, Validator
 from orchestration.hooks import Plugins, load_plugins
 
 EXIT_LOAD_FAILED = 1
-REGISTER_HOOKS = ("register_validators", "register_notifiers", "register_rule_functions")
+REGISTER_HOOKS = (
+    "register_actions",
+    "register_validators",
+    "register_notifiers",
+    "register_rule_functions",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +32,9 @@ def register(app: typer.Typer) -> None:
 def plugins_command(json_output: JsonOption = False) -> None:
     """List the loaded plugins, where each came from and what it provides.
 
-    For each plugin: its distribution and version (or its file), its validators (stage, whether
-    it takes a baseline), notifiers, rule functions and other hooks; then the problems of
+    For each plugin: its distribution and version (or its file), its action kinds, validators
+    (stage, whether it takes a baseline), notifiers, rule functions and other hooks; then the
+    problems of
     plugins that failed to register.
     """
     try:
@@ -56,17 +62,21 @@ def describe_plugins(plugins: Plugins) -> dict[str, Any]:
     """`{"plugins": [...], "problems": [...]}` as `orch plugins --json` prints it.
 
     Each plugin: `name`, `from` (the distribution and version, else the file), `distribution`
-    (`{"name", "version"}` or null), `module`, `file`, `validators` (`name`, `stage`,
+    (`{"name", "version"}` or null), `module`, `file`, `actions` (`name`, `description`,
+    `active`: false when a later plugin's kind of the same name replaced it), `validators`
+    (`name`, `stage`,
     `baseline`, `description`, `active`: false when a later plugin's validator of the same name
     replaced it), `notifiers` and `rule_functions` (names) and `hooks` (the other hooks it
     implements: events and `override_decision`).
     """
     manager = plugins.manager
     distributions = {id(p): d for p, d in manager.list_plugin_distinfo()}
+    actions = _registered(manager, "register_actions", ActionKind)
     validators = _registered(manager, "register_validators", Validator)
     notifiers = _registered(manager, "register_notifiers", Notifier)
     functions = _rule_functions(manager)
     active = {v.name: name for name, found in validators.items() for v in found}  # last wins
+    active_kinds = {a.name: name for name, found in actions.items() for a in found}
     rows = []
     for name, plugin in manager.list_name_plugin():
         if plugin is None:  # blocked: pluggy keeps the name so that it is never loaded
@@ -82,6 +92,14 @@ def describe_plugins(plugins: Plugins) -> dict[str, Any]:
                 ),
                 "module": _module_of(plugin),
                 "file": file,
+                "actions": [
+                    {
+                        "name": a.name,
+                        "description": a.description,
+                        "active": active_kinds.get(a.name) == name,
+                    }
+                    for a in actions.get(name, [])
+                ],
                 "validators": [
                     {
                         "name": v.name,
@@ -148,6 +166,8 @@ def _file_of(plugin: object) -> str:
 
 
 def _provides(row: dict[str, Any]) -> Iterable[str]:
+    for a in row["actions"]:
+        yield f"action kind {a['name']}" + ("" if a["active"] else " (replaced by a later plugin)")
     for v in row["validators"]:
         extras = [v["stage"]] + (["baseline"] if v["baseline"] else [])
         shadowed = "" if v["active"] else ", replaced by a later plugin"

@@ -1,7 +1,8 @@
-"""The values plugins exchange with the engine: validators, their inputs and results, notifiers."""
+"""The values plugins exchange with the engine: action kinds, validators, notifiers, their data."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,52 @@ from typing import Any
 from orchestration.models import TaskSpec
 
 STAGES = ("syntax", "requirements", "quality", "testing")
+ERROR_KINDS = ("transient", "permanent", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionInput:
+    """What a plugin action kind sees of one attempt of a task whose `action.kind` it provides."""
+
+    run_id: str
+    task: TaskSpec
+    attempt: int
+    workdir: Path
+    args: Mapping[str, Any]  # the task's `action.args`, placeholders not filled
+    timeout_seconds: float  # the attempt is abandoned (a timeout) after this long
+    stop: threading.Event  # set when the engine wants the attempt to end: return soon
+    feedback: str = ""  # the validators' suggestions from the previous attempt
+    answer: str = ""  # a human's answer to a clarify breakpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """How an attempt of a plugin action ended.
+
+    `result` is what a shell action prints as `ORCH_RESULT`: `confidence`, `cost`, `spawn` (new
+    tasks) and any figures the rules read as `result`. A failure is retried unless its
+    `error_kind` is `permanent`.
+    """
+
+    succeeded: bool
+    output: str = ""
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error_kind: str = "transient"  # for a failure: transient | permanent | timeout
+
+
+@dataclass(frozen=True, slots=True)
+class ActionKind:
+    """A kind of work plans may name as `action: {kind: <name>, args: {...}}`.
+
+    `run` is called on a worker thread, once per attempt, and returns an ActionResult. One
+    that raises is a transient failure with the traceback as its output; one that returns
+    anything else is a permanent failure; one that outlives the attempt's timeout is a timeout
+    (its `stop` event is set and the engine stops waiting for it).
+    """
+
+    name: str
+    run: Callable[[ActionInput], ActionResult]
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

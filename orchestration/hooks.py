@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,8 @@ from typing import Any
 import pluggy
 
 from orchestration import hookspecs
-from orchestration.extension import Notification, Notifier, Validator
+from orchestration.extension import ActionKind, Notification, Notifier, Validator
+from orchestration.models import ACTION_KIND_PATTERN, ACTION_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +40,17 @@ class Plugins:
     """The loaded plugins and what they registered."""
 
     manager: pluggy.PluginManager
+    actions: dict[str, ActionKind] = field(default_factory=dict)
     validators: dict[str, Validator] = field(default_factory=dict)
     notifiers: list[Notifier] = field(default_factory=list)
     rule_functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     muted: set[str] = field(default_factory=set)  # notifiers not called (the CLI shows it itself)
+
+    @property
+    def action_kinds(self) -> tuple[str, ...]:
+        """Every kind a task may name: the built-in ones, then the plugins' by name."""
+        return (*ACTION_KINDS, *sorted(self.actions))
 
     def sources(self) -> list[tuple[str, str]]:
         """(plugin name, where it came from) for `orch plugins`."""
@@ -118,6 +126,13 @@ def _register_module(manager: pluggy.PluginManager, module_name: str) -> None:
 
 def _collect(plugins: Plugins) -> None:
     hook = plugins.manager.hook
+    for impl in hook.register_actions.get_hookimpls():
+        for kind in _safe_list(impl, plugins.problems):
+            problem = _action_kind_problem(kind)
+            if problem:
+                plugins.problems.append(f"{impl.plugin_name}: register_actions {problem}")
+                continue
+            plugins.actions[kind.name] = kind
     for impl in hook.register_validators.get_hookimpls():
         for validator in _safe_list(impl, plugins.problems):
             if not isinstance(validator, Validator):
@@ -142,6 +157,18 @@ def _collect(plugins: Plugins) -> None:
             continue
         if isinstance(functions, Mapping):
             plugins.rule_functions.update({str(k): v for k, v in functions.items() if callable(v)})
+
+
+def _action_kind_problem(kind: Any) -> str | None:
+    if not isinstance(kind, ActionKind):
+        return f"returned {kind!r}; expected ActionKind"
+    if kind.name in ACTION_KINDS:
+        return f"cannot replace the built-in action kind '{kind.name}'"
+    if not isinstance(kind.name, str) or not re.match(ACTION_KIND_PATTERN, kind.name):
+        return f"names an action kind {kind.name!r}; expected lower case letters, digits, _ or -"
+    if not callable(kind.run):
+        return f"gave action kind '{kind.name}' a run that is not callable"
+    return None
 
 
 def _safe_list(impl: pluggy.HookImpl, problems: list[str]) -> Iterable[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pluggy
 
-from orchestration.extension import Notifier, Validator
+from orchestration.extension import ActionKind, Notifier, Validator
 
 hookspec = pluggy.HookspecMarker("orchestration")
 
@@ -17,6 +17,23 @@ hookspec = pluggy.HookspecMarker("orchestration")
 # engine calls each implementation on its own, so one plugin's failure never stops another's.
 
 # ---- registration: called once when the plugin manager is built; every plugin's list is kept ----
+
+
+@hookspec
+def register_actions() -> list[ActionKind]:
+    """Return the action kinds this plugin provides. Not firstresult: every plugin's list is kept.
+
+    Called once when the plugins load, before a plan is read, so a plan's tasks may name the
+    kinds as `action: {kind: <name>, args: {...}, timeout_seconds: N}` (an unknown kind is an
+    error on its line of the plan). Each `ActionKind` has a `name` (lower case letters, digits,
+    `_` or `-`; the built-in `shell`, `agent` and `python` cannot be replaced) and a
+    `run(ActionInput) -> ActionResult` callable. The engine calls `run` on a worker thread per
+    attempt, with the task's timeout: one that raises is a transient failure whose output is
+    the traceback, one that returns anything but an `ActionResult` is a permanent failure, and
+    one that overruns is a `timeout` (its `stop` event is set; the engine stops waiting). A
+    later plugin's kind replaces an earlier one of the same name. A hook that raises or returns
+    something other than a list of `ActionKind` is a plugin problem (`orch plugins` lists it).
+    """
 
 
 @hookspec

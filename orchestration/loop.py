@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -49,6 +49,7 @@ from orchestration.models import (
     RunRecord,
     RunSetting,
     TaskRecord,
+    TaskSpec,
     TransitionRecord,
 )
 from orchestration.orphans import AttemptRegistry
@@ -206,6 +207,7 @@ def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
     rules = load_rules(plan.rule_files, functions=plugins.rule_functions)
     quality = QualityController(plugins.validators, rules.quality)
     _check_validators(plan, quality)
+    _check_action_kinds(plan, plugins)
 
     def override(context: Any, decision: str, reason: str) -> str | None:
         value = plugins.first_result(
@@ -229,6 +231,26 @@ def _check_validators(plan: Plan, quality: QualityController) -> None:
                 task=task.id,
                 field="validators",
             )
+
+
+def _check_action_kinds(plan: Plan, plugins: Plugins) -> None:
+    """A plan read without the plugins (a stored run's) may name a kind none provides now."""
+    known = plugins.action_kinds
+    for task in _with_branch_tasks(plan.spec.tasks):
+        if task.action.kind not in known:
+            raise PlanError(
+                f"unknown action kind '{task.action.kind}'; loaded kinds: {', '.join(known)}",
+                file=plan.path,
+                task=task.id,
+                field="action.kind",
+            )
+
+
+def _with_branch_tasks(tasks: Iterable[TaskSpec]) -> Iterator[TaskSpec]:
+    for task in tasks:
+        yield task
+        for branch in task.branches:
+            yield from _with_branch_tasks(branch.spawn)
 
 
 def run_is_live(run: RunRecord, now: datetime) -> bool:
@@ -1106,6 +1128,7 @@ class Orchestrator:
             feedback=task.feedback,
             answer=task.answer,
             agent_command=tuple(self.plan.spec.defaults.agent_command or ()) or None,
+            plugin_kind=self.engine.plugins.actions.get(task.spec.action.kind),
         )
         return request, context
 
@@ -1515,7 +1538,9 @@ class Orchestrator:
         self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
     ) -> None:
         try:
-            records = prepare_tasks(specs, self.tasks, self.run.id, source)
+            records = prepare_tasks(
+                specs, self.tasks, self.run.id, source, self.engine.plugins.action_kinds
+            )
         except SpawnError as error:
             self._refuse_spawn(parent, str(error), now)
             return
@@ -1868,7 +1893,9 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
 def plan_from_stored(run: RunRecord) -> Plan:
     """The plan exactly as it was when the run started (the file may have changed since)."""
     stored = run.plan_json
-    plan = plan_from_dict(stored["spec"], path=Path(stored["path"]), check_paths=False)
+    plan = plan_from_dict(
+        stored["spec"], path=Path(stored["path"]), check_paths=False, action_kinds=None
+    )
     return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))
 
 

@@ -7,12 +7,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
 RISKS = ("low", "medium", "high")
 TRIGGER_RULES = ("all_success", "all_done", "one_failed", "none_failed")
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+ACTION_KINDS = ("shell", "agent", "python")  # built in; plugins add more (`register_actions`)
+ACTION_KIND_PATTERN = r"^[a-z][a-z0-9_\-]*$"
+PLUGIN_TAG = "plugin"  # the union tag of every action kind that is not built in
 
 
 class _Strict(BaseModel):
@@ -119,8 +130,32 @@ class PythonAction(_Strict):
     timeout_seconds: float | None = Field(None, gt=0)
 
 
-ActionSpec = Annotated[ShellAction | AgentAction | PythonAction, Field(discriminator="kind")]
-ACTION_KINDS = ("shell", "agent", "python")
+class PluginAction(_Strict):
+    """Work of a kind a plugin provides through `register_actions`; its options go in `args`.
+
+    The plan loader accepts only kinds the loaded plugins provide (see `load_plan`).
+    """
+
+    kind: str = Field(pattern=ACTION_KIND_PATTERN, max_length=60)
+    args: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(None, gt=0)
+
+
+def _action_tag(value: Any) -> str | None:
+    """Which action model reads `value`: a built-in kind's own, else the plugin one."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    return kind if kind in ACTION_KINDS else PLUGIN_TAG
+
+
+ActionSpec = Annotated[
+    Annotated[ShellAction, Tag("shell")]
+    | Annotated[AgentAction, Tag("agent")]
+    | Annotated[PythonAction, Tag("python")]
+    | Annotated[PluginAction, Tag(PLUGIN_TAG)],
+    Discriminator(_action_tag),
+]
 
 
 class ValidatorRef(_Strict):

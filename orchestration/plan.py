@@ -6,19 +6,19 @@ import difflib
 import heapq
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.models import ACTION_KINDS, Plan, PlanSpec, TaskSpec
+from orchestration.models import ACTION_KINDS, PLUGIN_TAG, Plan, PlanSpec, TaskSpec
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -38,20 +38,46 @@ class _TaskNode(Protocol):
     def depends_on(self) -> Sequence[str]: ...
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem."""
+def load_plan(path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS) -> Plan:
+    """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem.
+
+    `action_kinds` are the kinds of work a task may name: the built-in ones unless the caller
+    loaded plugins (`Plugins.action_kinds`), so that an unknown kind is placed on its line.
+    """
     path = Path(path)
     data, lines = load_yaml_file(path)
     with collection_paused():
-        return _build_plan(data, lines, display=str(path), plan_path=path, check_paths=True)
+        return _build_plan(
+            data,
+            lines,
+            display=str(path),
+            plan_path=path,
+            check_paths=True,
+            action_kinds=action_kinds,
+        )
 
 
-def plan_from_dict(data: Any, *, path: str | Path, check_paths: bool = True) -> Plan:
-    """Validate plan data that did not come from a file (a stored run), with the same checks."""
+def plan_from_dict(
+    data: Any,
+    *,
+    path: str | Path,
+    check_paths: bool = True,
+    action_kinds: Collection[str] | None = ACTION_KINDS,
+) -> Plan:
+    """Validate plan data that did not come from a file (a stored run), with the same checks.
+
+    `action_kinds=None` accepts any well-formed kind; the engine checks them against its
+    plugins when it is built (a stored run's plan names the kinds it was started with).
+    """
     path = Path(path)
     with collection_paused():
         return _build_plan(
-            data, LineMap(), display=str(path), plan_path=path, check_paths=check_paths
+            data,
+            LineMap(),
+            display=str(path),
+            plan_path=path,
+            check_paths=check_paths,
+            action_kinds=action_kinds,
         )
 
 
@@ -141,7 +167,13 @@ class _Problems:
 
 
 def _build_plan(
-    data: Any, lines: LineMap, *, display: str, plan_path: Path, check_paths: bool
+    data: Any,
+    lines: LineMap,
+    *,
+    display: str,
+    plan_path: Path,
+    check_paths: bool,
+    action_kinds: Collection[str] | None,
 ) -> Plan:
     _check_shape(data, lines, display)
     problems = _Problems(display, lines)
@@ -150,9 +182,13 @@ def _build_plan(
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
+            if action_kinds is not None and _under_unknown_kind(error["loc"], data, action_kinds):
+                continue  # the kind itself is reported below; its fields' errors are noise
             message, at, task, field = _explain(error, data)
             problems.add(message, at, task=task, field=field)
     tasks = list(_raw_tasks(data))
+    if action_kinds is not None:
+        _check_action_kinds(problems, tasks, action_kinds)
     _check_ids(problems, tasks)
     _check_dependencies(problems, tasks)
     _check_cycles(problems, tasks)
@@ -317,6 +353,11 @@ def _union_member(annotation: Any, tag: str | int) -> type[BaseModel] | None:
     if get_origin(annotation) not in (Union, UnionType):
         return None
     for member in get_args(annotation):
+        if get_origin(member) is Annotated:
+            model, *metadata = get_args(member)
+            if any(isinstance(m, Tag) and m.tag == tag for m in metadata):
+                return model
+            continue
         kind = getattr(member, "model_fields", {}).get("kind")
         if kind is not None and tag in get_args(kind.annotation):
             return member
@@ -338,6 +379,9 @@ def _message(kind: str, error: Any, where: _Where) -> str:
         return f"missing required field '{name}'"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         kinds = ", ".join(ACTION_KINDS)
+        if kind == "union_tag_not_found" and not isinstance(error.get("input"), dict):
+            example = "{kind: shell, run: [...]}"
+            return f"expected an action: a mapping such as {example}, got {_shown(value)}"
         if kind == "union_tag_not_found":
             return f"the action has no 'kind'; expected one of {kinds}"
         return f"unknown action kind {_shown_text(ctx.get('tag'))}; expected one of {kinds}"
@@ -484,6 +528,39 @@ def _raw_tasks(data: dict[str, Any]) -> Iterator[_RawTask]:
                 if isinstance(branch, dict) and isinstance(branch.get("spawn"), list):
                     scopes += 1
                     pending.append(((*path, "branches", b, "spawn"), branch["spawn"], scopes))
+
+
+def _check_action_kinds(problems: _Problems, tasks: list[_RawTask], known: Collection[str]) -> None:
+    for task in tasks:
+        action = task.data.get("action")
+        kind = action.get("kind") if isinstance(action, dict) else None
+        if isinstance(kind, str) and kind not in ACTION_KINDS and kind not in known:
+            problems.add(
+                f"unknown action kind {_shown_text(kind)}; expected one of "
+                f"{', '.join(_ordered_kinds(known))}" + (_did_you_mean(kind, list(known)) or ""),
+                (*task.path, "action", "kind"),
+                task=task.id,
+                field="action.kind",
+            )
+
+
+def _ordered_kinds(known: Collection[str]) -> list[str]:
+    """The built-in kinds first, in their usual order, then the plugins' kinds by name."""
+    return [*ACTION_KINDS, *sorted(set(known) - set(ACTION_KINDS))]
+
+
+def _under_unknown_kind(loc: tuple[str | int, ...], data: Any, known: Collection[str]) -> bool:
+    """Whether a pydantic error lies in a plugin action whose kind no plugin provides."""
+    if PLUGIN_TAG not in loc:
+        return False
+    node: Any = data
+    for part in loc[: loc.index(PLUGIN_TAG)]:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    kind = node.get("kind") if isinstance(node, dict) else None
+    return kind not in known
 
 
 def _check_ids(problems: _Problems, tasks: list[_RawTask]) -> None:

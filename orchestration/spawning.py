@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -90,12 +90,20 @@ def prepare_tasks(
     existing: Mapping[str, TaskRecord],
     run_id: str,
     source: str,
+    action_kinds: Collection[str] | None = None,
 ) -> list[TaskRecord]:
     """New pending tasks with ids unique in the run; dependencies checked, no cycles.
 
     An id that is taken gets a suffix (`-2`, `-3`...); dependencies between the new tasks follow
-    the renaming. A dependency must name a task of the run or one of the new tasks.
+    the renaming. A dependency must name a task of the run or one of the new tasks. With
+    `action_kinds`, a task naming another kind of work is refused.
     """
+    for spec in specs:
+        if action_kinds is not None and spec.action.kind not in action_kinds:
+            raise SpawnError(
+                f"{source}: task '{spec.id}' names unknown action kind '{spec.action.kind}'; "
+                f"loaded kinds: {', '.join(action_kinds)}"
+            )
     taken = set(existing)
     renamed: dict[str, str] = {}
     for spec in specs:

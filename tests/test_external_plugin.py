@@ -123,6 +123,7 @@ def test_orch_plugins_lists_the_installed_plugin_and_where_it_came_from(
         }
     ]
     assert example["notifiers"] == ["jsonl_file"]
+    assert [(a["name"], a["active"]) for a in example["actions"]] == [("replace_text", True)]
     # The bundled plugins come the same way, from orchestration's own entry points.
     assert by_name["python_syntax"]["distribution"]["name"] == "orchestration"
     assert by_name["pytest"]["validators"][0]["baseline"] is True
@@ -201,3 +202,67 @@ def test_a_run_fails_the_plugins_check_and_its_notifier_records_the_breakpoint(
 def test_the_example_plugins_own_tests_pass(installed: Installed) -> None:
     tested = run([installed.python, "-m", "pytest", "-q"], installed.source)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_a_plan_runs_the_plugins_action_kind_and_refuses_a_kind_nobody_provides(
+    installed: Installed, tmp_path: Path
+) -> None:
+    python = str(installed.python)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def total(xs):\n    return sum_all(xs)\n")
+    spec = {
+        "version": 1,
+        "name": "plugin-action",
+        "workdir": "src",
+        "defaults": {"retry": {"max_attempts": 1}, "validators": ["python_syntax"]},
+        "tasks": [
+            {
+                "id": "rename",
+                "action": {
+                    "kind": "replace_text",
+                    "args": {"path": "app.py", "old": "sum_all(", "new": "sum("},
+                },
+            },
+            {
+                "id": "check",
+                "depends_on": ["rename"],
+                "acceptance": ["exit_code == 0"],
+                "action": {
+                    "kind": "shell",
+                    "run": [python, "-c", "import app; assert app.total([1, 2]) == 3"],
+                },
+            },
+        ],
+    }
+    plan = write_plan(tmp_path, spec)
+    orch = [python, "-m", "orchestration"]
+    ran = run([*orch, "run", str(plan), "--run-id", "pa", "--quiet"], tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert (tmp_path / "src" / "app.py").read_text() == "def total(xs):\n    return sum(xs)\n"
+    store = Store.open(f"sqlite:///{tmp_path / '.orchestration' / 'state.db'}")
+    try:
+        (step,) = [e.data for e in store.events("pa") if e.kind == "step" and e.task_id == "rename"]
+    finally:
+        store.close()
+    assert step["result"] == {"replacements": 1} and step["exit_code"] == 0
+    assert step["changed_files"] == ["app.py"]
+
+    # The same plan where orchestration runs without the plugin: refused, nothing stored.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    bare_plan = write_plan(bare, {**spec, "workdir": "."})
+    refused = run([sys.executable, "-m", "orchestration", "run", str(bare_plan)], bare)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "unknown action kind 'replace_text'" in refused.stderr
+    assert f"{bare_plan}:" in refused.stderr and "action.kind" in refused.stderr
+    assert not (bare / ".orchestration").exists()
+
+    # A typo in the kind: the line, the loaded kinds and a suggestion.
+    typo = write_plan(
+        tmp_path / "typo",
+        {**spec, "tasks": [{"id": "t", "action": {"kind": "replace_txt", "args": {}}}]},
+    )
+    checked = run([*orch, "validate", str(typo)], tmp_path)
+    assert checked.returncode == 2
+    assert "unknown action kind 'replace_txt'" in checked.stderr
+    assert "replace_text" in checked.stderr and "did you mean" in checked.stderr

@@ -474,8 +474,44 @@ def test_numbers_in_argv_must_be_quoted(tmp_path: Path) -> None:
 def test_unknown_action_kind(tmp_path: Path) -> None:
     path = write_plan(tmp_path, "- {id: a, action: {kind: foo, run: [x]}}")
     error = only_problem(path)
-    assert_where(error, path, line=6, task="a", field="action")
+    assert_where(error, path, line=6, task="a", field="action.kind")
     assert error.message == "unknown action kind 'foo'; expected one of shell, agent, python"
+
+
+def test_a_plugin_kind_loads_when_a_plugin_provides_it(tmp_path: Path) -> None:
+    path = write_plan(tmp_path, "- {id: a, action: {kind: http, args: {url: 'x'}}}")
+    plan = load_plan(path, action_kinds=("shell", "agent", "python", "http"))
+    action = plan.spec.tasks[0].action
+    assert (action.kind, action.args) == ("http", {"url": "x"})
+
+
+def test_an_unknown_plugin_kind_names_the_loaded_ones_and_hides_its_field_errors(
+    tmp_path: Path,
+) -> None:
+    path = write_plan(
+        tmp_path,
+        """
+        - id: a
+          action: {kind: htp, url: x}
+        """,
+    )
+    with pytest.raises(PlanErrors) as caught:
+        load_plan(path, action_kinds=("shell", "agent", "python", "http", "deploy"))
+    [error] = caught.value.errors
+    assert_where(error, path, line=7, task="a", field="action.kind")
+    assert error.message == (
+        "unknown action kind 'htp'; expected one of shell, agent, python, deploy, http"
+        "; did you mean 'http'?"
+    )
+
+
+def test_a_plugin_action_keeps_its_options_under_args(tmp_path: Path) -> None:
+    path = write_plan(tmp_path, "- {id: a, action: {kind: http, url: x}}")
+    with pytest.raises(PlanErrors) as caught:
+        load_plan(path, action_kinds=("http",))
+    [error] = caught.value.errors
+    assert_where(error, path, line=6, task="a", field="action")
+    assert error.message.startswith("unknown field 'url'")
 
 
 def test_action_without_kind(tmp_path: Path) -> None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 
 from orchestration import hookimpl
-from orchestration.extension import Notifier, Validator
+from orchestration.extension import ActionKind, Notifier, Validator
 
-from . import jsonl_file, todo_comments
+from . import jsonl_file, replace_text, todo_comments
+
+
+@hookimpl
+def register_actions() -> list[ActionKind]:
+    return [replace_text.ACTION]
 
 
 @hookimpl

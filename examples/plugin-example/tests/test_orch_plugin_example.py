@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_plugin_example import jsonl_file, plugin, todo_comments
+from orch_plugin_example import jsonl_file, plugin, replace_text, todo_comments
 
-from orchestration.extension import Notification, ValidationInput
+from orchestration.extension import ActionInput, Notification, ValidationInput
 from orchestration.hooks import load_plugins
 from orchestration.models import TaskSpec
 
@@ -72,4 +73,46 @@ def test_the_plugin_registers_through_the_hooks(
     plugins = load_plugins(entry_points=False, extra=[plugin])
     assert plugins.validators["todo_comments"].stage == "quality"
     assert "jsonl_file" in [n.name for n in plugins.notifiers]
+    assert plugins.actions["replace_text"].run is replace_text.replace_text
+    assert "replace_text" in plugins.action_kinds
     assert not plugins.problems
+
+
+def edit(workdir: Path, **args: Any) -> ActionInput:
+    """What the engine hands the action kind for one attempt."""
+    task = TaskSpec(id="t", action={"kind": "replace_text", "args": args})
+    return ActionInput("run-1", task, 1, workdir, args, 30.0, threading.Event())
+
+
+def test_replace_text_edits_the_file_and_counts(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("x = old()\ny = old()\n")
+    done = replace_text.replace_text(edit(tmp_path, path="app.py", old="old(", new="new(", count=1))
+    assert done.succeeded and dict(done.result) == {"replacements": 1}
+    assert (tmp_path / "app.py").read_text() == "x = new()\ny = old()\n"
+    every = replace_text.replace_text(edit(tmp_path, path="app.py", old="old(", new="new("))
+    assert every.succeeded and dict(every.result) == {"replacements": 1}
+    assert (tmp_path / "app.py").read_text() == "x = new()\ny = new()\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"path": "app.py", "old": "absent", "new": "x"}, "'absent' not found"),
+        ({"path": "../outside.py", "old": "x", "new": "y"}, "leaves the workdir"),
+        ({"path": "missing.py", "old": "x", "new": "y"}, "no such file"),
+        ({"path": "app.py", "new": "y"}, "args.old"),
+        ({"path": "app.py", "old": "x", "new": "y", "count": 0}, "args.count"),
+    ],
+)
+def test_replace_text_refuses_bad_arguments_for_good(
+    tmp_path: Path, args: dict[str, Any], message: str
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "app.py").write_text("x = 1\n")
+    (tmp_path / "outside.py").write_text("x = 1\n")
+    failed = replace_text.replace_text(edit(workdir, **args))
+    assert not failed.succeeded and failed.error_kind == "permanent"
+    assert message in failed.output
+    assert (workdir / "app.py").read_text() == "x = 1\n"
+    assert (tmp_path / "outside.py").read_text() == "x = 1\n"
