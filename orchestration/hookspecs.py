@@ -121,8 +121,8 @@ def on_breakpoint_raised(run_id: str, task_id: str, rule: str, message: str) -> 
 def on_breakpoint_resolved(run_id: str, breakpoint_id: int, resolution: str, actor: str) -> None:
     """Called after a resolution of a breakpoint is stored: by `orch breakpoints resolve`, or by
     the engine when an unanswered breakpoint expires and its default applies (`actor` is then
-    `engine (expired)`). Not firstresult; the return value is ignored. (The dashboard sends its
-    resolutions through its signed webhooks instead.)
+    `engine (expired)`), or by the dashboard (`orch serve`; `actor` is the signed-in name). Not
+    firstresult; the return value is ignored.
     """
 
 

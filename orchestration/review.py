@@ -34,9 +34,14 @@ def _outcome_for(breakpoint: BreakpointRecord, resolution: str) -> str | None:
     return None
 
 
-def announce_resolution(plugins: Plugins, bp: BreakpointRecord) -> None:
+def announce_resolution(
+    plugins: Plugins, bp: BreakpointRecord, extra: Mapping[str, Any] | None = None
+) -> None:
     """Tell the plugins a breakpoint was resolved: the `on_breakpoint_resolved` event and a
-    `breakpoint_resolved` notification (each plugin guarded by the plugin manager's timeouts)."""
+    `breakpoint_resolved` notification (each plugin guarded by the plugin manager's timeouts).
+
+    `extra` adds to the notification's data (the dashboard says the task's state and whether an
+    engine works on the run)."""
     if bp.resolution is None:
         return
     actor = bp.resolved_by or "unknown"
@@ -56,7 +61,13 @@ def announce_resolution(plugins: Plugins, bp: BreakpointRecord) -> None:
             message + (f": {bp.note}" if bp.note else ""),
             bp.severity,
             bp.task_id,
-            {"breakpoint": bp.id, "resolution": bp.resolution, "actor": actor, "params": bp.params},
+            {
+                "breakpoint": bp.id,
+                "resolution": bp.resolution,
+                "actor": actor,
+                "params": bp.params,
+                **(extra or {}),
+            },
         )
     )
 

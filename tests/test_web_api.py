@@ -31,6 +31,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
+from orchestration import hookimpl
+from orchestration.extension import Notifier
+from orchestration.hooks import Plugins, load_plugins
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.plan import load_plan
 from orchestration.plugins.webhook import verify_signature
@@ -109,9 +112,10 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_client(url: str, **config: Any) -> Iterator[TestClient]:
+def make_client(url: str, plugins: Plugins | None = None, **config: Any) -> Iterator[TestClient]:
     with Store.open(url) as store:
-        app = create_app(ServerConfig(db_url=url, token=TOKEN, **config), store=store)
+        server = ServerConfig(db_url=url, token=TOKEN, **config)
+        app = create_app(server, store=store, plugins=plugins)
         with TestClient(app, follow_redirects=False) as client:
             yield client
 
@@ -572,7 +576,43 @@ def test_a_resolution_is_sent_as_a_signed_webhook(
         "a",
     )
     assert payload["data"]["resolution"] == "approve" and payload["data"]["actor"] == "api"
-    assert payload["message"] == "looks right"
+    assert payload["data"]["task_state"] == "ready" and payload["data"]["run_live"] is False
+    assert payload["message"].endswith("approve by api: looks right")
+
+
+def test_a_resolution_in_the_dashboard_reaches_the_plugins_hook_and_notifiers(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    heard: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    class Listener:
+        @hookimpl
+        def on_breakpoint_resolved(
+            self, run_id: str, breakpoint_id: int, resolution: str, actor: str
+        ) -> None:
+            heard.put(("hook", (run_id, breakpoint_id, resolution, actor)))
+
+        @hookimpl
+        def register_notifiers(self) -> list[Notifier]:
+            return [Notifier("listener", lambda n: heard.put(("notified", n)))]
+
+    paused_run(tmp_path, sqlite_url)
+    plugins = load_plugins(entry_points=False, extra=[Listener()])
+    plugins.muted.add("console")
+    for client in make_client(sqlite_url, plugins=plugins):
+        csrf = login(client, "alice")
+        bp = client.get("/api/v1/breakpoints").json()["breakpoints"][0]
+        page = client.post(
+            f"/breakpoints/{bp['id']}/resolve",
+            data={"action": "skip", "note": "not needed", "csrf_token": csrf},
+        )
+        assert page.status_code == 303
+        first, second = heard.get(timeout=10), heard.get(timeout=10)
+    by_kind = dict([first, second])
+    assert by_kind["hook"] == ("r1", bp["id"], "skip", "alice")
+    notification = by_kind["notified"]
+    assert (notification.kind, notification.task_id) == ("breakpoint_resolved", "a")
+    assert notification.data["resolution"] == "skip" and notification.data["note"] == "not needed"
 
 
 def test_only_the_served_host_names_are_answered_and_cookies_can_be_secure(

@@ -13,7 +13,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration import __version__
+from orchestration.hooks import Plugins
 from orchestration.store import Store
+from orchestration.web.announcer import ResolutionAnnouncer
 from orchestration.web.api import PREFIX, api_router
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
@@ -21,7 +23,6 @@ from orchestration.web.errors import error_body, install_error_handlers
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
 from orchestration.web.ratelimit import RateLimiter
-from orchestration.web.webhooks import WebhookRelay
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = [
@@ -90,13 +91,14 @@ class AllowedHosts:
 
 
 def create_app(
-    config: ServerConfig, *, store: Store | None = None, webhooks: WebhookRelay | None = None
+    config: ServerConfig, *, store: Store | None = None, plugins: Plugins | None = None
 ) -> FastAPI:
     """The app over `store` (opened from `config.db_url` when not given, closed at shutdown).
 
-    Outgoing webhooks follow ORCH_WEBHOOK_* unless `webhooks` is given.
+    Resolutions are announced to `plugins` (the installed ones unless given): the
+    `on_breakpoint_resolved` hook and every notifier, the ORCH_WEBHOOK_* webhook among them.
     """
-    relay = webhooks if webhooks is not None else WebhookRelay.from_env()
+    relay = ResolutionAnnouncer(plugins) if plugins is not None else ResolutionAnnouncer.from_env()
     owned = store is None
     opened = store if store is not None else Store.open(config.db_url)
 
@@ -120,7 +122,7 @@ def create_app(
     )
     app.state.config = config
     app.state.store = opened
-    app.state.webhooks = relay
+    app.state.announcer = relay
     app.state.auth = Authenticator(config.token, config.session_seconds)
     app.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
     app.state.templates = make_templates()

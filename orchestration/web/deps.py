@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from orchestration.store import Store
+from orchestration.web.announcer import ResolutionAnnouncer
 from orchestration.web.config import ServerConfig
-from orchestration.web.webhooks import WebhookRelay
 
 
 def _store(request: Request) -> Store:
@@ -21,11 +21,11 @@ def _config(request: Request) -> ServerConfig:
     return config
 
 
-def _webhooks(request: Request) -> WebhookRelay:
-    relay: WebhookRelay = request.app.state.webhooks
-    return relay
+def _announcer(request: Request) -> ResolutionAnnouncer:
+    announcer: ResolutionAnnouncer = request.app.state.announcer
+    return announcer
 
 
 StoreDep = Annotated[Store, Depends(_store)]
-WebhooksDep = Annotated[WebhookRelay, Depends(_webhooks)]
+AnnouncerDep = Annotated[ResolutionAnnouncer, Depends(_announcer)]
 ConfigDep = Annotated[ServerConfig, Depends(_config)]

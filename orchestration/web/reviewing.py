@@ -191,11 +191,11 @@ def resolve(
     store: Store,
     request: ResolveRequest,
     db_hint: str = "",
-    on_resolved: Callable[[schemas.ResolveOut], None] | None = None,
+    on_resolved: Callable[[BreakpointRecord, schemas.ResolveOut], None] | None = None,
 ) -> schemas.ResolveOut:
     """Resolve one breakpoint (409 when it is resolved already) and say what happens next.
 
-    `on_resolved` hears of it afterwards (the outgoing webhook).
+    `on_resolved` hears of it afterwards (the plugins are told).
     """
     bp = store.breakpoint(request.breakpoint_id)
     if bp.state != "open":
@@ -225,7 +225,7 @@ def resolve(
         next=follow,
     )
     if on_resolved is not None:
-        on_resolved(outcome)
+        on_resolved(resolved, outcome)
     return outcome
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from orchestration.errors import OrchestrationError
 from orchestration.web import schemas
 from orchestration.web.auth import CurrentPrincipal, Principal, clean_name
-from orchestration.web.deps import ConfigDep, StoreDep, WebhooksDep
+from orchestration.web.deps import AnnouncerDep, ConfigDep, StoreDep
 from orchestration.web.errors import CODES, ApiError, status_of
 from orchestration.web.reviewing import ResolveRequest, gather_review, resolve
 
@@ -59,7 +59,7 @@ def resolve_one(
     principal: CurrentPrincipal,
     store: StoreDep,
     config: ConfigDep,
-    webhooks: WebhooksDep,
+    announcer: AnnouncerDep,
     breakpoint_id: int = BreakpointId,
 ) -> schemas.ResolveOut:
     """Approve, reject, retry or skip an open breakpoint (409 if it is resolved already).
@@ -68,7 +68,7 @@ def resolve_one(
     continue it (`orch resume RUN`).
     """
     request = _request(breakpoint_id, body, principal)
-    return resolve(store, request, config.db_hint, webhooks.breakpoint_resolved)
+    return resolve(store, request, config.db_hint, announcer.breakpoint_resolved)
 
 
 @router.post("/breakpoints/resolve", response_model=schemas.BatchResolveOut)
@@ -77,7 +77,7 @@ def resolve_many(
     principal: CurrentPrincipal,
     store: StoreDep,
     config: ConfigDep,
-    webhooks: WebhooksDep,
+    announcer: AnnouncerDep,
 ) -> schemas.BatchResolveOut:
     """Resolve several breakpoints in one call, each on its own: one failing stops no other.
 
@@ -87,7 +87,7 @@ def resolve_many(
     for item in body.items:
         request = _request(item.id, item, principal)
         try:
-            outcome = resolve(store, request, config.db_hint, webhooks.breakpoint_resolved)
+            outcome = resolve(store, request, config.db_hint, announcer.breakpoint_resolved)
         except ApiError as error:
             detail = schemas.ErrorDetail(code=error.code, message=error.message)
             results.append(schemas.BatchItemOut(id=item.id, ok=False, error=detail))

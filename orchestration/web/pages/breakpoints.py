@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestration.overrides import parse_sets
 from orchestration.web.auth import CurrentPrincipal
-from orchestration.web.deps import ConfigDep, StoreDep, WebhooksDep
+from orchestration.web.deps import AnnouncerDep, ConfigDep, StoreDep
 from orchestration.web.errors import ApiError
 from orchestration.web.pages.common import render
 from orchestration.web.reviewing import (
@@ -62,7 +62,7 @@ def resolve_from_page(
     principal: CurrentPrincipal,
     store: StoreDep,
     config: ConfigDep,
-    webhooks: WebhooksDep,
+    announcer: AnnouncerDep,
     action: Annotated[Button, Form()],
     note: Annotated[str, Form(max_length=MAX_NOTE_CHARS)] = "",
     answer: Annotated[str, Form(max_length=MAX_ANSWER_CHARS)] = "",
@@ -81,5 +81,5 @@ def resolve_from_page(
         answer.strip() or None,
         parse_sets(lines),  # key=value per line, values JSON when they parse: like --set
     )
-    resolve(store, request, config.db_hint, webhooks.breakpoint_resolved)
+    resolve(store, request, config.db_hint, announcer.breakpoint_resolved)
     return RedirectResponse(f"/breakpoints/{breakpoint_id}?done=1", 303)

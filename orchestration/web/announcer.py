@@ -1,0 +1,46 @@
+"""Tells the plugins of resolutions made in the dashboard, as `orch breakpoints resolve` does.
+
+Each resolution emits `on_breakpoint_resolved` and sends a `breakpoint_resolved` notification to
+every notifier (the signed webhook among them when ORCH_WEBHOOK_URL is set), in the background so
+that a slow plugin or receiver never delays a reviewer.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from orchestration.hooks import Plugins, load_plugins
+from orchestration.models import BreakpointRecord
+from orchestration.plugins.webhook import config_from_env
+from orchestration.review import announce_resolution
+from orchestration.web import schemas
+
+SENDER_THREADS = 2  # announcements under way at once; more wait their turn
+
+
+class ResolutionAnnouncer:
+    """Announces each resolution to the loaded plugins, one background task per resolution."""
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+        self._executor = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="orch-announce")
+
+    @classmethod
+    def from_env(cls) -> ResolutionAnnouncer:
+        """The installed plugins. Bad ORCH_WEBHOOK_* settings raise WebhookConfigError here, at
+        start, rather than leaving the webhook out with only a logged plugin problem."""
+        config_from_env()
+        return cls(load_plugins())
+
+    def breakpoint_resolved(self, resolved: BreakpointRecord, outcome: schemas.ResolveOut) -> None:
+        extra: dict[str, Any] = {
+            "rule": resolved.rule,
+            "note": resolved.note,
+            "task_state": outcome.task_state,
+            "run_live": outcome.run_live,
+        }
+        self._executor.submit(announce_resolution, self.plugins, resolved, extra)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
