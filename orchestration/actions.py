@@ -55,6 +55,7 @@ class ActionRequest:
     answer: str = ""
     agent_command: tuple[str, ...] | None = None
     plugin_kind: ActionKind | None = None  # the loaded plugin's kind for a PluginAction
+    inline: bool = False  # a python action run in the loop's thread: no timeout, no thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,36 +314,95 @@ def resolve_callable(reference: str) -> Callable[..., Any]:
     return function
 
 
-def _run_python(request: ActionRequest) -> ActionOutcome:
-    # In-process: fast, but a python action's timeout cannot be enforced (documented);
-    # work that may hang belongs in a shell action.
+def _run_python(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
+    """Call the function: inline in the loop's thread (fast, no timeout) or on a thread of its
+    own, abandoned when the timeout passes or the engine stops (a thread cannot be killed)."""
     action = request.task.action
     assert isinstance(action, PythonAction)
-    started = time.monotonic()
+    label = (action.call,)
     try:
         function = resolve_callable(action.call)
     except (ImportError, AttributeError, TypeError, ValueError) as error:
         message = f"cannot load {action.call}: {error}"
-        return ActionOutcome(None, False, 0.0, message, {}, "permanent", (action.call,))
-    try:
-        returned = function(**action.args)
-    except (Exception, SystemExit):  # even sys.exit() is the action's failure, not the loop's
-        # KeyboardInterrupt is not caught: an action run in the loop's own thread must not
-        # swallow the user's Ctrl-C.
-        output = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
-        duration = time.monotonic() - started
-        return ActionOutcome(1, False, duration, output, {}, "transient", (action.call,))
+        return ActionOutcome(None, False, 0.0, message, {}, "permanent", label)
+    if request.inline:
+        started = time.monotonic()
+        try:
+            returned = function(**action.args)
+        except (Exception, SystemExit):  # even sys.exit() is the action's failure
+            # KeyboardInterrupt is not caught: an action run in the loop's own thread must
+            # not swallow the user's Ctrl-C.
+            output = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
+            return ActionOutcome(
+                1, False, time.monotonic() - started, output, {}, "transient", label
+            )
+        return _python_outcome(returned, time.monotonic() - started, label)
+    call = _call_guarded(action.call, lambda: function(**action.args), request, stop, None)
+    if call.error is not None or call.timed_out or call.interrupted:
+        return _unfinished_outcome(call, request, label)
+    return _python_outcome(call.value, call.duration, label)
+
+
+def _python_outcome(returned: Any, duration: float, label: tuple[str, ...]) -> ActionOutcome:
     result = returned if isinstance(returned, dict) else {}
     output = "" if returned is None or isinstance(returned, dict) else str(returned)
-    return ActionOutcome(
-        0,
-        False,
-        time.monotonic() - started,
-        output[-OUTPUT_TAIL_CHARS:],
-        result,
-        "none",
-        (action.call,),
-    )
+    return ActionOutcome(0, False, duration, output[-OUTPUT_TAIL_CHARS:], result, "none", label)
+
+
+@dataclass(slots=True)
+class _GuardedCall:
+    """How a call on a thread of its own ended."""
+
+    value: Any = None
+    error: str | None = None  # the traceback when it raised
+    timed_out: bool = False
+    interrupted: bool = False
+    duration: float = 0.0
+
+
+def _call_guarded(
+    name: str,
+    call: Callable[[], Any],
+    request: ActionRequest,
+    stop: threading.Event | None,
+    own_stop: threading.Event | None,
+) -> _GuardedCall:
+    """Run `call` on a daemon thread until it returns, the attempt's timeout passes or the
+    engine's `stop` is set. `own_stop`, when the callee watches one, is set first and the
+    callee gets a grace to return; otherwise, or after the grace, its thread is left behind."""
+    box = _GuardedCall()
+
+    def target() -> None:
+        try:
+            box.value = call()
+        except BaseException:  # the action's failure is the attempt's, never the loop's
+            box.error = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
+
+    started = time.monotonic()
+    worker = threading.Thread(target=target, name=f"action-{name}", daemon=True)
+    worker.start()
+    timed_out, interrupted = _wait_thread(worker, started + request.timeout_seconds, stop)
+    if (timed_out or interrupted) and own_stop is not None:
+        own_stop.set()
+        worker.join(KILL_GRACE_SECONDS)
+    if worker.is_alive():
+        logger.warning("action %s of task %s did not return; left behind", name, request.task.id)
+    box.timed_out, box.interrupted = timed_out, interrupted and not timed_out
+    box.duration = time.monotonic() - started
+    return box
+
+
+def _unfinished_outcome(
+    call: _GuardedCall, request: ActionRequest, label: tuple[str, ...]
+) -> ActionOutcome:
+    """The outcome of a guarded call that raised, timed out or was stopped."""
+    if call.timed_out:
+        note = f"[orchestration] abandoned after {request.timeout_seconds:g}s timeout"
+        return ActionOutcome(None, True, call.duration, note, {}, "timeout", label)
+    if call.interrupted:
+        note = "[orchestration] stopped: the engine is shutting down"
+        return ActionOutcome(None, False, call.duration, note, {}, "transient", label, True)
+    return ActionOutcome(1, False, call.duration, call.error or "", {}, "transient", label)
 
 
 def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
@@ -356,7 +416,7 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
         message = f"no loaded plugin provides action kind '{action.kind}' (see `orch plugins`)"
         return ActionOutcome(None, False, 0.0, message, {}, "permanent", label)
     own_stop = threading.Event()
-    call = ActionInput(
+    call_input = ActionInput(
         run_id=request.run_id,
         task=request.task,
         attempt=request.attempt,
@@ -367,33 +427,10 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
         feedback=request.feedback,
         answer=request.answer,
     )
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = kind.run(call)
-        except BaseException:  # the plugin's failure is the attempt's, never the loop's
-            box["error"] = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
-
-    started = time.monotonic()
-    worker = threading.Thread(target=target, name=f"action-{action.kind}", daemon=True)
-    worker.start()
-    timed_out, interrupted = _wait_thread(worker, started + request.timeout_seconds, stop)
-    if timed_out or interrupted:
-        own_stop.set()
-        worker.join(KILL_GRACE_SECONDS)
-        if worker.is_alive():
-            logger.warning("action kind %s ignored its stop; left behind", action.kind)
-    duration = time.monotonic() - started
-    if timed_out:
-        note = f"[orchestration] abandoned after {request.timeout_seconds:g}s timeout"
-        return ActionOutcome(None, True, duration, note, {}, "timeout", label)
-    if interrupted:
-        note = "[orchestration] stopped: the engine is shutting down"
-        return ActionOutcome(None, False, duration, note, {}, "transient", label, True)
-    if "error" in box:
-        return ActionOutcome(1, False, duration, box["error"], {}, "transient", label)
-    return _plugin_outcome(action.kind, box.get("value"), duration, label)
+    call = _call_guarded(action.kind, lambda: kind.run(call_input), request, stop, own_stop)
+    if call.error is not None or call.timed_out or call.interrupted:
+        return _unfinished_outcome(call, request, label)
+    return _plugin_outcome(action.kind, call.value, call.duration, label)
 
 
 def _wait_thread(
@@ -458,7 +495,7 @@ def run_action(
     """
     action = request.task.action
     if isinstance(action, PythonAction):
-        return _run_python(request)
+        return _run_python(request, stop)
     if isinstance(action, PluginAction):
         return _run_plugin(request, stop)
     return _run_command(request, stop, on_start)

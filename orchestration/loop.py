@@ -1053,9 +1053,7 @@ class Orchestrator:
         return len(requests)
 
     def _runs_inline(self, request: ActionRequest) -> bool:
-        return self.plan.spec.concurrency.inline_python and isinstance(
-            request.task.action, PythonAction
-        )
+        return request.inline
 
     def _execute_inline(self, batch: list[tuple[ActionRequest, dict[str, Any]]]) -> None:
         """Run a batch of in-process attempts one after the other, in this thread.
@@ -1129,6 +1127,8 @@ class Orchestrator:
             answer=task.answer,
             agent_command=tuple(self.plan.spec.defaults.agent_command or ()) or None,
             plugin_kind=self.engine.plugins.actions.get(task.spec.action.kind),
+            inline=self.plan.spec.concurrency.inline_python
+            and isinstance(task.spec.action, PythonAction),
         )
         return request, context
 

@@ -274,7 +274,8 @@ class Concurrency(_Strict):
     pools: dict[str, int] = Field(default_factory=dict)
     guards: ResourceGuards = Field(default_factory=ResourceGuards)
     # Run `kind: python` actions in the engine's own thread, up to max_workers per batch, with
-    # one commit per batch: for many short in-process functions. The loop waits while one runs.
+    # one commit per batch: for many short in-process functions. The loop waits while one runs,
+    # and an inline action has no timeout (a python action on a worker thread does).
     inline_python: bool = False
     # On Ctrl-C / SIGTERM, how long running actions may go on before they are stopped.
     shutdown_grace_seconds: float = Field(30.0, ge=0, le=86_400)

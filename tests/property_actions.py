@@ -43,3 +43,11 @@ def interrupt_once(marker: str) -> dict[str, object]:
 def exit_now() -> None:
     """Calls sys.exit, which must count as the action's failure, not end the engine."""
     raise SystemExit(4)
+
+
+def sleep(seconds: float) -> dict[str, object]:
+    """Sleeps, then succeeds: an attempt that may outlive its timeout."""
+    import time
+
+    time.sleep(seconds)
+    return {"slept": seconds}

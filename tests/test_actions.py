@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,25 +127,65 @@ def test_fill_placeholders_leaves_other_braces() -> None:
     )
 
 
-def test_python_action_result_and_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True])
+def test_python_action_result_and_errors(tmp_path: Path, inline: bool) -> None:
     ok = run_action(
-        request(tmp_path, {"kind": "python", "call": "json:loads", "args": {"s": '{"a": 1}'}})
+        request(
+            tmp_path,
+            {"kind": "python", "call": "json:loads", "args": {"s": '{"a": 1}'}},
+            inline=inline,
+        )
     )
     assert ok.exit_code == 0 and ok.result == {"a": 1}
     raised = run_action(
-        request(tmp_path, {"kind": "python", "call": "json:loads", "args": {"s": "{"}})
+        request(
+            tmp_path, {"kind": "python", "call": "json:loads", "args": {"s": "{"}}, inline=inline
+        )
     )
     assert raised.exit_code == 1 and "JSONDecodeError" in raised.output_tail
-    missing = run_action(request(tmp_path, {"kind": "python", "call": "json:nope"}))
+    assert raised.error_kind == "transient"
+    missing = run_action(request(tmp_path, {"kind": "python", "call": "json:nope"}, inline=inline))
     assert missing.error_kind == "permanent" and "cannot load json:nope" in missing.output_tail
     assert json  # the module the actions call
 
 
-def test_sys_exit_in_a_python_action_is_that_attempt_failing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True])
+def test_sys_exit_in_a_python_action_is_that_attempt_failing(tmp_path: Path, inline: bool) -> None:
     outcome = run_action(
-        request(tmp_path, {"kind": "python", "call": "_thread:exit"})  # raises SystemExit
-    )
+        request(tmp_path, {"kind": "python", "call": "_thread:exit"}, inline=inline)
+    )  # raises SystemExit
     assert outcome.exit_code == 1 and "SystemExit" in outcome.output_tail
+
+
+def test_a_python_action_that_outlives_its_timeout_is_abandoned_as_a_timeout(
+    tmp_path: Path,
+) -> None:
+    sleeps = {"kind": "python", "call": "tests.property_actions:sleep", "args": {"seconds": 30}}
+    started = time.monotonic()
+    outcome = run_action(request(tmp_path, sleeps, timeout=0.3))
+    assert time.monotonic() - started < 5
+    assert outcome.timed_out and outcome.error_kind == "timeout"
+    assert "abandoned after 0.3s timeout" in outcome.output_tail
+
+
+def test_the_engines_stop_ends_the_wait_for_a_python_action(tmp_path: Path) -> None:
+    sleeps = {"kind": "python", "call": "tests.property_actions:sleep", "args": {"seconds": 30}}
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    outcome = run_action(request(tmp_path, sleeps), stop)
+    assert time.monotonic() - started < 5
+    assert outcome.interrupted and not outcome.timed_out
+
+
+def test_an_inline_python_action_runs_in_the_callers_thread_without_a_timeout(
+    tmp_path: Path,
+) -> None:
+    # The price of inline speed (concurrency.inline_python): no thread, so no timeout either.
+    sleeps = {"kind": "python", "call": "tests.property_actions:sleep", "args": {"seconds": 0.5}}
+    outcome = run_action(request(tmp_path, sleeps, timeout=0.1, inline=True))
+    assert outcome.exit_code == 0 and not outcome.timed_out
+    assert outcome.duration_seconds >= 0.5
 
 
 def test_background_children_do_not_outlive_the_attempt(tmp_path: Path) -> None:
