@@ -382,6 +382,8 @@ def _message(kind: str, error: Any, where: _Where) -> str:
         if kind == "union_tag_not_found" and not isinstance(error.get("input"), dict):
             example = "{kind: shell, run: [...]}"
             return f"expected an action: a mapping such as {example}, got {_shown(value)}"
+        if kind == "union_tag_not_found" and value.get("kind") is not None:
+            return f"the action's kind must be text, one of {kinds}; got {_shown(value['kind'])}"
         if kind == "union_tag_not_found":
             return f"the action has no 'kind'; expected one of {kinds}"
         return f"unknown action kind {_shown_text(ctx.get('tag'))}; expected one of {kinds}"

@@ -478,6 +478,15 @@ def test_unknown_action_kind(tmp_path: Path) -> None:
     assert error.message == "unknown action kind 'foo'; expected one of shell, agent, python"
 
 
+def test_an_action_kind_that_is_not_text(tmp_path: Path) -> None:
+    path = write_plan(tmp_path, "- {id: a, action: {kind: 5, run: [x]}}")
+    error = only_problem(path)
+    assert_where(error, path, line=6, task="a", field="action")
+    assert error.message == (
+        "the action's kind must be text, one of shell, agent, python; got the number 5"
+    )
+
+
 def test_a_plugin_kind_loads_when_a_plugin_provides_it(tmp_path: Path) -> None:
     path = write_plan(tmp_path, "- {id: a, action: {kind: http, args: {url: 'x'}}}")
     plan = load_plan(path, action_kinds=("shell", "agent", "python", "http"))
