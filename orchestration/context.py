@@ -239,12 +239,22 @@ class FrozenMap(Mapping[Any, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    # Mapping's generic versions go through __getitem__ and exceptions; the decision engine and
+    # the scoring read a frozen context by `get` a few dozen times per step.
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __hash__(self) -> int:
         if self._hash is None:
             self._hash = hash(frozenset(self._data.items()))
         return self._hash
 
     def __eq__(self, other: object) -> bool:
+        if type(other) is FrozenMap:  # the rule memo compares these: no copies
+            return self._data == other._data
         if isinstance(other, Mapping):
             return dict(self._data) == dict(other.items())
         return NotImplemented
@@ -285,6 +295,8 @@ def freeze(
 
 def _freeze(value: Any, depth: int, budget: _Budget, path: set[int]) -> Any:
     budget.spend()
+    if type(value) is tuple and not value and depth > 0:
+        return ()  # the usual "none" of a list name: nothing to copy, no cycle possible
     scalar = _freeze_scalar(value)
     if scalar is not _NOT_SCALAR:
         return scalar
@@ -294,7 +306,7 @@ def _freeze(value: Any, depth: int, budget: _Budget, path: set[int]) -> Any:
         raise ValueError("cyclic value cannot be part of the rule context")
     path.add(id(value))
     try:
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             return FrozenMap(_freeze_items(value, depth - 1, budget, path))
         if isinstance(value, list | tuple):
             return tuple(_freeze(v, depth - 1, budget, path) for v in value)
@@ -318,9 +330,13 @@ def _freeze_items(
     for key, item in value.items():
         if type(key) is not str:
             key = _freeze(key, depth, budget, path)
-        if type(item) in _PLAIN_TYPES:
+        kind = type(item)
+        if kind in _PLAIN_TYPES:
             plain += 1
             items[key] = item
+        elif kind is tuple and not item and depth > 0:
+            plain += 1  # an empty tuple: one value, as in _freeze
+            items[key] = ()
         else:
             items[key] = _freeze(item, depth, budget, path)
     budget.left -= plain - 1

@@ -115,6 +115,27 @@ class _Trace:
             tuple(f"{r.name}: {message}" for r, message in self.errors),
         )
 
+    def key(self) -> tuple[Any, ...]:
+        # Rules by identity: the engine holds them for its lifetime, and a rule's scoring policy
+        # (a mapping proxy) is not hashable.
+        return (
+            tuple(id(r) for r in self.not_matched),
+            tuple((id(r), message) for r, message in self.errors),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Told:
+    """The parts of an explanation that follow from the rules looked at, not from the figures."""
+
+    alternatives: tuple[Alternative, ...]
+    not_matched: tuple[str, ...]
+    errors: tuple[str, ...]
+    tail: tuple[str, ...]  # the explanation's last lines: rules passed over, alternatives
+
+
+MAX_TOLD_ENTRIES = 1024  # remembered explanation parts per engine
+
 
 class DecisionEngine:
     """First matching rule wins; a `decide: score` rule lets the weighted score choose; a plugin
@@ -127,6 +148,9 @@ class DecisionEngine:
     ) -> None:
         self.rules = tuple(rules)
         self.override = override
+        # Steps that look alike (the gate passed, the same rules passed over) are explained by
+        # the same alternatives and notes: built once, not for every attempt.
+        self._told: dict[tuple[Any, ...], _Told] = {}
 
     def decide(self, context: Mapping[str, Any]) -> Decision:
         trace = _Trace()
@@ -167,21 +191,38 @@ class DecisionEngine:
             action = rule.decide
             reason = rule.reason or f"rule '{rule.name}' matched: {_condition(rule)}"
         figures = {name: context.get(name) for name in sorted(names) if name in context}
-        alternatives = self._alternatives(action, rule, index, trace, why_not)
-        not_matched, errors = trace.notes()
+        told = self._tell(action, rule, index, trace, why_not)
         explanation = Explanation(
-            _text(
-                action, rule.name, rule.file, _condition(rule), figures, card, trace, alternatives
-            ),
+            _text(action, rule.name, rule.file, _condition(rule), figures, card, told.tail),
             rule.name,
             rule.when.source if rule.when is not None else None,
             rule.file,
-            not_matched,
-            errors,
+            told.not_matched,
+            told.errors,
             card,
-            alternatives,
+            told.alternatives,
         )
         return Decision(action, rule.name, reason, figures, explanation)
+
+    def _tell(
+        self,
+        chosen: str,
+        matched: DecisionRule | None,
+        index: int,
+        trace: _Trace,
+        why_not: Mapping[str, str],
+    ) -> _Told:
+        """The alternatives and notes of an explanation, remembered by what they depend on."""
+        key = (chosen, index, trace.key(), tuple(why_not.items()))
+        told = self._told.get(key)
+        if told is None:
+            alternatives = self._alternatives(chosen, matched, index, trace, why_not)
+            not_matched, errors = trace.notes()
+            told = _Told(alternatives, not_matched, errors, _tail(trace, alternatives))
+            if len(self._told) >= MAX_TOLD_ENTRIES:
+                self._told.clear()
+            self._told[key] = told
+        return told
 
     def _alternatives(
         self,
@@ -226,11 +267,10 @@ class DecisionEngine:
         else:
             action, reason = "escalate", "no decision rule matched and the gate failed"
         figures = {"gate_passed": context.get("gate_passed")}
-        alternatives = self._alternatives(action, None, len(self.rules), trace, {})
-        not_matched, errors = trace.notes()
-        text = _text(action, "default", "", reason, figures, None, trace, alternatives)
+        told = self._tell(action, None, len(self.rules), trace, {})
+        text = _text(action, "default", "", reason, figures, None, told.tail)
         explanation = Explanation(
-            text, "default", None, "", not_matched, errors, None, alternatives
+            text, "default", None, "", told.not_matched, told.errors, None, told.alternatives
         )
         return Decision(action, "default", reason, figures, explanation)
 
@@ -266,10 +306,9 @@ def _text(
     condition: str,
     figures: Mapping[str, Any],
     card: ScoreCard | None,
-    trace: _Trace,
-    alternatives: Sequence[Alternative],
+    tail: Sequence[str],
 ) -> str:
-    """The explanation as a few lines of prose."""
+    """The explanation as a few lines of prose; `tail` from `_tail`."""
     where = f" ({file})" if file else ""
     seen = ", ".join(f"{k}={_shown(v)}" for k, v in figures.items()) or "nothing"
     if rule == "default":
@@ -281,13 +320,20 @@ def _text(
         lines.append(f"Weighted score {card.formula()} ({band}, else {card.otherwise}).")
         if card.left_out:
             lines.append(f"Left out of the score: {'; '.join(card.left_out)}.")
+    lines += tail
+    return "\n".join(lines)
+
+
+def _tail(trace: _Trace, alternatives: Sequence[Alternative]) -> tuple[str, ...]:
+    """The explanation's lines after the figures: rules passed over, then the alternatives."""
+    lines = []
     not_matched, errors = trace.notes()
     if not_matched:
         lines.append(f"Earlier rules that did not match: {'; '.join(not_matched)}.")
     if errors:
         lines.append(f"Rules skipped after errors: {'; '.join(errors)}.")
     lines += [f"Not {a.action}: {a.why_not}." for a in alternatives]
-    return "\n".join(lines)
+    return tuple(lines)
 
 
 # ---- reading stored explanations back --------------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestration.models import EventRecord, QualityRecord, RunRecord, TaskRecord
+from orchestration.models import EventRecord, QualityRecord, TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _unit(value: Any) -> float | None:
 class _Readable(Protocol):
     """The store methods this module reads (a Store, or a test double)."""
 
-    def list_runs(self) -> list[RunRecord]: ...
+    def run_ids_of_plan(self, plan_name: str) -> list[str]: ...
 
     def tasks(self, run_id: str) -> list[TaskRecord]: ...
 
@@ -204,9 +204,10 @@ def outcome_stats_from_store(
     """
     stats = OutcomeStats(alpha, beta)
     skipped = set(exclude_runs)
-    runs = [r for r in store.list_runs() if r.plan_name == plan_name and r.id not in skipped]
-    for run in sorted(runs, key=lambda r: (r.created_at, r.id)):
-        for kind, tags, passed, confidence in _attempts(store, run.id):
+    for run_id in store.run_ids_of_plan(plan_name):
+        if run_id in skipped:
+            continue
+        for kind, tags, passed, confidence in _attempts(store, run_id):
             stats.update(kind, tags, passed, confidence)
     return stats
 

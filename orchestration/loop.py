@@ -29,7 +29,7 @@ from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.context import FrozenMap, freeze
 from orchestration.dead_letters import capture_dead_letter
-from orchestration.decisions import Decision, DecisionEngine
+from orchestration.decisions import EXPLANATION_KEY, Decision, DecisionEngine
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.errors import OrchestrationError, PlanError
@@ -278,7 +278,9 @@ class Orchestrator:
         clock: Callable[[], datetime] = utcnow,
         on_breakpoint: Callable[[BreakpointRecord], None] | None = None,
         dry_run: bool = False,
+        tasks: Iterable[TaskRecord] | None = None,
     ) -> None:
+        """`tasks`: the run's tasks exactly as just stored (`start`), saving reading them back."""
         self.dry_run = dry_run
         self.store = store
         self.run = run
@@ -288,7 +290,8 @@ class Orchestrator:
         self.actor = actor
         self.clock = clock
         self.on_breakpoint = on_breakpoint
-        self.tasks: dict[str, TaskRecord] = {t.task_id: t for t in store.tasks(run.id)}
+        known = store.tasks(run.id) if tasks is None else tasks
+        self.tasks: dict[str, TaskRecord] = {t.task_id: t for t in known}
         self.counts: Counter[str] = Counter(t.state for t in self.tasks.values())
         concurrency = plan.spec.concurrency
         self.scheduler = TaskScheduler(
@@ -336,7 +339,8 @@ class Orchestrator:
         self._last_added_sync = time.monotonic()
         self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
-        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
+        self._workdir = Path(plan.workdir)  # built once: every attempt's request names it
+        self.ignored_files = store_files_in(self._workdir, _sqlite_path(store.url))
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
@@ -392,11 +396,20 @@ class Orchestrator:
             plan_json=_plan_json(plan),
         )
         tasks = [
-            TaskRecord(run.id, spec.id, TaskState.PENDING.value, spec, priority=spec.priority)
+            TaskRecord(
+                run.id,
+                spec.id,
+                TaskState.PENDING.value,
+                spec,
+                priority=spec.priority,
+                updated_at=now,
+            )
             for spec in plan.spec.tasks
         ]
         store.create_run(run, tasks)
-        orchestrator = cls(store, store.get_run(run.id), plan, engine, **options)
+        # The records as stored: reading the run and its tasks back (the plan's JSON parsed, each
+        # spec validated again) would cost a tenth of a 10,000-task run and tell nothing new.
+        orchestrator = cls(store, run, plan, engine, tasks=tasks, **options)
         baselines = orchestrator._take_baselines()
         data = {"baselines": baselines} if baselines else {}
         orchestrator.batch.events.append(EventRecord(run.id, "run_started", None, data, now))
@@ -1121,7 +1134,7 @@ class Orchestrator:
             run_id=self.run.id,
             task=task.spec,
             attempt=attempt,
-            workdir=Path(self.plan.workdir),
+            workdir=self._workdir,
             timeout_seconds=self.plan.timeout(task.spec),
             feedback=task.feedback,
             answer=task.answer,
@@ -1425,7 +1438,7 @@ class Orchestrator:
                 decision.action,
                 decision.rule,
                 decision.reason,
-                _jsonable(decision.stored_figures()),
+                _stored_figures(decision),
                 now,
             )
         )
@@ -1851,8 +1864,8 @@ class Orchestrator:
 def _frozen_or_plain(context: dict[str, Any], frozen: Any = None) -> Any:
     """The context frozen for rule evaluation (reusing `frozen` when only `decision` changed)."""
     try:
-        if frozen is not None:
-            return FrozenMap({**frozen, "decision": context["decision"]})
+        if isinstance(frozen, FrozenMap):
+            return FrozenMap({**frozen._data, "decision": context["decision"]})
         return freeze(context)
     except (TypeError, ValueError, RecursionError):
         return context  # each rule then reports why it cannot read it
@@ -1873,12 +1886,29 @@ def _jsonable(value: Any) -> Any:
     if type(value) in _JSON_SCALARS:  # the common case, first and cheap
         return value
     if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        # A context is mostly scalars and empty tuples: test those inline instead of paying a
+        # call per value (a step context has about fifty).
+        items: dict[str, Any] = {}
+        for k, v in value.items():
+            kind = type(v)
+            items[k if type(k) is str else str(k)] = (
+                v if kind in _JSON_SCALARS else [] if kind is tuple and not v else _jsonable(v)
+            )
+        return items
     if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
+        return [v if type(v) in _JSON_SCALARS else _jsonable(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _stored_figures(decision: Decision) -> dict[str, Any]:
+    """`_jsonable(decision.stored_figures())` without walking the explanation: it is built as
+    plain JSON data already (Explanation.as_dict), and it is most of what is stored."""
+    stored: dict[str, Any] = _jsonable(dict(decision.figures))
+    if decision.explanation is not None:
+        stored[EXPLANATION_KEY] = decision.explanation.as_dict()
+    return stored
 
 
 def _plan_json(plan: Plan) -> dict[str, Any]:

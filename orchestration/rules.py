@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
@@ -157,7 +158,13 @@ class RuleSet:
 
     def breakpoints_at(self, at: str) -> tuple[BreakpointRule, ...]:
         """The enabled breakpoints checked `before` or `after` a step, highest priority first."""
-        return tuple(rule for rule in self.breakpoints if rule.at == at)
+        return self._by_moment.get(at, ())
+
+    @cached_property
+    def _by_moment(self) -> dict[str, tuple[BreakpointRule, ...]]:
+        # Asked twice per step: grouped once (the set is frozen) instead of filtered each time.
+        moments = dict.fromkeys(rule.at for rule in self.breakpoints)
+        return {at: tuple(r for r in self.breakpoints if r.at == at) for at in moments}
 
 
 # ---- the file schema (pydantic: unknown keys and wrong types are errors) -------------------
