@@ -82,9 +82,9 @@ def validate(
 
     Exits 0 when the plan is good, 2 with one line per problem when it is not.
     """
+    from orchestration.engine import build_engine
     from orchestration.errors import PlanErrors
     from orchestration.hooks import load_plugins
-    from orchestration.loop import build_engine
     from orchestration.plan import load_plan
 
     try:
@@ -459,9 +459,9 @@ def breakpoints_resolve(
     A run that an engine is still working on picks the answer up by itself.
     """
     from orchestration.hooks import load_plugins
-    from orchestration.loop import run_is_live
     from orchestration.overrides import parse_sets
     from orchestration.review import announce_resolution, resolve_breakpoint
+    from orchestration.runs import run_is_live
 
     chosen = [
         name
@@ -568,8 +568,8 @@ def task_add(
     """
     from orchestration.errors import PlanError
     from orchestration.hooks import load_plugins
-    from orchestration.loop import run_is_live
     from orchestration.models import EventRecord
+    from orchestration.runs import run_is_live
     from orchestration.spawning import SpawnError, parse_specs, prepare_tasks
     from orchestration.store import Batch
     from orchestration.yamlfile import load_yaml_file
@@ -854,7 +854,7 @@ def explain(
     parts (score rules), and why each other action was not chosen.
     """
     from orchestration.decisions import explanation_lines, split_stored_figures
-    from orchestration.loop import plan_from_stored, ready_since
+    from orchestration.runs import plan_from_stored, ready_since
     from orchestration.scheduler import TaskScheduler
 
     store = open_store(db)

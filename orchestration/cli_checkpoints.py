@@ -36,7 +36,7 @@ def _run_workdir(run: str, workdir: Path | None, db: str | None, *, for_rollback
     """
     if workdir is not None:
         return workdir
-    from orchestration.loop import run_is_live
+    from orchestration.runs import run_is_live
 
     store = open_store(db)
     try:

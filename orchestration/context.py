@@ -1,4 +1,4 @@
-"""The rule context: the one list of names rule expressions may read, and how values are frozen."""
+"""The rule context: the names rules may read, their values frozen, or made plain JSON to store."""
 
 from __future__ import annotations
 
@@ -360,3 +360,37 @@ def _freeze_scalar(value: Any) -> Any:
     if isinstance(value, float):
         return float(value) if not math.isnan(value) else math.nan
     return _NOT_SCALAR
+
+
+def frozen_or_plain(context: dict[str, Any], frozen: Any = None) -> Any:
+    """The context frozen for rule evaluation (reusing `frozen` when only `decision` changed)."""
+    try:
+        if isinstance(frozen, FrozenMap):
+            return FrozenMap({**frozen._data, "decision": context["decision"]})
+        return freeze(context)
+    except (TypeError, ValueError, RecursionError):
+        return context  # each rule then reports why it cannot read it
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data from a context (tuples to lists, mappings to dicts, others to str)."""
+    if type(value) in _JSON_SCALARS:  # the common case, first and cheap
+        return value
+    if isinstance(value, dict) or hasattr(value, "items"):
+        # A context is mostly scalars and empty tuples: test those inline instead of paying a
+        # call per value (a step context has about fifty).
+        items: dict[str, Any] = {}
+        for k, v in value.items():
+            kind = type(v)
+            items[k if type(k) is str else str(k)] = (
+                v if kind in _JSON_SCALARS else [] if kind is tuple and not v else jsonable(v)
+            )
+        return items
+    if isinstance(value, list | tuple | set | frozenset):
+        return [v if type(v) in _JSON_SCALARS else jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -23,6 +23,7 @@ from orchestration.models import (
     TaskRecord,
 )
 from orchestration.overrides import OverrideError, apply_to_spec
+from orchestration.runs import run_is_live
 from orchestration.store import Batch, Store, StoreConflict
 
 logger = logging.getLogger(__name__)
@@ -491,8 +492,6 @@ def intervene(
 
 
 def _engine_is_live(run: RunRecord, now: datetime) -> bool:
-    from orchestration.loop import run_is_live  # the loop imports this module
-
     return run_is_live(run, now)
 
 

@@ -4,38 +4,31 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestration.actions import (
-    ActionOutcome,
-    ActionRequest,
-    StopSignal,
-    classify_error,
-    run_action,
-)
+from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
+from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
-from orchestration.context import FrozenMap, freeze
+from orchestration.context import frozen_or_plain, jsonable
 from orchestration.dead_letters import capture_dead_letter
-from orchestration.decisions import EXPLANATION_KEY, Decision, DecisionEngine
+from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
-from orchestration.errors import OrchestrationError, PlanError
-from orchestration.expressions import Expression, compile_expression
-from orchestration.extension import Notification, ValidationInput
-from orchestration.hooks import Plugins, load_plugins
+from orchestration.engine import Engine, build_engine
+from orchestration.errors import OrchestrationError
+from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
@@ -44,32 +37,32 @@ from orchestration.models import (
     DecisionRecord,
     EventRecord,
     Plan,
-    PythonAction,
     QualityRecord,
     RunRecord,
     RunSetting,
     TaskRecord,
-    TaskSpec,
-    TransitionRecord,
 )
 from orchestration.orphans import AttemptRegistry
-from orchestration.plan import plan_from_dict
-from orchestration.quality import (
-    DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
-    QualityController,
-    QualityReport,
-    acceptance_check,
-)
+from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
 from orchestration.review import EXPIRED_ACTOR, announce_resolution, resolve_breakpoint
-from orchestration.rules import RuleSet, load_rules
+from orchestration.rules import load_rules
+from orchestration.runs import (
+    HEARTBEAT_SECONDS,
+    STALE_RUN_SECONDS,
+    new_run_id,
+    plan_from_stored,
+    plan_json,
+    run_is_live,
+)
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
-from orchestration.spawning import SpawnError, branch_fires, parse_specs, prepare_tasks
-from orchestration.steps import RunFigures, after_context, before_context, with_quality
+from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
+from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
-from orchestration.workspace import Changes, Snapshot, changes_between, snapshot, store_files_in
+from orchestration.task_expressions import TaskExpressions
+from orchestration.workspace import store_files_in
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +72,8 @@ BLOCKED_SYNC_SECONDS = 0.5
 RISK_GATE = "risk_gate"
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
-HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
-STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
 # Context names that change by themselves between attempts; an approval ignores them.
 VOLATILE_NAMES = frozenset(
     {"attempt", "task_elapsed_seconds", "run_elapsed_seconds", "now_hour", "completed_count"}
@@ -154,27 +145,6 @@ class Raised:
         )
 
 
-@dataclass
-class RunningAttempt:
-    """An attempt under way in a worker: what `at: during` rules look at, and how to stop it."""
-
-    context: dict[str, Any]
-    started: float  # time.monotonic()
-    stop: StopSignal
-
-
-@dataclass
-class AttemptResult:
-    """What a worker thread hands back to the loop after running and assessing one attempt."""
-
-    task_id: str
-    attempt: int
-    outcome: ActionOutcome
-    changes: Changes
-    report: QualityReport
-    context: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
@@ -188,79 +158,6 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.state, 1)
-
-
-@dataclass
-class Engine:
-    """The policy parts the loop consults, built once per run from the plan, rules and plugins."""
-
-    rules: RuleSet
-    plugins: Plugins
-    breakpoints: BreakpointManager
-    quality: QualityController
-    decisions: DecisionEngine
-
-
-def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
-    """Load the rules (defaults plus the plan's files) and plugins; check the plan against them."""
-    plugins = plugins or load_plugins()
-    rules = load_rules(plan.rule_files, functions=plugins.rule_functions)
-    quality = QualityController(plugins.validators, rules.quality)
-    _check_validators(plan, quality)
-    _check_action_kinds(plan, plugins)
-
-    def override(context: Any, decision: str, reason: str) -> str | None:
-        value = plugins.first_result(
-            "override_decision", context=context, decision=decision, reason=reason
-        )
-        return value if isinstance(value, str) else None
-
-    return Engine(
-        rules, plugins, BreakpointManager(rules), quality, DecisionEngine(rules.decisions, override)
-    )
-
-
-def _check_validators(plan: Plan, quality: QualityController) -> None:
-    for task in plan.spec.tasks:
-        unknown = quality.unknown(plan.validators(task))
-        if unknown:
-            known = ", ".join(sorted(quality.validators)) or "none"
-            raise PlanError(
-                f"unknown validator '{unknown[0]}'; loaded validators: {known}",
-                file=plan.path,
-                task=task.id,
-                field="validators",
-            )
-
-
-def _check_action_kinds(plan: Plan, plugins: Plugins) -> None:
-    """A plan read without the plugins (a stored run's) may name a kind none provides now."""
-    known = plugins.action_kinds
-    for task in _with_branch_tasks(plan.spec.tasks):
-        if task.action.kind not in known:
-            raise PlanError(
-                f"unknown action kind '{task.action.kind}'; loaded kinds: {', '.join(known)}",
-                file=plan.path,
-                task=task.id,
-                field="action.kind",
-            )
-
-
-def _with_branch_tasks(tasks: Iterable[TaskSpec]) -> Iterator[TaskSpec]:
-    for task in tasks:
-        yield task
-        for branch in task.branches:
-            yield from _with_branch_tasks(branch.spawn)
-
-
-def run_is_live(run: RunRecord, now: datetime) -> bool:
-    """Whether an engine is working on the run: it is `running` and its heartbeat is fresh."""
-    age = (now - run.updated_at).total_seconds()
-    return run.state == "running" and age < STALE_RUN_SECONDS
-
-
-def new_run_id(plan: Plan, now: datetime) -> str:
-    return f"{plan.name[:40]}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
 
 
 class Orchestrator:
@@ -318,7 +215,6 @@ class Orchestrator:
         self.task_seconds: dict[str, float] = defaultdict(float)
         self.consecutive_failures = 0
         self.run_failures = 0
-        self._acceptance: dict[str, list[Expression]] = {}
         self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
         # When each retrying task wakes: a heap, so a tick costs nothing while none is due.
         self._retry_times: list[tuple[datetime, str]] = [
@@ -339,8 +235,7 @@ class Orchestrator:
         self._last_added_sync = time.monotonic()
         self._last_guard_note = -GUARD_NOTE_SECONDS
         self._last_blocked_sync = 0.0
-        self._workdir = Path(plan.workdir)  # built once: every attempt's request names it
-        self.ignored_files = store_files_in(self._workdir, _sqlite_path(store.url))
+        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
@@ -368,6 +263,20 @@ class Orchestrator:
         self._settings_seen = 0
         self._last_during_check = 0.0
         self._held_noted = False
+        self.expressions = TaskExpressions(plan.path, engine.plugins)
+        self.attempt_runner = AttemptRunner(
+            plan,
+            engine,
+            run_id=run.id,
+            dry_run=dry_run,
+            registry=self.attempts,
+            running=self.running_attempts,
+            kill_event=self.kill_event,
+            ignored_files=self.ignored_files,
+            task_seconds=self.task_seconds,
+            tasks=self.tasks,
+            expressions=self.expressions,
+        )
         self._load_history()
 
     # ---- construction ---------------------------------------------------------------------
@@ -393,7 +302,7 @@ class Orchestrator:
             state="running",
             created_at=now,
             updated_at=now,
-            plan_json=_plan_json(plan),
+            plan_json=plan_json(plan),
         )
         tasks = [
             TaskRecord(
@@ -521,7 +430,7 @@ class Orchestrator:
         """What a rule saw, minus the attempt counter: an approval holds until that changes."""
         rule = self._rules_by_name.get(rule_name)
         names = sorted(rule.when.names - VOLATILE_NAMES) if rule is not None else []
-        return repr([(name, _jsonable(context.get(name))) for name in names])
+        return repr([(name, jsonable(context.get(name))) for name in names])
 
     def _release_initial(self) -> None:
         for task in self.tasks.values():
@@ -947,11 +856,7 @@ class Orchestrator:
         task.next_attempt_at = stored.next_attempt_at
         if stored.spec != task.spec:  # changed parameters (--set): compile its expressions anew
             task.spec = stored.spec
-            self._acceptance = {
-                key: value
-                for key, value in self._acceptance.items()
-                if key != task.task_id and not key.startswith(f"{task.task_id}.")
-            }
+            self.expressions.forget(task.task_id)
 
     def _report_missed_deadlines(self, now: datetime) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -1058,32 +963,15 @@ class Orchestrator:
                 continue
             stop = StopSignal(self.kill_event)
             self.running_attempts[request.task.id] = RunningAttempt(context, time.monotonic(), stop)
-            future = self.executor.submit(self._execute, request, context)
+            future = self.executor.submit(self.attempt_runner.execute, request, context)
             self.futures[future] = request.task.id
             self._starting -= 1
-        self._execute_inline(inline)
+        self.attempt_runner.execute_inline(inline, self.inline_done)
         self._starting = 0
         return len(requests)
 
     def _runs_inline(self, request: ActionRequest) -> bool:
         return request.inline
-
-    def _execute_inline(self, batch: list[tuple[ActionRequest, dict[str, Any]]]) -> None:
-        """Run a batch of in-process attempts one after the other, in this thread.
-
-        Their outcomes are concluded on the next tick, so they are committed together with the
-        next batch's starts. One attempt's "after" snapshot is the next one's "before".
-        """
-        base: Snapshot | None = None
-        for request, context in batch:
-            try:
-                result, base = self._execute_step(request, context, base)
-            except Exception as error:  # an engine bug: never lose the task
-                logger.exception("attempt of %s crashed in the engine", request.task.id)
-                self.inline_done.append((request.task.id, error))
-                base = None
-                continue
-            self.inline_done.append((request.task.id, result))
 
     def _prepare_attempt(
         self, task: TaskRecord, now: datetime
@@ -1130,98 +1018,7 @@ class Orchestrator:
         self._update(task, attempts=attempt)
         self.budget.attempts += 1
         self.scheduler.started(task.task_id)
-        request = ActionRequest(
-            run_id=self.run.id,
-            task=task.spec,
-            attempt=attempt,
-            workdir=self._workdir,
-            timeout_seconds=self.plan.timeout(task.spec),
-            feedback=task.feedback,
-            answer=task.answer,
-            agent_command=tuple(self.plan.spec.defaults.agent_command or ()) or None,
-            plugin_kind=self.engine.plugins.actions.get(task.spec.action.kind),
-            inline=self.plan.spec.concurrency.inline_python
-            and isinstance(task.spec.action, PythonAction),
-        )
-        return request, context
-
-    # ---- the attempt itself, in a worker thread ----------------------------------------------
-
-    def _execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
-        return self._execute_step(request, before)[0]
-
-    def _execute_step(
-        self, request: ActionRequest, before: dict[str, Any], base: Snapshot | None = None
-    ) -> tuple[AttemptResult, Snapshot | None]:
-        """Run one attempt and assess it; also returns the workdir's snapshot after it."""
-        workdir = request.workdir
-        if base is None:
-            base = snapshot(workdir, self.ignored_files)
-        outcome = self._run(request)
-        after: Snapshot | None = None
-        try:
-            after = snapshot(workdir, self.ignored_files)
-            changes = changes_between(workdir, base, after)
-        except Exception as error:  # a broken work tree must not lose the attempt's result
-            logger.warning("could not compute changes in %s: %s", workdir, error)
-            changes = Changes((), 0)
-        elapsed = self.task_seconds[request.task.id] + outcome.duration_seconds
-        context = after_context(before, outcome, changes, elapsed)
-        requirements = acceptance_check(
-            self._acceptance_for(request.task.id), context, outcome.succeeded, outcome.exit_code
-        )
-        step = ValidationInput(
-            run_id=request.run_id,
-            task=request.task,
-            attempt=request.attempt,
-            workdir=workdir,
-            changed_files=changes.files,
-            exit_code=outcome.exit_code,
-            output_tail=outcome.output_tail,
-            result=outcome.result,
-            options={},
-            context=context,
-            timeout_seconds=request.timeout_seconds,
-        )
-        report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
-        result = AttemptResult(
-            request.task.id,
-            request.attempt,
-            outcome,
-            changes,
-            report,
-            with_quality(context, report),
-        )
-        return result, after
-
-    def _run(self, request: ActionRequest) -> ActionOutcome:
-        if self.dry_run and request.task.risk == "high":
-            # Recorded, not executed: the dependents of a dry-run task still run.
-            note = "[orchestration] dry run: high-risk task recorded, not executed"
-            return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
-        task_id = request.task.id
-        running = self.running_attempts.get(task_id)
-        stop = running.stop if running is not None else self.kill_event
-        try:
-            outcome = run_action(request, stop, lambda pid: self.attempts.record(task_id, pid))
-        finally:
-            self.attempts.forget(task_id)
-        kind = classify_error(outcome, self.plan.spec.defaults.errors)
-        return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
-
-    def _acceptance_for(self, task_id: str) -> list[Expression]:
-        if task_id not in self._acceptance:
-            spec = self.tasks[task_id].spec
-            self._acceptance[task_id] = [
-                compile_expression(
-                    source,
-                    file=self.plan.path,
-                    rule=f"{task_id}.acceptance[{i}]",
-                    functions=self.engine.plugins.rule_functions,
-                )
-                for i, source in enumerate(spec.acceptance)
-            ]
-        return self._acceptance[task_id]
+        return self.attempt_runner.request(task, attempt), context
 
     # ---- concluding an attempt, back in the loop thread --------------------------------------
 
@@ -1350,7 +1147,7 @@ class Orchestrator:
             )
         self.previous_quality[task.task_id] = result.report
         self.comparison_notes[task.task_id] = comparison.feedback()
-        frozen = _frozen_or_plain(context)  # once for the decision rules and the breakpoints
+        frozen = frozen_or_plain(context)  # once for the decision rules and the breakpoints
         decision = self.engine.decisions.decide(frozen)
         if result.report.gate_failures:
             gate = "; ".join(result.report.gate_failures)
@@ -1360,7 +1157,7 @@ class Orchestrator:
         if result.outcome.result.get("dry_run") is True and self.dry_run:
             check = BreakpointCheck()  # nothing ran, so there is nothing to review
         else:
-            check = self.engine.breakpoints.check("after", _frozen_or_plain(context, frozen))
+            check = self.engine.breakpoints.check("after", frozen_or_plain(context, frozen))
         self._record_rule_errors(task, check, now)
         self._record_notices(task, check, context, "after", now)
         self._apply(task, result, decision, check, context, now)
@@ -1442,7 +1239,7 @@ class Orchestrator:
                 now,
             )
         )
-        step = {**_jsonable(context), "diff_stat": result.changes.diff_stat, "at": "after"}
+        step = {**jsonable(context), "diff_stat": result.changes.diff_stat, "at": "after"}
         self.batch.events.append(EventRecord(self.run.id, "step", task.task_id, step, now))
         self.engine.plugins.emit(
             "on_decision",
@@ -1507,45 +1304,11 @@ class Orchestrator:
         self, task: TaskRecord, succeeded: bool, context: Mapping[str, Any], now: datetime
     ) -> None:
         """Add the tasks a finished task's branches, or its action's `spawn` result, ask for."""
-        for index, branch in enumerate(task.spec.branches):
-            source = f"task '{task.task_id}' branches[{index}]"
-            try:
-                fires = branch_fires(
-                    branch, self._branch_when(task, index), succeeded=succeeded, context=context
-                )
-            except OrchestrationError as error:
-                self._refuse_spawn(task, f"{source}: {error}", now)
-                continue
-            if fires:
-                self._spawn(task, list(branch.spawn), source, now)
-        requested = context.get("result", {}).get("spawn") if succeeded else None
-        if requested is not None:
-            source = f"task '{task.task_id}' result.spawn"
-            if not isinstance(requested, list):
-                self._refuse_spawn(task, f"{source}: expected a list of tasks", now)
-                return
-            try:
-                specs = parse_specs(requested, source)
-            except SpawnError as error:
-                self._refuse_spawn(task, str(error), now)
-                return
-            self._spawn(task, specs, source, now)
-
-    def _branch_when(self, task: TaskRecord, index: int) -> Expression | None:
-        source = task.spec.branches[index].when
-        if source is None:
-            return None
-        key = f"{task.task_id}.branches[{index}]"
-        if key not in self._acceptance:
-            self._acceptance[key] = [
-                compile_expression(
-                    source,
-                    file=self.plan.path,
-                    rule=key,
-                    functions=self.engine.plugins.rule_functions,
-                )
-            ]
-        return self._acceptance[key][0]
+        for growth in requested_growth(task, succeeded, context, self.expressions.branch_when):
+            if growth.refused is not None:
+                self._refuse_spawn(task, growth.refused, now)
+            else:
+                self._spawn(task, growth.specs, growth.source, now)
 
     def _spawn(
         self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
@@ -1672,7 +1435,7 @@ class Orchestrator:
             message=raised.message,
             state=state,
             created_at=now,
-            context=_jsonable(context),
+            context=jsonable(context),
             resolution=raised.action if resolved else None,
             resolved_by=self.actor if resolved else None,
             resolved_at=now if resolved else None,
@@ -1861,16 +1624,6 @@ class Orchestrator:
         return waiting
 
 
-def _frozen_or_plain(context: dict[str, Any], frozen: Any = None) -> Any:
-    """The context frozen for rule evaluation (reusing `frozen` when only `decision` changed)."""
-    try:
-        if isinstance(frozen, FrozenMap):
-            return FrozenMap({**frozen._data, "decision": context["decision"]})
-        return freeze(context)
-    except (TypeError, ValueError, RecursionError):
-        return context  # each rule then reports why it cannot read it
-
-
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
@@ -1878,64 +1631,10 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(url[len(prefix) :].split("?", 1)[0])
 
 
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON data from a context (tuples to lists, mappings to dicts, others to str)."""
-    if type(value) in _JSON_SCALARS:  # the common case, first and cheap
-        return value
-    if isinstance(value, dict) or hasattr(value, "items"):
-        # A context is mostly scalars and empty tuples: test those inline instead of paying a
-        # call per value (a step context has about fifty).
-        items: dict[str, Any] = {}
-        for k, v in value.items():
-            kind = type(v)
-            items[k if type(k) is str else str(k)] = (
-                v if kind in _JSON_SCALARS else [] if kind is tuple and not v else _jsonable(v)
-            )
-        return items
-    if isinstance(value, list | tuple | set | frozenset):
-        return [v if type(v) in _JSON_SCALARS else _jsonable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 def _stored_figures(decision: Decision) -> dict[str, Any]:
-    """`_jsonable(decision.stored_figures())` without walking the explanation: it is built as
+    """`jsonable(decision.stored_figures())` without walking the explanation: it is built as
     plain JSON data already (Explanation.as_dict), and it is most of what is stored."""
-    stored: dict[str, Any] = _jsonable(dict(decision.figures))
+    stored: dict[str, Any] = jsonable(dict(decision.figures))
     if decision.explanation is not None:
         stored[EXPLANATION_KEY] = decision.explanation.as_dict()
     return stored
-
-
-def _plan_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "spec": plan.spec.model_dump(mode="json"),
-        "path": plan.path,
-        "workdir": plan.workdir,
-        "rule_files": list(plan.rule_files),
-    }
-
-
-def plan_from_stored(run: RunRecord) -> Plan:
-    """The plan exactly as it was when the run started (the file may have changed since)."""
-    stored = run.plan_json
-    plan = plan_from_dict(
-        stored["spec"], path=Path(stored["path"]), check_paths=False, action_kinds=None
-    )
-    return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))
-
-
-def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
-    """When a task last became ready (now, if it is not waiting in the ready queue)."""
-    since = now
-    for move in history:
-        since = move.at if move.dest == TaskState.READY else now
-    return since
-
-
-def summarize(tasks: Iterable[TaskRecord]) -> dict[str, int]:
-    return dict(Counter(t.state for t in tasks))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,6 +43,50 @@ def branch_fires(
         return all(_contains(result.get(k), v) for k, v in branch.result_contains.items())
     assert when is not None  # the model allows exactly one condition
     return bool(when.evaluate(context))
+
+
+@dataclass(frozen=True)
+class Growth:
+    """New tasks a finished task asks for (`specs`, from `source`), or why they are `refused`."""
+
+    source: str
+    specs: list[Any]
+    refused: str | None = None
+
+
+def requested_growth(
+    task: TaskRecord,
+    succeeded: bool,
+    context: Mapping[str, Any],
+    when: Callable[[TaskRecord, int], Expression | None],
+) -> Iterator[Growth]:
+    """What a finished task's branches, then its action's `spawn` result, ask to add.
+
+    Lazy, in order: the caller adds each growth before the next branch is looked at. `when`
+    gives a branch's compiled condition (task, branch index).
+    """
+    for index, branch in enumerate(task.spec.branches):
+        source = f"task '{task.task_id}' branches[{index}]"
+        try:
+            fires = branch_fires(branch, when(task, index), succeeded=succeeded, context=context)
+        except OrchestrationError as error:
+            yield Growth(source, [], f"{source}: {error}")
+            continue
+        if fires:
+            yield Growth(source, list(branch.spawn))
+    requested = context.get("result", {}).get("spawn") if succeeded else None
+    if requested is None:
+        return
+    source = f"task '{task.task_id}' result.spawn"
+    if not isinstance(requested, list):
+        yield Growth(source, [], f"{source}: expected a list of tasks")
+        return
+    try:
+        specs = parse_specs(requested, source)
+    except SpawnError as error:
+        yield Growth(source, [], str(error))
+        return
+    yield Growth(source, specs)
 
 
 def _contains(container: Any, item: Any) -> bool:

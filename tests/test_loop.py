@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import loop
+from orchestration import attempts, loop
 from orchestration.errors import OrchestrationError
 from orchestration.hooks import load_plugins
 from orchestration.loop import Orchestrator, build_engine, run_is_live
@@ -38,7 +38,7 @@ def test_an_engine_error_in_every_attempt_stops_at_the_attempt_limit(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(loop, "run_action", broken)
+    monkeypatch.setattr(attempts, "run_action", broken)
     monkeypatch.setattr(loop, "timedelta", lambda seconds: timedelta(0))  # no wait between tries
     orchestrator = start(tmp_path, store, [shell_task("a", "pass")], retry={"max_attempts": 2})
     summary = orchestrator.run_until_stopped()

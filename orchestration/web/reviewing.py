@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.errors import OrchestrationError
-from orchestration.loop import plan_from_stored, run_is_live
 from orchestration.models import BreakpointRecord, RunRecord
 from orchestration.review import resolve_breakpoint
 from orchestration.rules import RuleSet
+from orchestration.runs import plan_from_stored, run_is_live
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff

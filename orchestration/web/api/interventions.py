@@ -19,8 +19,8 @@ from orchestration.interventions import (
     intervene,
     wait_until_applied,
 )
-from orchestration.loop import run_is_live
 from orchestration.models import InterventionRecord
+from orchestration.runs import run_is_live
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.auth import CurrentPrincipal, Principal, clean_name

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
-from orchestration.loop import plan_from_stored, ready_since
+from orchestration.runs import plan_from_stored, ready_since
 from orchestration.scheduler import TaskScheduler
 from orchestration.web import schemas
 from orchestration.web.deps import StoreDep

@@ -1,0 +1,194 @@
+"""One attempt of a task: its request, the action run, what it changed, and its assessment."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from orchestration.actions import (
+    ActionOutcome,
+    ActionRequest,
+    StopSignal,
+    classify_error,
+    run_action,
+)
+from orchestration.engine import Engine
+from orchestration.expressions import Expression
+from orchestration.extension import ValidationInput
+from orchestration.models import Plan, PythonAction, TaskRecord
+from orchestration.orphans import AttemptRegistry
+from orchestration.quality import QualityReport, acceptance_check
+from orchestration.steps import after_context, with_quality
+from orchestration.task_expressions import TaskExpressions
+from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningAttempt:
+    """An attempt under way in a worker: what `at: during` rules look at, and how to stop it."""
+
+    context: dict[str, Any]
+    started: float  # time.monotonic()
+    stop: StopSignal
+
+
+@dataclass
+class AttemptResult:
+    """What a worker thread hands back to the loop after running and assessing one attempt."""
+
+    task_id: str
+    attempt: int
+    outcome: ActionOutcome
+    changes: Changes
+    report: QualityReport
+    context: dict[str, Any]
+
+
+class AttemptRunner:
+    """Builds attempts' requests and runs them, on a worker thread or inline in the loop's.
+
+    It records nothing: the loop owns the store and the task states. The mappings it is given are
+    the loop's own, read (never changed) while the attempt runs.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        engine: Engine,
+        *,
+        run_id: str,
+        dry_run: bool,
+        registry: AttemptRegistry,
+        running: Mapping[str, RunningAttempt],
+        kill_event: threading.Event,
+        ignored_files: frozenset[str],
+        task_seconds: Mapping[str, float],
+        tasks: Mapping[str, TaskRecord],
+        expressions: TaskExpressions,
+    ) -> None:
+        """`running`, `task_seconds`, `tasks`: the loop's, as they are when each attempt reads."""
+        self.plan = plan
+        self.engine = engine
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.registry = registry
+        self.running = running
+        self.kill_event = kill_event
+        self.ignored_files = ignored_files
+        self.task_seconds = task_seconds
+        self.tasks = tasks
+        self.expressions = expressions
+        self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
+        self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
+
+    def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
+        """What the action of the task's `attempt` is given."""
+        return ActionRequest(
+            run_id=self.run_id,
+            task=task.spec,
+            attempt=attempt,
+            workdir=self.workdir,
+            timeout_seconds=self.plan.timeout(task.spec),
+            feedback=task.feedback,
+            answer=task.answer,
+            agent_command=self._agent_command,
+            plugin_kind=self.engine.plugins.actions.get(task.spec.action.kind),
+            inline=self.plan.spec.concurrency.inline_python
+            and isinstance(task.spec.action, PythonAction),
+        )
+
+    def execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
+        """Run one attempt and assess it (on a worker thread)."""
+        return self._execute_step(request, before)[0]
+
+    def execute_inline(
+        self,
+        batch: list[tuple[ActionRequest, dict[str, Any]]],
+        done: list[tuple[str, AttemptResult | Exception]],
+    ) -> None:
+        """Run a batch of in-process attempts one after the other, in this thread.
+
+        Each outcome is appended to `done` as soon as it is known; the loop concludes them on its
+        next tick, so they are committed together with the next batch's starts. One attempt's
+        "after" snapshot is the next one's "before".
+        """
+        base: Snapshot | None = None
+        for request, context in batch:
+            try:
+                result, base = self._execute_step(request, context, base)
+            except Exception as error:  # an engine bug: never lose the task
+                logger.exception("attempt of %s crashed in the engine", request.task.id)
+                done.append((request.task.id, error))
+                base = None
+                continue
+            done.append((request.task.id, result))
+
+    def _execute_step(
+        self, request: ActionRequest, before: dict[str, Any], base: Snapshot | None = None
+    ) -> tuple[AttemptResult, Snapshot | None]:
+        """Run one attempt and assess it; also returns the workdir's snapshot after it."""
+        workdir = request.workdir
+        if base is None:
+            base = snapshot(workdir, self.ignored_files)
+        outcome = self._run(request)
+        after: Snapshot | None = None
+        try:
+            after = snapshot(workdir, self.ignored_files)
+            changes = changes_between(workdir, base, after)
+        except Exception as error:  # a broken work tree must not lose the attempt's result
+            logger.warning("could not compute changes in %s: %s", workdir, error)
+            changes = Changes((), 0)
+        elapsed = self.task_seconds[request.task.id] + outcome.duration_seconds
+        context = after_context(before, outcome, changes, elapsed)
+        requirements = acceptance_check(
+            self._acceptance_for(request.task.id), context, outcome.succeeded, outcome.exit_code
+        )
+        step = ValidationInput(
+            run_id=request.run_id,
+            task=request.task,
+            attempt=request.attempt,
+            workdir=workdir,
+            changed_files=changes.files,
+            exit_code=outcome.exit_code,
+            output_tail=outcome.output_tail,
+            result=outcome.result,
+            options={},
+            context=context,
+            timeout_seconds=request.timeout_seconds,
+        )
+        report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
+        result = AttemptResult(
+            request.task.id,
+            request.attempt,
+            outcome,
+            changes,
+            report,
+            with_quality(context, report),
+        )
+        return result, after
+
+    def _run(self, request: ActionRequest) -> ActionOutcome:
+        if self.dry_run and request.task.risk == "high":
+            # Recorded, not executed: the dependents of a dry-run task still run.
+            note = "[orchestration] dry run: high-risk task recorded, not executed"
+            return ActionOutcome(0, False, 0.0, note, {"dry_run": True}, "none")
+        task_id = request.task.id
+        running = self.running.get(task_id)
+        stop = running.stop if running is not None else self.kill_event
+        try:
+            outcome = run_action(request, stop, lambda pid: self.registry.record(task_id, pid))
+        finally:
+            self.registry.forget(task_id)
+        kind = classify_error(outcome, self.plan.spec.defaults.errors)
+        return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
+
+    def _acceptance_for(self, task_id: str) -> list[Expression]:
+        # The task's spec as the loop holds it now, not the request's: a human may have changed
+        # it (--set) while the attempt ran, and the compiled checks are kept for later attempts.
+        return self.expressions.acceptance(task_id, self.tasks[task_id].spec)

@@ -1,0 +1,78 @@
+"""The policy parts a run consults (rules, plugins, breakpoints, quality, decisions), built once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from orchestration.breakpoints import BreakpointManager
+from orchestration.decisions import DecisionEngine
+from orchestration.errors import PlanError
+from orchestration.hooks import Plugins, load_plugins
+from orchestration.models import Plan, TaskSpec
+from orchestration.quality import QualityController
+from orchestration.rules import RuleSet, load_rules
+
+
+@dataclass
+class Engine:
+    """The policy parts the loop consults, built once per run from the plan, rules and plugins."""
+
+    rules: RuleSet
+    plugins: Plugins
+    breakpoints: BreakpointManager
+    quality: QualityController
+    decisions: DecisionEngine
+
+
+def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
+    """Load the rules (defaults plus the plan's files) and plugins; check the plan against them."""
+    plugins = plugins or load_plugins()
+    rules = load_rules(plan.rule_files, functions=plugins.rule_functions)
+    quality = QualityController(plugins.validators, rules.quality)
+    _check_validators(plan, quality)
+    _check_action_kinds(plan, plugins)
+
+    def override(context: Any, decision: str, reason: str) -> str | None:
+        value = plugins.first_result(
+            "override_decision", context=context, decision=decision, reason=reason
+        )
+        return value if isinstance(value, str) else None
+
+    return Engine(
+        rules, plugins, BreakpointManager(rules), quality, DecisionEngine(rules.decisions, override)
+    )
+
+
+def _check_validators(plan: Plan, quality: QualityController) -> None:
+    for task in plan.spec.tasks:
+        unknown = quality.unknown(plan.validators(task))
+        if unknown:
+            known = ", ".join(sorted(quality.validators)) or "none"
+            raise PlanError(
+                f"unknown validator '{unknown[0]}'; loaded validators: {known}",
+                file=plan.path,
+                task=task.id,
+                field="validators",
+            )
+
+
+def _check_action_kinds(plan: Plan, plugins: Plugins) -> None:
+    """A plan read without the plugins (a stored run's) may name a kind none provides now."""
+    known = plugins.action_kinds
+    for task in _with_branch_tasks(plan.spec.tasks):
+        if task.action.kind not in known:
+            raise PlanError(
+                f"unknown action kind '{task.action.kind}'; loaded kinds: {', '.join(known)}",
+                file=plan.path,
+                task=task.id,
+                field="action.kind",
+            )
+
+
+def _with_branch_tasks(tasks: Iterable[TaskSpec]) -> Iterator[TaskSpec]:
+    for task in tasks:
+        yield task
+        for branch in task.branches:
+            yield from _with_branch_tasks(branch.spawn)
