@@ -4,6 +4,7 @@ kind."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import logging
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
@@ -68,6 +70,7 @@ class ActionOutcome:
     error_kind: str = "none"  # none | transient | permanent | timeout
     command: tuple[str, ...] = ()
     interrupted: bool = False  # the engine stopped it; its exit code says nothing about the work
+    declared: bool = False  # a plugin said the error kind itself: exit-code rules do not apply
 
     @property
     def succeeded(self) -> bool:
@@ -97,6 +100,13 @@ def classify_error(outcome: ActionOutcome, rules: ErrorRules) -> str:
         return "none" if outcome.exit_code == 0 else outcome.error_kind
     if outcome.exit_code is None:
         return "permanent"
+    if outcome.declared:
+        # The plugin's exit code is a stand-in (1 for any failure); only what its output says
+        # can make a failure it called transient a permanent one.
+        permanent = any(re.search(p, outcome.output_tail) for p in rules.permanent_patterns)
+        return (
+            "permanent" if permanent and outcome.error_kind == "transient" else outcome.error_kind
+        )
     for kind, codes in (
         ("timeout", rules.timeout_exit_codes),
         ("permanent", rules.permanent_exit_codes),
@@ -393,16 +403,18 @@ def _call_guarded(
 
 
 def _unfinished_outcome(
-    call: _GuardedCall, request: ActionRequest, label: tuple[str, ...]
+    call: _GuardedCall, request: ActionRequest, label: tuple[str, ...], *, declared: bool = False
 ) -> ActionOutcome:
-    """The outcome of a guarded call that raised, timed out or was stopped."""
+    """The outcome of a guarded call that raised, timed out or was stopped; `declared`: a
+    plugin's, whose stand-in exit code the plan's exit-code rules must not read."""
     if call.timed_out:
         note = f"[orchestration] abandoned after {request.timeout_seconds:g}s timeout"
         return ActionOutcome(None, True, call.duration, note, {}, "timeout", label)
     if call.interrupted:
         note = "[orchestration] stopped: the engine is shutting down"
         return ActionOutcome(None, False, call.duration, note, {}, "transient", label, True)
-    return ActionOutcome(1, False, call.duration, call.error or "", {}, "transient", label)
+    output = call.error or ""
+    return ActionOutcome(1, False, call.duration, output, {}, "transient", label, declared=declared)
 
 
 def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
@@ -421,7 +433,7 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
         task=request.task,
         attempt=request.attempt,
         workdir=request.workdir,
-        args=action.args,
+        args=MappingProxyType(copy.deepcopy(action.args)),  # the stored spec stays as written
         timeout_seconds=request.timeout_seconds,
         stop=own_stop,
         feedback=request.feedback,
@@ -429,7 +441,7 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
     )
     call = _call_guarded(action.kind, lambda: kind.run(call_input), request, stop, own_stop)
     if call.error is not None or call.timed_out or call.interrupted:
-        return _unfinished_outcome(call, request, label)
+        return _unfinished_outcome(call, request, label, declared=True)
     return _plugin_outcome(action.kind, call.value, call.duration, label)
 
 
@@ -462,7 +474,7 @@ def _plugin_outcome(
         return ActionOutcome(0, False, duration, output, result, "none", label)
     error_kind = value.error_kind if value.error_kind in ERROR_KINDS else "transient"
     timed_out = error_kind == "timeout"
-    return ActionOutcome(1, timed_out, duration, output, result, error_kind, label)
+    return ActionOutcome(1, timed_out, duration, output, result, error_kind, label, declared=True)
 
 
 def _plain_result(result: Any) -> tuple[dict[str, Any], str]:

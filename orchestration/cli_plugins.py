@@ -13,7 +13,7 @@ from rich.table import Table
 
 from orchestration.cli_common import JsonOption, console, err_console, print_json
 from orchestration.extension import ActionKind, Notifier, Validator
-from orchestration.hooks import Plugins, load_plugins
+from orchestration.hooks import Plugins, action_kind_problem, load_plugins
 
 EXIT_LOAD_FAILED = 1
 REGISTER_HOOKS = (
@@ -71,7 +71,10 @@ def describe_plugins(plugins: Plugins) -> dict[str, Any]:
     """
     manager = plugins.manager
     distributions = {id(p): d for p, d in manager.list_plugin_distinfo()}
-    actions = _registered(manager, "register_actions", ActionKind)
+    actions = {  # kinds refused at registration are listed under the problems only
+        name: [kind for kind in kinds if action_kind_problem(kind) is None]
+        for name, kinds in _registered(manager, "register_actions", ActionKind).items()
+    }
     validators = _registered(manager, "register_validators", Validator)
     notifiers = _registered(manager, "register_notifiers", Notifier)
     functions = _rule_functions(manager)

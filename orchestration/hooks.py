@@ -15,7 +15,7 @@ import pluggy
 
 from orchestration import hookspecs
 from orchestration.extension import ActionKind, Notification, Notifier, Validator
-from orchestration.models import ACTION_KIND_PATTERN, ACTION_KINDS
+from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _collect(plugins: Plugins) -> None:
     hook = plugins.manager.hook
     for impl in hook.register_actions.get_hookimpls():
         for kind in _safe_list(impl, plugins.problems):
-            problem = _action_kind_problem(kind)
+            problem = action_kind_problem(kind)
             if problem:
                 plugins.problems.append(f"{impl.plugin_name}: register_actions {problem}")
                 continue
@@ -159,13 +159,21 @@ def _collect(plugins: Plugins) -> None:
             plugins.rule_functions.update({str(k): v for k, v in functions.items() if callable(v)})
 
 
-def _action_kind_problem(kind: Any) -> str | None:
+def action_kind_problem(kind: Any) -> str | None:
+    """Why a registered action kind is refused, or None when it is usable."""
     if not isinstance(kind, ActionKind):
         return f"returned {kind!r}; expected ActionKind"
     if kind.name in ACTION_KINDS:
         return f"cannot replace the built-in action kind '{kind.name}'"
-    if not isinstance(kind.name, str) or not re.match(ACTION_KIND_PATTERN, kind.name):
-        return f"names an action kind {kind.name!r}; expected lower case letters, digits, _ or -"
+    if (
+        not isinstance(kind.name, str)
+        or not re.match(ACTION_KIND_PATTERN, kind.name)
+        or len(kind.name) > ACTION_KIND_MAX_LENGTH
+    ):
+        return (
+            f"names an action kind {kind.name!r}; expected up to {ACTION_KIND_MAX_LENGTH} lower "
+            "case letters, digits, _ or -"
+        )
     if not callable(kind.run):
         return f"gave action kind '{kind.name}' a run that is not callable"
     return None

@@ -27,7 +27,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine
-from orchestration.errors import OrchestrationError
+from orchestration.errors import OrchestrationError, PlanError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
 from orchestration.learning import outcome_stats_from_store
@@ -374,8 +374,23 @@ class Orchestrator:
         # Interventions asked for while no engine ran are applied before the tasks are read.
         apply_requested(store, run_id)
         orchestrator = cls(store, run, plan, engine, **options)
+        orchestrator._check_unfinished_kinds()
         orchestrator._recover()
         return orchestrator
+
+    def _check_unfinished_kinds(self) -> None:
+        """Tasks added while the run worked (`orch task add`, spawns) are not in its plan: a kind
+        of work no loaded plugin provides any more is refused here, before anything moves."""
+        known = self.engine.plugins.action_kinds
+        for task in self.tasks.values():
+            if task.spec.action.kind not in known and task.state not in FINAL_STATES:
+                raise PlanError(
+                    f"unknown action kind '{task.spec.action.kind}'; loaded kinds: "
+                    f"{', '.join(known)}",
+                    file=self.plan.path,
+                    task=task.task_id,
+                    field="action.kind",
+                )
 
     def _load_history(self) -> None:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):

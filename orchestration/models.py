@@ -23,6 +23,7 @@ TRIGGER_RULES = ("all_success", "all_done", "one_failed", "none_failed")
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 ACTION_KINDS = ("shell", "agent", "python")  # built in; plugins add more (`register_actions`)
 ACTION_KIND_PATTERN = r"^[a-z][a-z0-9_\-]*$"
+ACTION_KIND_MAX_LENGTH = 60
 PLUGIN_TAG = "plugin"  # the union tag of every action kind that is not built in
 
 
@@ -136,7 +137,7 @@ class PluginAction(_Strict):
     The plan loader accepts only kinds the loaded plugins provide (see `load_plan`).
     """
 
-    kind: str = Field(pattern=ACTION_KIND_PATTERN, max_length=60)
+    kind: str = Field(pattern=ACTION_KIND_PATTERN, max_length=ACTION_KIND_MAX_LENGTH)
     args: dict[str, Any] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(None, gt=0)
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from orchestration.budgets import BudgetSettingError, budget_limit_value
 from orchestration.errors import OrchestrationError
-from orchestration.models import TaskSpec
+from orchestration.models import ACTION_KINDS, PLUGIN_TAG, PluginAction, TaskSpec
 
 # A task's identity and place in the graph stay as they are: changing them could orphan
 # dependents or make a cycle.
@@ -69,11 +69,37 @@ def apply_to_spec(spec: TaskSpec, changes: Mapping[str, Any]) -> TaskSpec:
             raise OverrideError(f"--set {key}: a task's {path[0]} cannot change on a retry")
         _assign(data, path, value, key)
     try:
-        return TaskSpec.model_validate(data)
+        changed = TaskSpec.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise OverrideError(f"--set: task '{spec.id}' field {where}: {first['msg']}") from None
+        where = ".".join(str(part) for part in _user_path(first["loc"]))
+        raise OverrideError(f"--set: task '{spec.id}' field {where}: {_said(first)}") from None
+    kind = changed.action.kind
+    if isinstance(changed.action, PluginAction) and kind != spec.action.kind:
+        # Only a newly named plugin kind needs the plugins: most overrides never load them.
+        from orchestration.hooks import load_plugins
+
+        known = load_plugins().action_kinds
+        if kind not in known:
+            raise OverrideError(
+                f"--set: task '{spec.id}' field action.kind: unknown action kind '{kind}'; "
+                f"loaded kinds: {', '.join(known)}"
+            )
+    return changed
+
+
+def _user_path(loc: tuple[str | int, ...]) -> list[str | int]:
+    """A pydantic location without the action union's tags (`action.plugin.run` -> `action.run`)."""
+    tags = (*ACTION_KINDS, PLUGIN_TAG)
+    return [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "action" and p in tags)]
+
+
+def _said(error: Any) -> str:
+    if error["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        return f"the action's kind must be text, one of {', '.join(ACTION_KINDS)} or a plugin's"
+    if error["type"] == "extra_forbidden" and PLUGIN_TAG in error["loc"]:
+        return "not a field of a plugin action (its options go under action.args)"
+    return str(error["msg"])
 
 
 def _assign(data: dict[str, Any], path: list[str], value: Any, key: str) -> None:

@@ -52,4 +52,3 @@ def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
     for move in history:
         since = move.at if move.dest == TaskState.READY else now
     return since
-

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,16 @@ import pytest
 
 from orchestration import hookimpl
 from orchestration.actions import ActionRequest, run_action
+from orchestration.cli_plugins import describe_plugins
 from orchestration.errors import PlanError
 from orchestration.extension import ActionInput, ActionKind, ActionResult
 from orchestration.hooks import Plugins, load_plugins
 from orchestration.loop import Orchestrator, build_engine, plan_from_stored
-from orchestration.models import TaskSpec
+from orchestration.models import TaskRecord, TaskSpec
+from orchestration.overrides import OverrideError, apply_to_spec
 from orchestration.plan import load_plan
 from orchestration.spawning import SpawnError, prepare_tasks
-from orchestration.store import Store
+from orchestration.store import Batch, Store
 from tests.helpers import write_plan
 
 
@@ -66,6 +70,17 @@ class Kinds:
             spawn = [{"id": "follow-up", "action": {"kind": "echo", "args": {"text": "abc"}}}]
             return ActionResult(True, "planned", {"spawn": spawn})
 
+        def wild_planner(call: ActionInput) -> ActionResult:
+            spawn = [{"id": "ship", "action": {"kind": "deploy", "args": {"env": "prod"}}}]
+            return ActionResult(True, "planned", {"spawn": spawn})
+
+        def mutator(call: ActionInput) -> ActionResult:
+            self.calls.append(("mutator", call.attempt, dict(call.args)))
+            # Read only: the stored spec cannot be changed through it.
+            with contextlib.suppress(AttributeError, TypeError):
+                call.args.pop("secret")  # type: ignore[attr-defined]
+            return ActionResult(call.attempt > 1, "", error_kind="transient")
+
         return [
             ActionKind(name, function)
             for name, function in (
@@ -76,6 +91,8 @@ class Kinds:
                 ("hangs", hangs),
                 ("polite", polite),
                 ("planner", planner),
+                ("wild_planner", wild_planner),
+                ("mutator", mutator),
             )
         ]
 
@@ -86,7 +103,12 @@ def plugins_with(kinds: object) -> Plugins:
     return plugins
 
 
-def run_plan(tmp_path: Path, tasks: list[dict[str, Any]], kinds: Kinds) -> dict[str, Any]:
+def run_plan(
+    tmp_path: Path,
+    tasks: list[dict[str, Any]],
+    kinds: Kinds,
+    errors: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the plan to its end in-process; each task's state, attempts and last step."""
     # Failures in a row would hold later tasks for a human (a default rule): not the subject.
     (tmp_path / "rules.yaml").write_text(
@@ -99,7 +121,10 @@ def run_plan(tmp_path: Path, tasks: list[dict[str, Any]], kinds: Kinds) -> dict[
         "version": 1,
         "name": "plugin-kinds",
         "rules": ["rules.yaml"],
-        "defaults": {"retry": {"max_attempts": 2, "base_seconds": 0, "jitter": False}},
+        "defaults": {
+            "retry": {"max_attempts": 2, "base_seconds": 0, "jitter": False},
+            "errors": errors or {},
+        },
         "tasks": tasks,
     }
     plan = load_plan(write_plan(tmp_path, spec), action_kinds=plugins.action_kinds)
@@ -238,3 +263,92 @@ def test_resuming_without_the_plugin_is_refused_with_the_kind_named(tmp_path: Pa
         build_engine(stored, load_plugins(entry_points=False))
     assert caught.value.task == "say" and caught.value.field == "action.kind"
     assert "unknown action kind 'echo'; loaded kinds: shell, agent, python" in caught.value.message
+
+
+def test_the_plans_exit_code_rules_do_not_reclassify_a_plugins_failures(tmp_path: Path) -> None:
+    # Exit code 1 is a plugin failure's stand-in: a plan that calls exit 1 permanent (for its
+    # shell scripts) must not stop a transient plugin failure from being retried.
+    kinds = Kinds()
+    tasks = [{"id": "flaky", "action": {"kind": "flaky"}}]
+    ran = run_plan(tmp_path, tasks, kinds, errors={"permanent_exit_codes": [1]})
+    assert ran["tasks"]["flaky"].state == "completed" and ran["tasks"]["flaky"].attempts == 2
+
+
+def test_a_permanent_pattern_in_a_plugins_output_makes_its_failure_permanent(
+    tmp_path: Path,
+) -> None:
+    kinds = Kinds()
+    tasks = [{"id": "flaky", "action": {"kind": "flaky"}}]
+    ran = run_plan(tmp_path, tasks, kinds, errors={"permanent_patterns": ["reset the connection"]})
+    assert ran["tasks"]["flaky"].attempts == 1
+    assert ran["tasks"]["flaky"].last_error_kind == "permanent"
+
+
+def test_a_plugin_cannot_change_the_stored_args(tmp_path: Path) -> None:
+    kinds = Kinds()
+    tasks = [{"id": "m", "action": {"kind": "mutator", "args": {"secret": "s3"}}}]
+    ran = run_plan(tmp_path, tasks, kinds)
+    assert ran["tasks"]["m"].state == "completed"
+    assert [c[2] for c in kinds.calls] == [{"secret": "s3"}, {"secret": "s3"}]
+    assert ran["tasks"]["m"].spec.action.args == {"secret": "s3"}
+
+
+def test_a_spawned_task_of_an_unknown_kind_is_refused_and_the_run_goes_on(tmp_path: Path) -> None:
+    kinds = Kinds()
+    tasks = [
+        {"id": "plan", "action": {"kind": "wild_planner"}},
+        {"id": "other", "action": {"kind": "echo", "args": {"text": "x"}}},
+    ]
+    ran = run_plan(tmp_path, tasks, kinds)
+    assert ran["summary"].state == "completed"
+    assert set(ran["tasks"]) == {"plan", "other"}  # `ship` never joined the run
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        (refused,) = [e for e in store.events("r") if e.kind == "tasks_refused"]
+    finally:
+        store.close()
+    assert "task 'ship' names unknown action kind 'deploy'" in refused.data["reason"]
+
+
+def test_resuming_refuses_an_added_task_whose_kind_is_gone(tmp_path: Path) -> None:
+    kinds = Kinds()
+    run_plan(tmp_path, [{"id": "say", "action": {"kind": "echo"}}], kinds)
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        spec = TaskSpec.model_validate({"id": "later", "action": {"kind": "echo"}})
+        store.commit("r", Batch(new_tasks=[TaskRecord("r", "later", "pending", spec, priority=5)]))
+        # The plan's own task is finished; only the added one names the vanished kind.
+        plugins_without = load_plugins(entry_points=False)
+        plan = plan_from_stored(store.get_run("r"))
+        engine = build_engine(
+            replace(plan, spec=plan.spec.model_copy(update={"tasks": []})), plugins_without
+        )
+        with pytest.raises(PlanError) as caught:
+            Orchestrator.resume(store, "r", engine=engine, force=True)
+    finally:
+        store.close()
+    assert caught.value.task == "later" and caught.value.field == "action.kind"
+
+
+def test_set_action_kind_is_checked_against_the_loaded_kinds() -> None:
+    spec = TaskSpec.model_validate({"id": "t", "action": {"kind": "shell", "run": ["make"]}})
+    with pytest.raises(OverrideError, match="unknown action kind 'nosuch'; loaded kinds: shell"):
+        apply_to_spec(spec, {"action": {"kind": "nosuch"}})
+    with pytest.raises(OverrideError) as caught:
+        apply_to_spec(spec, {"action.kind": "nosuch"})  # `run` is no field of a plugin action
+    assert "field action.run: not a field of a plugin action" in caught.value.message
+    with pytest.raises(OverrideError, match="the action's kind must be text"):
+        apply_to_spec(spec, {"action.kind": 5})
+
+
+def test_orch_plugins_does_not_list_refused_kinds_as_provided() -> None:
+    class Bad:
+        @hookimpl
+        def register_actions(self) -> list[ActionKind]:
+            run = lambda call: ActionResult(True)  # noqa: E731
+            return [ActionKind("shell", run), ActionKind("fine", run)]
+
+    listing = describe_plugins(load_plugins(entry_points=False, extra=[Bad()]))
+    (row,) = [p for p in listing["plugins"] if p["actions"]]
+    assert [a["name"] for a in row["actions"]] == ["fine"]
+    assert any("built-in action kind 'shell'" in p for p in listing["problems"])

@@ -31,7 +31,9 @@ class ResolutionAnnouncer:
         """The installed plugins. Bad ORCH_WEBHOOK_* settings raise WebhookConfigError here, at
         start, rather than leaving the webhook out with only a logged plugin problem."""
         config_from_env()
-        return cls(load_plugins())
+        plugins = load_plugins()
+        plugins.muted.add("console")  # the server's terminal is not where reviewers look
+        return cls(plugins)
 
     def breakpoint_resolved(self, resolved: BreakpointRecord, outcome: schemas.ResolveOut) -> None:
         extra: dict[str, Any] = {

@@ -46,7 +46,10 @@ def replace_text(call: ActionInput) -> ActionResult:
     path = _target(call.workdir, args.get("path"))
     if isinstance(path, str):
         return ActionResult(False, path, error_kind="permanent")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return ActionResult(False, f"{args['path']}: not UTF-8 text", error_kind="permanent")
     found = text.count(old)
     if found == 0:
         return ActionResult(False, f"{args['path']}: {old!r} not found", error_kind="permanent")

@@ -116,3 +116,10 @@ def test_replace_text_refuses_bad_arguments_for_good(
     assert message in failed.output
     assert (workdir / "app.py").read_text() == "x = 1\n"
     assert (tmp_path / "outside.py").read_text() == "x = 1\n"
+
+
+def test_replace_text_refuses_a_file_that_is_not_utf8_for_good(tmp_path: Path) -> None:
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe old")
+    failed = replace_text.replace_text(edit(tmp_path, path="blob.bin", old="old", new="new"))
+    assert not failed.succeeded and failed.error_kind == "permanent"
+    assert "not UTF-8" in failed.output
