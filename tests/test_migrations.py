@@ -39,6 +39,7 @@ STORE_TABLES = {
     "circuit_breakers",
     "dead_letters",
     "interventions",
+    "run_plans",
 }
 
 
@@ -111,6 +112,39 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
         pass
     assert revision_of(db_url) == head_revision()
     assert schema_diff(db_url) == []
+
+
+def test_moving_the_plans_out_of_runs_keeps_them_and_every_runs_rows(db_url: str) -> None:
+    migrate(db_url, "0003")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    plan = '{"spec": {"name": "demo", "tasks": []}, "path": "/p.yaml"}'
+    with connection(db_url) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, plan_name, plan_path, workdir, state, created_at, "
+                "updated_at, plan_json) VALUES ('r1', 'demo', '/p.yaml', '/w', 'paused', :now, "
+                ":now, :plan)"
+            ),
+            {"now": now, "plan": plan},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tasks (run_id, task_id, seq, state, spec, attempts, priority, "
+                "feedback, answer, last_error_kind, updated_at) VALUES ('r1', 'a', 0, 'ready', "
+                """'{"id": "a", "action": {"kind": "shell", "run": ["true"]}}', 0, 5, '', '', """
+                "'none', :now)"
+            ),
+            {"now": now},
+        )
+    migrate(db_url, "0004")
+    with Store.open(db_url) as store:
+        run = store.get_run("r1")
+        assert run.plan_json == {"spec": {"name": "demo", "tasks": []}, "path": "/p.yaml"}
+        assert [t.task_id for t in store.tasks("r1")] == ["a"]  # the runs table was not rebuilt
+    migrate(db_url, "0003", down=True)
+    with connection(db_url) as conn:
+        stored = conn.execute(text("SELECT plan_json FROM runs WHERE id = 'r1'")).scalar()
+    assert "demo" in str(stored)
 
 
 def test_reopening_keeps_data(db_url: str) -> None:

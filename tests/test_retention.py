@@ -140,6 +140,7 @@ def test_prune_deletes_every_row_of_old_finished_runs_only(store: Store) -> None
     add_run(store, run_record("paused", "paused", None))
     expected = {
         "runs": 1,
+        "run_plans": 1,
         "tasks": 1,
         "transitions": 2,  # fail, skip
         "breakpoints": 1,

@@ -33,8 +33,11 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "finished_at": run.finished_at,
-        "plan_json": run.plan_json,
     }
+
+
+def run_plan_row(run: RunRecord) -> dict[str, Any]:
+    return {"run_id": run.id, "plan_json": run.plan_json}
 
 
 def run_record(row: Row[Any]) -> RunRecord:
@@ -47,7 +50,7 @@ def run_record(row: Row[Any]) -> RunRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
-        plan_json=row.plan_json,
+        plan_json=row.plan_json or {},  # a run stored without its plan reads as an empty one
     )
 
 

@@ -79,13 +79,21 @@ class Run(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    plan_json: Mapped[dict[str, Any]]
 
     __table_args__ = (Index("ix_runs_created_at", "created_at"),)
 
 
 def _run_fk() -> Any:
     return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+class RunPlan(Base):
+    """The plan a run started with, apart from the run's row, which its heartbeat updates."""
+
+    __tablename__ = "run_plans"
+
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk(), primary_key=True)
+    plan_json: Mapped[dict[str, Any]]
 
 
 class Task(Base):

@@ -55,6 +55,7 @@ from orchestration.store.db import create_store_engine, masked_url, reader, upgr
 logger = logging.getLogger(__name__)
 
 RUNS = cast(Table, schema.Run.__table__)
+RUN_PLANS = cast(Table, schema.RunPlan.__table__)
 TASKS = cast(Table, schema.Task.__table__)
 TRANSITIONS = cast(Table, schema.Transition.__table__)
 BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
@@ -76,6 +77,7 @@ RUN_TABLES = (
     DEAD_LETTERS,
     INTERVENTIONS,
     TASKS,
+    RUN_PLANS,
 )
 BREAKER_RETRIES = 5  # read-modify-write attempts of one breaker before giving up
 
@@ -99,6 +101,11 @@ _TASK_COLUMNS = [
     for column in TASKS.c
 ]
 
+# A run's row with its plan: the plan lives in a table of its own because SQLite rewrites a
+# whole row on update, and the run's row is updated by every heartbeat.
+_RUNS_WITH_PLANS = select(RUNS, RUN_PLANS.c.plan_json).outerjoin(
+    RUN_PLANS, RUN_PLANS.c.run_id == RUNS.c.id
+)
 # Built once so SQLAlchemy's compiled cache serves every commit.
 _MOVE = (
     update(TASKS)
@@ -113,6 +120,7 @@ _INSERT = {
     table.name: insert(table)
     for table in (
         RUNS,
+        RUN_PLANS,
         TASKS,
         TRANSITIONS,
         BREAKPOINTS,
@@ -263,6 +271,7 @@ class Store:
         try:
             with self._engine.begin() as conn:
                 conn.execute(_INSERT[RUNS.name], [records.run_row(run)])
+                conn.execute(_INSERT[RUN_PLANS.name], [records.run_plan_row(run)])
                 if tasks:
                     rows = [records.task_row(t, seq, run.updated_at) for seq, t in enumerate(tasks)]
                     _execute_many(conn, _INSERT[TASKS.name], rows)
@@ -274,14 +283,14 @@ class Store:
             raise StoreError(f"cannot store run '{run.id}': {_first_line(exc)}") from exc
 
     def get_run(self, run_id: str) -> RunRecord:
-        row = self._one(select(RUNS).where(RUNS.c.id == run_id))
+        row = self._one(_RUNS_WITH_PLANS.where(RUNS.c.id == run_id))
         if row is None:
             raise NotFoundError(f"run '{run_id}' not found")
         return records.run_record(row)
 
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
-        query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
+        query = _RUNS_WITH_PLANS.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
         return [records.run_record(row) for row in self._all(query)]
 
     def run_ids_of_plan(self, plan_name: str) -> list[str]:
@@ -294,7 +303,7 @@ class Store:
         return [row.id for row in self._all(query)]
 
     def latest_run(self) -> RunRecord | None:
-        query = select(RUNS).order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(1)
+        query = _RUNS_WITH_PLANS.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc()).limit(1)
         row = self._one(query)
         return records.run_record(row) if row is not None else None
 
