@@ -63,6 +63,7 @@ from orchestration.store import Batch, Store
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import store_files_in
+from orchestration.yamlfile import collection_paused
 
 logger = logging.getLogger(__name__)
 
@@ -294,31 +295,32 @@ class Orchestrator:
         """Store a new run of `plan` (all tasks pending) and return its orchestrator."""
         engine = engine or build_engine(plan)
         now = utcnow()
-        run = RunRecord(
-            id=run_id or new_run_id(plan, now),
-            plan_name=plan.name,
-            plan_path=plan.path,
-            workdir=plan.workdir,
-            state="running",
-            created_at=now,
-            updated_at=now,
-            plan_json=plan_json(plan),
-        )
-        tasks = [
-            TaskRecord(
-                run.id,
-                spec.id,
-                TaskState.PENDING.value,
-                spec,
-                priority=spec.priority,
+        with collection_paused():  # tens of thousands of records that all stay alive
+            run = RunRecord(
+                id=run_id or new_run_id(plan, now),
+                plan_name=plan.name,
+                plan_path=plan.path,
+                workdir=plan.workdir,
+                state="running",
+                created_at=now,
                 updated_at=now,
+                plan_json=plan_json(plan),
             )
-            for spec in plan.spec.tasks
-        ]
-        store.create_run(run, tasks)
-        # The records as stored: reading the run and its tasks back (the plan's JSON parsed, each
-        # spec validated again) would cost a tenth of a 10,000-task run and tell nothing new.
-        orchestrator = cls(store, run, plan, engine, tasks=tasks, **options)
+            tasks = [
+                TaskRecord(
+                    run.id,
+                    spec.id,
+                    TaskState.PENDING.value,
+                    spec,
+                    priority=spec.priority,
+                    updated_at=now,
+                )
+                for spec in plan.spec.tasks
+            ]
+            store.create_run(run, tasks)
+            # The records as stored: reading the run and its tasks back (the plan's JSON parsed,
+            # each spec validated again) would cost a tenth of a 10,000-task run for nothing new.
+            orchestrator = cls(store, run, plan, engine, tasks=tasks, **options)
         baselines = orchestrator._take_baselines()
         data = {"baselines": baselines} if baselines else {}
         orchestrator.batch.events.append(EventRecord(run.id, "run_started", None, data, now))
@@ -369,13 +371,16 @@ class Orchestrator:
                 f"{age:.0f}s ago). If that engine is gone (killed), wait "
                 f"{max(1, STALE_RUN_SECONDS - age):.0f}s or resume with --force."
             )
-        plan = plan_from_stored(run)
-        engine = engine or build_engine(plan)
-        # Interventions asked for while no engine ran are applied before the tasks are read.
-        apply_requested(store, run_id)
-        orchestrator = cls(store, run, plan, engine, **options)
-        orchestrator._check_unfinished_kinds()
-        orchestrator._recover()
+        # Reading a run back builds hundreds of thousands of objects that all stay alive: the
+        # cyclic collector would rescan them again and again (a third of a 10,000-task resume).
+        with collection_paused():
+            plan = plan_from_stored(run)
+            engine = engine or build_engine(plan)
+            # Interventions asked for while no engine ran are applied before the tasks are read.
+            apply_requested(store, run_id)
+            orchestrator = cls(store, run, plan, engine, **options)
+            orchestrator._check_unfinished_kinds()
+            orchestrator._recover()
         return orchestrator
 
     def _check_unfinished_kinds(self) -> None:
