@@ -101,11 +101,12 @@ _DEST = {trigger: dest for trigger, _, dest in TRANSITIONS}
 def _compiled_moves(machine: Machine) -> dict[tuple[str, str], str]:
     """(state, trigger) -> destination, read from the machine's own transitions.
 
-    Firing an event costs about 35 µs of `transitions` bookkeeping (event data, callbacks, state
-    objects), three times per task on the hot path. The machine has no conditions, callbacks or
-    hooks, so a move is fully described by its (source, trigger) pair: this table is that
-    description, taken from the machine itself so the two cannot disagree. A machine that gains a
-    callback or a condition is refused here (and `fire` would need to go through it again).
+    Firing an event costs about 7 µs of `transitions` bookkeeping (event data, callbacks, state
+    objects) against under 1 µs for a table lookup, three times per task on the hot path. The
+    machine has no conditions, callbacks or hooks, so a move is fully described by its (source,
+    trigger) pair: this table is that description, taken from the machine itself so the two
+    cannot disagree. A machine that gains a callback or a condition is refused here (and `fire`
+    would need to go through it again).
     """
     hooks = (
         machine.prepare_event,
