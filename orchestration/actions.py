@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
+from orchestration.guarded import ThreadCall, call_in_thread
 from orchestration.models import (
     AgentAction,
     ErrorRules,
@@ -347,8 +348,13 @@ def _run_python(request: ActionRequest, stop: threading.Event | None) -> ActionO
                 1, False, time.monotonic() - started, output, {}, "transient", label
             )
         return _python_outcome(returned, time.monotonic() - started, label)
-    call = _call_guarded(action.call, lambda: function(**action.args), request, stop, None)
-    if call.error is not None or call.timed_out or call.interrupted:
+    call = call_in_thread(
+        lambda: function(**action.args),
+        name=f"action-{action.call}",
+        timeout=request.timeout_seconds,
+        stop=stop,
+    )
+    if not call.returned:
         return _unfinished_outcome(call, request, label)
     return _python_outcome(call.value, call.duration, label)
 
@@ -359,51 +365,8 @@ def _python_outcome(returned: Any, duration: float, label: tuple[str, ...]) -> A
     return ActionOutcome(0, False, duration, output[-OUTPUT_TAIL_CHARS:], result, "none", label)
 
 
-@dataclass(slots=True)
-class _GuardedCall:
-    """How a call on a thread of its own ended."""
-
-    value: Any = None
-    error: str | None = None  # the traceback when it raised
-    timed_out: bool = False
-    interrupted: bool = False
-    duration: float = 0.0
-
-
-def _call_guarded(
-    name: str,
-    call: Callable[[], Any],
-    request: ActionRequest,
-    stop: threading.Event | None,
-    own_stop: threading.Event | None,
-) -> _GuardedCall:
-    """Run `call` on a daemon thread until it returns, the attempt's timeout passes or the
-    engine's `stop` is set. `own_stop`, when the callee watches one, is set first and the
-    callee gets a grace to return; otherwise, or after the grace, its thread is left behind."""
-    box = _GuardedCall()
-
-    def target() -> None:
-        try:
-            box.value = call()
-        except BaseException:  # the action's failure is the attempt's, never the loop's
-            box.error = traceback.format_exc()[-OUTPUT_TAIL_CHARS:]
-
-    started = time.monotonic()
-    worker = threading.Thread(target=target, name=f"action-{name}", daemon=True)
-    worker.start()
-    timed_out, interrupted = _wait_thread(worker, started + request.timeout_seconds, stop)
-    if (timed_out or interrupted) and own_stop is not None:
-        own_stop.set()
-        worker.join(KILL_GRACE_SECONDS)
-    if worker.is_alive():
-        logger.warning("action %s of task %s did not return; left behind", name, request.task.id)
-    box.timed_out, box.interrupted = timed_out, interrupted and not timed_out
-    box.duration = time.monotonic() - started
-    return box
-
-
 def _unfinished_outcome(
-    call: _GuardedCall, request: ActionRequest, label: tuple[str, ...], *, declared: bool = False
+    call: ThreadCall, request: ActionRequest, label: tuple[str, ...], *, declared: bool = False
 ) -> ActionOutcome:
     """The outcome of a guarded call that raised, timed out or was stopped; `declared`: a
     plugin's, whose stand-in exit code the plan's exit-code rules must not read."""
@@ -413,7 +376,7 @@ def _unfinished_outcome(
     if call.interrupted:
         note = "[orchestration] stopped: the engine is shutting down"
         return ActionOutcome(None, False, call.duration, note, {}, "transient", label, True)
-    output = call.error or ""
+    output = call.traceback
     return ActionOutcome(1, False, call.duration, output, {}, "transient", label, declared=declared)
 
 
@@ -439,25 +402,17 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
         feedback=request.feedback,
         answer=request.answer,
     )
-    call = _call_guarded(action.kind, lambda: kind.run(call_input), request, stop, own_stop)
-    if call.error is not None or call.timed_out or call.interrupted:
+    call = call_in_thread(
+        lambda: kind.run(call_input),
+        name=f"action-{action.kind}",
+        timeout=request.timeout_seconds,
+        stop=stop,
+        tell_to_stop=own_stop,
+        grace=KILL_GRACE_SECONDS,
+    )
+    if not call.returned:
         return _unfinished_outcome(call, request, label, declared=True)
     return _plugin_outcome(action.kind, call.value, call.duration, label)
-
-
-def _wait_thread(
-    worker: threading.Thread, deadline: float, stop: threading.Event | None
-) -> tuple[bool, bool]:
-    """Wait for the thread until the deadline or the stop. Returns (timed out, interrupted)."""
-    while worker.is_alive():
-        worker.join(0.05)
-        if not worker.is_alive():
-            break
-        if time.monotonic() >= deadline:
-            return True, False
-        if stop is not None and stop.is_set():
-            return False, True
-    return False, False
 
 
 def _plugin_outcome(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestration.extension import BaselineInput, Validator
+from orchestration.guarded import call_in_thread
 from orchestration.models import ValidatorRef
 
 logger = logging.getLogger(__name__)
@@ -49,22 +49,19 @@ def take_baseline(validator: Validator, start: BaselineInput) -> dict[str, Any]:
     if validator.baseline is None:
         return {}
     function = validator.baseline
-    box: list[dict[str, Any]] = []
-
-    def target() -> None:
-        try:
-            box.append(_plain(function(start)))
-        except Exception as error:  # a plugin's failure is recorded, never raised
-            logger.exception("baseline of validator %s raised", validator.name)
-            box.append({"error": f"baseline raised {type(error).__name__}: {error}"})
-
-    worker = threading.Thread(target=target, name=f"baseline-{validator.name}", daemon=True)
-    worker.start()
-    worker.join(start.timeout_seconds + GRACE_SECONDS)
-    if worker.is_alive() or not box:
-        logger.warning("baseline of validator %s did not finish; left behind", validator.name)
+    call = call_in_thread(
+        lambda: _plain(function(start)),
+        name=f"baseline-{validator.name}",
+        timeout=start.timeout_seconds + GRACE_SECONDS,
+    )
+    if call.timed_out:
         return {"error": f"baseline did not finish within {start.timeout_seconds:g}s"}
-    return box[0]
+    if call.error is not None:  # a plugin's failure is recorded, never raised
+        logger.error("baseline of validator %s raised", validator.name, exc_info=call.error)
+        error = call.error
+        return {"error": f"baseline raised {type(error).__name__}: {error}"}
+    value: dict[str, Any] = call.value
+    return value
 
 
 def take_baselines(

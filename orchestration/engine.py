@@ -32,7 +32,8 @@ def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
     rules = load_rules(plan.rule_files, functions=plugins.rule_functions)
     quality = QualityController(plugins.validators, rules.quality)
     _check_validators(plan, quality)
-    _check_action_kinds(plan, plugins)
+    # A plan read without the plugins (a stored run's) may name a kind none provides now.
+    check_action_kinds(_with_branch_tasks(plan.spec.tasks), plugins, plan.path)
 
     def override(context: Any, decision: str, reason: str) -> str | None:
         value = plugins.first_result(
@@ -58,14 +59,14 @@ def _check_validators(plan: Plan, quality: QualityController) -> None:
             )
 
 
-def _check_action_kinds(plan: Plan, plugins: Plugins) -> None:
-    """A plan read without the plugins (a stored run's) may name a kind none provides now."""
+def check_action_kinds(tasks: Iterable[TaskSpec], plugins: Plugins, file: str) -> None:
+    """Raise PlanError for the first task whose kind of work no loaded plugin provides."""
     known = plugins.action_kinds
-    for task in _with_branch_tasks(plan.spec.tasks):
+    for task in tasks:
         if task.action.kind not in known:
             raise PlanError(
                 f"unknown action kind '{task.action.kind}'; loaded kinds: {', '.join(known)}",
-                file=plan.path,
+                file=file,
                 task=task.id,
                 field="action.kind",
             )

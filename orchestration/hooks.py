@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -15,6 +14,7 @@ import pluggy
 
 from orchestration import hookspecs
 from orchestration.extension import ActionKind, Notification, Notifier, Validator
+from orchestration.guarded import call_in_thread
 from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
 
 logger = logging.getLogger(__name__)
@@ -97,17 +97,9 @@ class Plugins:
 
 
 def _call_with_timeout(function: Callable[..., Any], arg: Any, timeout: float, name: str) -> None:
-    def target() -> None:
-        try:
-            function(arg)
-        except Exception:
-            logger.exception("plugin %s failed", name)
-
-    worker = threading.Thread(target=target, name=f"notify-{name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        logger.warning("plugin %s did not finish within %.0fs; left behind", name, timeout)
+    call = call_in_thread(lambda: function(arg), name=f"plugin {name}", timeout=timeout)
+    if call.error is not None:
+        logger.error("plugin %s failed", name, exc_info=call.error)
 
 
 def _own_entry_points_visible() -> bool:

@@ -26,8 +26,8 @@ from orchestration.dead_letters import capture_dead_letter
 from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
-from orchestration.engine import Engine, build_engine
-from orchestration.errors import OrchestrationError, PlanError
+from orchestration.engine import Engine, build_engine, check_action_kinds
+from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
 from orchestration.learning import outcome_stats_from_store
@@ -386,16 +386,8 @@ class Orchestrator:
     def _check_unfinished_kinds(self) -> None:
         """Tasks added while the run worked (`orch task add`, spawns) are not in its plan: a kind
         of work no loaded plugin provides any more is refused here, before anything moves."""
-        known = self.engine.plugins.action_kinds
-        for task in self.tasks.values():
-            if task.spec.action.kind not in known and task.state not in FINAL_STATES:
-                raise PlanError(
-                    f"unknown action kind '{task.spec.action.kind}'; loaded kinds: "
-                    f"{', '.join(known)}",
-                    file=self.plan.path,
-                    task=task.task_id,
-                    field="action.kind",
-                )
+        unfinished = (t.spec for t in self.tasks.values() if t.state not in FINAL_STATES)
+        check_action_kinds(unfinished, self.engine.plugins, self.plan.path)
 
     def _load_history(self) -> None:
         for bp in self.store.breakpoints(self.run.id, state="resolved"):

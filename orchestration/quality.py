@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from orchestration.errors import RuleError
 from orchestration.expressions import Expression
 from orchestration.extension import STAGES, CheckResult, ValidationInput, Validator
+from orchestration.guarded import call_in_thread
 from orchestration.models import TaskGate, ValidatorRef
 from orchestration.rules import QualityConfig
 
@@ -132,25 +132,20 @@ def _json_value(value: Any) -> Any:
 
 def run_validator(validator: Validator, step: ValidationInput, stage: str) -> CheckResult:
     """Call one validator in a thread with a timeout; it never raises or hangs the loop."""
-    box: list[object] = []
-
-    def target() -> None:
-        try:
-            box.append(validator.check(step))
-        except Exception as error:  # a plugin's failure is that check's failure
-            logger.exception("validator %s raised", validator.name)
-            box.append(
-                _failed(validator.name, stage, f"validator raised {type(error).__name__}: {error}")
-            )
-
-    worker = threading.Thread(target=target, name=f"validator-{validator.name}", daemon=True)
-    worker.start()
-    worker.join(step.timeout_seconds)
-    if worker.is_alive():
+    call = call_in_thread(
+        lambda: validator.check(step),
+        name=f"validator-{validator.name}",
+        timeout=step.timeout_seconds,
+    )
+    if call.timed_out:
         return _failed(
             validator.name, stage, f"validator did not finish within {step.timeout_seconds:g}s"
         )
-    return _sanitise(box[0] if box else None, validator.name, stage)
+    if call.error is not None:  # a plugin's failure is that check's failure
+        logger.error("validator %s raised", validator.name, exc_info=call.error)
+        error = call.error
+        return _failed(validator.name, stage, f"validator raised {type(error).__name__}: {error}")
+    return _sanitise(call.value, validator.name, stage)
 
 
 def _timeout(value: Any) -> float | None:
