@@ -1378,11 +1378,19 @@ class Orchestrator:
             self.rule_switches[setting.name] = bool(setting.value)
             disabled = {name for name, on in self.rule_switches.items() if not on}
             self.engine.breakpoints.disabled = frozenset(disabled)
+            state = "enabled" if setting.value else "disabled"
+            self.observer.message(f"rule {setting.name} {state} for this run by {setting.actor}")
         elif setting.kind == "run" and setting.name == "paused":
             self.human_paused = bool(setting.value)
+            self.observer.message(
+                f"run paused by {setting.actor}: running actions finish, nothing new starts"
+                if setting.value
+                else f"run's pause lifted by {setting.actor}"
+            )
         elif setting.kind == "rules_file" and isinstance(setting.value, str):
             self.added_rule_texts[setting.name] = setting.value
             self._reload_rules()
+            self.observer.message(f"rules added to this run by {setting.actor}: {setting.name}")
         elif setting.kind == "budget":
             try:
                 self.budget.set_limit(setting.name, setting.value)
@@ -1405,9 +1413,9 @@ class Orchestrator:
         self.engine.breakpoints = BreakpointManager(rules, disabled)
         self._rules_by_name = {rule.name: rule for rule in rules.breakpoints}
 
-    def _sync_added_tasks(self) -> int:
+    def _sync_added_tasks(self, *, force: bool = False) -> int:
         """Pick up tasks that `orch task add` stored while this engine runs."""
-        if time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
+        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
             return 0
         self._last_added_sync = time.monotonic()
         if self.store.task_count(self.run.id) <= len(self.tasks):
@@ -1564,6 +1572,8 @@ class Orchestrator:
                 if state == "paused" and self.expiries:
                     self._idle_wait()  # a default resolution applies soon: wait for it
                     continue
+                if state is not None and self._sync_added_tasks(force=True):
+                    continue  # tasks were added since the last look: the run is not over
                 if state is not None:
                     return self._finish(state)
                 if not work:

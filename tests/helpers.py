@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,70 @@ def write_plan(directory: Path, plan: dict[str, Any], name: str = "plan.yaml") -
 
 def shell_task(task_id: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"id": task_id, "action": {"kind": "shell", "run": [PY, "-c", code]}, **extra}
+
+
+GATE_WAIT_LIMIT_S = 300  # a held task gives up after this long, so a failed test leaves no process
+
+
+def held_code(gate: Path, started: Path | None = None) -> str:
+    """Python source for a task that marks `started` and then waits until the test creates `gate`.
+
+    Tests hold a run open with it instead of a sleep: the run stays "still working" for exactly as
+    long as the test needs, however busy the machine is.
+    """
+    mark = f"pathlib.Path({str(started)!r}).touch()\n" if started else ""
+    return (
+        "import pathlib, time\n"
+        f"{mark}"
+        f"deadline = time.monotonic() + {GATE_WAIT_LIMIT_S}\n"
+        f"while not pathlib.Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+    )
+
+
+def wait_for_file(path: Path, timeout: float = 120) -> None:
+    """Wait until `path` exists (a task's start marker); fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+class StderrWatch:
+    """Reads a background process's stderr as it comes, so a test can wait for a message."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self.process = process
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: Any) -> None:
+        with stream:
+            for line in stream:
+                with self._changed:
+                    self._lines.append(line)
+                    self._changed.notify_all()
+        with self._changed:
+            self._lines.append("")  # end of stream
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Block until `text` appeared on stderr; fail if the process ended or time ran out."""
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: text in "".join(self._lines) or (self._lines and self._lines[-1] == ""),
+                timeout=timeout,
+            )
+            seen = "".join(self._lines)
+        assert ok and text in seen, f"{text!r} never appeared on stderr:\n{seen}"
+
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for the process to end and return everything it wrote on stderr."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return "".join(self._lines)

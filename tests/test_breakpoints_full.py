@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,15 @@ from orchestration.loop import Orchestrator, build_engine
 from orchestration.plan import load_plan
 from orchestration.review import resolve_breakpoint
 from orchestration.store import Store
-from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan
+from tests.helpers import (
+    StderrWatch,
+    held_code,
+    orch,
+    orch_in_background,
+    orch_json,
+    shell_task,
+    write_plan,
+)
 
 FAST_RETRY = {"max_attempts": 5, "base_seconds": 0, "jitter": False}
 
@@ -139,8 +147,8 @@ def test_a_breakpoint_that_expired_while_no_engine_ran_resolves_on_resume(
         orchestrator.tick()
     orchestrator.stop()
     assert orchestrator.run_until_stopped().state == "stopped"
-    time.sleep(1.2)  # it expires while nothing runs
-    resumed = Orchestrator.resume(store, "r", force=True)
+    later = datetime.now(UTC) + timedelta(seconds=5)  # it expired while nothing ran
+    resumed = Orchestrator.resume(store, "r", force=True, clock=lambda: later)
     assert resumed.run_until_stopped().state == "completed"
     assert store.breakpoints("r")[0].resolved_by == "engine (expired)"
 
@@ -451,12 +459,14 @@ def wait_for_run(store: Store, timeout: float = 30) -> str:
 
 
 def test_disabling_a_rule_for_a_running_run_takes_effect_and_is_recorded(tmp_path: Path) -> None:
+    gate = tmp_path / "release-a"
     tasks = [
-        shell_task("a", "import time; time.sleep(3)"),
+        shell_task("a", held_code(gate)),  # the run works until the rule is disabled
         shell_task("b", "pass", depends_on=["a"]),
     ]
     path = plan_with(tmp_path, tasks, GATE_B)
     process = orch_in_background("run", str(path), *db_args(tmp_path))
+    engine = StderrWatch(process)
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         run_id = wait_for_run(store)
@@ -466,7 +476,9 @@ def test_disabling_a_rule_for_a_running_run_takes_effect_and_is_recorded(tmp_pat
             "rules", "disable", "gate_b", "--run", run_id, "--note", "trusted", *db_args(tmp_path)
         )
         assert off.returncode == 0, off.stderr
-        process.communicate(timeout=60)
+        engine.wait_for("rule gate_b disabled for this run")  # the engine took it in
+        gate.touch()
+        engine.finish()
         assert process.returncode == 0  # b ran without stopping
         assert not store.breakpoints(run_id)
         changes = orch_json("rules", "changes", "--run", run_id, *db_args(tmp_path))
@@ -479,13 +491,15 @@ def test_disabling_a_rule_for_a_running_run_takes_effect_and_is_recorded(tmp_pat
 
 
 def test_a_rule_file_added_to_a_running_run_fires(tmp_path: Path) -> None:
+    gate = tmp_path / "release-a"
     tasks = [
-        shell_task("a", "import time; time.sleep(3)"),
+        shell_task("a", held_code(gate)),  # the run works until the rule file is added
         shell_task("b", "pass", depends_on=["a"]),
     ]
     path = plan_with(tmp_path, tasks)
     extra = tmp_path / "extra.yaml"
     process = orch_in_background("run", str(path), *db_args(tmp_path))
+    engine = StderrWatch(process)
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
         run_id = wait_for_run(store)
@@ -497,7 +511,9 @@ def test_a_rule_file_added_to_a_running_run_fires(tmp_path: Path) -> None:
         extra.write_text(GATE_B)
         added = orch("rules", "add", str(extra), "--run", run_id, *db_args(tmp_path))
         assert added.returncode == 0, added.stderr
-        process.communicate(timeout=60)
+        engine.wait_for("rules added to this run")  # the engine took them in
+        gate.touch()
+        engine.finish()
         assert process.returncode == 3  # paused at the added rule
         (bp,) = store.breakpoints(run_id, state="open")
         assert (bp.rule, bp.task_id) == ("gate_b", "b")

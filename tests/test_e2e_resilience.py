@@ -3,11 +3,19 @@ that make tasks wait without burning attempts, and a human pausing a live run.""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from orchestration.store import Store
-from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan
+from tests.helpers import (
+    StderrWatch,
+    held_code,
+    orch,
+    orch_in_background,
+    orch_json,
+    shell_task,
+    wait_for_file,
+    write_plan,
+)
 
 RETRY_THEN_FAIL = """
 breakpoints:
@@ -118,28 +126,26 @@ def test_an_open_breaker_makes_tasks_wait_without_burning_attempts(tmp_path: Pat
 def test_pausing_a_live_run_lets_running_actions_finish_and_resume_continues(
     tmp_path: Path,
 ) -> None:
-    slow = "import time; time.sleep(2)"
+    gate, started = tmp_path / "release-a", tmp_path / "a-started"
     tasks = [
-        shell_task("a", slow, priority=9),
+        shell_task("a", held_code(gate, started), priority=9),
         shell_task("b", "pass", depends_on=["a"]),
         shell_task("c", "pass", depends_on=["b"]),
     ]
     plan = write_plan(tmp_path, {"version": 1, "name": "pz", "tasks": tasks})
-    process = orch_in_background("run", str(plan), "--quiet", *db_args(tmp_path))
+    process = orch_in_background("run", str(plan), *db_args(tmp_path))
+    engine = StderrWatch(process)
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            runs = store.list_runs()
-            if runs and store.task(runs[0].id, "a").state == "running":
-                break
-            time.sleep(0.05)
+        wait_for_file(started)
         run_id = store.list_runs()[0].id
         paused = orch(
             "runs", "pause", run_id, "--reason", "lunch", "--actor", "ann", *db_args(tmp_path)
         )
         assert paused.returncode == 0, paused.stderr
-        process.communicate(timeout=60)
+        engine.wait_for("run paused by ann")  # taken in while `a` still works
+        gate.touch()
+        engine.finish()
         assert process.returncode == 3  # paused for a human
         assert store.task(run_id, "a").state == "completed"  # the running action finished
         assert store.task(run_id, "b").attempts == 0  # nothing new started

@@ -270,9 +270,14 @@ def test_help_and_module_entry_point() -> None:
 
 def test_a_run_killed_mid_attempt_resumes_without_losing_or_redoing_work(tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
+    gate = tmp_path / "never"  # t2's first attempt waits for it: the engine is killed meanwhile
     code = (
-        "import os, time; task, attempt = os.environ['ORCH_TASK_ID'], os.environ['ORCH_ATTEMPT']; "
-        f"open({str(log)!r}, 'a').write(f'{{task}} {{attempt}} start\\n'); time.sleep(0.3); "
+        "import os, pathlib, time; "
+        "task, attempt = os.environ['ORCH_TASK_ID'], os.environ['ORCH_ATTEMPT']; "
+        f"open({str(log)!r}, 'a').write(f'{{task}} {{attempt}} start\\n'); "
+        f"held = (task, attempt) == ('t2', '1'); deadline = time.monotonic() + 300\n"
+        f"while held and not pathlib.Path({str(gate)!r}).exists() and time.monotonic() < deadline:"
+        " time.sleep(0.01)\n"
         f"open({str(log)!r}, 'a').write(f'{{task}} {{attempt}} end\\n')"
     )
     tasks = [

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from orchestration.store import Store
-from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan
+from tests.helpers import held_code, orch, orch_in_background, orch_json, shell_task, write_plan
 
 STRICT = (
     "breakpoints:\n"
@@ -191,8 +191,8 @@ def test_spawned_tasks_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_orch_task_add_to_a_working_run_and_to_a_finished_one(tmp_path: Path) -> None:
-    marker = tmp_path / "slow-started"
-    slow = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(3)"
+    marker, gate = tmp_path / "slow-started", tmp_path / "release-slow"
+    slow = held_code(gate, marker)  # works until the task is added
     plan = write_plan(tmp_path, {"version": 1, "name": "add", "tasks": [shell_task("slow", slow)]})
     process = orch_in_background("run", str(plan), "--run-id", "a", "--quiet", *db_args(tmp_path))
     deadline = time.monotonic() + 60
@@ -214,7 +214,8 @@ def test_orch_task_add_to_a_working_run_and_to_a_finished_one(tmp_path: Path) ->
     added = orch("task", "add", "a", "--file", str(extra), *db_args(tmp_path))
     assert added.returncode == 0, added.stderr
     assert "picks them up by itself" in added.stdout
-    _, stderr = process.communicate(timeout=60)
+    gate.touch()
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert states(tmp_path, "a") == {"slow": "completed", "follow-up": "completed"}
 

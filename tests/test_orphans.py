@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -11,16 +12,25 @@ from pathlib import Path
 import psutil
 
 from orchestration.orphans import AttemptRegistry
+from tests.helpers import wait_for_file
 
+# Starts a grandchild, then says so by creating the file named by its first argument.
 SLEEP = [
     sys.executable,
     "-c",
-    "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)",
+    "import pathlib,subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); pathlib.Path(sys.argv[1]).touch(); time.sleep(60)",
 ]
+_started = itertools.count()
 
 
-def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(SLEEP, env={**os.environ, **env}, start_new_session=True)
+def start(env: dict[str, str], folder: Path) -> subprocess.Popen[bytes]:
+    """Start an attempt-like process group and wait until its grandchild runs (no sleep race)."""
+    marker = folder / f"started-{next(_started)}"
+    process = subprocess.Popen(
+        [*SLEEP, str(marker)], env={**os.environ, **env}, start_new_session=True
+    )
+    wait_for_file(marker)
+    return process
 
 
 def gone(process: subprocess.Popen[bytes], timeout: float = 5) -> bool:
@@ -44,9 +54,8 @@ def group_members(pgid: int) -> list[int]:
 
 def test_a_recorded_attempt_is_ended_with_its_whole_group(tmp_path: Path) -> None:
     registry = AttemptRegistry(tmp_path / "attempts")
-    process = start({})
+    process = start({}, tmp_path)
     try:
-        time.sleep(0.3)
         registry.record("a", process.pid)
         assert registry.end_orphans("run-1", {"a"}) == {"a"}
         assert gone(process)
@@ -63,11 +72,10 @@ def test_an_attempt_the_engine_died_before_recording_is_found_by_its_environment
     tmp_path: Path,
 ) -> None:
     registry = AttemptRegistry(tmp_path / "attempts")
-    mine = start({"ORCH_RUN_ID": "run-1", "ORCH_TASK_ID": "a"})
-    other_task = start({"ORCH_RUN_ID": "run-1", "ORCH_TASK_ID": "b"})
-    other_run = start({"ORCH_RUN_ID": "run-2", "ORCH_TASK_ID": "a"})
+    mine = start({"ORCH_RUN_ID": "run-1", "ORCH_TASK_ID": "a"}, tmp_path)
+    other_task = start({"ORCH_RUN_ID": "run-1", "ORCH_TASK_ID": "b"}, tmp_path)
+    other_run = start({"ORCH_RUN_ID": "run-2", "ORCH_TASK_ID": "a"}, tmp_path)
     try:
-        time.sleep(0.3)
         assert registry.end_orphans("run-1", {"a"}) == {"a"}
         assert gone(mine)
         assert other_task.poll() is None and other_run.poll() is None  # not theirs to end

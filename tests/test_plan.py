@@ -273,8 +273,17 @@ def test_control_characters(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "a: {" * 5_000 + "}" * 5_000])
 def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    # Very deep input may be refused by our depth limit or, first, by the YAML parser's own (its
+    # wording is the parser's): either way one error on the file's first line, never a crash.
     path = write_file(tmp_path, text)
-    assert "nested deeper than 100 levels" in str(only_problem(path))
+    error = only_problem(path)
+    assert error.line == 1 and str(path) in str(error)
+
+
+def test_nesting_past_our_limit_names_the_limit(tmp_path: Path) -> None:
+    depth = yamlfile.MAX_DEPTH + 1  # far below any parser limit: our check is the one that fires
+    path = write_file(tmp_path, "[" * depth + "]" * depth)
+    assert f"nested deeper than {yamlfile.MAX_DEPTH} levels" in str(only_problem(path))
 
 
 def test_oversized_file_is_rejected_before_reading(

@@ -12,7 +12,15 @@ from pathlib import Path
 import psutil
 
 from orchestration.store import Store
-from tests.helpers import PY, orch, shell_task, write_plan
+from tests.helpers import (
+    PY,
+    StderrWatch,
+    held_code,
+    orch,
+    shell_task,
+    wait_for_file,
+    write_plan,
+)
 
 
 def start_run(tmp_path: Path, tasks: list[dict], *args: str) -> subprocess.Popen[str]:
@@ -62,13 +70,17 @@ def sleeper(task_id: str, seconds: float, marker: Path | None = None, **extra: o
 def test_sigterm_lets_the_running_action_finish_within_the_grace_and_starts_nothing_new(
     tmp_path: Path,
 ) -> None:
-    tasks = [sleeper("a", 2, tmp_path / "a.mark", priority=9), shell_task("b", "pass")]
-    process = start_run(tmp_path, tasks, "--grace", "20")
+    gate = tmp_path / "release-a"  # `a` works until the engine has taken the signal in
+    tasks = [shell_task("a", held_code(gate), priority=9), shell_task("b", "pass")]
+    process = start_run(tmp_path, tasks, "--grace", "120")
+    engine = StderrWatch(process)
     run_id = wait_until_running(tmp_path, "a")
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    engine.wait_for("get up to 120s to finish")
+    gate.touch()
+    stderr = engine.finish()
     assert process.returncode == 143, stderr
-    assert "1 running action(s) get up to 20s to finish" in stderr
+    assert "1 running action(s) get up to 120s to finish" in stderr
     assert f"orch resume {run_id}" in stderr
     store = store_of(tmp_path)
     try:
@@ -88,6 +100,7 @@ def test_an_action_still_running_after_the_grace_is_stopped_and_retried_on_resum
     marker = tmp_path / "a.mark"
     process = start_run(tmp_path, [sleeper("a", 60, marker)], "--grace", "1")
     run_id = wait_until_running(tmp_path, "a")
+    wait_for_file(tmp_path / "a.pid")  # the action itself is under way, not only its record
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
@@ -114,12 +127,14 @@ def test_an_action_still_running_after_the_grace_is_stopped_and_retried_on_resum
 def test_a_second_ctrl_c_stops_at_once_and_loses_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "a.mark"
     process = start_run(tmp_path, [sleeper("a", 60, marker)], "--grace", "600")
+    engine = StderrWatch(process)
     run_id = wait_until_running(tmp_path, "a")
+    wait_for_file(tmp_path / "a.pid")  # the action itself is under way, not only its record
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    engine.wait_for("Press Ctrl-C again")  # the first one was taken in: a drain began
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    stderr = engine.finish(timeout=60)
     assert process.returncode == 130, stderr
     assert time.monotonic() - started < 15  # not the 600 s grace
     assert "stopped at once" in stderr
@@ -144,7 +159,8 @@ def test_an_action_past_its_timeout_dies_with_its_group_and_counts_as_a_timeout(
         "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']);"
         "open('child.pid','w').write(str(c.pid)); time.sleep(60)"
     )
-    task = shell_task("a", code, timeout_seconds=1, retry={"max_attempts": 1})
+    # 5 s: long enough for the action to start its child on a busy machine
+    task = shell_task("a", code, timeout_seconds=5, retry={"max_attempts": 1})
     path = write_plan(tmp_path, {"version": 1, "name": "to", "tasks": [task]})
     completed = orch("run", str(path), "--quiet", cwd=tmp_path, timeout=60)
     assert completed.returncode in (1, 3), completed.stderr
