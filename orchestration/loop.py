@@ -27,6 +27,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
+from orchestration.engine_identity import engine_columns, engine_label, this_engine
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -305,6 +306,7 @@ class Orchestrator:
                 created_at=now,
                 updated_at=now,
                 plan_json=plan_json(plan),
+                **engine_columns(this_engine()),
             )
             tasks = [
                 TaskRecord(
@@ -367,10 +369,12 @@ class Orchestrator:
         if not force and run_is_live(run, utcnow()):
             age = (utcnow() - run.updated_at).total_seconds()
             raise OrchestrationError(
-                f"run '{run_id}' is being worked on by another engine (last heartbeat "
-                f"{age:.0f}s ago). If that engine is gone (killed), wait "
+                f"run '{run_id}' is being worked on by another engine ({engine_label(run)}, "
+                f"last heartbeat {age:.0f}s ago). If that engine is gone (killed), wait "
                 f"{max(1, STALE_RUN_SECONDS - age):.0f}s or resume with --force."
             )
+        me = this_engine()
+        store.record_engine(run_id, me.host, me.pid, me.started)
         # Reading a run back builds hundreds of thousands of objects that all stay alive: the
         # cyclic collector would rescan them again and again (a third of a 10,000-task resume).
         with collection_paused():

@@ -9,6 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestration.durations import format_duration
+from orchestration.engine_identity import owner_alive
 from orchestration.lifecycle import TaskState
 from orchestration.models import Plan, RunRecord, TransitionRecord
 from orchestration.plan import plan_from_dict
@@ -18,9 +20,27 @@ STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has los
 
 
 def run_is_live(run: RunRecord, now: datetime) -> bool:
-    """Whether an engine is working on the run: it is `running` and its heartbeat is fresh."""
+    """Whether an engine is working on the run: it is `running`, its heartbeat is fresh and,
+    when the engine ran on this host, its process still exists."""
     age = (now - run.updated_at).total_seconds()
-    return run.state == "running" and age < STALE_RUN_SECONDS
+    if run.state != "running" or age >= STALE_RUN_SECONDS:
+        return False
+    return owner_alive(run) is not False
+
+
+def shown_state(run: RunRecord, now: datetime) -> str:
+    """The run's state as users see it: a `running` run whose engine stopped is `interrupted`."""
+    return "interrupted" if run.state == "running" and not run_is_live(run, now) else run.state
+
+
+def interruption_note(run: RunRecord, now: datetime, db_hint: str = "") -> str:
+    """How long ago an interrupted run's engine was last heard from, and what continues it."""
+    ago = format_duration(max(0.0, (now - run.updated_at).total_seconds()))
+    return f"its engine stopped {ago} ago; continue with: {resume_command(run.id, db_hint)}"
+
+
+def resume_command(run_id: str, db_hint: str = "") -> str:
+    return f"orch resume {run_id}{db_hint}"
 
 
 def new_run_id(plan: Plan, now: datetime) -> str:
