@@ -296,7 +296,9 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
-def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+def _run_json(run: Any, tasks: list[Any], now: datetime, db_hint: str = "") -> dict[str, Any]:
+    from orchestration.runs import interruption, shown_state
+
     counts: dict[str, int] = {}
     for task in tasks:
         counts[task.state] = counts.get(task.state, 0) + 1
@@ -305,12 +307,19 @@ def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
         "plan": run.plan_name,
         "plan_path": run.plan_path,
         "workdir": run.workdir,
-        "state": run.state,
+        "state": shown_state(run, now),
         "started_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
         "finished_at": iso(run.finished_at),
         "counts": counts,
+        "engine": {"host": run.engine_host, "pid": run.engine_pid},
+        "interrupted": interruption(run, now, db_hint),
     }
+
+
+def _db_hint(db: str | None) -> str:
+    """` --db URL` in commands printed to the user, when they named the store that way."""
+    return f" --db {db}" if db else ""
 
 
 def _task_json(task: Any) -> dict[str, Any]:
@@ -334,31 +343,41 @@ def status(
     json_output: JsonOption = False,
     all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
 ) -> None:
-    """Show a run and its tasks (or, with --all, every run in the store)."""
+    """Show a run and its tasks (or, with --all, every run in the store).
+
+    A run whose engine stopped without finishing it (killed, crashed, machine gone) shows as
+    `interrupted`, with how long ago and the command that continues it.
+    """
     from orchestration.display import task_table
+    from orchestration.runs import interruption_note, shown_state
 
     store = open_store(db)
     try:
         if all_runs:
             runs = store.list_runs()
             if json_output:
-                print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
+                now = datetime.now(UTC)
+                hint = _db_hint(db)
+                print_json({"runs": [_run_json(r, store.tasks(r.id), now, hint) for r in runs]})
                 return
             for r in runs:
-                console.print(
-                    f"{r.id}  {r.state:10} {r.plan_name}  {iso(r.created_at)}", markup=False
-                )
+                state = shown_state(r, datetime.now(UTC))
+                line = f"{r.id}  {state:11} {r.plan_name}  {iso(r.created_at)}"
+                console.print(line, markup=False)
             return
         run_record = store.get_run(run_id) if run_id else store.latest_run()
         if run_record is None:
             raise OrchestrationError(f"no runs in the store {store.url}")
         tasks = store.tasks(run_record.id)
+        now = datetime.now(UTC)
         if json_output:
-            print_json(
-                {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
-            )
+            shown = _run_json(run_record, tasks, now, _db_hint(db))
+            print_json({"run": shown, "tasks": [_task_json(t) for t in tasks]})
             return
-        console.print(task_table(tasks, title=f"run {run_record.id} ({run_record.state})"))
+        state = shown_state(run_record, now)
+        console.print(task_table(tasks, title=f"run {run_record.id} ({state})"))
+        if state == "interrupted":
+            console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
         store.close()
 

@@ -33,6 +33,18 @@ def shown_state(run: RunRecord, now: datetime) -> str:
     return "interrupted" if run.state == "running" and not run_is_live(run, now) else run.state
 
 
+def interruption(run: RunRecord, now: datetime, db_hint: str = "") -> dict[str, Any] | None:
+    """An interrupted run's facts for `--json` and the API: when its engine was last heard
+    from, how long ago, and the command that continues it; None for any other run."""
+    if shown_state(run, now) != "interrupted":
+        return None
+    return {
+        "last_heartbeat": run.updated_at.isoformat(),
+        "seconds_ago": round(max(0.0, (now - run.updated_at).total_seconds()), 1),
+        "resume": resume_command(run.id, db_hint),
+    }
+
+
 def interruption_note(run: RunRecord, now: datetime, db_hint: str = "") -> str:
     """How long ago an interrupted run's engine was last heard from, and what continues it."""
     ago = format_duration(max(0.0, (now - run.updated_at).total_seconds()))

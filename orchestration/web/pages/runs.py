@@ -24,13 +24,13 @@ RECENT_EVENTS = 15
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/runs", response_class=HTMLResponse)
-def runs_page(request: Request, store: StoreDep) -> HTMLResponse:
-    return render(request, "runs.html", {"runs": all_run_summaries(store)})
+def runs_page(request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
+    return render(request, "runs.html", {"runs": all_run_summaries(store, config.db_hint)})
 
 
 def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
     run = store.get_run(run_id)
-    summary = run_summary(store, run)
+    summary = run_summary(store, run, db_hint=db_hint)
     tasks = store.tasks(run_id)
     moves = store.transitions(run_id)
     now = datetime.now(UTC)
