@@ -17,6 +17,7 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_logs,
     cli_plugins,
     cli_report,
     cli_resilience,
@@ -67,6 +68,7 @@ cli_checkpoints.register(app)
 cli_serve.register(app)
 cli_plugins.register(app)
 cli_report.register(app)
+cli_logs.register(app)
 cli_resilience.register(app, task_app)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from orchestration.durations import format_duration
 from orchestration.engine_identity import owner_alive
 from orchestration.lifecycle import TaskState
-from orchestration.models import Plan, RunRecord, TransitionRecord
+from orchestration.models import Plan, RunRecord, TaskRecord, TransitionRecord
 from orchestration.plan import plan_from_dict
 
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
@@ -84,3 +84,11 @@ def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
     for move in history:
         since = move.at if move.dest == TaskState.READY else now
     return since
+
+
+def attempt_over(run: RunRecord, task: TaskRecord, attempt: int, now: datetime) -> bool:
+    """Whether the task's `attempt` can write no more output: a later attempt began, the task
+    left `running`, or no engine works on the run any more."""
+    if task.attempts != attempt or task.state != TaskState.RUNNING:
+        return True
+    return not run_is_live(run, now)
