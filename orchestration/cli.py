@@ -141,12 +141,25 @@ GraceOption = Annotated[
 ]
 
 
-def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int:
+def _display(total: int, quiet: bool) -> Any:
+    """The run's console display; made before the run starts, so that set-up steps (the test
+    baseline, recovery) are shown too. None with --quiet."""
+    from orchestration.display import RunDisplay
+
+    return None if quiet else RunDisplay(total, err_console)
+
+
+def _run_loop(
+    orchestrator: Any, quiet: bool, grace: float | None = None, display: Any = None
+) -> int:
     from orchestration.display import RunDisplay
 
     total = len(orchestrator.tasks)
-    display = RunDisplay(total, err_console, live=False if quiet else None)
+    if display is None:
+        display = RunDisplay(total, err_console, live=False if quiet else None)
+    display.total = total  # tasks added while the run was stopped count too
     if not quiet:
+        display.follow_logs(orchestrator.plan.path, orchestrator.run.id)
         orchestrator.observer = display
         orchestrator.engine.plugins.muted.add("console")  # the display shows breakpoints already
     received: list[int] = []
@@ -249,14 +262,15 @@ def run(
     loaded = load_plan(plan, action_kinds=plugins.action_kinds)
     engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
+    display = _display(len(loaded.spec.tasks), quiet)
     try:
         orchestrator = Orchestrator.start(
-            loaded, store, run_id=run_id, engine=engine, dry_run=dry_run
+            loaded, store, run_id=run_id, engine=engine, dry_run=dry_run, observer=display
         )
         err_console.print(
             f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
         )
-        code = _run_loop(orchestrator, quiet, grace)
+        code = _run_loop(orchestrator, quiet, grace, display)
     finally:
         store.close()
     raise typer.Exit(code)
@@ -287,9 +301,10 @@ def resume(
         if pause is not None:  # asking to continue a run a human paused lifts the pause
             pause_run(store, run_id, actor=user(), reason="orch resume", paused=False)
             err_console.print(f"lifted the pause {pause.actor} put on run {run_id}")
-        orchestrator = Orchestrator.resume(store, run_id, force=force)
+        display = _display(store.task_count(run_id), quiet)
+        orchestrator = Orchestrator.resume(store, run_id, force=force, observer=display)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
-        code = _run_loop(orchestrator, quiet, grace)
+        code = _run_loop(orchestrator, quiet, grace, display)
     finally:
         store.close()
     raise typer.Exit(code)

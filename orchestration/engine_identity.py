@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psutil
 
 from orchestration.models import RunRecord
+
+logger = logging.getLogger(__name__)
 
 # A process's start time read twice can differ by a clock tick; a reused process id starts
 # much later than the engine that held it.
@@ -73,3 +79,25 @@ def engine_label(run: RunRecord) -> str:
     if run.engine_pid is None:
         return "unknown process"
     return f"process {run.engine_pid} on {run.engine_host}"
+
+
+@contextmanager
+def beating(beat: Callable[[], None], every_seconds: float) -> Iterator[None]:
+    """Call `beat` every `every_seconds` on a thread while the block runs: a long step taken
+    before the loop ticks (the test baseline) must not make the run look abandoned."""
+    done = threading.Event()
+
+    def keep_beating() -> None:
+        while not done.wait(every_seconds):
+            try:
+                beat()
+            except Exception as error:  # a missed beat only makes the run look stale sooner
+                logger.warning("heartbeat not stored: %s", error)
+
+    thread = threading.Thread(target=keep_beating, name="orch-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

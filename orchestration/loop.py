@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
-from orchestration.baselines import baseline_options, take_baselines
+from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
@@ -27,7 +28,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
-from orchestration.engine_identity import engine_columns, engine_label, this_engine
+from orchestration.engine_identity import beating, engine_columns, engine_label, this_engine
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -338,15 +339,22 @@ class Orchestrator:
         ]
         if not wanted:
             return {}
-        self.observer.message(f"taking the baseline of {', '.join(wanted)} before any task runs")
-        taken = take_baselines(
-            self.engine.plugins.validators,
-            wanted,
-            self.run.id,
-            Path(self.plan.workdir),
-            DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
-            options,
+        self.observer.message(
+            f"measuring the test baseline ({', '.join(wanted)}) before any task runs..."
         )
+        started = time.monotonic()
+        beat = partial(self.store.commit, self.run.id, Batch(run_state="running"))
+        with beating(beat, HEARTBEAT_SECONDS):
+            taken = take_baselines(
+                self.engine.plugins.validators,
+                wanted,
+                self.run.id,
+                Path(self.plan.workdir),
+                DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
+                options,
+            )
+        seconds = time.monotonic() - started
+        self.observer.message(f"baseline measured in {seconds:.1f}s: {baseline_summary(taken)}")
         self.engine.quality.baselines = taken
         return taken
 
