@@ -153,12 +153,12 @@ class AttemptLog:
         self.close()
 
 
-def read_from(path: Path, offset: int) -> tuple[str, int]:
-    """The log's text from byte `offset` on, and the offset after it ('' if there is none)."""
+def read_from(path: Path, offset: int, limit: int = -1) -> tuple[str, int]:
+    """The log's text from byte `offset` on (at most `limit` bytes), and the offset after it."""
     try:
         with path.open("rb") as file:
             file.seek(offset)
-            data = file.read()
+            data = file.read(limit)
     except FileNotFoundError:
         return "", offset
     # A multi-byte character may be cut at the end: leave its bytes for the next read.
@@ -189,6 +189,20 @@ def tail_lines(path: Path, lines: int = 20) -> list[str]:
         return []
     text = printable(data.decode("utf-8", errors="replace"))
     return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def tail_text(path: Path, max_bytes: int = TAIL_READ_BYTES) -> tuple[str, int]:
+    """The log's end (whole lines, at most `max_bytes`), printable, and the offset after it:
+    where a follower goes on from."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "", 0
+    start = max(0, size - max_bytes)
+    text, end = read_from(path, start, max_bytes)
+    if start and "\n" in text:
+        text = text.split("\n", 1)[1]  # the first line is cut: leave it out
+    return printable(text), end
 
 
 def last_line(path: Path) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, update
 
@@ -21,6 +22,7 @@ from orchestration.engine_identity import owner_alive, process_alive, this_engin
 from orchestration.store import Store
 from orchestration.store.schema import Run
 from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan
+from tests.test_web_api import start_server, stop_server
 
 RUN_ID = "held"
 WAIT_S = 120.0  # how long a test waits for an engine to reach a state (a busy machine is slow)
@@ -78,7 +80,7 @@ def engine(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Path, 
 def test_a_killed_engine_shows_as_interrupted_and_resume_takes_over_at_once(
     engine: tuple[subprocess.Popen[str], Path, Path, str],
 ) -> None:
-    process, _plan, release, db = engine
+    process, plan, release, db = engine
     with Store.open(db) as store:
         recorded = store.get_run(RUN_ID)
     assert (recorded.engine_host, recorded.engine_pid) == (this_engine().host, process.pid)
@@ -97,6 +99,19 @@ def test_a_killed_engine_shows_as_interrupted_and_resume_takes_over_at_once(
     assert 0 <= shown["interrupted"]["seconds_ago"] <= age + 1
     text = orch("status", RUN_ID, "--db", db)
     assert "interrupted" in text.stdout and f"orch resume {RUN_ID}" in text.stdout
+    server = start_server(db, plan.parent / "token")
+    try:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        api = httpx.get(f"{server.base}/api/v1/runs/{RUN_ID}", headers=headers, timeout=10)
+        served = api.json()["run"]
+        assert (served["state"], served["live"]) == ("interrupted", False)
+        assert served["interrupted"]["resume"] == f"orch resume {RUN_ID} --db {db}"
+        heartbeat = datetime.fromisoformat(served["interrupted"]["last_heartbeat"])
+        assert heartbeat == stored.updated_at
+        page = httpx.get(f"{server.base}/runs/{RUN_ID}", headers=headers, timeout=10)
+        assert "Interrupted" in page.text and f"orch resume {RUN_ID} --db {db}" in page.text
+    finally:
+        stop_server(server)
 
     # Right after the kill, well within the heartbeat's lease, resume takes the run.
     release.touch()

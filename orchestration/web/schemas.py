@@ -60,6 +60,14 @@ class RunOut(_Out):
     open_breakpoints: int
 
 
+class LogOut(_Out):
+    attempt: int = Field(description="The attempt whose output this is (1 for the first).")
+    text: str = Field(description="Output from `offset` on, terminal control sequences removed.")
+    offset: int = Field(description="The byte of the log this text starts at.")
+    next_offset: int = Field(description="Pass as `offset` to read on.")
+    over: bool = Field(description="The attempt is over: the log will not grow any more.")
+
+
 class TaskOut(_Out):
     id: str
     title: str
