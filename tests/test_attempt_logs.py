@@ -14,7 +14,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, update
 
+from orchestration import hookimpl
 from orchestration.attempt_logs import AttemptLog, log_path, printable, read_from, tail_lines
+from orchestration.extension import ActionInput, ActionKind, ActionResult
+from orchestration.hooks import load_plugins
+from orchestration.loop import Orchestrator, build_engine
+from orchestration.plan import load_plan
 from orchestration.store import Store
 from orchestration.store.schema import Run
 from tests.helpers import PY, orch, orch_in_background, orch_json, shell_task, write_plan
@@ -165,3 +170,56 @@ def test_no_output_no_file_and_tail_lines_are_printable(tmp_path: Path) -> None:
         log.write("a\r\nprogress 10%\rprogress 90%\n\x1b[2Jcleared\n")
     assert tail_lines(noisy, 2) == ["progress 90%", "cleared"]
     assert printable("\x1b[1mbold\x1b[0m\x07") == "bold"
+
+
+class Narrator:
+    """A plugin action kind that reports its progress on `output` while it works, and one that
+    only returns its output."""
+
+    def __init__(self) -> None:
+        self.go_on = threading.Event()
+
+    @hookimpl
+    def register_actions(self) -> list[ActionKind]:
+        def narrate(call: ActionInput) -> ActionResult:
+            assert call.output is not None
+            call.output.write('{"event": "thinking"}\n')
+            self.go_on.wait(WAIT_S)
+            call.output.write('{"event": "done"}\n')
+            return ActionResult(True, "returned text, not written again")
+
+        def quiet(call: ActionInput) -> ActionResult:
+            return ActionResult(True, "only what it returns")
+
+        return [ActionKind("narrate", narrate), ActionKind("quiet", quiet)]
+
+
+def test_a_plugin_kind_writes_its_events_to_the_live_log(tmp_path: Path) -> None:
+    kinds = Narrator()
+    plugins = load_plugins(entry_points=False, extra=[kinds])
+    plugins.muted.add("console")
+    spec = {
+        "version": 1,
+        "name": "narrated",
+        "tasks": [
+            {"id": "n", "action": {"kind": "narrate"}},
+            {"id": "q", "action": {"kind": "quiet"}},
+        ],
+    }
+    plan = load_plan(write_plan(tmp_path, spec), action_kinds=plugins.action_kinds)
+    narrated, quiet = log_path(plan.path, "r", "n", 1), log_path(plan.path, "r", "q", 1)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        orchestrator = Orchestrator.start(
+            plan, store, run_id="r", engine=build_engine(plan, plugins)
+        )
+        worker = threading.Thread(target=orchestrator.run_until_stopped)
+        worker.start()
+        try:
+            wait_until(lambda: "thinking" in read_from(narrated, 0)[0], "the first event")
+            assert store.task("r", "n").state == "running"
+        finally:
+            kinds.go_on.set()
+            worker.join(WAIT_S)
+        assert store.task("r", "n").state == "completed"
+    assert read_from(narrated, 0)[0] == '{"event": "thinking"}\n{"event": "done"}\n'
+    assert read_from(quiet, 0)[0] == "only what it returns"
