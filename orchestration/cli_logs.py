@@ -54,7 +54,12 @@ def logs(
             text, _ = read_from(path, 0)
             _write(text)
             if not path.exists():
-                err_console.print(f"no output recorded for attempt {number} ({path})", markup=False)
+                why = (
+                    "a python action keeps no log: its output is in `orch task inspect`"
+                    if task.spec.action.kind == "python"
+                    else f"no output recorded for attempt {number} ({path})"
+                )
+                err_console.print(why, markup=False)
             return
         try:
             for chunk in follow(path, lambda: _over(store, run_id, task_id, number)):
