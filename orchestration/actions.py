@@ -247,12 +247,12 @@ def run_process(
     timeout_seconds: float,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
-    output: OutputWriter | None = None,
+    live_output: OutputWriter | None = None,
 ) -> ProcessResult:
     """Run argv (never through a shell) in its own session, with a timeout and a stop signal.
 
     `on_start` receives the process id (also its process group id) once it runs; `output`
-    receives its output (stdout and stderr) as it comes.
+    `live_output` receives its output (stdout and stderr) as it comes.
     """
     try:
         process = subprocess.Popen(
@@ -269,7 +269,7 @@ def run_process(
     if on_start is not None:
         on_start(process.pid)
     tail: deque[str] = deque()
-    reader = threading.Thread(target=_drain, args=(process.stdout, tail, output), daemon=True)
+    reader = threading.Thread(target=_drain, args=(process.stdout, tail, live_output), daemon=True)
     reader.start()
     timed_out, interrupted = _wait(process, time.monotonic() + timeout_seconds, stop)
     # Whatever the action left behind in its session (a background server, a child that
@@ -290,7 +290,7 @@ def _run_command(
     request: ActionRequest,
     stop: threading.Event | None,
     on_start: Callable[[int], None] | None,
-    output: OutputWriter | None = None,
+    live_output: OutputWriter | None = None,
 ) -> ActionOutcome:
     action = request.task.action
     assert isinstance(action, ShellAction | AgentAction)
@@ -309,7 +309,7 @@ def _run_command(
             timeout_seconds=request.timeout_seconds,
             stop=stop,
             on_start=on_start,
-            output=output,
+            live_output=live_output,
         )
         duration = time.monotonic() - started
         result, note = _read_result(result_path)

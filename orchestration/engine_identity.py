@@ -65,15 +65,6 @@ def owner_alive(run: RunRecord) -> bool | None:
     return process_alive(run.engine_pid, run.engine_started)
 
 
-def engine_columns(identity: EngineIdentity) -> dict[str, str | int | float]:
-    """The RunRecord fields that record `identity`."""
-    return {
-        "engine_host": identity.host,
-        "engine_pid": identity.pid,
-        "engine_started": identity.started,
-    }
-
-
 def engine_label(run: RunRecord) -> str:
     """`process 1234 on host` for messages; `unknown process` for runs stored before 0005."""
     if run.engine_pid is None:
@@ -82,7 +73,7 @@ def engine_label(run: RunRecord) -> str:
 
 
 @contextmanager
-def beating(beat: Callable[[], None], every_seconds: float) -> Iterator[None]:
+def beating(beat: Callable[[], object], every_seconds: float) -> Iterator[None]:
     """Call `beat` every `every_seconds` on a thread while the block runs: a long step taken
     before the loop ticks (the test baseline) must not make the run look abandoned."""
     done = threading.Event()

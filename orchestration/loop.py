@@ -28,7 +28,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
-from orchestration.engine_identity import beating, engine_columns, engine_label, this_engine
+from orchestration.engine_identity import beating, engine_label, this_engine
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -307,8 +307,9 @@ class Orchestrator:
                 created_at=now,
                 updated_at=now,
                 plan_json=plan_json(plan),
-                **engine_columns(this_engine()),
             )
+            me = this_engine()
+            run.engine_host, run.engine_pid, run.engine_started = me.host, me.pid, me.started
             tasks = [
                 TaskRecord(
                     run.id,
