@@ -286,12 +286,17 @@ def resume(
         bool,
         typer.Option(
             "--force",
-            help="Resume even though the run looks alive in another engine (use only when "
-            "you know that engine is gone, e.g. killed).",
+            help="Resume even though the run looks alive in another engine. Needed only for "
+            "an engine on another host that you know is gone: on the engine's own host, a "
+            "killed engine is noticed at once.",
         ),
     ] = False,
 ) -> None:
-    """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
+    """Continue a stopped, crashed or paused run from the store; nothing done is done again.
+
+    Refused while another engine works on the run: one whose heartbeat is fresh (15 s), unless
+    it ran on this host and its process is gone, in which case the run is taken over at once.
+    """
     from orchestration.interventions import human_pause, pause_run
     from orchestration.loop import Orchestrator
 
