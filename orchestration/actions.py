@@ -3,6 +3,7 @@ kind."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copy
 import importlib
@@ -24,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from orchestration.attempt_logs import OutputWriter
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
 from orchestration.guarded import ThreadCall, call_in_thread
 from orchestration.models import (
@@ -191,9 +193,13 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _drain(stream: Any, tail: deque[str]) -> None:
+def _drain(stream: Any, tail: deque[str], output: OutputWriter | None) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for chunk in iter(lambda: stream.read1(8192), b""):
-        tail.append(chunk.decode("utf-8", errors="replace"))
+        text = decoder.decode(chunk)  # a character split between two reads stays whole
+        tail.append(text)
+        if output is not None:
+            output.write(text)
         while sum(map(len, tail)) > OUTPUT_TAIL_CHARS * 2 and len(tail) > 1:
             tail.popleft()
 
@@ -241,10 +247,12 @@ def run_process(
     timeout_seconds: float,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
+    live_output: OutputWriter | None = None,
 ) -> ProcessResult:
     """Run argv (never through a shell) in its own session, with a timeout and a stop signal.
 
-    `on_start` receives the process id (also its process group id) once it runs.
+    `on_start` receives the process id (also its process group id) once it runs; `output`
+    `live_output` receives its output (stdout and stderr) as it comes.
     """
     try:
         process = subprocess.Popen(
@@ -261,7 +269,7 @@ def run_process(
     if on_start is not None:
         on_start(process.pid)
     tail: deque[str] = deque()
-    reader = threading.Thread(target=_drain, args=(process.stdout, tail), daemon=True)
+    reader = threading.Thread(target=_drain, args=(process.stdout, tail, live_output), daemon=True)
     reader.start()
     timed_out, interrupted = _wait(process, time.monotonic() + timeout_seconds, stop)
     # Whatever the action left behind in its session (a background server, a child that
@@ -282,6 +290,7 @@ def _run_command(
     request: ActionRequest,
     stop: threading.Event | None,
     on_start: Callable[[int], None] | None,
+    live_output: OutputWriter | None = None,
 ) -> ActionOutcome:
     action = request.task.action
     assert isinstance(action, ShellAction | AgentAction)
@@ -300,6 +309,7 @@ def _run_command(
             timeout_seconds=request.timeout_seconds,
             stop=stop,
             on_start=on_start,
+            live_output=live_output,
         )
         duration = time.monotonic() - started
         result, note = _read_result(result_path)
@@ -380,7 +390,9 @@ def _unfinished_outcome(
     return ActionOutcome(1, False, call.duration, output, {}, "transient", label, declared=declared)
 
 
-def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
+def _run_plugin(
+    request: ActionRequest, stop: threading.Event | None, output: OutputWriter | None = None
+) -> ActionOutcome:
     """Call the plugin's `run` on its own thread: the timeout and the engine's stop hold even
     when the plugin ignores its stop event (the thread is then left behind, logged)."""
     action = request.task.action
@@ -401,6 +413,7 @@ def _run_plugin(request: ActionRequest, stop: threading.Event | None) -> ActionO
         stop=own_stop,
         feedback=request.feedback,
         answer=request.answer,
+        output=output,
     )
     call = call_in_thread(
         lambda: kind.run(call_input),
@@ -455,14 +468,17 @@ def run_action(
     request: ActionRequest,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
+    output: OutputWriter | None = None,
 ) -> ActionOutcome:
     """Run one attempt of a task. Never raises for a failure of the action itself.
 
-    `on_start` receives the process id of a shell or agent action once it runs.
+    `on_start` receives the process id of a shell or agent action once it runs; `output` its
+    output as it comes (a plugin kind gets it as `ActionInput.output`; a python action's output
+    is what it returns, written when it ends).
     """
     action = request.task.action
     if isinstance(action, PythonAction):
         return _run_python(request, stop)
     if isinstance(action, PluginAction):
-        return _run_plugin(request, stop)
-    return _run_command(request, stop, on_start)
+        return _run_plugin(request, stop, output)
+    return _run_command(request, stop, on_start, output)

@@ -85,3 +85,17 @@ def take_baselines(
         start = BaselineInput(run_id, workdir, chosen, _timeout(chosen, timeout))
         taken[name] = take_baseline(validator, start)
     return taken
+
+
+def baseline_summary(taken: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line for the console: `pytest: 120 tests, 2 failing` per validator measured."""
+    parts = []
+    for name, data in taken.items():
+        if "error" in data:
+            parts.append(f"{name}: not measured ({str(data['error']).splitlines()[0][:120]})")
+        elif "tests_total" in data:
+            failing = data.get("baseline_tests_failed", 0)
+            parts.append(f"{name}: {data['tests_total']} tests, {failing} failing")
+        else:
+            parts.append(f"{name}: measured")
+    return "; ".join(parts)

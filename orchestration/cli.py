@@ -17,6 +17,7 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_logs,
     cli_plugins,
     cli_report,
     cli_resilience,
@@ -67,6 +68,7 @@ cli_checkpoints.register(app)
 cli_serve.register(app)
 cli_plugins.register(app)
 cli_report.register(app)
+cli_logs.register(app)
 cli_resilience.register(app, task_app)
 
 
@@ -139,12 +141,25 @@ GraceOption = Annotated[
 ]
 
 
-def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int:
+def _display(total: int, quiet: bool) -> Any:
+    """The run's console display; made before the run starts, so that set-up steps (the test
+    baseline, recovery) are shown too. None with --quiet."""
+    from orchestration.display import RunDisplay
+
+    return None if quiet else RunDisplay(total, err_console)
+
+
+def _run_loop(
+    orchestrator: Any, quiet: bool, grace: float | None = None, display: Any = None
+) -> int:
     from orchestration.display import RunDisplay
 
     total = len(orchestrator.tasks)
-    display = RunDisplay(total, err_console, live=False if quiet else None)
+    if display is None:
+        display = RunDisplay(total, err_console, live=False if quiet else None)
+    display.total = total  # tasks added while the run was stopped count too
     if not quiet:
+        display.follow_logs(orchestrator.plan.path, orchestrator.run.id)
         orchestrator.observer = display
         orchestrator.engine.plugins.muted.add("console")  # the display shows breakpoints already
     received: list[int] = []
@@ -247,14 +262,15 @@ def run(
     loaded = load_plan(plan, action_kinds=plugins.action_kinds)
     engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
+    display = _display(len(loaded.spec.tasks), quiet)
     try:
         orchestrator = Orchestrator.start(
-            loaded, store, run_id=run_id, engine=engine, dry_run=dry_run
+            loaded, store, run_id=run_id, engine=engine, dry_run=dry_run, observer=display
         )
         err_console.print(
             f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
         )
-        code = _run_loop(orchestrator, quiet, grace)
+        code = _run_loop(orchestrator, quiet, grace, display)
     finally:
         store.close()
     raise typer.Exit(code)
@@ -270,12 +286,17 @@ def resume(
         bool,
         typer.Option(
             "--force",
-            help="Resume even though the run looks alive in another engine (use only when "
-            "you know that engine is gone, e.g. killed).",
+            help="Resume even though the run looks alive in another engine. Needed only for "
+            "an engine on another host that you know is gone: on the engine's own host, a "
+            "killed engine is noticed at once.",
         ),
     ] = False,
 ) -> None:
-    """Continue a stopped, crashed or paused run from the store; nothing done is done again."""
+    """Continue a stopped, crashed or paused run from the store; nothing done is done again.
+
+    Refused while another engine works on the run: one whose heartbeat is fresh (15 s), unless
+    it ran on this host and its process is gone, in which case the run is taken over at once.
+    """
     from orchestration.interventions import human_pause, pause_run
     from orchestration.loop import Orchestrator
 
@@ -285,9 +306,10 @@ def resume(
         if pause is not None:  # asking to continue a run a human paused lifts the pause
             pause_run(store, run_id, actor=user(), reason="orch resume", paused=False)
             err_console.print(f"lifted the pause {pause.actor} put on run {run_id}")
-        orchestrator = Orchestrator.resume(store, run_id, force=force)
+        display = _display(store.task_count(run_id), quiet)
+        orchestrator = Orchestrator.resume(store, run_id, force=force, observer=display)
         err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
-        code = _run_loop(orchestrator, quiet, grace)
+        code = _run_loop(orchestrator, quiet, grace, display)
     finally:
         store.close()
     raise typer.Exit(code)
@@ -296,7 +318,9 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
-def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+def _run_json(run: Any, tasks: list[Any], now: datetime, db_hint: str = "") -> dict[str, Any]:
+    from orchestration.runs import interruption, shown_state
+
     counts: dict[str, int] = {}
     for task in tasks:
         counts[task.state] = counts.get(task.state, 0) + 1
@@ -305,12 +329,19 @@ def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
         "plan": run.plan_name,
         "plan_path": run.plan_path,
         "workdir": run.workdir,
-        "state": run.state,
+        "state": shown_state(run, now),
         "started_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
         "finished_at": iso(run.finished_at),
         "counts": counts,
+        "engine": {"host": run.engine_host, "pid": run.engine_pid},
+        "interrupted": interruption(run, now, db_hint),
     }
+
+
+def _db_hint(db: str | None) -> str:
+    """` --db URL` in commands printed to the user, when they named the store that way."""
+    return f" --db {db}" if db else ""
 
 
 def _task_json(task: Any) -> dict[str, Any]:
@@ -334,31 +365,41 @@ def status(
     json_output: JsonOption = False,
     all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
 ) -> None:
-    """Show a run and its tasks (or, with --all, every run in the store)."""
+    """Show a run and its tasks (or, with --all, every run in the store).
+
+    A run whose engine stopped without finishing it (killed, crashed, machine gone) shows as
+    `interrupted`, with how long ago and the command that continues it.
+    """
     from orchestration.display import task_table
+    from orchestration.runs import interruption_note, shown_state
 
     store = open_store(db)
     try:
         if all_runs:
             runs = store.list_runs()
             if json_output:
-                print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
+                now = datetime.now(UTC)
+                hint = _db_hint(db)
+                print_json({"runs": [_run_json(r, store.tasks(r.id), now, hint) for r in runs]})
                 return
             for r in runs:
-                console.print(
-                    f"{r.id}  {r.state:10} {r.plan_name}  {iso(r.created_at)}", markup=False
-                )
+                state = shown_state(r, datetime.now(UTC))
+                line = f"{r.id}  {state:11} {r.plan_name}  {iso(r.created_at)}"
+                console.print(line, markup=False)
             return
         run_record = store.get_run(run_id) if run_id else store.latest_run()
         if run_record is None:
             raise OrchestrationError(f"no runs in the store {store.url}")
         tasks = store.tasks(run_record.id)
+        now = datetime.now(UTC)
         if json_output:
-            print_json(
-                {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
-            )
+            shown = _run_json(run_record, tasks, now, _db_hint(db))
+            print_json({"run": shown, "tasks": [_task_json(t) for t in tasks]})
             return
-        console.print(task_table(tasks, title=f"run {run_record.id} ({run_record.state})"))
+        state = shown_state(run_record, now)
+        console.print(task_table(tasks, title=f"run {run_record.id} ({state})"))
+        if state == "interrupted":
+            console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
         store.close()
 

@@ -26,11 +26,13 @@ from orchestration.models import (
     BreakerRecord,
     DeadLetterRecord,
     InterventionRecord,
+    RunRecord,
     TaskRecord,
 )
 from orchestration.store import Store
 
 DEFAULT_WAIT_SECONDS = 10.0  # how long a command waits for a running engine to apply a request
+INSPECT_TAIL = 10  # lines of a running attempt's output shown by `orch task inspect`
 
 ReasonOption = Annotated[
     str, typer.Option("--reason", "-r", help="Why; stored with the intervention.")
@@ -367,6 +369,12 @@ def task_inspect(
     ]
     if data["breaker"]["key"]:
         lines.append(f"  circuit breaker {data['breaker']['key']}: {data['breaker']['state']}")
+    running = data["running"]
+    if running is not None:
+        number, path = running["attempt"], running["log"]
+        lines.append(f"  attempt {number} running; its output so far ({path}):")
+        lines.extend(f"    | {line}" for line in running["tail"] or ["(nothing yet)"])
+        lines.append(f"    follow it with: orch logs {run_id} {task['id']} -f")
     for attempt in data["attempts"]:
         tail = attempt["output_tail"].strip().splitlines()[-3:]
         lines.append(
@@ -430,7 +438,18 @@ def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
             intervention_json(i) for i in store.interventions(run_id, task_id=task_id)
         ],
         "breaker": {"key": key, "state": stored.state if stored else ("closed" if key else None)},
+        "running": _running_attempt(run, task),
     }
+
+
+def _running_attempt(run: RunRecord, task: TaskRecord) -> dict[str, Any] | None:
+    """The attempt under way: its log and the log's last lines (printable), as written now."""
+    from orchestration.attempt_logs import log_path, tail_lines
+
+    if task.state != "running" or task.attempts < 1:
+        return None
+    path = log_path(run.plan_path, run.id, task.task_id, task.attempts)
+    return {"attempt": task.attempts, "log": str(path), "tail": tail_lines(path, INSPECT_TAIL)}
 
 
 def _task_json(task: TaskRecord) -> dict[str, Any]:
@@ -931,7 +950,8 @@ def prune(
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete finished runs with all their rows; never a run that is running or paused.
+    """Delete finished runs with all their rows and attempt logs; never a run that is running
+    or paused.
 
     Finished: completed, failed or cancelled. A plan's `retention: {keep_days, keep_failed}`
     applies to its runs.
@@ -974,13 +994,17 @@ def prune(
                 "rows": dict(sorted(result.rows.items())),
                 "kept": [{"run": c.run.id, "state": c.run.state, "why": c.why} for c in kept],
                 "changed_meanwhile": result.changed,
+                "logs_removed": result.logs,
             }
         )
         return
     verb = "would delete" if dry_run else "deleted"
     rows = ", ".join(f"{table} {n}" for table, n in sorted(result.rows.items()) if n)
     console.print(
-        f"{verb} {len(result.pruned)} run(s)" + (f"; rows: {rows}" if rows else ""), markup=False
+        f"{verb} {len(result.pruned)} run(s)"
+        + (f"; rows: {rows}" if rows else "")
+        + (f"; the logs of {len(result.logs)}" if result.logs else ""),
+        markup=False,
     )
     if result.changed:
         console.print(f"left alone (resumed meanwhile): {', '.join(result.changed)}", markup=False)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.attempt_logs import OutputWriter
 from orchestration.models import TaskSpec
 
 STAGES = ("syntax", "requirements", "quality", "testing")
@@ -27,6 +28,10 @@ class ActionInput:
     stop: threading.Event  # set when the engine wants the attempt to end: return soon
     feedback: str = ""  # the validators' suggestions from the previous attempt
     answer: str = ""  # a human's answer to a clarify breakpoint
+    # The attempt's live log: `output.write(text)` as work goes on (e.g. an agent's events as
+    # lines) shows in `orch logs -f`, the console and the dashboard. None in tests that run a
+    # kind alone. What `ActionResult.output` holds is written too if nothing was.
+    output: OutputWriter | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
-from orchestration.baselines import baseline_options, take_baselines
+from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
@@ -27,6 +28,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
+from orchestration.engine_identity import beating, engine_label, this_engine
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -306,6 +308,8 @@ class Orchestrator:
                 updated_at=now,
                 plan_json=plan_json(plan),
             )
+            me = this_engine()
+            run.engine_host, run.engine_pid, run.engine_started = me.host, me.pid, me.started
             tasks = [
                 TaskRecord(
                     run.id,
@@ -336,15 +340,22 @@ class Orchestrator:
         ]
         if not wanted:
             return {}
-        self.observer.message(f"taking the baseline of {', '.join(wanted)} before any task runs")
-        taken = take_baselines(
-            self.engine.plugins.validators,
-            wanted,
-            self.run.id,
-            Path(self.plan.workdir),
-            DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
-            options,
+        self.observer.message(
+            f"measuring the test baseline ({', '.join(wanted)}) before any task runs..."
         )
+        started = time.monotonic()
+        beat = partial(self.store.commit, self.run.id, Batch(run_state="running"))
+        with beating(beat, HEARTBEAT_SECONDS):
+            taken = take_baselines(
+                self.engine.plugins.validators,
+                wanted,
+                self.run.id,
+                Path(self.plan.workdir),
+                DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
+                options,
+            )
+        seconds = time.monotonic() - started
+        self.observer.message(f"baseline measured in {seconds:.1f}s: {baseline_summary(taken)}")
         self.engine.quality.baselines = taken
         return taken
 
@@ -367,10 +378,12 @@ class Orchestrator:
         if not force and run_is_live(run, utcnow()):
             age = (utcnow() - run.updated_at).total_seconds()
             raise OrchestrationError(
-                f"run '{run_id}' is being worked on by another engine (last heartbeat "
-                f"{age:.0f}s ago). If that engine is gone (killed), wait "
+                f"run '{run_id}' is being worked on by another engine ({engine_label(run)}, "
+                f"last heartbeat {age:.0f}s ago). If that engine is gone (killed), wait "
                 f"{max(1, STALE_RUN_SECONDS - age):.0f}s or resume with --force."
             )
+        me = this_engine()
+        store.record_engine(run_id, me.host, me.pid, me.started)
         # Reading a run back builds hundreds of thousands of objects that all stay alive: the
         # cyclic collector would rescan them again and again (a third of a 10,000-task resume).
         with collection_paused():

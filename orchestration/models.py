@@ -384,6 +384,9 @@ class RunRecord:
     updated_at: datetime
     finished_at: datetime | None = None
     plan_json: dict[str, Any] = field(default_factory=dict)
+    engine_host: str | None = None  # the engine working on it: host, process id, start time
+    engine_pid: int | None = None
+    engine_started: float | None = None
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
+from orchestration.attempt_logs import remove_run_logs, run_logs_dir
 from orchestration.durations import format_duration
 from orchestration.models import Retention, RunRecord
 from orchestration.store import Store
@@ -35,6 +36,7 @@ class PruneResult:
     pruned: list[str] = field(default_factory=list)
     rows: Counter[str] = field(default_factory=Counter)  # rows deleted (or to delete) per table
     changed: list[str] = field(default_factory=list)  # resumed meanwhile: left alone
+    logs: list[str] = field(default_factory=list)  # runs whose logs went (or would go)
 
 
 def plan_retention(run: RunRecord) -> Retention:
@@ -102,7 +104,8 @@ def prune(
 ) -> PruneResult:
     """Delete the chosen runs, each in its own transaction with every row it has (its tasks,
     history, breakpoints, decisions, quality results, events, settings, dead letters and
-    interventions). A run resumed since it was chosen is left alone. `dry_run`: count only."""
+    interventions), then its attempt logs (.orchestration/logs/RUN beside its plan). A run
+    resumed since it was chosen is left alone. `dry_run`: count only."""
     result = PruneResult()
     for choice in choices:
         if not choice.prune or choice.finished_before is None:
@@ -116,6 +119,9 @@ def prune(
             continue
         result.pruned.append(choice.run.id)
         result.rows.update(rows)
+        logs = run_logs_dir(choice.run.plan_path, choice.run.id)
+        if logs.is_dir() and (dry_run or remove_run_logs(choice.run.plan_path, choice.run.id)):
+            result.logs.append(choice.run.id)
         if progress is not None:
             progress(choice, rows)
     return result

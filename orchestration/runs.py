@@ -9,8 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestration.durations import format_duration
+from orchestration.engine_identity import owner_alive
 from orchestration.lifecycle import TaskState
-from orchestration.models import Plan, RunRecord, TransitionRecord
+from orchestration.models import Plan, RunRecord, TaskRecord, TransitionRecord
 from orchestration.plan import plan_from_dict
 
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
@@ -18,9 +20,39 @@ STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has los
 
 
 def run_is_live(run: RunRecord, now: datetime) -> bool:
-    """Whether an engine is working on the run: it is `running` and its heartbeat is fresh."""
+    """Whether an engine is working on the run: it is `running`, its heartbeat is fresh and,
+    when the engine ran on this host, its process still exists."""
     age = (now - run.updated_at).total_seconds()
-    return run.state == "running" and age < STALE_RUN_SECONDS
+    if run.state != "running" or age >= STALE_RUN_SECONDS:
+        return False
+    return owner_alive(run) is not False
+
+
+def shown_state(run: RunRecord, now: datetime) -> str:
+    """The run's state as users see it: a `running` run whose engine stopped is `interrupted`."""
+    return "interrupted" if run.state == "running" and not run_is_live(run, now) else run.state
+
+
+def interruption(run: RunRecord, now: datetime, db_hint: str = "") -> dict[str, Any] | None:
+    """An interrupted run's facts for `--json` and the API: when its engine was last heard
+    from, how long ago, and the command that continues it; None for any other run."""
+    if shown_state(run, now) != "interrupted":
+        return None
+    return {
+        "last_heartbeat": run.updated_at.isoformat(),
+        "seconds_ago": round(max(0.0, (now - run.updated_at).total_seconds()), 1),
+        "resume": resume_command(run.id, db_hint),
+    }
+
+
+def interruption_note(run: RunRecord, now: datetime, db_hint: str = "") -> str:
+    """How long ago an interrupted run's engine was last heard from, and what continues it."""
+    ago = format_duration(max(0.0, (now - run.updated_at).total_seconds()))
+    return f"its engine stopped {ago} ago; continue with: {resume_command(run.id, db_hint)}"
+
+
+def resume_command(run_id: str, db_hint: str = "") -> str:
+    return f"orch resume {run_id}{db_hint}"
 
 
 def new_run_id(plan: Plan, now: datetime) -> str:
@@ -52,3 +84,11 @@ def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
     for move in history:
         since = move.at if move.dest == TaskState.READY else now
     return since
+
+
+def attempt_over(run: RunRecord, task: TaskRecord, attempt: int, now: datetime) -> bool:
+    """Whether the task's `attempt` can write no more output: a later attempt began, the task
+    left `running`, or no engine works on the run any more."""
+    if task.attempts != attempt or task.state != TaskState.RUNNING:
+        return True
+    return not run_is_live(run, now)

@@ -33,6 +33,9 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "finished_at": run.finished_at,
+        "engine_host": run.engine_host,
+        "engine_pid": run.engine_pid,
+        "engine_started": run.engine_started,
     }
 
 
@@ -51,6 +54,9 @@ def run_record(row: Row[Any]) -> RunRecord:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         plan_json=row.plan_json or {},  # a run stored without its plan reads as an empty one
+        engine_host=row.engine_host,
+        engine_pid=row.engine_pid,
+        engine_started=row.engine_started,
     )
 
 

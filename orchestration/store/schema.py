@@ -79,6 +79,10 @@ class Run(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # The engine working on the run (migration 0005): who may resume it without waiting.
+    engine_host: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    engine_pid: Mapped[int | None] = mapped_column(Integer)
+    engine_started: Mapped[float | None] = mapped_column(Float)  # process start, epoch seconds
 
     __table_args__ = (Index("ix_runs_created_at", "created_at"),)
 

@@ -288,6 +288,21 @@ class Store:
             raise NotFoundError(f"run '{run_id}' not found")
         return records.run_record(row)
 
+    def record_engine(self, run_id: str, host: str, pid: int, started: float) -> None:
+        """Note the engine process that now works on the run (see engine_identity)."""
+        statement = (
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
+            .values(engine_host=host, engine_pid=pid, engine_started=started)
+        )
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(statement).rowcount != 1:
+                    raise NotFoundError(f"run '{run_id}' not found")
+        except SQLAlchemyError as exc:
+            message = f"cannot record the engine of run '{run_id}': {_first_line(exc)}"
+            raise StoreError(message) from exc
+
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
         query = _RUNS_WITH_PLANS.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())

@@ -14,7 +14,7 @@ from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, RunRecord
 from orchestration.review import resolve_breakpoint
 from orchestration.rules import RuleSet
-from orchestration.runs import plan_from_stored, run_is_live
+from orchestration.runs import interruption, plan_from_stored, run_is_live
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
@@ -39,14 +39,22 @@ BUILT_IN_RULES = {
 }
 
 
-def run_summary(store: Store, run: RunRecord, now: datetime | None = None) -> schemas.RunOut:
+def run_summary(
+    store: Store, run: RunRecord, now: datetime | None = None, db_hint: str = ""
+) -> schemas.RunOut:
+    now = now or datetime.now(UTC)
     counts = state_counts(store, run.id).get(run.id, {})
     open_bps = len(store.breakpoints(run.id, state="open"))
-    live = run_is_live(run, now or datetime.now(UTC))
-    return schemas.run_out(run, counts, live=live, open_breakpoints=open_bps)
+    return schemas.run_out(
+        run,
+        counts,
+        live=run_is_live(run, now),
+        open_breakpoints=open_bps,
+        interrupted=interruption(run, now, db_hint),
+    )
 
 
-def all_run_summaries(store: Store) -> list[schemas.RunOut]:
+def all_run_summaries(store: Store, db_hint: str = "") -> list[schemas.RunOut]:
     now = datetime.now(UTC)
     counts = state_counts(store)
     open_by_run: dict[str, int] = {}
@@ -58,6 +66,7 @@ def all_run_summaries(store: Store) -> list[schemas.RunOut]:
             counts.get(run.id, {}),
             live=run_is_live(run, now),
             open_breakpoints=open_by_run.get(run.id, 0),
+            interrupted=interruption(run, now, db_hint),
         )
         for run in store.list_runs()
     ]

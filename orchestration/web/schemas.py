@@ -34,18 +34,38 @@ class _Out(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class InterruptionOut(_Out):
+    last_heartbeat: datetime = Field(description="When the run's engine was last heard from.")
+    seconds_ago: float = Field(description="Seconds since then.")
+    resume: str = Field(description="The command that continues the run.")
+
+
 class RunOut(_Out):
     id: str
     plan: str
     plan_path: str
     workdir: str
-    state: str = Field(description="running | paused | completed | failed | cancelled")
+    state: str = Field(
+        description="running | interrupted (stored as running, but its engine stopped) | "
+        "paused | completed | failed | cancelled"
+    )
     live: bool = Field(description="An engine is working on the run now (fresh heartbeat).")
+    interrupted: InterruptionOut | None = Field(
+        None, description="For an interrupted run: since when, and the command that continues it."
+    )
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
     counts: dict[str, int] = Field(description="Tasks by state.")
     open_breakpoints: int
+
+
+class LogOut(_Out):
+    attempt: int = Field(description="The attempt whose output this is (1 for the first).")
+    text: str = Field(description="Output from `offset` on, terminal control sequences removed.")
+    offset: int = Field(description="The byte of the log this text starts at.")
+    next_offset: int = Field(description="Pass as `offset` to read on.")
+    over: bool = Field(description="The attempt is over: the log will not grow any more.")
 
 
 class TaskOut(_Out):
@@ -305,14 +325,22 @@ class ErrorOut(_Out):
 # ---- records to shapes ------------------------------------------------------------------------
 
 
-def run_out(run: RunRecord, counts: dict[str, int], *, live: bool, open_breakpoints: int) -> RunOut:
+def run_out(
+    run: RunRecord,
+    counts: dict[str, int],
+    *,
+    live: bool,
+    open_breakpoints: int,
+    interrupted: dict[str, Any] | None = None,
+) -> RunOut:
     return RunOut(
         id=run.id,
         plan=run.plan_name,
         plan_path=run.plan_path,
         workdir=run.workdir,
-        state=run.state,
+        state="interrupted" if interrupted is not None else run.state,
         live=live,
+        interrupted=InterruptionOut(**interrupted) if interrupted is not None else None,
         started_at=run.created_at,
         updated_at=run.updated_at,
         finished_at=run.finished_at,

@@ -15,13 +15,14 @@ from orchestration.web.api import (
     dead_letters,
     events,
     interventions,
+    logs,
     runs,
 )
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, breakpoints, dead_letters, breakers, interventions)
+AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (

@@ -9,24 +9,28 @@ from fastapi import APIRouter, Query
 from orchestration.runs import plan_from_stored, ready_since
 from orchestration.scheduler import TaskScheduler
 from orchestration.web import schemas
-from orchestration.web.deps import StoreDep
+from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.reviewing import all_run_summaries, run_summary
 
 router = APIRouter(tags=["runs"])
 
 
 @router.get("/runs", response_model=schemas.RunsOut)
-def list_runs(store: StoreDep) -> schemas.RunsOut:
+def list_runs(store: StoreDep, config: ConfigDep) -> schemas.RunsOut:
     """Every run in the store, newest first, with its tasks counted by state."""
-    return schemas.RunsOut(runs=all_run_summaries(store))
+    return schemas.RunsOut(runs=all_run_summaries(store, config.db_hint))
 
 
 @router.get("/runs/{run_id}", response_model=schemas.RunDetailOut)
-def get_run(run_id: str, store: StoreDep) -> schemas.RunDetailOut:
-    """One run and its tasks (the shape of `orch status RUN --json`, plus a few fields)."""
+def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetailOut:
+    """One run and its tasks (the shape of `orch status RUN --json`, plus a few fields).
+
+    A run stored as running whose engine stopped shows as `interrupted`, with the command that
+    continues it."""
     run = store.get_run(run_id)
+    summary = run_summary(store, run, db_hint=config.db_hint)
     return schemas.RunDetailOut(
-        run=run_summary(store, run), tasks=[schemas.task_out(t) for t in store.tasks(run_id)]
+        run=summary, tasks=[schemas.task_out(t) for t in store.tasks(run_id)]
     )
 
 
