@@ -132,7 +132,7 @@ class DecisionRule:
 
     name: str
     when: Expression | None
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "fail", "score"]
     reason: str
     file: str
     scoring: ScoringPolicy | None = None
@@ -210,7 +210,7 @@ class _ScoringModel(_Strict):
 class _DecisionModel(_Strict):
     name: str | None = Field(None, pattern=RULE_NAME_PATTERN, max_length=100)
     when: str | None = Field(None, min_length=1)
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "fail", "score"]
     reason: str = ""
     scoring: _ScoringModel | None = None
 
