@@ -74,6 +74,14 @@ SKIP_MARKER = re.compile(
     r"|@Ignore\b|#\[ignore\]"
 )
 
+# A cheap first look: only lines with something the enabled detectors react to (a keyword, a
+# known key prefix, a key header, credentials in a URL) go to detect-secrets, ~0.7 ms a line.
+SECRET_HINT = re.compile(
+    r"(?i)key|token|secret|passw|pwd|auth|credential|bearer|private|AKIA|ASIA|BEGIN|ghp_|gho_"
+    r"|github_pat|glpat|sk_live|rk_live|xox[abpr]|eyJ|npm_|pypi-|SG\.|AIza|://[^/\s:@]+:[^/\s@]+@"
+    r"|discord|twilio|SK[0-9a-f]{32}|mailchimp|[0-9a-f]{32}-us[0-9]+|sq0|artifactory|AKC"
+)
+
 # Lines a task may change for its declared `expected_change`.
 CHANGE_BUDGETS = {"small": 150, "medium": 800, "large": 5_000}
 
@@ -135,12 +143,22 @@ def secrets_in(lines_by_file: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
     with transient_settings({"plugins_used": _secret_plugins()}):
         for path, lines in lines_by_file.items():
             for line in lines:
+                if not SECRET_HINT.search(line):
+                    continue  # nothing any enabled detector looks for: spare the scanner
                 if budget <= 0:
                     return tuple(found)
                 budget -= 1
                 for secret in scan_line(line[:1_000]):
                     found[f"{path}: {secret.type}" if path else secret.type] = None
     return tuple(found)
+
+
+def prepare_secret_scanner() -> None:
+    """Import detect-secrets and list its detectors now (about 0.1 s), not inside a timed rule."""
+    from detect_secrets.core.scan import scan_line  # noqa: F401
+    from detect_secrets.settings import transient_settings  # noqa: F401
+
+    _secret_plugins()
 
 
 @lru_cache(maxsize=1)
