@@ -32,7 +32,8 @@ GIT_TIMEOUT_SECONDS = 60
 # Named destructive operations. Plans add their own under `signals.destructive_patterns`.
 DESTRUCTIVE_PATTERNS: dict[str, str] = {
     "drop_table": r"(?i)\bdrop\s+(table|database|schema|view|index)\b",
-    "drop_column": r"(?i)\bdrop\s+column\b|\bop\.drop_column\(|\bremove_column\b|\bdropColumn\(",
+    "drop_column": r"(?i)\b(drop|remove)\s+(the\s+)?([\w\"`.-]+\s+)?columns?\b"
+    r"|\bop\.drop_column\(|\bremove_column\b|\bdropColumn\(",
     "truncate": r"(?i)\btruncate\s+(table\s+)?[\w.\"`]+",
     "delete_all_rows": r"(?i)\bdelete\s+from\s+[\w.\"`]+\s*(;|$)",
     "cascade": r"(?i)\bdrop\b[^;\n]*\bcascade\b|\bdrop cascades to\b",
@@ -42,7 +43,7 @@ DESTRUCTIVE_PATTERNS: dict[str, str] = {
     "recursive_delete": r"(?i)\brm\s+-[a-z]*r[a-z]*\s+(?!(\S*/)?(node_modules|build|dist|target|"
     r"\.cache|__pycache__|tmp|\.venv|venv|coverage|\.pytest_cache|out|\.next|\.tox)\b)"
     r"|\bshutil\.rmtree\(|\bgit\s+rm\s+-r\b",
-    "purge": r"(?i)\b(purge|wipe|erase|delete)\s+(all\s+)?(the\s+)?(\w+\s+){0,2}"
+    "purge": r"(?i)\b(purge|wipe|erase|delete)\s+(all\s+)?(the\s+)?([\w-]+\s+){0,2}"
     r"(data|records?|rows|users?|accounts?|customers?|tables?|database|bucket|backups?|logs|history)\b",
     "bucket_delete": r"(?i)\b(aws\s+s3\s+rb|gsutil\s+rm\s+-r|s3\s+rm\s+[^\n]*--recursive)\b",
     "flush_cache_db": r"(?i)\b(flushall|flushdb|dropdb|db\.dropDatabase\(\))",
@@ -55,9 +56,10 @@ AUTH_FAILURE_PATTERN = (
     r"(?i)\b(401|403)\s+(unauthori[sz]ed|forbidden)\b|\bHTTP\s*(error\s*)?(401|403)\b"
     r"|\bstatus(\s+code)?[:=\s]+(401|403)\b|\b(unauthori[sz]ed|forbidden)\s*[:(]"
     r"|\binvalid[_ ](api[_ ]?key|token|credentials?|x-api-key)\b|\b(token|credentials?|api key)\s+"
-    r"(has\s+been\s+|was\s+|is\s+)?(revoked|expired|invalid)\b|\bauthentication\s+(failed|required)\b"
+    r"(has\s+been\s+|have\s+|had\s+|was\s+|is\s+)?(revoked|expired|invalid)\b|\bauthentication\s+(failed|required)\b"
     r"|\bpermission denied \(publickey\)|\bbad credentials\b|\baccess denied\b"
-    r"|\bnot authori[sz]ed\b|\bincorrect api key\b"
+    r"|\bnot authori[sz]ed\b|\bincorrect api key\b|\b(ExpiredToken|InvalidClientTokenId"
+    r"|InvalidAccessKeyId|SignatureDoesNotMatch|UnrecognizedClientException)\b"
 )
 
 TEST_FILE = re.compile(
