@@ -16,6 +16,7 @@ from orchestration.actions import (
     classify_error,
     run_action,
 )
+from orchestration.api_changes import breaking_changes
 from orchestration.attempt_logs import AttemptLog, log_path
 from orchestration.engine import Engine
 from orchestration.expressions import Expression
@@ -23,7 +24,8 @@ from orchestration.extension import ValidationInput
 from orchestration.models import Plan, PythonAction, TaskRecord
 from orchestration.orphans import AttemptRegistry
 from orchestration.quality import QualityReport, acceptance_check
-from orchestration.steps import after_context, with_quality
+from orchestration.signals import StepText, is_auth_failure, step_diff, step_signals
+from orchestration.steps import action_text, after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
 
@@ -146,7 +148,8 @@ class AttemptRunner:
             logger.warning("could not compute changes in %s: %s", workdir, error)
             changes = Changes((), 0)
         elapsed = self.task_seconds[request.task.id] + outcome.duration_seconds
-        context = after_context(before, outcome, changes, elapsed)
+        signals = self._signals(request, outcome, base, after, changes)
+        context = after_context(before, outcome, changes, elapsed, signals)
         requirements = acceptance_check(
             self._acceptance_for(request.task.id), context, outcome.succeeded, outcome.exit_code
         )
@@ -174,6 +177,30 @@ class AttemptRunner:
         )
         return result, after
 
+    def _signals(
+        self,
+        request: ActionRequest,
+        outcome: ActionOutcome,
+        base: Snapshot,
+        after: Snapshot | None,
+        changes: Changes,
+    ) -> dict[str, Any]:
+        """The step's review signals: from its diff where git recorded both trees."""
+        settings = self.plan.spec.signals
+        trees = (base.tree, after.tree) if after is not None else (None, None)
+        diff = StepText()
+        if changes.files and trees[0] and trees[1]:
+            diff = step_diff(request.workdir, trees[0], trees[1])
+        command, prompt = action_text(request.task)
+        step = replace(diff, command=command, prompt=prompt, output=outcome.output_tail)
+        found = step_signals(step, extra_destructive=settings.destructive_patterns)
+        found["auth_failure"] = found["auth_failure"] and outcome.exit_code not in (0, None)
+        if settings.public_api and changes.files and trees[0] and trees[1]:
+            found["api_breaking_changes"] = breaking_changes(
+                request.workdir, trees[0], trees[1], changes.files
+            )
+        return found
+
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":
             # Recorded, not executed: the dependents of a dry-run task still run.
@@ -195,6 +222,8 @@ class AttemptRunner:
             if log is not None:
                 log.close()
         kind = classify_error(outcome, self.plan.spec.defaults.errors)
+        if kind == "transient" and is_auth_failure(outcome.output_tail):
+            kind = "permanent"  # a revoked or missing credential: no retry can fix it
         return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
 
     def _open_log(self, task_id: str, attempt: int) -> AttemptLog | None:

@@ -783,17 +783,19 @@ def rules_test(
 
     The engine's risk gate (high risk, confidence below 0.7, before a step) counts as a stop.
     """
-    from orchestration.rule_tests import verdicts
+    from orchestration.rule_tests import LabelFigures, verdicts
 
     results = verdicts(_load_rule_set(files, no_defaults), contexts)
-    labelled = [r for r in results if r.label in ("stop", "go")]
+    figures = LabelFigures.of(results)
     summary = {
         "contexts": len(results),
         "stops": sum(r.stops for r in results),
-        "labelled_stop_caught": sum(r.stops for r in labelled if r.label == "stop"),
-        "labelled_stop": sum(r.label == "stop" for r in labelled),
-        "labelled_go_stopped": sum(r.stops for r in labelled if r.label == "go"),
-        "labelled_go": sum(r.label == "go" for r in labelled),
+        "labelled_stop_caught": figures.stops_caught,
+        "labelled_stop": figures.stop_lines,
+        "labelled_go_stopped": figures.go_stopped,
+        "labelled_go": figures.go_lines,
+        "recall": figures.recall,
+        "false_stop_rate": figures.false_stop_rate,
     }
     if json_output:
         print_json(
@@ -821,10 +823,13 @@ def rules_test(
         console.print(f"{r.line:>4} {r.task_id} {r.at}: {verdict}{label} — {fired}", markup=False)
         for error in r.errors:
             console.print(f"       rule error: {error}", markup=False)
-    if labelled:
+    if figures.stop_lines or figures.go_lines:
+        recall = "n/a" if figures.recall is None else f"{figures.recall:.3f}"
+        false_stops = "n/a" if figures.false_stop_rate is None else f"{figures.false_stop_rate:.3f}"
         console.print(
-            f"stop lines that stop: {summary['labelled_stop_caught']}/{summary['labelled_stop']}; "
-            f"go lines that stop: {summary['labelled_go_stopped']}/{summary['labelled_go']}",
+            f"stop lines that stop: {figures.stops_caught}/{figures.stop_lines} "
+            f"(recall {recall}); go lines that stop: {figures.go_stopped}/{figures.go_lines} "
+            f"(false-stop rate {false_stops})",
             markup=False,
         )
 

@@ -147,6 +147,68 @@ CONTEXT_NAMES: tuple[ContextName, ...] = (
         "historical_success_rate; 0 with no history.",
     ),
     ContextName(
+        "tests_new_failing",
+        "int",
+        "Failing tests that did not exist at the run's start (a TDD step's new tests), as opposed "
+        "to tests_regressed; from the test runner's ids, else tests_failed minus the baseline's "
+        "failures and the regressions.",
+    ),
+    ContextName(
+        "tests_removed",
+        "int",
+        "Test functions or test files present before the step and gone after it (from the "
+        "step's diff: deleted test files, and test definitions removed and not re-added).",
+    ),
+    ContextName(
+        "tests_skipped_new",
+        "int",
+        "Skip or xfail markers the step added to tests beyond those it removed "
+        "(pytest, unittest, Jest/Vitest, Go, JUnit, Rust).",
+    ),
+    ContextName(
+        "secrets_added",
+        "tuple[str]",
+        "`path: kind` for each credential detect-secrets finds in the step's added lines "
+        "(API keys, tokens, private keys, passwords in assignments).",
+    ),
+    ContextName(
+        "destructive_operations",
+        "tuple[str]",
+        "Names of destructive operations in the action's command, prompt or title (before) and "
+        "in its diff or output (after): drop_table, drop_column, truncate, delete_all_rows, "
+        "cascade, force_push, history_rewrite, recursive_delete, purge, bucket_delete, "
+        "flush_cache_db, terraform_destroy, plus the plan's `signals.destructive_patterns`.",
+    ),
+    ContextName(
+        "api_breaking_changes",
+        "tuple[str]",
+        "Breaking changes griffe finds in the public API of the Python packages the step "
+        "touched, one line each (`path:line: name(param): Parameter was removed`).",
+    ),
+    ContextName(
+        "auth_failure",
+        "bool",
+        "The failed step's output shows an authentication or authorisation failure (401/403, a "
+        "revoked or invalid token or key); such errors are classified permanent.",
+    ),
+    ContextName(
+        "expected_change",
+        "str",
+        "The task's declared scope: small, medium or large; '' when not declared.",
+    ),
+    ContextName(
+        "change_budget",
+        "int",
+        "Lines the task may change: its `line_budget`, else 150/800/5000 for an "
+        "expected_change of small/medium/large; 0 when neither is declared.",
+    ),
+    ContextName(
+        "when_exhausted",
+        "str",
+        "What happens to the task when it runs out of attempts with a failed gate: escalate "
+        "(a human decides) or fail (trigger rules and failure branches go on).",
+    ),
+    ContextName(
         "calibrated_confidence",
         "float",
         "0..1; `confidence` corrected by how the agent's past confidence compared with its "
@@ -211,6 +273,16 @@ def neutral_context() -> dict[str, Any]:
         "historical_success_rate": 0.5,
         "historical_attempts": 0,
         "calibrated_confidence": 1.0,
+        "tests_new_failing": 0,
+        "tests_removed": 0,
+        "tests_skipped_new": 0,
+        "secrets_added": (),
+        "destructive_operations": (),
+        "api_breaking_changes": (),
+        "auth_failure": False,
+        "expected_change": "",
+        "change_budget": 0,
+        "when_exhausted": "escalate",
     }
     assert set(context) == CONTEXT_NAME_SET, "neutral_context and CONTEXT_NAMES drifted"
     return context

@@ -14,7 +14,7 @@ from orchestration.scoring import SCORE_NAMES, ScoreCard, band, weighted_score
 
 logger = logging.getLogger(__name__)
 
-DECISIONS = ("proceed", "retry", "clarify", "escalate", "checkpoint")
+DECISIONS = ("proceed", "retry", "clarify", "escalate", "checkpoint", "fail")
 EXPLANATION_KEY = "explanation"  # where the explanation goes in the stored decision figures
 MAX_SHOWN_VALUE_CHARS = 80  # one figure in the explanation text
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from orchestration import signals
+
 try:  # `regex` can stop a match after a timeout; the stdlib `re` cannot.
     import regex as _timed_regex
 except ImportError:  # pragma: no cover - depends on the environment
@@ -318,7 +320,34 @@ def _guarded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def fn_secrets_in(text: Any) -> tuple[str, ...]:
+    """The kinds of credentials detect-secrets finds in `text` (a string or list of strings)."""
+    lines = [line for item in _texts(text) for line in item.splitlines()]
+    return signals.secrets_in({"": lines})
+
+
+def fn_destructive_in(text: Any) -> tuple[str, ...]:
+    """The names of the built-in destructive operations `text` mentions."""
+    return signals.destructive_operations(_texts(text))
+
+
+def fn_auth_failure_in(text: Any) -> bool:
+    """Whether `text` shows an authentication or authorisation failure."""
+    return any(signals.is_auth_failure(item) for item in _texts(text))
+
+
 _PLAIN_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "secrets_in": fn_secrets_in,
+    "destructive_in": fn_destructive_in,
+    "auth_failure_in": fn_auth_failure_in,
     "lower": fn_lower,
     "upper": fn_upper,
     "len": fn_len,

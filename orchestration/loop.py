@@ -1010,6 +1010,8 @@ class Orchestrator:
             self._figures(starting=True),
             self.task_seconds[task.task_id],
             now,
+            self.plan.spec.signals,
+            self.plan.when_exhausted(task.spec),
         )
         context.update(repeat_figures(self.attempt_history[task.task_id]))
         spec = task.spec
@@ -1314,9 +1316,10 @@ class Orchestrator:
                 last_error_kind=result.outcome.error_kind,
                 next_attempt_at=next_attempt_at(policy, task.attempts, now),
             )
-        elif decision.action == "retry":
+        elif decision.action in ("retry", "fail"):  # a retry with no attempt left fails too
             self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            self._move(task, "fail", f"out of attempts: {decision.reason}")
+            why = "fail" if decision.action == "fail" else "out of attempts"
+            self._move(task, "fail", f"{why}: {decision.reason}")
             self._grow(task, False, context, now)
         else:  # clarify | escalate: a human decides
             self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)

@@ -229,6 +229,13 @@ class TaskSpec(_Strict):
     # The circuit breaker this task's attempts count against (orchestration/breakers.py);
     # None: derived as the plan's `breakers.keys_from` says.
     breaker: str | None = Field(None, min_length=1, max_length=200)
+    # The declared scope of the change, read by the `change_exceeds_scope` rule: a size class
+    # (signals.CHANGE_BUDGETS lines) or an explicit line budget, which wins.
+    expected_change: Literal["small", "medium", "large"] | None = None
+    line_budget: int | None = Field(None, ge=1, le=10_000_000)
+    # Out of attempts with a failed gate: hand the task to a human, or fail it (trigger rules and
+    # failure branches then go on). None: the plan's `defaults.when_exhausted`.
+    when_exhausted: Literal["escalate", "fail"] | None = None
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -260,6 +267,30 @@ class Defaults(_Strict):
     timeout_seconds: float = Field(900.0, gt=0)
     validators: list[ValidatorRef] = Field(default_factory=list)
     agent_command: list[str] | None = Field(None, min_length=1)
+    # `escalate` by default: an unattended run must not silently drop work a human could still
+    # rescue with one answer; `fail` lets trigger rules and failure branches take over instead.
+    when_exhausted: Literal["escalate", "fail"] = "escalate"
+
+
+class SignalSettings(_Strict):
+    """Review signals the engine computes per step (orchestration/signals.py, docs/rules.md)."""
+
+    # Extra named patterns for `destructive_operations`, added to the built-in ones.
+    destructive_patterns: dict[str, str] = Field(default_factory=dict)
+    # Compare the public API of the Python packages a step touched (griffe); off for speed.
+    public_api: bool = True
+
+    @field_validator("destructive_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        for name, pattern in patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"pattern {name!r} is not a valid regular expression: {error}"
+                ) from None
+        return patterns
 
 
 class ResourceGuards(_Strict):
@@ -337,6 +368,7 @@ class PlanSpec(_Strict):
     budget: Budget = Field(default_factory=Budget)
     breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     retention: Retention = Field(default_factory=Retention)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
@@ -368,6 +400,9 @@ class Plan:
 
     def validators(self, task: TaskSpec) -> list[ValidatorRef]:
         return task.validators if task.validators is not None else self.spec.defaults.validators
+
+    def when_exhausted(self, task: TaskSpec) -> str:
+        return task.when_exhausted or self.spec.defaults.when_exhausted
 
 
 # ---- records the store returns and the engine passes around (never ORM rows) ----------------

@@ -14,7 +14,7 @@ from orchestration.models import Scheduling
 from orchestration.rules import RuleSet, evaluate_breakpoints
 
 # Keys a contexts file may carry beside the rule context: where the check runs, and labels.
-EXTRA_KEYS = frozenset({"at", "label", "kind", "why"})
+EXTRA_KEYS = frozenset({"at", "label", "kind", "why", "borderline", "project"})
 MAX_LINE_BYTES = 1_000_000
 
 
@@ -106,6 +106,32 @@ def verdicts(rules: RuleSet, path: Path) -> list[ContextVerdict]:
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class LabelFigures:
+    """How the rules did on labelled contexts: recall on `stop` lines, false stops on `go` ones."""
+
+    stop_lines: int
+    stops_caught: int
+    go_lines: int
+    go_stopped: int
+
+    @classmethod
+    def of(cls, results: list[ContextVerdict]) -> LabelFigures:
+        stop = [r for r in results if r.label == "stop"]
+        go = [r for r in results if r.label == "go"]
+        return cls(len(stop), sum(r.stops for r in stop), len(go), sum(r.stops for r in go))
+
+    @property
+    def recall(self) -> float | None:
+        """Share of the `stop` lines where the engine stops; None without such lines."""
+        return round(self.stops_caught / self.stop_lines, 4) if self.stop_lines else None
+
+    @property
+    def false_stop_rate(self) -> float | None:
+        """Share of the `go` lines where the engine stops all the same; None without them."""
+        return round(self.go_stopped / self.go_lines, 4) if self.go_lines else None
 
 
 @dataclass(frozen=True)

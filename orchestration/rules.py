@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestration import signals
 from orchestration.context import CONTEXT_NAME_SET, freeze
 from orchestration.durations import parse_duration
 from orchestration.errors import RuleError
@@ -132,7 +133,7 @@ class DecisionRule:
 
     name: str
     when: Expression | None
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "fail", "score"]
     reason: str
     file: str
     scoring: ScoringPolicy | None = None
@@ -210,7 +211,7 @@ class _ScoringModel(_Strict):
 class _DecisionModel(_Strict):
     name: str | None = Field(None, pattern=RULE_NAME_PATTERN, max_length=100)
     when: str | None = Field(None, min_length=1)
-    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "score"]
+    decide: Literal["proceed", "retry", "clarify", "escalate", "checkpoint", "fail", "score"]
     reason: str = ""
     scoring: _ScoringModel | None = None
 
@@ -275,7 +276,10 @@ def load_rules(
     for name, text in texts:
         _load_text(name, text, state, functions or {})
     names = (*(str(path) for path in files), *(name for name, _ in texts))
-    return _finish(state, names)
+    rules = _finish(state, names)
+    if any("secrets_in" in rule.when.source for rule in rules.breakpoints):
+        signals.prepare_secret_scanner()  # its first use must not count against a rule's time
+    return rules
 
 
 def _read(path: Path) -> str:

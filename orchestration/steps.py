@@ -9,7 +9,8 @@ from typing import Any
 
 from orchestration.actions import ActionOutcome
 from orchestration.context import neutral_context
-from orchestration.models import TaskRecord
+from orchestration.models import SignalSettings, TaskRecord, TaskSpec
+from orchestration.signals import before_signals, change_budget
 from orchestration.workspace import Changes
 
 PRIORITY_LABELS = {10: "critical", 8: "high", 5: "medium", 3: "low", 1: "background"}
@@ -38,6 +39,14 @@ def priority_label(priority: int) -> str:
     return "background"
 
 
+def action_text(spec: TaskSpec) -> tuple[str, str]:
+    """The command line and the prompt of a task's action, as text the signals scan."""
+    action = spec.action
+    run = getattr(action, "run", None) or getattr(action, "command", None) or ()
+    command = " ".join(run) if isinstance(run, list) else str(getattr(action, "call", ""))
+    return command, str(getattr(action, "prompt", "") or "")
+
+
 def before_context(
     task: TaskRecord,
     attempt: int,
@@ -45,10 +54,15 @@ def before_context(
     figures: RunFigures,
     task_elapsed_seconds: float,
     now: datetime,
+    signals: SignalSettings | None = None,
+    when_exhausted: str = "escalate",
 ) -> dict[str, Any]:
     """The context of a `before` check: the outcome fields keep their neutral values."""
     spec = task.spec
+    settings = signals or SignalSettings()
+    command, prompt = action_text(spec)
     context = neutral_context()
+    context.update(before_signals(command, prompt, spec.title, settings.destructive_patterns))
     context.update(
         task_id=spec.id,
         title=spec.title,
@@ -69,6 +83,9 @@ def before_context(
         run_cost=round(figures.run_cost, 6),
         run_tokens=figures.run_tokens,
         over_budget=figures.over_budget,
+        expected_change=spec.expected_change or "",
+        change_budget=change_budget(spec.expected_change, spec.line_budget),
+        when_exhausted=when_exhausted,
     )
     return context
 
@@ -78,9 +95,19 @@ def after_context(
     outcome: ActionOutcome,
     changes: Changes,
     task_elapsed_seconds: float,
+    signals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The context after the action ran, before validators: the requirements stage reads it."""
+    """The context after the action ran, before validators: the requirements stage reads it.
+
+    `signals` are the step's review signals (signals.step_signals, api_changes); the
+    destructive operations the `before` check saw in the command and prompt are kept.
+    """
     context = dict(before)
+    found = dict(signals or {})
+    if "destructive_operations" in found:
+        seen = dict.fromkeys((*before["destructive_operations"], *found["destructive_operations"]))
+        found["destructive_operations"] = tuple(seen)
+    context.update(found)
     result = dict(outcome.result)
     reported = result.get("confidence")
     confidence = before["confidence"]
@@ -116,4 +143,16 @@ def with_quality(context: Mapping[str, Any], report: Any) -> dict[str, Any]:
         tests_regressed=tuple(figures.get("tests_regressed", ()) or ()),
         lint_errors=int(figures.get("lint_errors", 0) or 0),
     )
+    regressed = int(figures.get("tests_regressed_count", len(updated["tests_regressed"])) or 0)
+    new_failing = figures.get("tests_new_failing")
+    if not isinstance(new_failing, int) or isinstance(new_failing, bool):
+        # no test ids to tell new tests from old ones: what is left after the known failures
+        baseline = updated["baseline_tests_failed"]
+        new_failing = max(0, updated["tests_failed"] - baseline - regressed)
+    updated["tests_new_failing"] = new_failing
+    # the runner's collection and the diff each see removals the other can miss
+    for name in ("tests_removed", "tests_skipped_new"):
+        reported = figures.get(name)
+        if isinstance(reported, int) and not isinstance(reported, bool):
+            updated[name] = max(int(context.get(name, 0) or 0), reported)
     return updated

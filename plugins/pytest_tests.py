@@ -141,6 +141,9 @@ class Comparison:
     regressed: list[str]
     new_failures: list[str]
     fixed: list[str]
+    new_tests_failing: int = 0  # failing tests the baseline did not know (a TDD step's tests)
+    removed: int = 0  # tests the baseline ran that this run no longer collects
+    newly_skipped: int = 0  # tests that passed at the baseline and are skipped or xfailed now
 
 
 def compare(run: SuiteRun, baseline: Mapping[str, Any]) -> Comparison:
@@ -155,8 +158,19 @@ def compare(run: SuiteRun, baseline: Mapping[str, Any]) -> Comparison:
         str(t) for t in passed_before if t in failing or str(t).split("::", 1)[0] in broken_modules
     ]
     fixed = sorted(failed_before & run.ids("passed"))
+    known = {str(t) for t in passed_before} | failed_before
+    collected = set(run.outcomes)
+    # a module that no longer imports reports one error instead of its tests: not "removed"
+    still_there = {t for t in known - collected if t.split("::", 1)[0] in broken_modules}
     return Comparison(
-        True, failed_before, sorted(regressed), sorted(failing - failed_before), fixed
+        True,
+        failed_before,
+        sorted(regressed),
+        sorted(failing - failed_before),
+        fixed,
+        new_tests_failing=sum(1 for t in failing if t not in known and "::" in t),
+        removed=len(known - collected - still_there),
+        newly_skipped=len({str(t) for t in passed_before} & run.ids("skipped")),
     )
 
 
@@ -179,6 +193,9 @@ def _figures(run: SuiteRun, comparison: Comparison) -> dict[str, Any]:
         "tests_regressed": comparison.regressed[:MAX_LISTED_TESTS],
         "tests_regressed_count": len(comparison.regressed),
         "tests_fixed": len(comparison.fixed),
+        "tests_new_failing": comparison.new_tests_failing,
+        "tests_removed": comparison.removed,
+        "tests_skipped_new": comparison.newly_skipped,
         "pytest_exit_code": run.exit_code,
     }
 
