@@ -693,7 +693,9 @@ def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list
         action = task.data.get("action")
         if not isinstance(action, dict) or action.get("kind") != "agent":
             continue
-        if action.get("command") is None:
+        if action.get("agent") is not None:
+            _check_agent_preset(problems, task, action)
+        elif action.get("command") is None:
             problems.add(
                 "an agent action needs 'command' (an argv template such as "
                 "[my-agent, --message, '{prompt}']) because defaults.agent_command is not set",
@@ -701,6 +703,16 @@ def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list
                 task=task.id,
                 field="action.command",
             )
+
+
+def _check_agent_preset(problems: _Problems, task: _RawTask, action: dict[str, Any]) -> None:
+    """A preset's own settings (its permission modes); the preset name pydantic checks."""
+    from orchestration.agents import settings_problem
+
+    problem = settings_problem(action.get("agent"), action.get("permissions"))
+    if problem is not None:
+        at = (*task.path, "action", "permissions")
+        problems.add(problem, at, task=task.id, field="action.permissions")
 
 
 def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:
