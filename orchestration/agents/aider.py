@@ -12,6 +12,7 @@ import re
 
 from orchestration.agents.base import (
     AUTH,
+    FAILED,
     OUT_OF_BUDGET,
     RATE_LIMIT,
     AgentPreset,
@@ -102,9 +103,11 @@ class AiderReader:
         said = failure_in(text)
         # A RateLimitError that says the quota is gone is an empty account, not a busy one.
         kind = said if said == OUT_OF_BUDGET else named or said
+        if self.report.failure in (OUT_OF_BUDGET, AUTH) and kind not in (OUT_OF_BUDGET, AUTH):
+            return  # the advice line after a quota error speaks of rate limits: keep the cause
         if kind is not None or self.report.failure is None:
             self.report.error = text.strip()
-            self.report.failure = kind or self.report.failure
+            self.report.failure = kind or FAILED
 
     def finish(self, exit_code: int | None) -> None:
         """Aider's own output has no end marker: a clean exit is a finished turn."""
