@@ -32,6 +32,11 @@ with log.open("a") as handle:
 scenarios = os.environ.get("FAKE_AGENT_SCENARIOS", "success").split(",")
 scenario = scenarios[min(earlier, len(scenarios) - 1)]
 recording = next(data.joinpath(name).glob(scenario + ".*"))
+if "--chat-history-file" in sys.argv:  # aider keeps its chat in the file it is given
+    history = pathlib.Path(sys.argv[sys.argv.index("--chat-history-file") + 1])
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with history.open("a") as handle:
+        handle.write("#### " + sys.argv[sys.argv.index("--message") + 1] + "\\n")
 written = os.environ.get("FAKE_AGENT_WRITES")
 if written and scenario in ("success", "tool_error"):
     pathlib.Path(written).write_text("def retry(fn, attempts=3):\\n    return fn()\\n")
