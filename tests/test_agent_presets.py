@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.actions import EXIT_RATE_LIMITED, ActionRequest
-from orchestration.agent_turns import follow_up_prompt, judge, turn_settings
+from orchestration.actions import EXIT_RATE_LIMITED, ActionRequest, ProcessResult
+from orchestration.agent_turns import follow_up_prompt, judge, preset_outcome, turn_settings
 from orchestration.agents import (
     AUTH,
     FAILED,
@@ -19,6 +19,7 @@ from orchestration.agents import (
     AgentReport,
     LineSplitter,
     TurnSettings,
+    missing_program,
     settings_problem,
 )
 from orchestration.agents.base import failure_in
@@ -241,3 +242,42 @@ def test_a_preset_and_a_command_template_exclude_each_other() -> None:
         )
     with pytest.raises(ValueError, match="need 'agent'"):
         AgentAction.model_validate({"kind": "agent", "prompt": "p", "command": ["x"], "model": "m"})
+
+
+# ---- the outcome ---------------------------------------------------------------------------
+
+
+def test_an_orch_result_adds_fields_but_cannot_change_what_the_cli_measured() -> None:
+    report = read("claude", "success")
+    ran = ProcessResult(0, False, False, "")
+    written = {"cost": 0, "tokens": 1, "confidence": 0.8, "summary": "my own words"}
+    outcome = preset_outcome(PRESETS["claude"], report, ran, 1.0, ("claude",), written, "")
+    assert (outcome.result["cost"], outcome.result["tokens"]) == (0.0421, 6750)
+    assert (outcome.result["confidence"], outcome.result["summary"]) == (0.8, "my own words")
+    assert outcome.exit_code == 0 and outcome.error_kind == "none"
+    assert outcome.output_tail.splitlines()[-1].startswith("result: Done")
+
+
+def test_a_timed_out_turn_keeps_the_transcript_and_the_engines_note() -> None:
+    report = read("claude", "crash")
+    note = "[orchestration] killed after 5s timeout"
+    ran = ProcessResult(None, True, False, f"raw output\n{note}")
+    outcome = preset_outcome(PRESETS["claude"], report, ran, 5.0, ("claude",), {}, "")
+    assert outcome.timed_out and outcome.error_kind == "timeout"
+    assert outcome.output_tail.splitlines()[-1] == note
+    assert "claude: I'll add a retry helper in retry.py." in outcome.output_tail
+
+
+def test_a_relative_program_is_looked_up_from_the_work_directory(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    program = tmp_path / "bin" / "my-claude"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    action = AgentAction.model_validate(
+        {"kind": "agent", "agent": "claude", "prompt": "p", "program": "./bin/my-claude"}
+    )
+    assert missing_program(action, {"PATH": ""}, tmp_path) is None
+    missing = missing_program(action, {"PATH": ""}, tmp_path / "bin")
+    assert missing == (
+        "agent program './bin/my-claude' is not installed: npm install -g @anthropic-ai/claude-code"
+    )

@@ -38,13 +38,13 @@ class OpencodeReader(JsonLinesReader):
         report = self.report
         if isinstance(event.get("sessionID"), str):
             report.session_id = event["sessionID"]
-        part = event.get("part") if isinstance(event.get("part"), dict) else {}
+        part = _mapping(event.get("part"))
         kind = event.get("type")
         if kind == "text":
             report.text = str(part.get("text", ""))
             report.note(f"opencode: {report.text}")
         elif kind == "tool_use":
-            state = part.get("state") if isinstance(part.get("state"), dict) else {}
+            state = _mapping(part.get("state"))
             if state.get("status") == "error":
                 report.tool_errors += 1
                 report.note(f"tool error: {part.get('tool')}: {state.get('error', '')}")
@@ -62,7 +62,7 @@ class OpencodeReader(JsonLinesReader):
             report.cost = (report.cost or 0.0) + cost
         tokens = part.get("tokens")
         if isinstance(tokens, dict):
-            cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
+            cache = _mapping(tokens.get("cache"))
             input_tokens = sum(
                 int(number(value) or 0)
                 for value in (tokens.get("input"), cache.get("read"), cache.get("write"))
@@ -76,14 +76,18 @@ class OpencodeReader(JsonLinesReader):
             report.finished = True
 
     def _error(self, error: Any) -> None:
-        error = error if isinstance(error, dict) else {}
+        error = _mapping(error)
         name = str(error.get("name", "error"))
-        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        data = _mapping(error.get("data"))
         message = f"{name}: {data.get('message', '')}".rstrip(": ")
         kind = _ERROR_NAMES.get(name)
         if kind is None and data.get("statusCode") == 429:
             kind = RATE_LIMIT
         self.report.fail(message, kind)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 PRESET = AgentPreset(
