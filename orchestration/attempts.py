@@ -107,10 +107,18 @@ class AttemptRunner:
         )
 
     def remember_session(self, task_id: str, result: Any) -> None:
-        """Keep the agent session an attempt's result names, for the task's next attempt."""
-        session = result.get("session_id") if isinstance(result, Mapping) else None
+        """Keep the agent session an attempt's result names, for the task's next attempt.
+
+        A preset's turn that named no session (its CLI refused to resume it, or died first)
+        forgets the old one: the next attempt starts afresh rather than fail the same way.
+        """
+        if not isinstance(result, Mapping) or "agent" not in result:
+            return
+        session = result.get("session_id")
         if isinstance(session, str) and session:
             self.agent_sessions[task_id] = session
+        else:
+            self.agent_sessions.pop(task_id, None)
 
     def execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
         """Run one attempt and assess it (on a worker thread)."""

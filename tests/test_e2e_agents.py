@@ -179,3 +179,19 @@ def test_a_missing_program_at_run_time_fails_permanently_with_the_install_hint(
     decisions = orch_json("task", "history", "r", "write", *db(tmp_path))
     assert "exited None" not in str(decisions)
     assert f"could not run: {message}" in str(decisions)
+
+
+def test_a_session_the_cli_cannot_resume_is_dropped_and_the_next_retry_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    path = plan(tmp_path, [agent_task("write", "codex", args=["--skip-git-repo-check"])])
+    env = fake_env(tmp_path, "crash,resume_refused,success")
+    done = orch("run", str(path), "--run-id", "r", *db(tmp_path), "--quiet", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    crashed, refused, fresh = (call["argv"] for call in calls(tmp_path / "calls.jsonl"))
+    session = "01a241c9-cac7-7e52-a1e7-21dee036fb44"  # the crashed turn's thread
+    assert "resume" not in crashed
+    assert refused[refused.index("resume") + 1] == session
+    assert refused.index("--skip-git-repo-check") < refused.index("resume")
+    assert "resume" not in fresh and fresh[-1].startswith("Add a retry helper.")
+    assert steps(tmp_path, "r")[1]["error_kind"] == "transient"
