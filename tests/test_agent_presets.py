@@ -281,3 +281,13 @@ def test_a_relative_program_is_looked_up_from_the_work_directory(tmp_path: Path)
     assert missing == (
         "agent program './bin/my-claude' is not installed: npm install -g @anthropic-ai/claude-code"
     )
+
+
+def test_an_error_event_captured_from_opencode_is_a_transient_failure_of_its_session() -> None:
+    report = read("opencode", "server_error")  # opencode 1.18.33 with no provider reachable
+    assert report.session_id == "ses_dbe23b4a2ffel9df18KlvWiG8I"
+    assert (report.failure, report.error) == (
+        FAILED,
+        "UnknownError: Unexpected server error. Check server logs for details.",
+    )
+    assert judge(report, 1)[:2] == (1, "transient")
