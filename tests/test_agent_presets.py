@@ -162,11 +162,12 @@ def test_codex_puts_its_options_before_resume() -> None:
     ]  # fmt: skip
 
 
-def test_gemini_gemini_opencode_and_aider_command_lines() -> None:
+def test_gemini_opencode_and_aider_command_lines() -> None:
     assert argv("gemini", permissions="yolo", session_id="g-1") == [
-        "--output-format", "stream-json", "--approval-mode", "yolo", "--resume", "g-1",
-        "--prompt", "Fix it",
+        "--output-format", "stream-json", "--approval-mode", "yolo", "--skip-trust",
+        "--resume", "g-1", "--prompt", "Fix it",
     ]  # fmt: skip
+    assert "--skip-trust" not in argv("gemini", permissions="default")
     assert argv("opencode", model="anthropic/claude-sonnet-4-5", permissions="auto") == [
         "run", "--format", "json", "--model", "anthropic/claude-sonnet-4-5", "--auto", "--",
         "Fix it",
@@ -291,3 +292,24 @@ def test_an_error_event_captured_from_opencode_is_a_transient_failure_of_its_ses
         "UnknownError: Unexpected server error. Check server logs for details.",
     )
     assert judge(report, 1)[:2] == (1, "transient")
+
+
+def test_a_login_failure_captured_from_claude_code_is_permanent() -> None:
+    report = read("claude", "auth")  # Claude Code 2.1.332, not logged in
+    assert report.session_id == "b60b4b19-0f4e-4045-8075-7ca7b56a189f"
+    assert (report.failure, report.error) == (AUTH, "Not logged in · Please run /login")
+    assert report.figures("claude")["cost"] == 0
+    assert judge(report, 1) == (
+        1,
+        "permanent",
+        True,
+        "not authenticated: Not logged in · Please run /login",
+    )
+
+
+def test_gemini_clis_own_exit_codes_captured_without_auth_or_session() -> None:
+    auth = read("gemini", "auth")  # gemini-cli 0.61.0 with no auth method: exit 41
+    assert auth.failure == AUTH and judge(auth, 41)[1] == "permanent"
+    refused = read("gemini", "resume_refused")  # --resume of a session it does not have: exit 42
+    assert refused.failure is None and refused.session_id is None
+    assert judge(refused, 42)[:2] == (42, "transient")

@@ -15,9 +15,11 @@ from orchestration.agents.base import (
     number,
 )
 
+# 2.1.332 offers acceptEdits, auto, bypassPermissions, manual, dontAsk, plan; earlier versions
+# call `manual` `default`.
 PERMISSIONS = {
     mode: ("--permission-mode", mode)
-    for mode in ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+    for mode in ("acceptEdits", "auto", "bypassPermissions", "manual", "default", "dontAsk", "plan")
 }
 # `error` of an assistant message whose API call failed (Agent SDK's SDKAssistantMessageError).
 _MESSAGE_ERRORS = {
@@ -133,7 +135,7 @@ PRESET = AgentPreset(
     name="claude",
     program="claude",
     install="npm install -g @anthropic-ai/claude-code",
-    checked_version="2.1.240",
+    checked_version="2.1.332",
     arguments=arguments,
     reader=ClaudeReader,
     permissions=PERMISSIONS,

@@ -14,7 +14,14 @@ from orchestration.agents.base import (
     guarded_prompt,
 )
 
-PERMISSIONS = {mode: ("--approval-mode", mode) for mode in ("default", "auto_edit", "yolo", "plan")}
+# Gemini CLI falls back to `default` in a folder it does not trust, where headless mode has
+# nobody to approve an edit: the modes that approve by themselves trust the work directory.
+PERMISSIONS = {
+    "default": ("--approval-mode", "default"),
+    "plan": ("--approval-mode", "plan"),
+    "auto_edit": ("--approval-mode", "auto_edit", "--skip-trust"),
+    "yolo": ("--approval-mode", "yolo", "--skip-trust"),
+}
 # `error.type` of a failed result: the class name of the error the CLI ended on.
 _ERROR_TYPES = {
     "RetryableQuotaError": RATE_LIMIT,  # a per-minute quota: wait
@@ -106,7 +113,7 @@ PRESET = AgentPreset(
     name="gemini",
     program="gemini",
     install="npm install -g @google/gemini-cli",
-    checked_version="0.56.0 (nightly 2026-08-06)",
+    checked_version="0.61.0",
     arguments=arguments,
     reader=GeminiReader,
     permissions=PERMISSIONS,
