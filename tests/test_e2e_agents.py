@@ -3,7 +3,7 @@ claude, codex, ... first on PATH) that replay recorded output and log how they w
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,10 @@ def plan(tmp_path: Path, tasks: list[dict[str, Any]], **extra: Any) -> Path:
 def fake_env(tmp_path: Path, scenarios: str, *, with_fakes: bool = True) -> dict[str, str]:
     bin_dir = install_fakes(tmp_path / "bin") if with_fakes else tmp_path / "empty-bin"
     bin_dir.mkdir(exist_ok=True)
-    python_dir = str(Path(os.sys.executable).parent)
+    python_dir = str(Path(sys.executable).parent)
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     return {
+        "TMPDIR": str(tmp_path / "tmp"),  # aider's history directory goes under it
         # The fakes first; no system directories, so a real CLI never answers instead.
         "PATH": f"{bin_dir}:{python_dir}",
         "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
@@ -142,8 +144,10 @@ def test_aider_restores_its_chat_history_on_a_retry(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     first, second = (call["argv"] for call in calls(tmp_path / "calls.jsonl"))
     assert "--restore-chat-history" not in first and "--restore-chat-history" in second
-    history = second[second.index("--chat-history-file") + 1]
-    assert not history.startswith(str(tmp_path / "repo"))  # never in the work tree
+    history = Path(second[second.index("--chat-history-file") + 1])
+    assert history == tmp_path / "tmp" / "orchestration-agents" / "r" / "write" / "chat.history.md"
+    assert history.read_text().startswith("#### Add a retry helper.")  # the first turn's chat
+    assert not (tmp_path / "repo" / ".aider.chat.history.md").exists()
     assert steps(tmp_path, "r")[1]["result"]["cost"] == 0.01
 
 
