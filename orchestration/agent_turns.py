@@ -34,6 +34,7 @@ from orchestration.agents import (
     TurnSettings,
     missing_program,
     program_of,
+    settings_problem,
 )
 from orchestration.models import AgentAction
 
@@ -56,7 +57,10 @@ def run_agent_turn(
     with tempfile.TemporaryDirectory(prefix="orch-result-") as tmp:
         result_path = Path(tmp) / "result.json"
         env = action_env(request, result_path, action.env)
-        missing = missing_program(action, env, cwd)
+        # A plan's settings were checked when it loaded; a `--set` on a retry was not.
+        missing = settings_problem(action.agent, action.permissions) or missing_program(
+            action, env, cwd
+        )
         if missing is not None:
             return ActionOutcome(
                 None, False, 0.0, missing, {"agent": preset.name}, "permanent",

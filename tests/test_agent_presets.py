@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from orchestration.actions import EXIT_RATE_LIMITED, ActionRequest, ProcessResult
-from orchestration.agent_turns import follow_up_prompt, judge, preset_outcome, turn_settings
+from orchestration.agent_turns import (
+    follow_up_prompt,
+    judge,
+    preset_outcome,
+    run_agent_turn,
+    turn_settings,
+)
 from orchestration.agents import (
     AUTH,
     FAILED,
@@ -313,3 +319,9 @@ def test_gemini_clis_own_exit_codes_captured_without_auth_or_session() -> None:
     refused = read("gemini", "resume_refused")  # --resume of a session it does not have: exit 42
     assert refused.failure is None and refused.session_id is None
     assert judge(refused, 42)[:2] == (42, "transient")
+
+
+def test_permissions_changed_after_the_plan_loaded_fail_the_attempt_not_the_engine() -> None:
+    outcome = run_agent_turn(request({"agent": "claude", "prompt": "p", "permissions": "yolo"}, 1))
+    assert (outcome.exit_code, outcome.error_kind) == (None, "permanent")
+    assert "unknown permissions 'yolo' for the claude preset" in outcome.output_tail
