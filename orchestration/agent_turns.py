@@ -58,12 +58,12 @@ def run_agent_turn(
         result_path = Path(tmp) / "result.json"
         env = action_env(request, result_path, action.env)
         # A plan's settings were checked when it loaded; a `--set` on a retry was not.
-        missing = settings_problem(action.agent, action.permissions) or missing_program(
+        cannot_run = settings_problem(action.agent, action.permissions) or missing_program(
             action, env, cwd
         )
-        if missing is not None:
+        if cannot_run is not None:
             return ActionOutcome(
-                None, False, 0.0, missing, {"agent": preset.name}, "permanent",
+                None, False, 0.0, cannot_run, {"agent": preset.name}, "permanent",
                 (program_of(action),), declared=True,
             )  # fmt: skip
         argv = [program_of(action), *preset.arguments(turn_settings(request, action, preset))]
