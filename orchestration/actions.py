@@ -60,6 +60,7 @@ class ActionRequest:
     answer: str = ""
     agent_command: tuple[str, ...] | None = None
     plugin_kind: ActionKind | None = None  # the loaded plugin's kind for a PluginAction
+    agent_session: str | None = None  # an agent preset's session from an earlier attempt
     inline: bool = False  # a python action run in the loop's thread: no timeout, no thread
 
 
@@ -126,7 +127,8 @@ def classify_error(outcome: ActionOutcome, rules: ErrorRules) -> str:
     return outcome.error_kind
 
 
-def _placeholder_values(request: ActionRequest) -> dict[str, str]:
+def placeholder_values(request: ActionRequest) -> dict[str, str]:
+    """The values of the documented placeholders but `{prompt}` (which is made of them)."""
     return {
         "feedback": request.feedback,
         "answer": request.answer,
@@ -141,7 +143,7 @@ def _placeholder_values(request: ActionRequest) -> dict[str, str]:
 def build_argv(request: ActionRequest) -> list[str]:
     """The argv of a shell or agent action with its placeholders filled in."""
     action = request.task.action
-    values = _placeholder_values(request)
+    values = placeholder_values(request)
     if isinstance(action, ShellAction):
         return [fill_placeholders(arg, values) for arg in action.run]
     assert isinstance(action, AgentAction)
@@ -150,9 +152,10 @@ def build_argv(request: ActionRequest) -> list[str]:
     return [fill_placeholders(arg, values) for arg in template]
 
 
-def _action_env(
+def action_env(
     request: ActionRequest, result_path: Path, extra: Mapping[str, str]
 ) -> dict[str, str]:
+    """The environment of a process action: the engine's, the action's own, the ORCH_ names."""
     return {
         **os.environ,
         **extra,
@@ -163,7 +166,7 @@ def _action_env(
     }
 
 
-def _read_result(path: Path) -> tuple[dict[str, Any], str]:
+def read_result(path: Path) -> tuple[dict[str, Any], str]:
     """The JSON object an action wrote to ORCH_RESULT, and a note when it was unusable."""
     if not path.exists() or path.stat().st_size == 0:
         return {}, ""
@@ -193,13 +196,13 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _drain(stream: Any, tail: deque[str], output: OutputWriter | None) -> None:
+def _drain(stream: Any, tail: deque[str], on_output: Callable[[str], None] | None) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for chunk in iter(lambda: stream.read1(8192), b""):
         text = decoder.decode(chunk)  # a character split between two reads stays whole
         tail.append(text)
-        if output is not None:
-            output.write(text)
+        if on_output is not None:
+            on_output(text)
         while sum(map(len, tail)) > OUTPUT_TAIL_CHARS * 2 and len(tail) > 1:
             tail.popleft()
 
@@ -247,12 +250,12 @@ def run_process(
     timeout_seconds: float,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
-    live_output: OutputWriter | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Run argv (never through a shell) in its own session, with a timeout and a stop signal.
 
-    `on_start` receives the process id (also its process group id) once it runs; `output`
-    `live_output` receives its output (stdout and stderr) as it comes.
+    `on_start` receives the process id (also its process group id) once it runs; `on_output`
+    every piece of its output as it arrives (on the reading thread).
     """
     try:
         process = subprocess.Popen(
@@ -269,7 +272,7 @@ def run_process(
     if on_start is not None:
         on_start(process.pid)
     tail: deque[str] = deque()
-    reader = threading.Thread(target=_drain, args=(process.stdout, tail, live_output), daemon=True)
+    reader = threading.Thread(target=_drain, args=(process.stdout, tail, on_output), daemon=True)
     reader.start()
     timed_out, interrupted = _wait(process, time.monotonic() + timeout_seconds, stop)
     # Whatever the action left behind in its session (a background server, a child that
@@ -290,7 +293,7 @@ def _run_command(
     request: ActionRequest,
     stop: threading.Event | None,
     on_start: Callable[[int], None] | None,
-    live_output: OutputWriter | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> ActionOutcome:
     action = request.task.action
     assert isinstance(action, ShellAction | AgentAction)
@@ -300,7 +303,7 @@ def _run_command(
     cwd = request.workdir / action.cwd if action.cwd else request.workdir
     with tempfile.TemporaryDirectory(prefix="orch-result-") as tmp:
         result_path = Path(tmp) / "result.json"
-        env = _action_env(request, result_path, action.env)
+        env = action_env(request, result_path, action.env)
         started = time.monotonic()
         ran = run_process(
             argv,
@@ -309,10 +312,10 @@ def _run_command(
             timeout_seconds=request.timeout_seconds,
             stop=stop,
             on_start=on_start,
-            live_output=live_output,
+            on_output=on_output,
         )
         duration = time.monotonic() - started
-        result, note = _read_result(result_path)
+        result, note = read_result(result_path)
     output = f"{ran.output}\n{note}"[-OUTPUT_TAIL_CHARS:] if note else ran.output
     return ActionOutcome(
         ran.exit_code,
@@ -481,4 +484,10 @@ def run_action(
         return _run_python(request, stop)
     if isinstance(action, PluginAction):
         return _run_plugin(request, stop, output)
-    return _run_command(request, stop, on_start, output)
+    on_output = output.write if output is not None else None
+    if isinstance(action, AgentAction) and action.agent is not None:
+        # Imported here: the agent turn builds on this module's process running.
+        from orchestration.agent_turns import run_agent_turn
+
+        return run_agent_turn(request, stop, on_start, on_output)
+    return _run_command(request, stop, on_start, on_output)

@@ -89,6 +89,8 @@ class AttemptRunner:
         self.expressions = expressions
         self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
+        # Each task's last agent session (a preset's session id), continued by its retries.
+        self.agent_sessions: dict[str, str] = {}
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""
@@ -101,10 +103,25 @@ class AttemptRunner:
             feedback=task.feedback,
             answer=task.answer,
             agent_command=self._agent_command,
+            agent_session=self.agent_sessions.get(task.task_id),
             plugin_kind=self.engine.plugins.actions.get(task.spec.action.kind),
             inline=self.plan.spec.concurrency.inline_python
             and isinstance(task.spec.action, PythonAction),
         )
+
+    def remember_session(self, task_id: str, result: Any) -> None:
+        """Keep the agent session an attempt's result names, for the task's next attempt.
+
+        A preset's turn that named no session (its CLI refused to resume it, or died first)
+        forgets the old one: the next attempt starts afresh rather than fail the same way.
+        """
+        if not isinstance(result, Mapping) or "agent" not in result:
+            return
+        session = result.get("session_id")
+        if isinstance(session, str) and session:
+            self.agent_sessions[task_id] = session
+        else:
+            self.agent_sessions.pop(task_id, None)
 
     def execute(self, request: ActionRequest, before: dict[str, Any]) -> AttemptResult:
         """Run one attempt and assess it (on a worker thread)."""
@@ -140,6 +157,7 @@ class AttemptRunner:
         if base is None:
             base = snapshot(workdir, self.ignored_files)
         outcome = self._run(request)
+        self.remember_session(request.task.id, outcome.result)
         after: Snapshot | None = None
         try:
             after = snapshot(workdir, self.ignored_files)

@@ -65,6 +65,8 @@ def breaker_key(
             return spec.breaker
         if source == "pool" and spec.pool:
             return f"pool:{spec.pool}"
+        if source == "agent" and isinstance(action, AgentAction) and action.agent:
+            return f"agent:{action.agent}"
         if source == "agent" and isinstance(action, AgentAction):
             command = action.command or agent_command
             return f"agent:{_program(command[0])}" if command else "agent"

@@ -82,7 +82,9 @@ def validate(
 ) -> None:
     """Check a plan file, its rule files and its validators without running anything.
 
-    Exits 0 when the plan is good, 2 with one line per problem when it is not.
+    Also checks that each agent preset's program (claude, codex, gemini, aider, opencode) is
+    installed on this machine's PATH. Exits 0 when the plan is good, 2 with one line per
+    problem when it is not.
     """
     from orchestration.engine import build_engine
     from orchestration.errors import PlanErrors
@@ -91,7 +93,7 @@ def validate(
 
     try:
         plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
-        loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+        loaded = load_plan(plan, action_kinds=plugins.action_kinds, check_programs=True)
         engine = build_engine(loaded, plugins)
     except OrchestrationError as error:
         problems = error.errors if isinstance(error, PlanErrors) else [error]

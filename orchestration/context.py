@@ -79,8 +79,9 @@ CONTEXT_NAMES: tuple[ContextName, ...] = (
     ContextName(
         "result",
         "mapping",
-        "The JSON object the action wrote to ORCH_RESULT; {} when it wrote none. "
-        "Read optional keys with get(result, 'key', default).",
+        "The JSON object the action wrote to ORCH_RESULT; for an agent preset also what its "
+        "CLI reported (cost, tokens, turns, session_id, agent_error: docs/agents.md); {} when "
+        "there is none. Read optional keys with get(result, 'key', default).",
     ),
     ContextName("now_hour", "int", "The local hour 0..23 when the check runs."),
     ContextName(

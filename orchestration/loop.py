@@ -417,6 +417,7 @@ class Orchestrator:
                 seconds = event.data.get("duration_seconds") or 0
                 self.task_seconds[event.task_id] += float(seconds)
                 self.budget.spend(event.data.get("result") or {})
+                self.attempt_runner.remember_session(event.task_id, event.data.get("result"))
                 self.attempt_history[event.task_id].append(signature(event.data))
                 self._learn_from_step(event.task_id, event.data)
         self.budget.attempts = sum(task.attempts for task in self.tasks.values())

@@ -115,13 +115,40 @@ class ShellAction(_Strict):
     timeout_seconds: float | None = Field(None, gt=0)
 
 
+# The agent CLIs `kind: agent` knows (orchestration/agents/, one module each; docs/agents.md).
+AGENT_PRESETS = ("claude", "codex", "gemini", "aider", "opencode")
+
+
 class AgentAction(_Strict):
+    """A coding agent's turn: a preset (`agent: claude`) or a command template (`command`)."""
+
     kind: Literal["agent"]
     prompt: str
+    agent: Literal["claude", "codex", "gemini", "aider", "opencode"] | None = None
     command: list[str] | None = Field(None, min_length=1)
+    model: str | None = Field(None, min_length=1)  # preset: passed with the CLI's model flag
+    permissions: str | None = Field(None, min_length=1)  # preset: one of its permission modes
+    args: list[str] = Field(default_factory=list)  # preset: more arguments for its CLI
+    program: str | None = Field(None, min_length=1)  # preset: the executable, if not its name
+    resume: bool = True  # preset: a retry continues the agent's own session
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _preset_or_command(self) -> AgentAction:
+        if self.agent is not None and self.command is not None:
+            raise ValueError("give either 'agent' (a preset) or 'command' (a template), not both")
+        if self.agent is None:
+            given = [name for name in ("model", "permissions", "program") if getattr(self, name)]
+            if self.args:
+                given.append("args")
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} need 'agent' (one of {', '.join(AGENT_PRESETS)}); "
+                    "a 'command' template spells its own arguments"
+                )
+        return self
 
 
 class PythonAction(_Strict):

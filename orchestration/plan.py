@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import heapq
 import logging
+import os
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,9 +17,10 @@ from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origi
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
+from orchestration.agents import missing_program, settings_problem
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.models import ACTION_KINDS, PLUGIN_TAG, Plan, PlanSpec, TaskSpec
+from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -38,11 +40,15 @@ class _TaskNode(Protocol):
     def depends_on(self) -> Sequence[str]: ...
 
 
-def load_plan(path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS) -> Plan:
+def load_plan(
+    path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS, check_programs: bool = False
+) -> Plan:
     """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem.
 
     `action_kinds` are the kinds of work a task may name: the built-in ones unless the caller
     loaded plugins (`Plugins.action_kinds`), so that an unknown kind is placed on its line.
+    `check_programs`: an agent preset's program must be on PATH here (`orch validate`; a run
+    may start where it is missing, and its attempts then fail with the same message).
     """
     path = Path(path)
     data, lines = load_yaml_file(path)
@@ -54,6 +60,7 @@ def load_plan(path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS)
             plan_path=path,
             check_paths=True,
             action_kinds=action_kinds,
+            check_programs=check_programs,
         )
 
 
@@ -174,6 +181,7 @@ def _build_plan(
     plan_path: Path,
     check_paths: bool,
     action_kinds: Collection[str] | None,
+    check_programs: bool = False,
 ) -> Plan:
     _check_shape(data, lines, display)
     problems = _Problems(display, lines)
@@ -198,6 +206,8 @@ def _build_plan(
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)
     rule_files = _resolve_rule_files(problems, data, plan_file.parent, check_paths)
+    if check_programs and spec is not None:
+        _check_agent_programs(problems, tasks, Path(workdir))
     problems.raise_if_any()
     assert spec is not None  # pydantic raised otherwise, and that was reported above
     return Plan(spec=spec, path=str(plan_file), workdir=workdir, rule_files=rule_files)
@@ -693,7 +703,9 @@ def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list
         action = task.data.get("action")
         if not isinstance(action, dict) or action.get("kind") != "agent":
             continue
-        if action.get("command") is None:
+        if action.get("agent") is not None:
+            _check_agent_preset(problems, task, action)
+        elif action.get("command") is None:
             problems.add(
                 "an agent action needs 'command' (an argv template such as "
                 "[my-agent, --message, '{prompt}']) because defaults.agent_command is not set",
@@ -701,6 +713,28 @@ def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list
                 task=task.id,
                 field="action.command",
             )
+
+
+def _check_agent_preset(problems: _Problems, task: _RawTask, action: dict[str, Any]) -> None:
+    """A preset's own settings (its permission modes); the preset name pydantic checks."""
+    problem = settings_problem(action.get("agent"), action.get("permissions"))
+    if problem is not None:
+        at = (*task.path, "action", "permissions")
+        problems.add(problem, at, task=task.id, field="action.permissions")
+
+
+def _check_agent_programs(problems: _Problems, tasks: list[_RawTask], workdir: Path) -> None:
+    """Each agent preset's program is installed: on the PATH its action will run with."""
+    for task in tasks:
+        raw = task.data.get("action")
+        if not isinstance(raw, dict) or raw.get("kind") != "agent" or not raw.get("agent"):
+            continue
+        action = AgentAction.model_validate(raw)  # the whole plan validated already
+        env = {**os.environ, **action.env}
+        missing = missing_program(action, env, workdir / action.cwd if action.cwd else workdir)
+        if missing is not None:
+            at = (*task.path, "action", "program" if action.program else "agent")
+            problems.add(missing, at, task=task.id, field="action.agent")
 
 
 def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:

@@ -160,7 +160,7 @@ def acceptance_check(
     acceptance: Sequence[Expression], context: Mapping[str, Any], action_ok: bool, exit_code: Any
 ) -> CheckResult:
     """The requirements stage: the action succeeded and every acceptance expression holds."""
-    failures = [] if action_ok else [f"the action exited {exit_code}"]
+    failures = [] if action_ok else [_action_failure(exit_code, context)]
     for expression in acceptance:
         try:
             if not expression.evaluate(context):
@@ -172,6 +172,17 @@ def acceptance_check(
     if failures:
         return CheckResult("requirements", "requirements", False, score, "; ".join(failures))
     return CheckResult("requirements", "requirements", True, 1.0, "requirements met")
+
+
+def _action_failure(exit_code: Any, context: Mapping[str, Any]) -> str:
+    """Why the action did not succeed, in words: no exit code means it did not run (or ran out
+    of time), and its output's first line says why."""
+    if exit_code is not None:
+        return f"the action exited {exit_code}"
+    if context.get("timed_out"):
+        return "the action timed out"
+    lines = str(context.get("output_tail") or "").strip().splitlines()
+    return f"the action could not run: {lines[0]}" if lines else "the action could not run"
 
 
 def effective_gate(config: QualityConfig, gate: TaskGate | None) -> QualityConfig:
