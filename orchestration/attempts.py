@@ -17,6 +17,7 @@ from orchestration.actions import (
     run_action,
 )
 from orchestration.engine import Engine
+from orchestration.environment import plan_environment
 from orchestration.expressions import Expression
 from orchestration.extension import ValidationInput
 from orchestration.models import Plan, PythonAction, TaskRecord
@@ -24,6 +25,7 @@ from orchestration.orphans import AttemptRegistry
 from orchestration.quality import QualityReport, acceptance_check
 from orchestration.steps import after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
+from orchestration.tree_guard import TreeGuard, modified_tree_check, with_modified_tree
 from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class AttemptRunner:
         self.expressions = expressions
         self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
+        self.environment = plan_environment(plan)  # where validators run the project's commands
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""
@@ -161,8 +164,13 @@ class AttemptRunner:
             options={},
             context=context,
             timeout_seconds=request.timeout_seconds,
+            environment=self.environment,
         )
-        report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
+        refs = self.plan.validators(request.task)
+        guard = TreeGuard.arm(workdir, after, changes.files, self.ignored_files) if after else None
+        report = self.engine.quality.assess(step, refs, requirements)
+        if guard is not None and refs:
+            report, after = self._keep_tree(guard, report, [r.name for r in refs], request)
         result = AttemptResult(
             request.task.id,
             request.attempt,
@@ -172,6 +180,21 @@ class AttemptRunner:
             with_quality(context, report),
         )
         return result, after
+
+    def _keep_tree(
+        self, guard: TreeGuard, report: QualityReport, names: list[str], request: ActionRequest
+    ) -> tuple[QualityReport, Snapshot | None]:
+        """Fail the attempt and restore the agent's version when the validators changed files."""
+        try:
+            changed, lost, now = guard.check()
+        except Exception as error:  # a broken work tree must not lose the attempt's result
+            logger.warning("could not check the work tree after the validators: %s", error)
+            return report, None
+        if not changed:
+            return report, now
+        logger.error("validators of %s changed the work tree: %s", request.task.id, changed)
+        check = modified_tree_check(changed, lost, names)
+        return with_modified_tree(self.engine.quality, report, check, request.task.gate), now
 
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":

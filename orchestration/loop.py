@@ -27,6 +27,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
+from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -344,6 +345,7 @@ class Orchestrator:
             Path(self.plan.workdir),
             DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
             options,
+            plan_environment(self.plan),
         )
         self.engine.quality.baselines = taken
         return taken

@@ -115,5 +115,6 @@ def with_quality(context: Mapping[str, Any], report: Any) -> dict[str, Any]:
         baseline_tests_failed=int(figures.get("baseline_tests_failed", 0) or 0),
         tests_regressed=tuple(figures.get("tests_regressed", ()) or ()),
         lint_errors=int(figures.get("lint_errors", 0) or 0),
+        validator_modified_tree=tuple(figures.get("validator_modified_tree", ()) or ()),
     )
     return updated

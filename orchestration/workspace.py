@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,6 +142,27 @@ def changes_between(workdir: Path, before: Snapshot, after: Snapshot) -> Changes
     # Without git there is no old content to diff against: count the lines of what is there now.
     lines = sum(_count_lines(workdir / path) for path in changed)
     return Changes(tuple(changed), lines)
+
+
+def restore_from_tree(workdir: Path, tree: str, files: Sequence[str]) -> None:
+    """Put `files` back as the git tree `tree` (a snapshot's) has them; remove those it lacks.
+
+    The tree is read into a private index and checked out from there with `checkout-index`:
+    the user's index, branch and every other file stay as they are.
+    """
+    with tempfile.TemporaryDirectory(prefix="orch-restore-") as tmp:
+        env = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+            "GIT_LITERAL_PATHSPECS": "1",
+        }
+        _git(workdir, "read-tree", tree, env=env)
+        listed = _git(workdir, "ls-files", "-z", "--", *files, env=env) if files else ""
+        present = [path for path in listed.split("\0") if path]
+        if present:
+            _git(workdir, "checkout-index", "-f", "--", *present, env=env)
+    for path in sorted(set(files) - set(present)):
+        (workdir / path).unlink(missing_ok=True)
 
 
 def store_files_in(workdir: Path, database: Path | None) -> frozenset[str]:
