@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 VALIDATOR_MODIFIED_TREE = "validator_modified_tree"  # the failed check's name and its figure
 # Without git, the attempt's changed files are copied into memory before the validators run,
-# up to this much; a validator's change to anything else can be named but not undone.
+# up to this much; a file a validator made is removed, but its change to another file that
+# was there before can only be named.
 MAX_KEPT_BYTES = 50_000_000
 MAX_NAMED_FILES = 20
 
@@ -61,10 +62,11 @@ class TreeGuard:
                 return tuple(changed)
         lost = []
         for path in changed:
-            if path not in self.kept:
+            if path not in self.kept and path in self.before.files:
                 lost.append(path)
                 continue
-            target, content = self.workdir / path, self.kept[path]
+            # A file the fingerprints did not have was made by a validator: it goes.
+            target, content = self.workdir / path, self.kept.get(path)
             try:
                 if content is None:
                     target.unlink(missing_ok=True)

@@ -55,8 +55,14 @@ def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        excludes = [f":(exclude,literal){name}" for name in sorted(ignore)]
-        _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", *excludes, env=env)
+        _git(workdir, "add", "-A", "--", ".", env=env)
+        # Taken out afterwards: exclude pathspecs naming a gitignored path (a .gitignore'd
+        # .orchestration) make `git add` fail.
+        excluded = [".orchestration", *sorted(ignore)]
+        literal = {**env, "GIT_LITERAL_PATHSPECS": "1"}
+        _git(
+            workdir, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *excluded, env=literal
+        )
         return _git(workdir, "write-tree", env=env).strip()
 
 
