@@ -85,11 +85,10 @@ def validate(
     need are there. Exits 0 when the plan is good, 2 with one line per problem when it is not.
     """
     from orchestration.engine import build_engine
+    from orchestration.environment import plan_environment, preflight_problems
     from orchestration.errors import PlanErrors
     from orchestration.hooks import load_plugins
     from orchestration.plan import load_plan
-
-    from orchestration.environment import plan_environment, preflight_problems
 
     try:
         plugins = load_plugins()  # first: a plan may name the action kinds plugins provide

@@ -17,4 +17,6 @@ def rewrite(step: ValidationInput) -> CheckResult:
 
 @hookimpl
 def register_validators() -> list[Validator]:
-    return [Validator("rewriter", "quality", rewrite, "Writes into the tree (a test's bad plugin).")]
+    return [
+        Validator("rewriter", "quality", rewrite, "Writes into the tree (a test's bad plugin).")
+    ]
