@@ -12,11 +12,16 @@ import json
 import shutil
 import subprocess
 import sysconfig
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestration.environment import resolve_environment
+from orchestration.extension import ProjectEnvironment, ValidationInput
+from orchestration.models import EnvironmentSpec, TaskSpec
+from orchestration.plugins.python_syntax import check_python_syntax
 from orchestration.store import Store
 from tests.helpers import PY, orch, orch_json, write_plan
 
@@ -271,3 +276,50 @@ def test_a_validator_that_writes_fails_the_attempt_and_the_agents_version_is_res
     if with_git:  # the user's index and branch were never touched
         assert (library / ".git" / "index").read_bytes() == index
         assert git(library, "rev-parse", "HEAD") == head
+
+
+def test_a_command_prefix_and_the_plans_variables_reach_every_validator_command(
+    library: Path,
+) -> None:
+    # `env` is a real prefix program, as `uv run` would be: it sets a variable, then runs the rest.
+    check = "import os, sys; sys.exit(os.environ.get('VIA_PREFIX') != '1' or os.environ.get('PLAN_VAR') != 'x')"
+    plan_file = plan(
+        library,
+        [{"id": "a", "action": {"kind": "shell", "run": write_file("extra.txt", "x\n")}}],
+        environment={"run": ["env", "VIA_PREFIX=1"], "python": "python3", "env": {"PLAN_VAR": "x"}},
+        defaults={
+            "retry": {"max_attempts": 1},
+            "validators": [{"name": "command", "run": ["{python}", "-c", check]}],
+        },
+    )
+    shown = orch_json("validate", str(plan_file), cwd=library)["environment"]
+    assert shown["command_prefix"] == ["env", "VIA_PREFIX=1"] and shown["python"] == "python3"
+    ran = orch("run", str(plan_file), cwd=library)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    run_id = orch_json("status", cwd=library)["run"]["id"]
+    assert quality(library, run_id, "a")["command"]["passed"]
+
+
+def test_without_a_venv_the_python3_on_path_is_used_not_orchestrations_interpreter(
+    tmp_path: Path,
+) -> None:
+    chosen = resolve_environment(None, tmp_path)
+    assert chosen.python == shutil.which("python3") and chosen.command_prefix == ()
+    python = make_venv(tmp_path / "venv", with_pytest=False)
+    assert resolve_environment(None, tmp_path).python == str(python)  # a `venv` counts too
+    assert resolve_environment(EnvironmentSpec(run=["uv", "run"]), tmp_path).python == "python"
+
+
+def test_python_syntax_compiles_with_the_projects_interpreter(library: Path) -> None:
+    spec = TaskSpec(id="t", action={"kind": "shell", "run": ["true"]})
+    (library / "bad.py").write_text("def broken(:\n")
+    base = ValidationInput("r", spec, 1, library, ("bad.py",), 0, "", {}, {}, {}, 30.0)
+    found = check_python_syntax(base)
+    assert not found.passed and "bad.py:1:" in found.message
+    # An interpreter that cannot start is the project's problem to fix, not a silent pass: the
+    # files are never compiled in orchestration's own process.
+    gone = ProjectEnvironment(str(library / "no-such-python"))
+    failed = check_python_syntax(
+        replace(base, changed_files=("envlib/__init__.py",), environment=gone)
+    )
+    assert not failed.passed and "no-such-python" in failed.message
