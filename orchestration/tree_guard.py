@@ -11,7 +11,13 @@ from pathlib import Path
 from orchestration.extension import CheckResult
 from orchestration.models import TaskGate
 from orchestration.quality import QualityController, QualityReport
-from orchestration.workspace import Snapshot, changes_between, restore_from_tree, snapshot
+from orchestration.workspace import (
+    Snapshot,
+    changes_between,
+    fingerprints,
+    restore_from_tree,
+    snapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +37,16 @@ class TreeGuard:
     before: Snapshot
     ignore: frozenset[str]
     kept: dict[str, bytes | None] = field(default_factory=dict)  # without git: path -> content
+    # Sizes and times before the validators: when they are the same after, nothing changed
+    # and the full snapshot (git hashes every file) is skipped.
+    marks: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def arm(
         cls, workdir: Path, after_action: Snapshot, changed: Sequence[str], ignore: frozenset[str]
     ) -> TreeGuard:
         """Guard the tree of `after_action` (the snapshot taken after the action)."""
-        guard = cls(workdir, after_action, ignore)
+        guard = cls(workdir, after_action, ignore, marks=fingerprints(workdir, ignore))
         if after_action.tree is None:
             guard.kept = _copies(workdir, changed)
         return guard
@@ -45,6 +54,8 @@ class TreeGuard:
     def check(self) -> tuple[tuple[str, ...], tuple[str, ...], Snapshot]:
         """The files the validators changed, those that could not be restored, and the tree's
         snapshot now (after any restore)."""
+        if fingerprints(self.workdir, self.ignore) == self.marks:
+            return (), (), self.before
         now = snapshot(self.workdir, self.ignore)
         changed = changes_between(self.workdir, self.before, now).files
         if not changed:

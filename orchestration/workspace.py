@@ -96,6 +96,11 @@ def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
     return files
 
 
+def fingerprints(workdir: Path, ignore: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Each file's size and modification time: a cheap, read-only look at whether files changed."""
+    return _file_fingerprints(workdir, ignore)
+
+
 def snapshot(workdir: Path, ignore: frozenset[str] = frozenset()) -> Snapshot:
     """Record the working directory so that `changes_since` can tell what a step did.
 
