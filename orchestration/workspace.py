@@ -51,18 +51,29 @@ def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return completed.stdout
 
 
+def _gitignored(workdir: Path, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` git ignores (an exclude pathspec naming one makes `git add` fail)."""
+    found = subprocess.run(
+        ["git", "check-ignore", "-z", "--stdin"],
+        cwd=workdir,
+        input="\0".join(paths),
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_SECONDS,
+        check=False,  # exit 1: none is ignored
+    )
+    return set(found.stdout.split("\0")) - {""}
+
+
 def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(workdir, "add", "-A", "--", ".", env=env)
-        # Taken out afterwards: exclude pathspecs naming a gitignored path (a .gitignore'd
-        # .orchestration) make `git add` fail.
-        excluded = [".orchestration", *sorted(ignore)]
-        literal = {**env, "GIT_LITERAL_PATHSPECS": "1"}
-        _git(
-            workdir, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *excluded, env=literal
-        )
+        # Excluded rather than added and removed: the store may be large to hash.
+        candidates = [".orchestration", *sorted(ignore)]
+        ignored = _gitignored(workdir, candidates)
+        excludes = [f":(exclude,literal){path}" for path in candidates if path not in ignored]
+        _git(workdir, "add", "-A", "--", ".", *excludes, env=env)
         return _git(workdir, "write-tree", env=env).strip()
 
 

@@ -63,7 +63,7 @@ def make_venv(where: Path, *, with_pytest: bool = True) -> Path:
 def library(tmp_path: Path) -> Path:
     """The library copied into tmp_path and committed in a fresh git repository."""
     workdir = tmp_path / "library"
-    shutil.copytree(LIBRARY, workdir, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(LIBRARY, workdir, ignore=shutil.ignore_patterns("__pycache__", ".ruff_cache"))
     git(workdir, "init", "-q")
     git(workdir, "add", "-A")
     git(workdir, "commit", "-q", "-m", "library")
