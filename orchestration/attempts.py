@@ -19,6 +19,7 @@ from orchestration.actions import (
 from orchestration.api_changes import breaking_changes
 from orchestration.attempt_logs import AttemptLog, log_path
 from orchestration.engine import Engine
+from orchestration.environment import plan_environment
 from orchestration.expressions import Expression
 from orchestration.extension import ValidationInput
 from orchestration.models import Plan, PythonAction, TaskRecord
@@ -27,6 +28,7 @@ from orchestration.quality import QualityReport, acceptance_check
 from orchestration.signals import StepText, is_auth_failure, step_diff, step_signals
 from orchestration.steps import action_text, after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
+from orchestration.tree_guard import TreeGuard, modified_tree_check, with_modified_tree
 from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class AttemptRunner:
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
         # Each task's last agent session (a preset's session id), continued by its retries.
         self.agent_sessions: dict[str, str] = {}
+        self.environment = plan_environment(plan)  # where validators run the project's commands
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""
@@ -183,8 +186,13 @@ class AttemptRunner:
             options={},
             context=context,
             timeout_seconds=request.timeout_seconds,
+            environment=self.environment,
         )
-        report = self.engine.quality.assess(step, self.plan.validators(request.task), requirements)
+        refs = self.plan.validators(request.task)
+        guard = TreeGuard.arm(workdir, after, changes.files, self.ignored_files) if after else None
+        report = self.engine.quality.assess(step, refs, requirements)
+        if guard is not None and refs:
+            report, after = self._keep_tree(guard, report, [r.name for r in refs], request)
         result = AttemptResult(
             request.task.id,
             request.attempt,
@@ -218,6 +226,21 @@ class AttemptRunner:
                 request.workdir, trees[0], trees[1], changes.files
             )
         return found
+
+    def _keep_tree(
+        self, guard: TreeGuard, report: QualityReport, names: list[str], request: ActionRequest
+    ) -> tuple[QualityReport, Snapshot | None]:
+        """Fail the attempt and restore the agent's version when the validators changed files."""
+        try:
+            changed, lost, now = guard.check()
+        except Exception as error:  # a broken work tree must not lose the attempt's result
+            logger.warning("could not check the work tree after the validators: %s", error)
+            return report, None
+        if not changed:
+            return report, now
+        logger.error("validators of %s changed the work tree: %s", request.task.id, changed)
+        check = modified_tree_check(changed, lost, names)
+        return with_modified_tree(self.engine.quality, report, check, request.task.gate), now
 
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":

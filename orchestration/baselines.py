@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestration.extension import BaselineInput, Validator
+from orchestration.extension import BaselineInput, ProjectEnvironment, Validator
 from orchestration.guarded import call_in_thread
 from orchestration.models import ValidatorRef
 
@@ -71,18 +71,21 @@ def take_baselines(
     workdir: Path,
     timeout: float,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    environment: ProjectEnvironment | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each named validator's baseline, one after another; names without one are left out.
 
-    `options` gives a name's validator options (its `timeout_seconds` overrides `timeout`).
+    `options` gives a name's validator options (its `timeout_seconds` overrides `timeout`);
+    `environment` is the project's (default: the python3 on PATH).
     """
+    environment = environment or ProjectEnvironment.on_path()
     taken: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(names):
         validator = validators.get(name)
         if validator is None or validator.baseline is None:
             continue
         chosen = dict((options or {}).get(name) or {})
-        start = BaselineInput(run_id, workdir, chosen, _timeout(chosen, timeout))
+        start = BaselineInput(run_id, workdir, chosen, _timeout(chosen, timeout), environment)
         taken[name] = take_baseline(validator, start)
     return taken
 

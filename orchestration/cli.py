@@ -83,10 +83,13 @@ def validate(
     """Check a plan file, its rule files and its validators without running anything.
 
     Also checks that each agent preset's program (claude, codex, gemini, aider, opencode) is
-    installed on this machine's PATH. Exits 0 when the plan is good, 2 with one line per
+    installed on this machine's PATH, says which environment the validators will run in (the
+    plan's `environment`, else the workdir's .venv or venv, else the python3 on PATH) and checks
+    that the programs they need are there. Exits 0 when the plan is good, 2 with one line per
     problem when it is not.
     """
     from orchestration.engine import build_engine
+    from orchestration.environment import plan_environment, preflight_problems
     from orchestration.errors import PlanErrors
     from orchestration.hooks import load_plugins
     from orchestration.plan import load_plan
@@ -95,6 +98,10 @@ def validate(
         plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
         loaded = load_plan(plan, action_kinds=plugins.action_kinds, check_programs=True)
         engine = build_engine(loaded, plugins)
+        environment = plan_environment(loaded)
+        missing = preflight_problems(loaded, engine.plugins.validators, environment)
+        if missing:
+            raise PlanErrors(missing)
     except OrchestrationError as error:
         problems = error.errors if isinstance(error, PlanErrors) else [error]
         if json_output:
@@ -108,6 +115,11 @@ def validate(
                 "plan": loaded.name,
                 "tasks": len(loaded.spec.tasks),
                 "rules": len(engine.rules.breakpoints),
+                "environment": {
+                    "python": environment.python,
+                    "command_prefix": list(environment.command_prefix),
+                    "source": environment.source,
+                },
             }
         )
         return
@@ -116,6 +128,7 @@ def validate(
         f"{len(engine.rules.breakpoints)} breakpoint rules, "
         f"validators {', '.join(sorted(engine.plugins.validators))} available"
     )
+    console.print(f"validators run with {escape(environment.describe())}")
 
 
 def _problem(error: OrchestrationError) -> dict[str, Any]:

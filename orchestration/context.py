@@ -57,6 +57,12 @@ CONTEXT_NAMES: tuple[ContextName, ...] = (
     ContextName("tests_regressed", "tuple[str]", "Tests green at the run's start that fail now."),
     ContextName("lint_errors", "int", "Lint errors reported by the validators."),
     ContextName(
+        "validator_modified_tree",
+        "tuple[str]",
+        "Files the validators changed in the work tree (they were restored to the agent's "
+        "version and the gate failed); () when the validators left it alone.",
+    ),
+    ContextName(
         "stage_scores",
         "mapping[str, float]",
         "Score 0..1 per stage: syntax, requirements, quality, testing.",
@@ -248,6 +254,7 @@ def neutral_context() -> dict[str, Any]:
         "baseline_tests_failed": 0,
         "tests_regressed": (),
         "lint_errors": 0,
+        "validator_modified_tree": (),
         "stage_scores": {"syntax": 0.0, "requirements": 0.0, "quality": 0.0, "testing": 0.0},
         "quality_score": 0.0,
         "gate_passed": False,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,80 @@ from orchestration.models import TaskSpec
 
 STAGES = ("syntax", "requirements", "quality", "testing")
 ERROR_KINDS = ("transient", "permanent", "timeout")
+# Variables that would make a tool colour its output for a terminal nobody reads.
+COLOUR_FORCING_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectEnvironment:
+    """The project's own environment, where validators and the test baseline run their commands.
+
+    `python` is the project's interpreter (an absolute path, or a name that `command_prefix`
+    resolves, e.g. `python` under `uv run`); `command_prefix` goes before every command (e.g.
+    `("uv", "run")`); `env` holds the plan's variables; `source` says how it was chosen.
+    """
+
+    python: str
+    command_prefix: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    source: str = "the python3 on PATH"
+
+    @classmethod
+    def on_path(cls) -> ProjectEnvironment:
+        """The interpreter on PATH (python3, else python): the default for a bare workdir."""
+        for name in ("python3", "python"):
+            found = shutil.which(name)
+            if found:
+                return cls(found, source=f"the {name} on PATH")
+        return cls("python3", source="python3 (none found on PATH)")
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` as run in this environment: the command prefix, then argv."""
+        return [*self.command_prefix, *argv]
+
+    def python_command(self, *args: str) -> list[str]:
+        """The project's interpreter with `args`, e.g. `python_command("-m", "pytest")`."""
+        return self.command([self.python, *args])
+
+    @property
+    def bin_dir(self) -> Path | None:
+        """The scripts directory of the virtual environment `python` belongs to, if any."""
+        if not os.path.isabs(self.python):
+            return None
+        scripts = Path(self.python).parent  # not resolved: a venv's python links outside it
+        return scripts if (scripts.parent / "pyvenv.cfg").is_file() else None
+
+    def process_env(self) -> dict[str, str]:
+        """The variables of a validator's process: ours, the venv activated, the plan's, no colour.
+
+        Colour is switched off (`NO_COLOR=1`, forcing variables removed) so that no escape codes
+        reach the agent's feedback, and no bytecode is written into the project.
+        """
+        env = dict(os.environ)
+        if self.bin_dir is not None:  # what `activate` does: the venv's tools come first
+            env["VIRTUAL_ENV"] = str(self.bin_dir.parent)
+            env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
+            env.pop("PYTHONHOME", None)
+        env.update(self.env)
+        for name in COLOUR_FORCING_VARIABLES:
+            env.pop(name, None)
+        env["NO_COLOR"] = "1"
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+    def find(self, program: str, workdir: Path) -> str | None:
+        """Where `program` would start from: a path (relative to workdir), else the PATH search
+        of this environment's processes (its venv's scripts first); None when it is nowhere."""
+        if os.sep in program or "/" in program:
+            path = workdir / Path(program).expanduser()
+            return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+        return shutil.which(program, path=self.process_env().get("PATH"))
+
+    def describe(self) -> str:
+        """One line for a person: the interpreter, the prefix and how it was chosen."""
+        prefix = " ".join(self.command_prefix)
+        shown = f"{prefix} {self.python}" if prefix else self.python
+        return f"{shown} ({self.source})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +156,8 @@ class ValidationInput:
     context: Mapping[str, Any]
     timeout_seconds: float
     baseline: Mapping[str, Any] = field(default_factory=dict)  # this validator's run-start figures
+    # Where to run the project's commands: its interpreter, prefix and variables.
+    environment: ProjectEnvironment = field(default_factory=ProjectEnvironment.on_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +168,16 @@ class BaselineInput:
     workdir: Path
     options: Mapping[str, Any]
     timeout_seconds: float
+    environment: ProjectEnvironment = field(default_factory=ProjectEnvironment.on_path)
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightInput:
+    """What a validator's `preflight` callable sees when `orch validate` checks a plan."""
+
+    workdir: Path
+    options: Mapping[str, Any]
+    environment: ProjectEnvironment
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +208,10 @@ class Validator:
 
     `baseline`, when given, is called once at run start; what it returns (plain JSON data) is
     handed back to every later check as `ValidationInput.baseline`.
+
+    `preflight`, when given, is called by `orch validate` for each distinct set of options the
+    plan gives the validator: it returns a problem (say what is missing and how to install it),
+    or None when the validator can run in the project's environment.
     """
 
     name: str
@@ -127,6 +219,7 @@ class Validator:
     check: Callable[[ValidationInput], CheckResult]
     description: str = ""
     baseline: Callable[[BaselineInput], Mapping[str, Any]] | None = None
+    preflight: Callable[[PreflightInput], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
 from orchestration.engine_identity import beating, engine_label, this_engine
+from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.interventions import Stop, apply_requested, stop_concluded
@@ -353,6 +354,7 @@ class Orchestrator:
                 Path(self.plan.workdir),
                 DEFAULT_VALIDATOR_TIMEOUT_SECONDS,
                 options,
+                plan_environment(self.plan),
             )
         seconds = time.monotonic() - started
         self.observer.message(f"baseline measured in {seconds:.1f}s: {baseline_summary(taken)}")

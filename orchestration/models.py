@@ -384,10 +384,24 @@ class Retention(_Strict):
     keep_failed: bool = False  # failed runs of this plan are never pruned
 
 
+class EnvironmentSpec(_Strict):
+    """The project's own environment, where validators and the test baseline run.
+
+    `python`: its interpreter (relative to the workdir, or a name on PATH); `run`: a prefix for
+    every validator command (e.g. `[uv, run]`); `env`: variables for those commands. Without it,
+    a `.venv` or `venv` in the workdir, else the python3 on PATH (orchestration/environment.py).
+    """
+
+    python: str | None = Field(None, min_length=1)
+    run: list[str] | None = Field(None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class PlanSpec(_Strict):
     version: Literal[1]
     name: str = Field(min_length=1, max_length=200)
     workdir: str = "."
+    environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[str] = Field(default_factory=list)
     concurrency: Concurrency = Field(default_factory=Concurrency)

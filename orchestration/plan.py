@@ -18,6 +18,7 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
 from orchestration.agents import missing_program, settings_problem
+from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
 from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
@@ -208,6 +209,8 @@ def _build_plan(
     rule_files = _resolve_rule_files(problems, data, plan_file.parent, check_paths)
     if check_programs and spec is not None:
         _check_agent_programs(problems, tasks, Path(workdir))
+    if check_paths and spec is not None and Path(workdir).is_dir():
+        _check_environment(problems, spec, Path(workdir))
     problems.raise_if_any()
     assert spec is not None  # pydantic raised otherwise, and that was reported above
     return Plan(spec=spec, path=str(plan_file), workdir=workdir, rule_files=rule_files)
@@ -783,6 +786,12 @@ def _resolve_workdir(
         message = f"workdir '{raw}' {state} (resolved to {workdir})"
         problems.add(message, ("workdir",), task=None, field="workdir")
     return str(workdir)
+
+
+def _check_environment(problems: _Problems, spec: PlanSpec, workdir: Path) -> None:
+    for problem in environment_problems(spec.environment, workdir):
+        at: TaskPath = ("environment", *problem.field.split(".")[1:])
+        problems.add(problem.message, at, task=None, field=problem.field)
 
 
 def _resolve_rule_files(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +24,15 @@ MAX_SUGGESTIONS_PER_CHECK = 20
 MAX_SUGGESTION_CHARS = 500
 # Figures that validators may report and that the rule context carries (others are kept too).
 SUMMED_FIGURES = ("tests_passed", "tests_failed", "lint_errors")
+# Terminal escape sequences (ECMA-48: CSI such as colours, OSC such as hyperlinks, and others
+# such as charset switches). Validators' output feeds an agent's prompt and a reviewer's
+# table: no escapes there.
+# Written out because rich's decoder drops tab-indented lines and click's misses OSC.
+ANSI_ESCAPE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC, ended by BEL or ST
+    r"|\x1b[ -/]*[0-~]"  # the others: ESC, intermediate bytes, a final byte
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +98,14 @@ def _sanitise(result: object, name: str, stage: str) -> CheckResult:
         stage=stage,
         score=float(score),
         passed=bool(result.passed),
-        message=str(result.message)[:FEEDBACK_MAX_CHARS],
+        message=strip_ansi(str(result.message))[:FEEDBACK_MAX_CHARS],
         figures=_plain_figures(result.figures),
     )
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal escape sequences (colours, cursor moves, hyperlinks)."""
+    return ANSI_ESCAPE.sub("", text) if "\x1b" in text else text
 
 
 def _plain_figures(figures: Mapping[Any, Any]) -> dict[str, Any]:
@@ -112,7 +127,9 @@ def _suggestions(value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list | tuple):
         return []
-    hints = [str(item).strip()[:MAX_SUGGESTION_CHARS] for item in items if item is not None]
+    hints = [
+        strip_ansi(str(item)).strip()[:MAX_SUGGESTION_CHARS] for item in items if item is not None
+    ]
     return [hint for hint in hints if hint][:MAX_SUGGESTIONS_PER_CHECK]
 
 
@@ -121,7 +138,9 @@ def _is_number(value: object) -> bool:
 
 
 def _json_value(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return strip_ansi(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
     if isinstance(value, Mapping):
         return {str(k): _json_value(v) for k, v in value.items()}

@@ -142,6 +142,7 @@ def with_quality(context: Mapping[str, Any], report: Any) -> dict[str, Any]:
         baseline_tests_failed=int(figures.get("baseline_tests_failed", 0) or 0),
         tests_regressed=tuple(figures.get("tests_regressed", ()) or ()),
         lint_errors=int(figures.get("lint_errors", 0) or 0),
+        validator_modified_tree=tuple(figures.get("validator_modified_tree", ()) or ()),
     )
     regressed = int(figures.get("tests_regressed_count", len(updated["tests_regressed"])) or 0)
     new_failing = figures.get("tests_new_failing")

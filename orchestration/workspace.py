@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,12 +51,29 @@ def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return completed.stdout
 
 
+def _gitignored(workdir: Path, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` git ignores (an exclude pathspec naming one makes `git add` fail)."""
+    found = subprocess.run(
+        ["git", "check-ignore", "-z", "--stdin"],
+        cwd=workdir,
+        input="\0".join(paths),
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_SECONDS,
+        check=False,  # exit 1: none is ignored
+    )
+    return set(found.stdout.split("\0")) - {""}
+
+
 def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        excludes = [f":(exclude,literal){name}" for name in sorted(ignore)]
-        _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", *excludes, env=env)
+        # Excluded rather than added and removed: the store may be large to hash.
+        candidates = [".orchestration", *sorted(ignore)]
+        ignored = _gitignored(workdir, candidates)
+        excludes = [f":(exclude,literal){path}" for path in candidates if path not in ignored]
+        _git(workdir, "add", "-A", "--", ".", *excludes, env=env)
         return _git(workdir, "write-tree", env=env).strip()
 
 
@@ -87,6 +105,11 @@ def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
             if len(files) >= MAX_SNAPSHOT_FILES:
                 return files
     return files
+
+
+def fingerprints(workdir: Path, ignore: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Each file's size and modification time: a cheap, read-only look at whether files changed."""
+    return _file_fingerprints(workdir, ignore)
 
 
 def snapshot(workdir: Path, ignore: frozenset[str] = frozenset()) -> Snapshot:
@@ -141,6 +164,27 @@ def changes_between(workdir: Path, before: Snapshot, after: Snapshot) -> Changes
     # Without git there is no old content to diff against: count the lines of what is there now.
     lines = sum(_count_lines(workdir / path) for path in changed)
     return Changes(tuple(changed), lines)
+
+
+def restore_from_tree(workdir: Path, tree: str, files: Sequence[str]) -> None:
+    """Put `files` back as the git tree `tree` (a snapshot's) has them; remove those it lacks.
+
+    The tree is read into a private index and checked out from there with `checkout-index`:
+    the user's index, branch and every other file stay as they are.
+    """
+    with tempfile.TemporaryDirectory(prefix="orch-restore-") as tmp:
+        env = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+            "GIT_LITERAL_PATHSPECS": "1",
+        }
+        _git(workdir, "read-tree", tree, env=env)
+        listed = _git(workdir, "ls-files", "-z", "--", *files, env=env) if files else ""
+        present = [path for path in listed.split("\0") if path]
+        if present:
+            _git(workdir, "checkout-index", "-f", "--", *present, env=env)
+    for path in sorted(set(files) - set(present)):
+        (workdir / path).unlink(missing_ok=True)
 
 
 def store_files_in(workdir: Path, database: Path | None) -> frozenset[str]:

@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
-import os
-import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from orchestration import hookimpl
 from orchestration.actions import OUTPUT_TAIL_CHARS, fill_placeholders, run_process
-from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.extension import (
+    CheckResult,
+    PreflightInput,
+    ProjectEnvironment,
+    ValidationInput,
+    Validator,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 FEEDBACK_CHARS = 2_000
+BAD_RUN = "option 'run' must be a non-empty argv list of strings"
+
+
+def _argv(
+    options: Mapping[str, Any], environment: ProjectEnvironment, workdir: Path, task_id: str
+) -> list[str] | None:
+    """The option `run` with its placeholders filled (`{python}` is the project's interpreter)."""
+    run = options.get("run")
+    if not isinstance(run, list) or not run or not all(isinstance(a, str) for a in run):
+        return None
+    values = {"python": environment.python, "workdir": str(workdir), "task_id": task_id}
+    return [fill_placeholders(arg, values) for arg in run]
 
 
 def check_command(step: ValidationInput) -> CheckResult:
-    run = step.options.get("run")
     stage = str(step.options.get("stage") or "testing")
-    if not isinstance(run, list) or not run or not all(isinstance(a, str) for a in run):
-        return CheckResult(
-            "command", stage, False, 0.0, "option 'run' must be a non-empty argv list of strings"
-        )
-    values = {"python": sys.executable, "workdir": str(step.workdir), "task_id": step.task.id}
-    argv = [fill_placeholders(arg, values) for arg in run]
+    environment = step.environment
+    argv = _argv(step.options, environment, step.workdir, step.task.id)
+    if argv is None:
+        return CheckResult("command", stage, False, 0.0, BAD_RUN)
     timeout = float(step.options.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS)
-    ran = run_process(argv, cwd=step.workdir, env=dict(os.environ), timeout_seconds=timeout)
+    ran = run_process(
+        environment.command(argv),
+        cwd=step.workdir,
+        env=environment.process_env(),
+        timeout_seconds=timeout,
+    )
     shown = " ".join(argv)
     if ran.exit_code == 0:
         return CheckResult("command", stage, True, 1.0, f"`{shown}` passed")
@@ -39,6 +60,22 @@ def check_command(step: ValidationInput) -> CheckResult:
     )
 
 
+def preflight_command(start: PreflightInput) -> str | None:
+    """A problem when the program (or the command prefix's) is not in the environment."""
+    environment = start.environment
+    argv = _argv(start.options, environment, start.workdir, "preflight")
+    if argv is None:
+        return BAD_RUN
+    program = environment.command(argv)[0]
+    if environment.find(program, start.workdir) is not None:
+        return None
+    where = f" ({environment.bin_dir})" if environment.bin_dir else ""
+    return (
+        f"program '{program}' is not in the project's environment{where} nor on PATH; "
+        "install it there, or name its path in `run` (relative to the workdir)"
+    )
+
+
 @hookimpl
 def register_validators() -> list[Validator]:
     return [
@@ -46,6 +83,8 @@ def register_validators() -> list[Validator]:
             "command",
             "testing",
             check_command,
-            "Runs the argv in option `run` in the workdir; passes when it exits 0.",
+            "Runs the argv in option `run` in the workdir, in the project's environment; passes "
+            "when it exits 0.",
+            preflight=preflight_command,
         )
     ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -13,7 +11,14 @@ from typing import Any
 
 from orchestration import hookimpl
 from orchestration.actions import run_process
-from orchestration.extension import BaselineInput, CheckResult, ValidationInput, Validator
+from orchestration.extension import (
+    BaselineInput,
+    CheckResult,
+    PreflightInput,
+    ProjectEnvironment,
+    ValidationInput,
+    Validator,
+)
 
 NAME = "pytest"
 STAGE = "testing"
@@ -33,7 +38,11 @@ FIXED_ARGS = (
     "junit_family=xunit1",
     "--tb=short",
     "--continue-on-collection-errors",
+    "--color=no",  # after the project's addopts, so a `--color=yes` there is overridden
 )
+# Asks the project's interpreter whether pytest is installed, without importing it.
+HAS_PYTEST = "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest') is None)"
+PREFLIGHT_SECONDS = 60.0
 
 
 class SuiteError(Exception):
@@ -104,14 +113,24 @@ def _tail(output: str) -> str:
     return output[-FEEDBACK_CHARS:].strip()
 
 
-def run_suite(workdir: Path, options: Mapping[str, Any], timeout_seconds: float) -> SuiteRun:
-    """Run pytest in its own process group with a JUnit report; SuiteError when it gave none."""
+def run_suite(
+    workdir: Path,
+    options: Mapping[str, Any],
+    timeout_seconds: float,
+    environment: ProjectEnvironment,
+) -> SuiteRun:
+    """Run pytest with the project's interpreter, in its own process group, with a JUnit report.
+
+    SuiteError when it gave none. The environment's variables leave no __pycache__ behind.
+    """
     extra = _string_list(options, "args") + _string_list(options, "paths")
     budget = max(0.5, timeout_seconds * PROCESS_SHARE)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # leave no __pycache__ in the workdir
     with tempfile.TemporaryDirectory(prefix="orch-pytest-") as tmp:
         report = Path(tmp) / "junit.xml"
-        argv = [sys.executable, "-m", "pytest", *FIXED_ARGS, f"--junitxml={report}", *extra]
+        argv = environment.python_command(
+            "-m", "pytest", *FIXED_ARGS, f"--junitxml={report}", *extra
+        )
+        env = environment.process_env()
         ran = run_process(argv, cwd=workdir, env=env, timeout_seconds=budget)
         if ran.timed_out:
             raise SuiteError(
@@ -219,7 +238,7 @@ def _verdict(run: SuiteRun, comparison: Comparison, figures: Mapping[str, Any]) 
 def check_pytest(step: ValidationInput) -> CheckResult:
     """Passes when no test fails, or when every failing test already failed at run start."""
     try:
-        run = run_suite(step.workdir, step.options, step.timeout_seconds)
+        run = run_suite(step.workdir, step.options, step.timeout_seconds, step.environment)
     except SuiteError as error:
         return CheckResult(NAME, STAGE, False, 0.0, str(error))
     comparison = compare(run, step.baseline)
@@ -239,7 +258,7 @@ def check_pytest(step: ValidationInput) -> CheckResult:
 def baseline_pytest(start: BaselineInput) -> dict[str, Any]:
     """Run the suite at run start: which tests pass and which already fail."""
     try:
-        run = run_suite(start.workdir, start.options, start.timeout_seconds)
+        run = run_suite(start.workdir, start.options, start.timeout_seconds, start.environment)
     except SuiteError as error:
         return {"error": str(error)}
     failing = sorted(run.ids(*FAILING))
@@ -249,6 +268,28 @@ def baseline_pytest(start: BaselineInput) -> dict[str, Any]:
         "baseline_tests_failed": len(failing),
         "tests_total": len(run.outcomes),
     }
+
+
+def preflight_pytest(start: PreflightInput) -> str | None:
+    """A problem when the project's interpreter cannot start or has no pytest installed."""
+    environment = start.environment
+    argv = environment.python_command("-c", HAS_PYTEST)
+    ran = run_process(
+        argv, cwd=start.workdir, env=environment.process_env(), timeout_seconds=PREFLIGHT_SECONDS
+    )
+    if ran.exit_code == 0:
+        return None
+    where = environment.describe()
+    if ran.exit_code == 1:
+        install = (
+            "add it to the project's development dependencies (with uv: `uv add --dev pytest`)"
+            if environment.command_prefix
+            else f"`{environment.python} -m pip install pytest`"
+        )
+        return (
+            f"pytest is not installed in the project's environment {where}; install it: {install}"
+        )
+    return f"the project's interpreter {where} did not run: {ran.output[-FEEDBACK_CHARS:].strip()}"
 
 
 @hookimpl
@@ -261,5 +302,6 @@ def register_validators() -> list[Validator]:
             "Runs the project's tests with pytest; fails on tests that passed at the run's start "
             "and fail now, or on new failing tests.",
             baseline=baseline_pytest,
+            preflight=preflight_pytest,
         )
     ]

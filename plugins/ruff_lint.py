@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +10,13 @@ from typing import Any
 
 from orchestration import hookimpl
 from orchestration.actions import run_process
-from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.extension import (
+    CheckResult,
+    PreflightInput,
+    ProjectEnvironment,
+    ValidationInput,
+    Validator,
+)
 
 NAME = "ruff"
 STAGE = "quality"
@@ -23,22 +25,41 @@ PROCESS_SHARE = 0.9  # of the validator's timeout; the rest is for reading the r
 MAX_LISTED_FINDINGS = 50  # findings kept in figures and messages
 SCORE_HALF_AT = 5  # this many errors halve the score; more keep lowering it towards 0
 FEEDBACK_CHARS = 2_000
-INSTALL_HINT = "ruff is not installed: install it with `pip install ruff` (the `dev` extra has it)"
 # Findings go to a file, so warnings on stderr cannot garble them; --force-exclude keeps the
-# project's own `exclude` settings for files named on the command line; no .ruff_cache is left.
-FIXED_ARGS = ("check", "--output-format=json", "--exit-zero", "--no-cache", "--force-exclude")
+# project's own `exclude` settings for files named on the command line; no .ruff_cache is left;
+# --no-fix: a project config's `fix = true` must not make the validator rewrite the agent's code.
+FIXED_ARGS = (
+    "check",
+    "--output-format=json",
+    "--exit-zero",
+    "--no-cache",
+    "--force-exclude",
+    "--no-fix",
+)
 
 
 class LintError(Exception):
     """Ruff could not lint: the message says why."""
 
 
-def ruff_command() -> list[str] | None:
-    """How to start ruff: the interpreter's own package first, else one on PATH; None: missing."""
-    if importlib.util.find_spec("ruff") is not None:
-        return [sys.executable, "-m", "ruff"]
-    found = shutil.which("ruff")
+def ruff_command(environment: ProjectEnvironment, workdir: Path) -> list[str] | None:
+    """How to start ruff in the project's environment: under its command prefix, else the
+    venv's own ruff, else one on PATH; None when there is none."""
+    if environment.command_prefix:
+        return environment.command(["ruff"])
+    found = environment.find("ruff", workdir)
     return [found] if found else None
+
+
+def install_hint(environment: ProjectEnvironment) -> str:
+    """Where ruff was looked for and how to install it there."""
+    if environment.bin_dir is not None:
+        how = f"`{environment.python} -m pip install ruff`"
+        where = f"in the project's environment ({environment.bin_dir}) nor on PATH"
+    else:
+        how = "`pip install ruff` (or add it to the project's development dependencies)"
+        where = "on PATH"
+    return f"ruff is not installed {where}: install it with {how}"
 
 
 def python_files(step: ValidationInput) -> list[str]:
@@ -79,13 +100,19 @@ def read_findings(report: Path, workdir: Path) -> list[str]:
     return [_finding(item, workdir) for item in items]
 
 
-def lint(command: list[str], files: list[str], workdir: Path, timeout_seconds: float) -> list[str]:
+def lint(
+    command: list[str],
+    files: list[str],
+    workdir: Path,
+    timeout_seconds: float,
+    env: dict[str, str],
+) -> list[str]:
     """Run ruff on `files` in the workdir (so its own config applies); the findings."""
     budget = max(0.5, timeout_seconds * PROCESS_SHARE)
     with tempfile.TemporaryDirectory(prefix="orch-ruff-") as tmp:
         report = Path(tmp) / "findings.json"
         argv = [*command, *FIXED_ARGS, f"--output-file={report}", "--", *files]
-        ran = run_process(argv, cwd=workdir, env=dict(os.environ), timeout_seconds=budget)
+        ran = run_process(argv, cwd=workdir, env=env, timeout_seconds=budget)
         tail = ran.output[-FEEDBACK_CHARS:].strip()
         if ran.timed_out:
             raise LintError(f"ruff did not finish within {budget:g}s:\n{tail}")
@@ -108,10 +135,12 @@ def check_ruff(step: ValidationInput) -> CheckResult:
         files = python_files(step)
         if not files:
             return CheckResult(NAME, STAGE, True, 1.0, "no changed Python files to lint")
-        command = ruff_command()
+        environment = step.environment
+        command = ruff_command(environment, step.workdir)
         if command is None:
-            return CheckResult(NAME, STAGE, False, 0.0, INSTALL_HINT)
-        findings = lint(command, files, step.workdir, step.timeout_seconds)
+            return CheckResult(NAME, STAGE, False, 0.0, install_hint(environment))
+        env = environment.process_env()
+        findings = lint(command, files, step.workdir, step.timeout_seconds, env)
     except LintError as error:
         return CheckResult(NAME, STAGE, False, 0.0, str(error))
     count = len(findings)
@@ -124,6 +153,18 @@ def check_ruff(step: ValidationInput) -> CheckResult:
     return CheckResult(NAME, STAGE, count <= allowed, score, message, figures)
 
 
+def preflight_ruff(start: PreflightInput) -> str | None:
+    """A problem when ruff (or the command prefix's program) cannot be found."""
+    environment = start.environment
+    if environment.command_prefix:
+        program = environment.command_prefix[0]
+        found = environment.find(program, start.workdir)
+        return None if found else f"the command prefix's program '{program}' is not on PATH"
+    if ruff_command(environment, start.workdir) is None:
+        return install_hint(environment)
+    return None
+
+
 @hookimpl
 def register_validators() -> list[Validator]:
     return [
@@ -133,5 +174,6 @@ def register_validators() -> list[Validator]:
             check_ruff,
             "Lints the changed .py/.pyi files with ruff under the project's own configuration; "
             "passes with at most `max_errors` findings (default 0).",
+            preflight=preflight_ruff,
         )
     ]

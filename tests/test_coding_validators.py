@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,13 @@ import pytest
 
 from orchestration import baselines
 from orchestration.baselines import baseline_options, take_baselines
-from orchestration.extension import BaselineInput, CheckResult, ValidationInput, Validator
+from orchestration.extension import (
+    BaselineInput,
+    CheckResult,
+    ProjectEnvironment,
+    ValidationInput,
+    Validator,
+)
 from orchestration.hooks import load_plugins
 from orchestration.models import TaskSpec, ValidatorRef
 from orchestration.plugins import diff_size, pytest_tests, ruff_lint
@@ -263,13 +271,13 @@ def test_ruff_uses_the_projects_own_configuration(project: Path) -> None:
     assert not broken.passed and "ruff exited 2" in broken.message
 
 
-def test_ruff_missing_or_bad_options_are_failed_checks(
-    project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ruff_missing_or_bad_options_are_failed_checks(project: Path) -> None:
     bad = ruff_lint.check_ruff(step(project, ("calc/__init__.py",), {"max_errors": "some"}))
     assert not bad.passed and "max_errors" in bad.message
-    monkeypatch.setattr(ruff_lint, "ruff_command", lambda: None)
-    missing = ruff_lint.check_ruff(step(project, ("calc/__init__.py",)))
+    # An environment whose PATH has no ruff: the real situation of a project without it.
+    (project.parent / "empty-bin").mkdir()
+    bare = ProjectEnvironment(sys.executable, env={"PATH": str(project.parent / "empty-bin")})
+    missing = ruff_lint.check_ruff(replace(step(project, ("calc/__init__.py",)), environment=bare))
     assert not missing.passed and "pip install ruff" in missing.message
 
 
