@@ -189,9 +189,11 @@ class AttemptRunner:
             environment=self.environment,
         )
         refs = self.plan.validators(request.task)
-        guard = TreeGuard.arm(workdir, after, changes.files, self.ignored_files) if after else None
+        guard = None
+        if after is not None and refs:
+            guard = TreeGuard.arm(workdir, after, changes.files, self.ignored_files)
         report = self.engine.quality.assess(step, refs, requirements)
-        if guard is not None and refs:
+        if guard is not None:
             report, after = self._keep_tree(guard, report, [r.name for r in refs], request)
         result = AttemptResult(
             request.task.id,
