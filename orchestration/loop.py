@@ -60,6 +60,7 @@ from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
+from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import store_files_in
@@ -305,6 +306,7 @@ class Orchestrator:
                 created_at=now,
                 updated_at=now,
                 plan_json=plan_json(plan),
+                owner=new_owner_token(),
             )
             tasks = [
                 TaskRecord(
@@ -363,21 +365,35 @@ class Orchestrator:
         Refuses a run that another engine is still working on (its heartbeat is fresh), unless
         `force`: two engines on one run would run its tasks twice.
         """
-        run = store.get_run(run_id)
-        if not force and run_is_live(run, utcnow()):
+        owner = new_owner_token()
+        stale_before = utcnow() - timedelta(seconds=STALE_RUN_SECONDS)
+        # One atomic claim, not "is anyone there?" then "go": two resumes must not both get in.
+        if not store.claim_run(run_id, owner, stale_before=stale_before, force=force):
+            run = store.get_run(run_id)
             age = (utcnow() - run.updated_at).total_seconds()
             raise OrchestrationError(
-                f"run '{run_id}' is being worked on by another engine (last heartbeat "
-                f"{age:.0f}s ago). If that engine is gone (killed), wait "
-                f"{max(1, STALE_RUN_SECONDS - age):.0f}s or resume with --force."
+                f"run '{run_id}' is being worked on by another engine "
+                f"({run.owner or 'unknown'}, last heartbeat {age:.0f}s ago). If that engine is "
+                f"gone (killed), wait {max(1, STALE_RUN_SECONDS - age):.0f}s or resume with "
+                "--force."
             )
+        try:
+            return cls._resume_claimed(store, store.get_run(run_id), engine, **options)
+        except BaseException:
+            store.release_run(run_id, owner)
+            raise
+
+    @classmethod
+    def _resume_claimed(
+        cls, store: Store, run: RunRecord, engine: Engine | None, **options: Any
+    ) -> Orchestrator:
         # Reading a run back builds hundreds of thousands of objects that all stay alive: the
         # cyclic collector would rescan them again and again (a third of a 10,000-task resume).
         with collection_paused():
             plan = plan_from_stored(run)
             engine = engine or build_engine(plan)
             # Interventions asked for while no engine ran are applied before the tasks are read.
-            apply_requested(store, run_id)
+            apply_requested(store, run.id)
             orchestrator = cls(store, run, plan, engine, **options)
             orchestrator._check_unfinished_kinds()
             orchestrator._recover()
@@ -505,7 +521,7 @@ class Orchestrator:
             return
         batch, self.batch = self.batch, Batch()
         try:
-            ids = self.store.commit(self.run.id, batch)
+            ids = self.store.commit(self.run.id, batch, owner=self.run.owner)
         except BaseException:
             # Nothing of the batch is stored: stop every action (their tasks stay `running` in
             # the store and are retried on resume) and announce nothing.

@@ -384,6 +384,7 @@ class RunRecord:
     updated_at: datetime
     finished_at: datetime | None = None
     plan_json: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # the claim token of the engine holding the run, if any
 
 
 @dataclass(slots=True)

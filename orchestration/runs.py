@@ -18,9 +18,10 @@ STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has los
 
 
 def run_is_live(run: RunRecord, now: datetime) -> bool:
-    """Whether an engine is working on the run: it is `running` and its heartbeat is fresh."""
+    """Whether an engine is working on the run: one holds it (or it is `running`) and its
+    heartbeat is fresh. Only a read, for display and advice: taking a run is `Store.claim_run`."""
     age = (now - run.updated_at).total_seconds()
-    return run.state == "running" and age < STALE_RUN_SECONDS
+    return (run.state == "running" or run.owner is not None) and age < STALE_RUN_SECONDS
 
 
 def new_run_id(plan: Plan, now: datetime) -> str:

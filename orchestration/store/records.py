@@ -33,6 +33,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "finished_at": run.finished_at,
+        "owner": run.owner,
     }
 
 
@@ -51,6 +52,7 @@ def run_record(row: Row[Any]) -> RunRecord:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         plan_json=row.plan_json or {},  # a run stored without its plan reads as an empty one
+        owner=row.owner,
     )
 
 
