@@ -54,7 +54,6 @@ from orchestration.runs import (
     new_run_id,
     plan_from_stored,
     plan_json,
-    run_is_live,
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, prepare_tasks, requested_growth

@@ -171,7 +171,9 @@ class RuleSet:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Non-finite figures (.nan, .inf) are refused: a NaN weight or threshold compares false
+    # with everything and passes every range check.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _AutoModel(_Strict):

@@ -60,9 +60,7 @@ def claim(
 
 def release(conn: Connection, run_id: str, owner: str) -> None:
     """Give the run up (nothing happens if `owner` no longer holds it)."""
-    conn.execute(
-        update(RUNS).where(RUNS.c.id == run_id, RUNS.c.owner == owner).values(owner=None)
-    )
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id, RUNS.c.owner == owner).values(owner=None))
 
 
 def check_owner(conn: Connection, run_id: str, owner: str) -> None:
