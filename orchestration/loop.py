@@ -54,6 +54,7 @@ from orchestration.runs import (
     new_run_id,
     plan_from_stored,
     plan_json,
+    run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
