@@ -63,6 +63,28 @@ def _default_state_file(plan_dir: Path | None) -> Path:
     return cwd / STATE_DIR / STATE_FILE
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The SQLite database file `url` names (None: another database, memory, or a URI)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL create_store_engine would accept either
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None if it does not exist: what tells a replaced file apart."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def masked_url(url: str) -> str:
     """`url` with any password replaced by ***, fit for messages and logs."""
     try:

@@ -50,7 +50,14 @@ from orchestration.models import (
     TransitionRecord,
 )
 from orchestration.store import claims, records, schema
-from orchestration.store.db import create_store_engine, masked_url, reader, upgrade_schema
+from orchestration.store.db import (
+    create_store_engine,
+    file_identity,
+    masked_url,
+    reader,
+    sqlite_file,
+    upgrade_schema,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +234,10 @@ class Store:
         self.url = url
         self._engine = engine
         self._reader = reader(engine)
+        # A SQLite file deleted or replaced under a running engine would take the engine's
+        # writes into an unlinked inode: remember which file was opened, check before writing.
+        self._file = sqlite_file(url)
+        self._identity = file_identity(self._file) if self._file is not None else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -245,6 +256,20 @@ class Store:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot open the store at {masked_url(url)}: {reason}") from exc
         return cls(url, engine)
+
+    def check_file(self) -> None:
+        """Raise StoreError if the SQLite file opened is gone or another file took its place."""
+        if self._file is None or self._identity is None:
+            return
+        now = file_identity(self._file)
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise StoreError(
+            f"the store's database file {self._file} was {what} while this engine used it: "
+            "nothing more can be recorded, so the run stops here. What it recorded after that "
+            "moment is lost; restore the file from a backup to see the run's history"
+        )
 
     @property
     def display_url(self) -> str:
@@ -362,6 +387,7 @@ class Store:
         """
         if not batch:
             return []
+        self.check_file()
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
