@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -671,7 +670,7 @@ def _load_rule_set(files: list[Path] | None, no_defaults: bool) -> Any:
     from orchestration.rules import load_rules
 
     for path in files or []:
-        if not path.is_file():
+        if not path.exists():
             raise OrchestrationError(f"rule file {path} does not exist")
     functions = load_plugins().rule_functions
     return load_rules(files or [], include_defaults=not no_defaults, functions=functions)
@@ -710,13 +709,12 @@ def rules_eval(
     """Evaluate one expression against a context and print the value as JSON."""
     from orchestration.context import neutral_context
     from orchestration.expressions import compile_expression
+    from orchestration.inputfiles import MAX_CONTEXT_FILE_BYTES, load_json, read_capped
 
     context = neutral_context()
     if context_file is not None:
-        try:
-            values = json.loads(context_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise OrchestrationError(f"cannot read {context_file}: {error}") from None
+        raw = read_capped(context_file, MAX_CONTEXT_FILE_BYTES)  # no FIFO, no /dev/zero
+        values = load_json(raw, file=str(context_file))  # too deep or malformed: a clear error
         if not isinstance(values, dict):
             raise OrchestrationError(f"{context_file}: expected a JSON object")
         context.update(values)
