@@ -965,8 +965,12 @@ def main() -> None:
     except Exception as error:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("ORCH_DEBUG"):
             raise
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # Only an error outside the database can promise that the database is intact.
+        intact = "" if isinstance(error, SQLAlchemyError) else "Nothing stored was lost. "
         err_console.print(
             f"[bold red]internal error:[/] {escape(f'{type(error).__name__}: {error}')}\n"
-            "Nothing stored was lost. Run with ORCH_DEBUG=1 to see the traceback."
+            f"{intact}Run with ORCH_DEBUG=1 to see the traceback."
         )
         sys.exit(70)
