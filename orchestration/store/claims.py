@@ -16,13 +16,16 @@ import socket
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 
 from orchestration.errors import StoreError
 from orchestration.store import schema
 
 RUNS = cast(Table, schema.Run.__table__)
 HOST_CHARS = 32  # of the host name kept in a token (the token column holds 64)
+# Built once: every commit of a running engine reads its claim, so SQLAlchemy's compiled cache
+# must serve it (building the statement each time cost more than the query).
+_HOLDER = select(RUNS.c.owner).where(RUNS.c.id == bindparam("c_run")).with_for_update(read=True)
 
 
 class ClaimLost(StoreError):
@@ -65,8 +68,7 @@ def release(conn: Connection, run_id: str, owner: str) -> None:
 
 def check_owner(conn: Connection, run_id: str, owner: str) -> None:
     """Raise ClaimLost unless `owner` still holds the run (read inside the caller's transaction)."""
-    query = select(RUNS.c.owner).where(RUNS.c.id == run_id).with_for_update(read=True)
-    holder = conn.execute(query).scalar()
+    holder = conn.execute(_HOLDER, {"c_run": run_id}).scalar()
     if holder != owner:
         taken_by = f"engine {holder}" if holder else "no engine (it was released)"
         raise ClaimLost(
