@@ -60,9 +60,10 @@ def load_json(
     line: int | None = None,
     error: type[OrchestrationError] = OrchestrationError,
 ) -> Any:
-    """Parse JSON; too deep, a number too long or malformed text is `error` naming the file."""
+    """Parse JSON; too deep, a number too long, NaN or Infinity or malformed text is `error`
+    naming the file."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise error(f"not valid JSON: {exc.msg}", file=file, line=line or exc.lineno) from None
     except RecursionError:
@@ -74,6 +75,11 @@ def load_json(
     if _depth_exceeds(value, MAX_JSON_DEPTH):
         raise error(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", file=file, line=line)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, though Python's parser takes them: no figure may be one.
+    raise ValueError(f"{name} is not a finite number")
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
