@@ -269,8 +269,8 @@ def resume(
         bool,
         typer.Option(
             "--force",
-            help="Resume even though the run looks alive in another engine (use only when "
-            "you know that engine is gone, e.g. killed).",
+            help="Take the run even though another engine holds it (use only when you know "
+            "that engine is gone, e.g. killed; if it is not, it stops at its next commit).",
         ),
     ] = False,
 ) -> None:
