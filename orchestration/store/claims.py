@@ -45,19 +45,24 @@ def claim(
     *,
     stale_before: datetime,
     force: bool,
+    holder_gone: str | None = None,
 ) -> bool:
     """Take the run for `owner` if no engine holds it; True if this statement took it.
 
     Free: its heartbeat is older than `stale_before` (its engine is gone), or no engine holds
-    it and it is not marked running. `force` takes it whatever holds it.
+    it and it is not marked running, or it is still held by `holder_gone`, an engine the
+    caller knows to be dead (of several callers who know it, only the first gets the run).
+    `force` takes it whatever holds it.
     """
     statement = update(RUNS).where(RUNS.c.id == run_id).values(owner=owner, updated_at=now)
     if not force:
-        free = or_(
+        conditions = [
             RUNS.c.updated_at < stale_before,
             and_(RUNS.c.owner.is_(None), RUNS.c.state != "running"),
-        )
-        statement = statement.where(free)
+        ]
+        if holder_gone is not None:
+            conditions.append(RUNS.c.owner == holder_gone)
+        statement = statement.where(or_(*conditions))
     return conn.execute(statement).rowcount == 1
 
 

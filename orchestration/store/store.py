@@ -352,16 +352,29 @@ class Store:
     # ---- the one write path of a running engine ----------------------------------------------
 
     def claim_run(
-        self, run_id: str, owner: str, *, stale_before: datetime, force: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        stale_before: datetime,
+        force: bool = False,
+        holder_gone: str | None = None,
     ) -> bool:
         """Take the run for the engine `owner` in one conditional UPDATE; True if it took it.
 
-        False: another engine holds it (its heartbeat is newer than `stale_before`).
+        False: another engine holds it (its heartbeat is newer than `stale_before`, and it is
+        not `holder_gone`, an engine the caller knows to be dead).
         """
         try:
             with self._engine.begin() as conn:
                 taken = claims.claim(
-                    conn, run_id, owner, datetime.now(UTC), stale_before=stale_before, force=force
+                    conn,
+                    run_id,
+                    owner,
+                    datetime.now(UTC),
+                    stale_before=stale_before,
+                    force=force,
+                    holder_gone=holder_gone,
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot claim run '{run_id}': {_first_line(exc)}") from exc

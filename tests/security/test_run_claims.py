@@ -207,6 +207,31 @@ def test_the_claim_is_atomic_under_many_threads(db_url: str) -> None:
         assert store.get_run(RUN_ID).owner == won[0]
 
 
+def test_a_holder_known_dead_is_replaced_by_exactly_one_engine(db_url: str) -> None:
+    """A resume that knows the holder's process is gone need not wait for its heartbeat to go
+    stale, but of several such resumes only the first gets the run (compare-and-swap on it)."""
+    with Store.open(db_url) as store:
+        _store_run(store, state="paused")
+        fresh = datetime.now(UTC) - timedelta(seconds=STALE_RUN_SECONDS)
+        assert store.claim_run(RUN_ID, "dead", stale_before=fresh)  # the engine later killed
+        assert not store.claim_run(RUN_ID, "plain", stale_before=fresh)  # heartbeat is fresh
+        barrier = threading.Barrier(RESUMES)
+        won: list[str] = []
+
+        def replace_dead(owner: str) -> None:
+            barrier.wait()
+            if store.claim_run(RUN_ID, owner, stale_before=fresh, holder_gone="dead"):
+                won.append(owner)
+
+        threads = [threading.Thread(target=replace_dead, args=(f"e{n}",)) for n in range(RESUMES)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1, won
+        assert store.get_run(RUN_ID).owner == won[0]
+
+
 def test_an_engine_whose_run_was_taken_over_stores_nothing_more(
     tmp_path: Path, sqlite_url: str
 ) -> None:
