@@ -26,8 +26,10 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestration.attempt_logs import OutputWriter
+from orchestration.errors import OrchestrationError
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
 from orchestration.guarded import ThreadCall, call_in_thread
+from orchestration.inputfiles import load_json, read_capped
 from orchestration.models import (
     AgentAction,
     ErrorRules,
@@ -170,11 +172,13 @@ def read_result(path: Path) -> tuple[dict[str, Any], str]:
     """The JSON object an action wrote to ORCH_RESULT, and a note when it was unusable."""
     if not path.exists() or path.stat().st_size == 0:
         return {}, ""
-    if path.stat().st_size > RESULT_MAX_BYTES:
-        return {}, f"[orchestration] ORCH_RESULT ignored: larger than {RESULT_MAX_BYTES} bytes"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+        # The action made this file: a FIFO, a device or NaN must not hang or poison the engine.
+        raw = read_capped(path, RESULT_MAX_BYTES)
+        data = load_json(raw.decode("utf-8"), file=str(path))
+    except OrchestrationError as error:
+        return {}, f"[orchestration] ORCH_RESULT ignored: {error.message}"
+    except UnicodeDecodeError as error:
         return {}, f"[orchestration] ORCH_RESULT ignored: not valid JSON ({error})"
     if not isinstance(data, dict):
         return {}, "[orchestration] ORCH_RESULT ignored: expected a JSON object"
@@ -453,8 +457,8 @@ def _plain_result(result: Any) -> tuple[dict[str, Any], str]:
     if not isinstance(result, Mapping):
         return {}, "[orchestration] result ignored: expected a mapping"
     try:
-        encoded = json.dumps(dict(result))
-    except (TypeError, ValueError) as error:
+        encoded = json.dumps(dict(result), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
         return {}, f"[orchestration] result ignored: not plain JSON data ({error})"
     if len(encoded) > RESULT_MAX_BYTES:
         return {}, f"[orchestration] result ignored: larger than {RESULT_MAX_BYTES} bytes"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -301,9 +300,9 @@ def resume(
         bool,
         typer.Option(
             "--force",
-            help="Resume even though the run looks alive in another engine. Needed only for "
-            "an engine on another host that you know is gone: on the engine's own host, a "
-            "killed engine is noticed at once.",
+            help="Take the run even though another engine holds it. Needed only for an engine "
+            "on another host that you know is gone (on the engine's own host a killed engine is "
+            "noticed at once); if it is not gone, it stops at its next commit.",
         ),
     ] = False,
 ) -> None:
@@ -727,7 +726,7 @@ def _load_rule_set(files: list[Path] | None, no_defaults: bool) -> Any:
     from orchestration.rules import load_rules
 
     for path in files or []:
-        if not path.is_file():
+        if not path.exists():
             raise OrchestrationError(f"rule file {path} does not exist")
     functions = load_plugins().rule_functions
     return load_rules(files or [], include_defaults=not no_defaults, functions=functions)
@@ -766,13 +765,12 @@ def rules_eval(
     """Evaluate one expression against a context and print the value as JSON."""
     from orchestration.context import neutral_context
     from orchestration.expressions import compile_expression
+    from orchestration.inputfiles import MAX_CONTEXT_FILE_BYTES, load_json, read_capped
 
     context = neutral_context()
     if context_file is not None:
-        try:
-            values = json.loads(context_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise OrchestrationError(f"cannot read {context_file}: {error}") from None
+        raw = read_capped(context_file, MAX_CONTEXT_FILE_BYTES)  # no FIFO, no /dev/zero
+        values = load_json(raw, file=str(context_file))  # too deep or malformed: a clear error
         if not isinstance(values, dict):
             raise OrchestrationError(f"{context_file}: expected a JSON object")
         context.update(values)
@@ -1028,8 +1026,12 @@ def main() -> None:
     except Exception as error:  # a bug: say so plainly; the traceback only on request
         if os.environ.get("ORCH_DEBUG"):
             raise
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # Only an error outside the database can promise that the database is intact.
+        intact = "" if isinstance(error, SQLAlchemyError) else "Nothing stored was lost. "
         err_console.print(
             f"[bold red]internal error:[/] {escape(f'{type(error).__name__}: {error}')}\n"
-            "Nothing stored was lost. Run with ORCH_DEBUG=1 to see the traceback."
+            f"{intact}Run with ORCH_DEBUG=1 to see the traceback."
         )
         sys.exit(70)

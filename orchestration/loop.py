@@ -28,7 +28,7 @@ from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
 from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
-from orchestration.engine_identity import beating, engine_label, this_engine
+from orchestration.engine_identity import beating, engine_label, owner_alive, this_engine
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
@@ -57,12 +57,13 @@ from orchestration.runs import (
     new_run_id,
     plan_from_stored,
     plan_json,
-    run_is_live,
+    run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
 from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
+from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import store_files_in
@@ -308,6 +309,7 @@ class Orchestrator:
                 created_at=now,
                 updated_at=now,
                 plan_json=plan_json(plan),
+                owner=new_owner_token(),
             )
             me = this_engine()
             run.engine_host, run.engine_pid, run.engine_started = me.host, me.pid, me.started
@@ -376,8 +378,17 @@ class Orchestrator:
         Refuses a run that another engine is still working on (its heartbeat is fresh), unless
         `force`: two engines on one run would run its tasks twice.
         """
-        run = store.get_run(run_id)
-        if not force and run_is_live(run, utcnow()):
+        owner = new_owner_token()
+        stale_before = utcnow() - timedelta(seconds=STALE_RUN_SECONDS)
+        # An engine of this host whose process is gone holds the run no longer: no need to wait.
+        holder = store.get_run(run_id)
+        gone = holder.owner if holder.owner and owner_alive(holder) is False else None
+        # One atomic claim, not "is anyone there?" then "go": two resumes must not both get in.
+        taken = store.claim_run(
+            run_id, owner, stale_before=stale_before, force=force, holder_gone=gone
+        )
+        if not taken:
+            run = store.get_run(run_id)
             age = (utcnow() - run.updated_at).total_seconds()
             raise OrchestrationError(
                 f"run '{run_id}' is being worked on by another engine ({engine_label(run)}, "
@@ -386,13 +397,23 @@ class Orchestrator:
             )
         me = this_engine()
         store.record_engine(run_id, me.host, me.pid, me.started)
+        try:
+            return cls._resume_claimed(store, store.get_run(run_id), engine, **options)
+        except BaseException:
+            store.release_run(run_id, owner)
+            raise
+
+    @classmethod
+    def _resume_claimed(
+        cls, store: Store, run: RunRecord, engine: Engine | None, **options: Any
+    ) -> Orchestrator:
         # Reading a run back builds hundreds of thousands of objects that all stay alive: the
         # cyclic collector would rescan them again and again (a third of a 10,000-task resume).
         with collection_paused():
             plan = plan_from_stored(run)
             engine = engine or build_engine(plan)
             # Interventions asked for while no engine ran are applied before the tasks are read.
-            apply_requested(store, run_id)
+            apply_requested(store, run.id)
             orchestrator = cls(store, run, plan, engine, **options)
             orchestrator._check_unfinished_kinds()
             orchestrator._recover()
@@ -521,7 +542,7 @@ class Orchestrator:
             return
         batch, self.batch = self.batch, Batch()
         try:
-            ids = self.store.commit(self.run.id, batch)
+            ids = self.store.commit(self.run.id, batch, owner=self.run.owner)
         except BaseException:
             # Nothing of the batch is stored: stop every action (their tasks stay `running` in
             # the store and are retried on resume) and announce nothing.

@@ -29,7 +29,8 @@ PLUGIN_TAG = "plugin"  # the union tag of every action kind that is not built in
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo such as `depend_on` must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Non-finite figures (.nan, .inf) are errors: NaN passes every range check.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RetryPolicy(_Strict):
@@ -189,7 +190,7 @@ ActionSpec = Annotated[
 class ValidatorRef(_Strict):
     """A validator to run after a step: a bare name, or a name with options (`run`, `stage`...)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     name: str
     stage: Literal["syntax", "requirements", "quality", "testing"] | None = None
 
@@ -463,6 +464,7 @@ class RunRecord:
     engine_host: str | None = None  # the engine working on it: host, process id, start time
     engine_pid: int | None = None
     engine_started: float | None = None
+    owner: str | None = None  # the claim token of the engine holding the run, if any
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,16 @@ ANSI_ESCAPE = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC, ended by BEL or ST
     r"|\x1b[ -/]*[0-~]"  # the others: ESC, intermediate bytes, a final byte
 )
+# What a validator's figures may hold: they are stored as JSON and read by rules. Deeper (or
+# cyclic), larger or non-finite figures fail that validator's check instead of the engine.
+MAX_FIGURE_DEPTH = 32  # nesting levels
+MAX_FIGURE_VALUES = 10_000  # values in all, at every level
+MAX_FIGURE_INT = 2**63 - 1  # what both stores' JSON and a rule's arithmetic hold exactly
+MAX_FIGURE_STRING = 100_000  # characters of one string
+
+
+class _BadFigures(ValueError):
+    """Internal: a validator's figures cannot be stored; the message says where and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,12 @@ def _sanitise(result: object, name: str, stage: str) -> CheckResult:
         return _failed(name, stage, f"validator returned score {result.score!r}, not 0..1")
     if not isinstance(result.figures, Mapping):
         return _failed(name, stage, "validator returned figures that are not a mapping")
+    try:
+        figures = _plain_figures(result.figures)
+    except _BadFigures as bad:
+        return _failed(name, stage, f"validator returned unusable figures: {bad}")
+    except Exception as error:  # figures whose items or text cannot even be read
+        return _failed(name, stage, f"validator returned unreadable figures ({error!r:.200})")
     return replace(
         result,
         name=name,
@@ -99,7 +116,7 @@ def _sanitise(result: object, name: str, stage: str) -> CheckResult:
         score=float(score),
         passed=bool(result.passed),
         message=strip_ansi(str(result.message))[:FEEDBACK_MAX_CHARS],
-        figures=_plain_figures(result.figures),
+        figures=figures,
     )
 
 
@@ -111,6 +128,7 @@ def strip_ansi(text: str) -> str:
 def _plain_figures(figures: Mapping[Any, Any]) -> dict[str, Any]:
     """Figures as plain JSON data; a count that is not a number is dropped, not trusted."""
     plain: dict[str, Any] = {}
+    budget = [MAX_FIGURE_VALUES]
     for key, value in figures.items():
         if key in SUMMED_FIGURES and not _is_number(value):
             continue
@@ -118,7 +136,7 @@ def _plain_figures(figures: Mapping[Any, Any]) -> dict[str, Any]:
             value = [str(v) for v in value] if isinstance(value, list | tuple) else []
         if key == "suggestions":
             value = _suggestions(value)
-        plain[str(key)] = _json_value(value)
+        plain[str(key)] = _json_value(value, str(key), 1, budget)
     return plain
 
 
@@ -137,16 +155,32 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return strip_ansi(value)
-    if value is None or isinstance(value, int | float | bool):
+def _json_value(value: Any, where: str, depth: int, budget: list[int]) -> Any:
+    """`value` as plain JSON data, or _BadFigures naming the figure (`where`) and the limit."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _BadFigures(f"more than {MAX_FIGURE_VALUES} values")
+    if depth > MAX_FIGURE_DEPTH:
+        raise _BadFigures(f"'{where}' is nested deeper than {MAX_FIGURE_DEPTH} levels (or cyclic)")
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if abs(value) > MAX_FIGURE_INT:
+            raise _BadFigures(f"'{where}' is an integer beyond 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _BadFigures(f"'{where}' is {value!r}, not a finite number")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_FIGURE_STRING:
+            raise _BadFigures(f"'{where}' is a string of more than {MAX_FIGURE_STRING} characters")
+        return strip_ansi(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): _json_value(v, f"{where}.{k}", depth + 1, budget) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    return str(value)
+        return [_json_value(v, f"{where}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
+    return _json_value(str(value), where, depth, budget)
 
 
 def run_validator(validator: Validator, step: ValidationInput, stage: str) -> CheckResult:
@@ -289,6 +323,9 @@ class QualityController:
             else (1.0 if all(c.passed for c in checks) else 0.0)
         )
         gate_failures = _gate_failures(config, score, by_stage)
+        if not math.isfinite(score):  # weights made in code can be NaN: never store such a score
+            gate_failures.insert(0, f"quality score is {score!r}: the stage weights are unusable")
+            score = 0.0
         return QualityReport(
             round(score, 4),
             not gate_failures,

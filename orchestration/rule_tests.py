@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import io
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from orchestration.context import CONTEXT_NAME_SET, neutral_context
 from orchestration.errors import OrchestrationError
+from orchestration.inputfiles import load_json, open_regular
 from orchestration.models import Scheduling
 from orchestration.rules import RuleSet, evaluate_breakpoints
 
@@ -36,24 +38,24 @@ class ContextVerdict:
 
 def read_contexts(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """The JSON objects of a contexts file, one per line (blank lines skipped)."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as error:
-        raise OrchestrationError(f"cannot read {path}: {error.strerror or error}") from None
-    with handle:
-        for number, text in enumerate(handle, start=1):
+    display = str(path)
+    with io.TextIOWrapper(open_regular(path), encoding="utf-8") as handle:
+        for number in itertools.count(1):
+            try:
+                text = handle.readline(MAX_LINE_BYTES + 1)  # a capped read: never a whole blob
+            except UnicodeDecodeError as error:
+                raise OrchestrationError(
+                    f"not UTF-8 text: {error.reason}", file=display, line=number
+                ) from None
+            if not text:
+                return
             if not text.strip():
                 continue
             if len(text) > MAX_LINE_BYTES:
-                raise OrchestrationError("line is too long", file=str(path), line=number)
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise OrchestrationError(
-                    f"not valid JSON: {error.msg}", file=str(path), line=number
-                ) from None
+                raise OrchestrationError("line is too long", file=display, line=number)
+            data = load_json(text, file=display, line=number)
             if not isinstance(data, dict):
-                raise OrchestrationError("expected a JSON object", file=str(path), line=number)
+                raise OrchestrationError("expected a JSON object", file=display, line=number)
             yield number, data
 
 

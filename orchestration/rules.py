@@ -19,6 +19,7 @@ from orchestration.context import CONTEXT_NAME_SET, freeze
 from orchestration.durations import parse_duration
 from orchestration.errors import RuleError
 from orchestration.expressions import Expression, compile_expression
+from orchestration.inputfiles import read_capped
 from orchestration.yamlstrict import Position, YamlError, load_strict_yaml_positions
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ class RuleSet:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Non-finite figures (.nan, .inf) are refused: a NaN weight or threshold compares false
+    # with everything and passes every range check.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _AutoModel(_Strict):
@@ -283,14 +286,11 @@ def load_rules(
 
 
 def _read(path: Path) -> str:
+    if not path.exists():
+        raise RuleError("cannot read rule file: no such file", file=str(path))
+    data = read_capped(path, MAX_RULE_FILE_BYTES, RuleError, "a rule file")  # no FIFO, no device
     try:
-        if path.stat().st_size > MAX_RULE_FILE_BYTES:
-            raise RuleError(f"rule file larger than {MAX_RULE_FILE_BYTES:,} bytes", file=str(path))
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RuleError(
-            f"cannot read rule file: {error.strerror or error}", file=str(path)
-        ) from None
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RuleError(f"rule file is not UTF-8: {error.reason}", file=str(path)) from None
 

@@ -20,10 +20,11 @@ STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has los
 
 
 def run_is_live(run: RunRecord, now: datetime) -> bool:
-    """Whether an engine is working on the run: it is `running`, its heartbeat is fresh and,
-    when the engine ran on this host, its process still exists."""
+    """Whether an engine is working on the run: one holds it (or it is `running`), its heartbeat
+    is fresh and, when the engine ran on this host, its process still exists. Only a read, for
+    display and advice: taking a run is `Store.claim_run`."""
     age = (now - run.updated_at).total_seconds()
-    if run.state != "running" or age >= STALE_RUN_SECONDS:
+    if not (run.state == "running" or run.owner is not None) or age >= STALE_RUN_SECONDS:
         return False
     return owner_alive(run) is not False
 

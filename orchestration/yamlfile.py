@@ -24,6 +24,8 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 
 from orchestration.errors import OrchestrationError, PlanError
+from orchestration.inputfiles import read_capped
+from orchestration.yamlstrict import too_many_digits
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ MAX_DEPTH = 100  # nesting levels; deeper input would exhaust the stack of later
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_INT_TAG = "tag:yaml.org,2002:int"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SCALAR_TAGS = frozenset(
@@ -133,18 +136,7 @@ def collection_paused() -> Iterator[None]:
 
 
 def _read_text(path: Path, display: str, error: type[OrchestrationError]) -> str:
-    try:
-        if path.is_dir():
-            raise error("is a directory, not a YAML file", file=display)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            limit = MAX_FILE_BYTES // (1024 * 1024)
-            raise error(f"the file is {size / 1e6:.1f} MB; the limit is {limit} MB", file=display)
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise error("no such file", file=display) from None
-    except OSError as exc:
-        raise error(f"cannot read the file: {exc.strerror or exc}", file=display) from None
+    data = read_capped(path, MAX_FILE_BYTES, error, "a YAML file")  # a FIFO or /dev/zero is refused
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -304,6 +296,8 @@ class _StrictComposer:
             return self._values[cache_key]
         if tag not in _SCALAR_TAGS:
             self._unsupported_tag(event, tag)
+        if tag == _INT_TAG and (problem := too_many_digits(event.value)) is not None:
+            self._fail(event, problem)  # before Python's own limit turns it into a crash
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark)
         value = self.loader.yaml_constructors[tag](self.loader, node)
         self._values[cache_key] = value  # ints, floats, booleans, None, dates: all immutable

@@ -105,8 +105,22 @@ for _tag, _pattern, _first in _RESOLVERS:
     _StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
+MAX_INT_DIGITS = 30  # an integer in a plan or rule file; Python refuses over 4,300 digits
+
+
+def too_many_digits(text: str) -> str | None:
+    """Why the integer `text` is refused (None: it is fine): too long to be a figure."""
+    digits = sum(ch.isdigit() for ch in text)
+    if digits <= MAX_INT_DIGITS:
+        return None
+    return f"the integer has {digits:,} digits; a figure has at most {MAX_INT_DIGITS}"
+
+
 def _int_1_2(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
+    problem = too_many_digits(text)
+    if problem is not None:
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
     if text.startswith("0o"):
         return int(text[2:], 8)
     return int(text, 0) if text.startswith("0x") else int(text, 10)

@@ -79,9 +79,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
         f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)"
     )
     started = time.monotonic()
-    outcome = run_action(
-        request(tmp_path, {"kind": "shell", "run": [PY, "-c", script]}, timeout=5)
-    )
+    outcome = run_action(request(tmp_path, {"kind": "shell", "run": [PY, "-c", script]}, timeout=5))
     assert time.monotonic() - started < 15
     assert outcome.timed_out and outcome.error_kind == "timeout"
     grandchild = int(pid_file.read_text())

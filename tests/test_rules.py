@@ -95,7 +95,9 @@ def test_user_file_retunes_disables_and_adds(tmp_path: Path) -> None:
         night.message_for(context(task_id="T-1", now_hour=3)) == "T-1 starts at 3h; {unknown} stays"
     )
     assert rules.quality.min_score == 0.8 and rules.quality.required == ("syntax", "testing")
-    assert len(rules.decisions) == len(load_rules().decisions)  # no decisions section: defaults stay
+    assert len(rules.decisions) == len(
+        load_rules().decisions
+    )  # no decisions section: defaults stay
 
 
 def test_decisions_section_replaces_the_list(tmp_path: Path) -> None:

@@ -33,6 +33,10 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Execution option naming how a SQLite transaction begins: IMMEDIATE takes the write lock at
 # once (every write); DEFERRED lets readers run beside the writer.
 BEGIN_MODE_OPTION = "orch_sqlite_begin"
+# SQLite's result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB (and their words,
+# for drivers that do not carry the code).
+SQLITE_DAMAGED_CODES = frozenset({11, 26})
+SQLITE_DAMAGED_WORDS = ("malformed", "file is not a database")
 PG_MIGRATION_LOCK_KEY = 0x6F726368  # pg_advisory_xact_lock key serialising schema upgrades
 
 
@@ -61,6 +65,28 @@ def _default_state_file(plan_dir: Path | None) -> Path:
         if candidate.is_file():
             return candidate
     return cwd / STATE_DIR / STATE_FILE
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The SQLite database file `url` names (None: another database, memory, or a URI)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL create_store_engine would accept either
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None if it does not exist: what tells a replaced file apart."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def masked_url(url: str) -> str:
@@ -100,7 +126,33 @@ def _sqlite_engine(url: URL) -> Engine:
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _begin_sqlite_transaction)
+    event.listen(engine, "handle_error", _damaged_file_error(url.database or ":memory:"))
     return engine
+
+
+def _damaged_file_error(database: str) -> Any:
+    """A handler turning SQLite's "damaged file" errors, wherever they come up, into one
+    StoreError that names the file and says what it means (not a crash that claims nothing
+    stored was lost)."""
+
+    def handle(context: Any) -> None:
+        original = context.original_exception
+        if not isinstance(original, sqlite3.DatabaseError):
+            return
+        code = getattr(original, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        damaged = primary in SQLITE_DAMAGED_CODES or any(
+            words in str(original).lower() for words in SQLITE_DAMAGED_WORDS
+        )
+        if damaged:
+            raise StoreError(
+                f"the store's SQLite database {database} is damaged ({original}): what it "
+                "holds cannot be read reliably and part of it may be lost. Stop every engine "
+                "using it, keep a copy of the file, and restore it from a backup (the sqlite3 "
+                "shell's `.recover` may save part of it)"
+            ) from original
+
+    return handle
 
 
 def _enable_wal(cursor: Any) -> None:

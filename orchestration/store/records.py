@@ -36,6 +36,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "engine_host": run.engine_host,
         "engine_pid": run.engine_pid,
         "engine_started": run.engine_started,
+        "owner": run.owner,
     }
 
 
@@ -57,6 +58,7 @@ def run_record(row: Row[Any]) -> RunRecord:
         engine_host=row.engine_host,
         engine_pid=row.engine_pid,
         engine_started=row.engine_started,
+        owner=row.owner,
     )
 
 

@@ -36,6 +36,7 @@ NAMING_CONVENTION: dict[str, str] = {
 ID_LENGTH = 200  # characters; a task id is at most 200 (models.TASK_ID_PATTERN)
 NAME_LENGTH = 200  # characters; rule names, actors, triggers, kinds
 STATE_LENGTH = 32  # characters; states, outcomes, resolutions, actions
+OWNER_LENGTH = 64  # characters; an engine's claim token on a run
 
 # Integer ids that autoincrement everywhere: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -83,6 +84,9 @@ class Run(Base):
     engine_host: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     engine_pid: Mapped[int | None] = mapped_column(Integer)
     engine_started: Mapped[float | None] = mapped_column(Float)  # process start, epoch seconds
+    # The claim token of the engine working on the run (None: no engine holds it). Taken and
+    # checked by conditional UPDATEs: two engines never hold one run (see Store.claim_run).
+    owner: Mapped[str | None] = mapped_column(String(OWNER_LENGTH))
 
     __table_args__ = (Index("ix_runs_created_at", "created_at"),)
 

@@ -49,8 +49,15 @@ from orchestration.models import (
     TaskSpec,
     TransitionRecord,
 )
-from orchestration.store import records, schema
-from orchestration.store.db import create_store_engine, masked_url, reader, upgrade_schema
+from orchestration.store import claims, records, schema
+from orchestration.store.db import (
+    create_store_engine,
+    file_identity,
+    masked_url,
+    reader,
+    sqlite_file,
+    upgrade_schema,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +234,10 @@ class Store:
         self.url = url
         self._engine = engine
         self._reader = reader(engine)
+        # A SQLite file deleted or replaced under a running engine would take the engine's
+        # writes into an unlinked inode: remember which file was opened, check before writing.
+        self._file = sqlite_file(url)
+        self._identity = file_identity(self._file) if self._file is not None else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -245,6 +256,20 @@ class Store:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StoreError(f"cannot open the store at {masked_url(url)}: {reason}") from exc
         return cls(url, engine)
+
+    def check_file(self) -> None:
+        """Raise StoreError if the SQLite file opened is gone or another file took its place."""
+        if self._file is None or self._identity is None:
+            return
+        now = file_identity(self._file)
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise StoreError(
+            f"the store's database file {self._file} was {what} while this engine used it: "
+            "nothing more can be recorded, so the run stops here. What it recorded after that "
+            "moment is lost; restore the file from a backup to see the run's history"
+        )
 
     @property
     def display_url(self) -> str:
@@ -341,17 +366,61 @@ class Store:
 
     # ---- the one write path of a running engine ----------------------------------------------
 
-    def commit(self, run_id: str, batch: Batch) -> list[int]:
+    def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        stale_before: datetime,
+        force: bool = False,
+        holder_gone: str | None = None,
+    ) -> bool:
+        """Take the run for the engine `owner` in one conditional UPDATE; True if it took it.
+
+        False: another engine holds it (its heartbeat is newer than `stale_before`, and it is
+        not `holder_gone`, an engine the caller knows to be dead).
+        """
+        try:
+            with self._engine.begin() as conn:
+                taken = claims.claim(
+                    conn,
+                    run_id,
+                    owner,
+                    datetime.now(UTC),
+                    stale_before=stale_before,
+                    force=force,
+                    holder_gone=holder_gone,
+                )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot claim run '{run_id}': {_first_line(exc)}") from exc
+        if not taken and not self._run_exists(run_id):
+            raise NotFoundError(f"run '{run_id}' not found")
+        return taken
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Give up the claim of `owner` on the run (an engine that could not start on it)."""
+        try:
+            with self._engine.begin() as conn:
+                claims.release(conn, run_id, owner)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot release run '{run_id}': {_first_line(exc)}") from exc
+
+    def commit(self, run_id: str, batch: Batch, *, owner: str | None = None) -> list[int]:
         """Apply the whole batch in one transaction; return the new breakpoints' ids in order.
 
         A move whose source state does not match the stored state rolls everything back and
-        raises StoreConflict naming the task, the expected and the actual state.
+        raises StoreConflict naming the task, the expected and the actual state. With `owner`
+        (the engine holding the run), nothing is stored and ClaimLost is raised if another
+        engine took the run over.
         """
         if not batch:
             return []
+        self.check_file()
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
+                if owner is not None:
+                    claims.check_owner(conn, run_id, owner)
                 return _apply(conn, run_id, batch, now)
         except _MovesRejected:
             raise self._move_conflict(run_id, batch.moves) from None
@@ -986,11 +1055,10 @@ def _resolution_conflict(conn: Connection, run_id: str, breakpoint_id: int) -> O
 
 def _set_run_state(conn: Connection, run_id: str, state: str, now: datetime) -> None:
     finished = now if state in FINAL_RUN_STATES else None
-    statement = (
-        update(RUNS)
-        .where(RUNS.c.id == run_id)
-        .values(state=state, updated_at=now, finished_at=finished)
-    )
+    values: dict[str, Any] = {"state": state, "updated_at": now, "finished_at": finished}
+    if state != "running":
+        values["owner"] = None  # a run that stops being worked on is held by no engine
+    statement = update(RUNS).where(RUNS.c.id == run_id).values(**values)
     if conn.execute(statement).rowcount != 1:
         raise NotFoundError(f"run '{run_id}' not found")
 

@@ -15,6 +15,7 @@ from orchestration.store import Store, records
 from orchestration.store.store import EVENTS, TASKS, TRANSITIONS
 
 PAGE_LIMIT = 500  # rows one poll of the event stream reads at most
+MAX_ROW_ID = 2**63 - 1  # the largest id either store holds (BIGINT): a larger cursor is refused
 
 
 def _reader(store: Store) -> Engine:

@@ -23,7 +23,7 @@ from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import PAGE_LIMIT, events_after, transitions_after
+from orchestration.web.queries import MAX_ROW_ID, PAGE_LIMIT, events_after, transitions_after
 from orchestration.web.queries import last_event_id as newest_event_id
 
 router = APIRouter(tags=["events"])
@@ -36,7 +36,7 @@ RECONNECT_MS = 1000  # told to EventSource: how soon to reconnect after a stream
 def list_events(
     run_id: str,
     store: StoreDep,
-    after: int = Query(0, ge=0, description="Only events with a larger id."),
+    after: int = Query(0, ge=0, le=MAX_ROW_ID, description="Only events with a larger id."),
     limit: int = Query(PAGE_LIMIT, ge=1, le=PAGE_LIMIT),
 ) -> schemas.EventsOut:
     """A page of the run's events, oldest first; pass `last_id` as `after` for the next."""
@@ -57,6 +57,8 @@ def parse_cursor(raw: str, store: Store, run_id: str) -> tuple[int, int]:
         raise ApiError(400, message) from None
     if event_id < 0 or move_id < 0:
         raise ApiError(400, f"bad stream cursor '{raw[:40]}': ids are not negative")
+    if event_id > MAX_ROW_ID or move_id > MAX_ROW_ID:
+        raise ApiError(400, f"bad stream cursor '{raw[:40]}': ids are at most {MAX_ROW_ID}")
     return event_id, move_id
 
 

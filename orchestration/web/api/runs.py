@@ -10,6 +10,7 @@ from orchestration.runs import plan_from_stored, ready_since
 from orchestration.scheduler import TaskScheduler
 from orchestration.web import schemas
 from orchestration.web.deps import ConfigDep, StoreDep
+from orchestration.web.queries import MAX_ROW_ID
 from orchestration.web.reviewing import all_run_summaries, run_summary
 
 router = APIRouter(tags=["runs"])
@@ -92,7 +93,9 @@ def transitions(
     run_id: str,
     store: StoreDep,
     task: str | None = Query(None, description="Only this task's moves."),
-    after: int = Query(0, ge=0, description="Only moves with a larger id (for polling)."),
+    after: int = Query(
+        0, ge=0, le=MAX_ROW_ID, description="Only moves with a larger id (for polling)."
+    ),
 ) -> schemas.TransitionsOut:
     """The run's state changes in order: from, to, trigger, reason, actor, time."""
     store.get_run(run_id)
