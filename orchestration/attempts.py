@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.actions import (
+    OUTPUT_TAIL_CHARS,
     ActionOutcome,
     ActionRequest,
     StopSignal,
-    classify_error,
+    classify_error_noting,
     run_action,
 )
 from orchestration.engine import Engine
@@ -185,7 +186,10 @@ class AttemptRunner:
             outcome = run_action(request, stop, lambda pid: self.registry.record(task_id, pid))
         finally:
             self.registry.forget(task_id)
-        kind = classify_error(outcome, self.plan.spec.defaults.errors)
+        kind, notes = classify_error_noting(outcome, self.plan.spec.defaults.errors)
+        if notes:  # a stopped error pattern is said where the reviewer reads the attempt's output
+            tail = "\n".join((outcome.output_tail, *notes))[-OUTPUT_TAIL_CHARS:]
+            outcome = replace(outcome, output_tail=tail)
         return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)
 
     def _acceptance_for(self, task_id: str) -> list[Expression]:
