@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestration.models import BreakpointRecord, TaskRecord
+from orchestration.terminal_text import TerminalConsole, strip_control
 
 STATE_STYLES = {
     "pending": "dim",
@@ -29,7 +30,7 @@ class RunDisplay:
     """An Observer for the loop. Use as a context manager around `run_until_stopped`."""
 
     def __init__(self, total: int, console: Console | None = None, *, live: bool | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or TerminalConsole(stderr=True)
         self.live = self.console.is_terminal if live is None else live
         self.total = total
         self.finished = 0
@@ -55,6 +56,7 @@ class RunDisplay:
             self.progress.stop()
 
     def _line(self, text: str, style: str = "") -> None:
+        text = strip_control(text)  # titles, details and messages come from plans and agents
         if self.live:
             self.console.print(text, style=style, highlight=False, markup=False)
         else:

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.models import TaskSpec
+from orchestration.terminal_text import strip_control
+
+__all__ = ["strip_control"]  # re-exported: a plugin that prints untrusted text cleans it
 
 STAGES = ("syntax", "requirements", "quality", "testing")
 ERROR_KINDS = ("transient", "permanent", "timeout")
