@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.safe_git import run_git
+
 logger = logging.getLogger(__name__)
 
 SKIP_DIRS = frozenset(
@@ -38,22 +40,13 @@ def is_git_repo(workdir: Path) -> bool:
 
 
 def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    completed = subprocess.run(
-        ["git", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT_SECONDS,
-        check=True,
-    )
-    return completed.stdout
+    return run_git(workdir, *args, extra_env=env, timeout=GIT_TIMEOUT_SECONDS, check=True).stdout
 
 
 def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         excludes = [f":(exclude,literal){name}" for name in sorted(ignore)]
         _git(workdir, "add", "-A", "--", ".", ":(exclude).orchestration", *excludes, env=env)
         return _git(workdir, "write-tree", env=env).strip()
