@@ -501,6 +501,9 @@ class Orchestrator:
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush in one transaction, then announce it."""
+        for note in self.engine.plugins.take_notes():  # plugin calls that overran or were skipped
+            event = EventRecord(self.run.id, note["kind"], None, note, self.clock())
+            self.batch.events.append(event)
         if not self.batch:
             return
         batch, self.batch = self.batch, Batch()
@@ -1619,6 +1622,7 @@ class Orchestrator:
                 {"state": state, "counts": counts},
             )
         )
+        self.flush()  # stores what the guard noted of those last plugin calls, if anything
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 
