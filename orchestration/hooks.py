@@ -107,7 +107,7 @@ class Plugins:
             if notifier.name in self.muted:
                 continue
             self.guard.call(
-                f"{notifier.name} (notifier)",
+                notifier.name,
                 lambda n=notifier: n.notify(notification),
                 NOTIFY_TIMEOUT_SECONDS,
             )
