@@ -39,6 +39,12 @@ DRIVER_SETTINGS: dict[str, str] = {
     "command": "",
 }
 _DRIVER_KEYS = r"^(filter|diff|merge)\..+\.(clean|smudge|process|required|textconv|command|driver)$"
+# Plumbing that reads or writes objects and refs only, never a work tree file through a driver:
+# the look-up of driver settings (one more git process) is skipped for these. Not write-tree:
+# it re-reads a racily clean index entry's file through its clean filter.
+_NO_DRIVER_COMMANDS = frozenset(
+    {"rev-parse", "update-ref", "for-each-ref", "commit-tree", "cat-file", "ls-tree"}
+)
 # Diffing commands that would otherwise run a textconv or an external diff program.
 _DIFF_COMMANDS = frozenset({"diff", "log", "show"})
 # Variables that would point git at another repository, index or work tree than the caller's
@@ -72,7 +78,10 @@ def run_git(
     OSError when git cannot start, TimeoutExpired, CalledProcessError with `check`.
     """
     base = _environment(extra_env)
-    config = [*FIXED_CONFIG, *_driver_overrides(cwd, base, timeout)]
+    index = _subcommand_index(args)
+    config = list(FIXED_CONFIG)
+    if index is None or args[index] not in _NO_DRIVER_COMMANDS:
+        config += _driver_overrides(cwd, base, timeout)
     env = {**base, **_as_environment(config)}
     return subprocess.run(
         ["git", "--no-pager", *_with_diff_guards(args)],
