@@ -7,8 +7,6 @@ import logging
 import time
 from typing import Any
 
-import regex
-
 logger = logging.getLogger(__name__)
 
 # One search of one pattern (over every text it is given) may take this long. Rule matches() and
@@ -39,6 +37,8 @@ def compile_pattern(pattern: str) -> Any:
     The `regex` engine is used, not `re`, because only it can stop a search after a timeout:
     `re` holds the interpreter in C code where neither a signal nor a thread can stop it.
     """
+    import regex  # here, not at the top: the models import this module, most commands no regex
+
     try:
         return regex.compile(pattern)
     except Exception as error:  # regex.error, and recursion/overflow on hostile nesting
