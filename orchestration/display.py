@@ -65,7 +65,9 @@ class RunDisplay:
 
     def task_started(self, task: TaskRecord) -> None:
         if self.progress is not None:
-            self.progress.update(self.bar, description=f"running {task.task_id}")
+            # The live bar is drawn outside the console's print path: cleaned here.
+            running = strip_control(f"running {task.task_id}")
+            self.progress.update(self.bar, description=running)
         self._line(f"▶ {task.task_id}: attempt {task.attempts}", "blue")
 
     def task_changed(self, task: TaskRecord, state: str, detail: str) -> None:
