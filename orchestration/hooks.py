@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -80,7 +81,7 @@ class Plugins:
             arguments = {k: kwargs[k] for k in impl.argnames}
             self.guard.call(
                 f"{impl.plugin_name}.{hook}",
-                lambda f=impl.function, args=arguments: f(**args),
+                functools.partial(impl.function, **arguments),
                 EVENT_TIMEOUT_SECONDS,
             )
 
@@ -93,7 +94,7 @@ class Plugins:
             arguments = {k: kwargs[k] for k in impl.argnames}
             value = self.guard.call(
                 f"{impl.plugin_name}.{hook}",
-                lambda f=impl.function, args=arguments: f(**args),
+                functools.partial(impl.function, **arguments),
                 OVERRIDE_TIMEOUT_SECONDS,
                 consequence="no answer from it; the rules' decision stands",
             )
@@ -108,7 +109,7 @@ class Plugins:
                 continue
             self.guard.call(
                 notifier.name,
-                lambda n=notifier: n.notify(notification),
+                functools.partial(notifier.notify, notification),
                 NOTIFY_TIMEOUT_SECONDS,
             )
 

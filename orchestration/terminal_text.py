@@ -6,7 +6,7 @@ import logging
 import re
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 
@@ -54,8 +54,8 @@ class _Stripped:
                 yield Segment(strip_control(segment.text), segment.style)
 
 
-class _StripControlHook:
-    """A rich render hook (rich.console.RenderHook) wrapping everything printed in _Stripped."""
+class _StripControlHook(RenderHook):
+    """A rich render hook wrapping everything printed in _Stripped."""
 
     def process_renderables(self, renderables: list[Any]) -> list[Any]:
         return [_Stripped(renderable) for renderable in renderables]
