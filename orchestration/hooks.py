@@ -18,6 +18,7 @@ from orchestration import hookspecs
 from orchestration.extension import ActionKind, Notification, Notifier, Validator
 from orchestration.guarded import call_in_thread
 from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
+from orchestration.outbox import MAX_WAITING, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Plugins:
     problems: list[str] = field(default_factory=list)
     muted: set[str] = field(default_factory=set)  # notifiers not called (the CLI shows it itself)
     guard: PluginGuard = field(default_factory=lambda: PluginGuard())
+    outbox: Outbox | None = None  # made on the first notify_later
 
     @property
     def action_kinds(self) -> tuple[str, ...]:
@@ -113,6 +115,25 @@ class Plugins:
                 NOTIFY_TIMEOUT_SECONDS,
             )
 
+    def notify_later(self, notification: Notification) -> None:
+        """Queue a notification for the background sender: the caller never waits for it."""
+        if self.outbox is None:
+            self.outbox = Outbox(self.notify, self._dropped)
+        self.outbox.put(notification)
+
+    def drain_notifications(self, timeout: float | None = None) -> bool:
+        """Wait for the queued notifications to be sent; True when all were.
+
+        The default wait is what a hanging notifier costs before it is skipped.
+        """
+        if timeout is None:
+            timeout = NOTIFY_TIMEOUT_SECONDS * SKIP_AFTER_TIMEOUTS
+        return self.outbox is None or self.outbox.drain(timeout)
+
+    def _dropped(self, notification: Notification) -> None:
+        text = f"notification {notification.kind!r} dropped: {MAX_WAITING} already wait to be sent"
+        self.guard.note("notification_dropped", "notifiers", text)
+
     def take_notes(self) -> list[dict[str, Any]]:
         """What the guard noted since the last call (timeouts, skips), for the run's events."""
         return self.guard.take_notes()
@@ -150,16 +171,16 @@ class PluginGuard:
         count = self.overruns.get(name, 0) + 1
         self.overruns[name] = count
         then = f"; {consequence}" if consequence else ""
-        self._note("plugin_timeout", name, f"{name} did not return within {timeout:g} s{then}")
+        self.note("plugin_timeout", name, f"{name} did not return within {timeout:g} s{then}")
         if count >= SKIP_AFTER_TIMEOUTS:
             self.skipped.add(name)
-            self._note(
+            self.note(
                 "plugin_skipped",
                 name,
                 f"{name} overran {count} times in a row; not called again by this engine",
             )
 
-    def _note(self, kind: str, name: str, text: str) -> None:
+    def note(self, kind: str, name: str, text: str) -> None:
         logger.warning("%s", text)
         self.notes.append({"kind": kind, "plugin": name, "note": text})
 

@@ -533,8 +533,8 @@ class Orchestrator:
                 self._watch_open_breakpoint(bp)
             self._announce_breakpoint(bp)
         self.pending_breakpoints = []
-        for notification in self.pending_notifications:
-            self.engine.plugins.notify(notification)
+        for notification in self.pending_notifications:  # sent in the background, in order
+            self.engine.plugins.notify_later(notification)
         self.pending_notifications = []
 
     def _capture_failures(self, batch: Batch) -> None:
@@ -1611,7 +1611,7 @@ class Orchestrator:
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items())
-        self.engine.plugins.notify(
+        self.engine.plugins.notify_later(
             Notification(
                 "run_finished",
                 self.run.id,
@@ -1622,6 +1622,9 @@ class Orchestrator:
                 {"state": state, "counts": counts},
             )
         )
+        # Before returning (the process may exit): what is queued is sent, within the time a
+        # notifier may take before it is skipped.
+        self.engine.plugins.drain_notifications()
         self.flush()  # stores what the guard noted of those last plugin calls, if anything
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
