@@ -1622,8 +1622,8 @@ class Orchestrator:
                 {"state": state, "counts": counts},
             )
         )
-        # Before returning (the process may exit): what is queued is sent, within the time a
-        # notifier may take before it is skipped.
+        # Before returning (the process may exit): what is queued is sent, waiting at most one
+        # notifier timeout.
         self.engine.plugins.drain_notifications()
         self.flush()  # stores what the guard noted of those last plugin calls, if anything
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
