@@ -124,11 +124,11 @@ class Plugins:
     def drain_notifications(self, timeout: float | None = None) -> bool:
         """Wait for the queued notifications to be sent; True when all were.
 
-        The default wait is one notifier timeout: the call under way ends by then, and a hanging
-        notifier does not hold the run's end for longer.
+        The default wait is one notifier timeout and a second: the call under way ends by then
+        (and its overrun is noted), and a hanging notifier does not hold the run's end longer.
         """
         if timeout is None:
-            timeout = NOTIFY_TIMEOUT_SECONDS
+            timeout = NOTIFY_TIMEOUT_SECONDS + 1.0
         return self.outbox is None or self.outbox.drain(timeout)
 
     def _dropped(self, notification: Notification) -> None:
