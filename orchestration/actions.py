@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from orchestration import bounded_regex
 from orchestration.attempt_logs import OutputWriter
 from orchestration.errors import OrchestrationError
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
@@ -99,34 +100,54 @@ def classify(exit_code: int | None, timed_out: bool) -> str:
 
 
 def classify_error(outcome: ActionOutcome, rules: ErrorRules) -> str:
-    """The error kind by the plan's rules: exit codes first, then output patterns."""
+    """The error kind by the plan's rules: exit codes first, then output patterns.
+
+    A pattern that runs past the time limit counts as not found (classify_error_noting says so).
+    """
+    return classify_error_noting(outcome, rules)[0]
+
+
+def classify_error_noting(outcome: ActionOutcome, rules: ErrorRules) -> tuple[str, list[str]]:
+    """classify_error, with a note for each error pattern that was stopped at the time limit."""
+    notes: list[str] = []
     if outcome.timed_out:
-        return "timeout"
+        return "timeout", notes
     if outcome.exit_code == 0 or outcome.interrupted:
-        return "none" if outcome.exit_code == 0 else outcome.error_kind
+        return ("none" if outcome.exit_code == 0 else outcome.error_kind), notes
     if outcome.exit_code is None:
-        return "permanent"
+        return "permanent", notes
     if outcome.declared:
         # The plugin's exit code is a stand-in (1 for any failure); only what its output says
         # can make a failure it called transient a permanent one.
-        permanent = any(re.search(p, outcome.output_tail) for p in rules.permanent_patterns)
-        return (
-            "permanent" if permanent and outcome.error_kind == "transient" else outcome.error_kind
-        )
+        permanent = _any_found(rules.permanent_patterns, "permanent", outcome, notes)
+        kind = "permanent" if permanent and outcome.error_kind == "transient" else None
+        return kind or outcome.error_kind, notes
     for kind, codes in (
         ("timeout", rules.timeout_exit_codes),
         ("permanent", rules.permanent_exit_codes),
         ("transient", rules.transient_exit_codes),
     ):
         if outcome.exit_code in codes:
-            return kind
+            return kind, notes
     for kind, patterns in (
         ("permanent", rules.permanent_patterns),
         ("transient", rules.transient_patterns),
     ):
-        if any(re.search(p, outcome.output_tail) for p in patterns):
-            return kind
-    return outcome.error_kind
+        if _any_found(patterns, kind, outcome, notes):
+            return kind, notes
+    return outcome.error_kind, notes
+
+
+def _any_found(patterns: list[str], kind: str, outcome: ActionOutcome, notes: list[str]) -> bool:
+    where = f"defaults.errors.{kind}_patterns"
+    for pattern in patterns:
+        try:
+            if bounded_regex.search(pattern, outcome.output_tail, where=where, from_end=True):
+                return True
+        except bounded_regex.PatternTimeout as error:
+            logger.warning("%s; stopped, treated as not found", error)
+            notes.append(f"[orchestration] {error}; stopped, treated as not found")
+    return False
 
 
 def placeholder_values(request: ActionRequest) -> dict[str, str]:

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from orchestration.safe_git import run_git
+
 logger = logging.getLogger(__name__)
 
 ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
@@ -101,20 +103,18 @@ def _load(
 def _extract(workdir: Path, tree: str, folder: str, into: Path) -> bool:
     """Write `folder` of `tree` under `into` (git archive: no index, no work tree involved)."""
     try:
-        completed = subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", "archive", "--format=tar", tree, "--", folder],
-            cwd=workdir,
-            capture_output=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
+        completed = run_git(
+            workdir, "archive", "--format=tar", tree, "--", folder, timeout=GIT_TIMEOUT_SECONDS
         )
     except (OSError, subprocess.SubprocessError) as error:
         logger.warning("git archive of %s failed: %s", folder, error)
         return False
     if completed.returncode != 0:
         return False  # the folder is not in that tree
+    # run_git reads text with surrogateescape: encoding it back gives the archive's exact bytes
+    data = completed.stdout.encode("utf-8", errors="surrogateescape")
     into.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(completed.stdout)) as archive:
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         archive.extractall(into, filter="data")
     return True
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.actions import (
+    OUTPUT_TAIL_CHARS,
     ActionOutcome,
     ActionRequest,
     StopSignal,
-    classify_error,
+    classify_error_noting,
     run_action,
 )
 from orchestration.api_changes import breaking_changes
@@ -264,7 +265,10 @@ class AttemptRunner:
             self.registry.forget(task_id)
             if log is not None:
                 log.close()
-        kind = classify_error(outcome, self.plan.spec.defaults.errors)
+        kind, notes = classify_error_noting(outcome, self.plan.spec.defaults.errors)
+        if notes:  # a stopped error pattern is said where the reviewer reads the attempt's output
+            tail = "\n".join((outcome.output_tail, *notes))[-OUTPUT_TAIL_CHARS:]
+            outcome = replace(outcome, output_tail=tail)
         if kind == "transient" and is_auth_failure(outcome.output_tail):
             kind = "permanent"  # a revoked or missing credential: no retry can fix it
         return outcome if kind == outcome.error_kind else replace(outcome, error_kind=kind)

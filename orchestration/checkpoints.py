@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import string
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.errors import NotFoundError, OrchestrationError
+from orchestration.safe_git import run_git
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "orchestration",
     "GIT_COMMITTER_EMAIL": "orchestration@localhost",
 }
-# Variables that would point git at another repository or index than the workdir's own
-# (git sets some of them while running hooks, e.g. GIT_INDEX_FILE in pre-commit).
-REPOSITORY_VARIABLES = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
 _REF_SAFE = frozenset(string.ascii_letters + string.digits + "-_.")
 # One engine may checkpoint from several worker threads; the ref update also compares the tip,
 # so a second process racing on the same run fails loudly instead of forking the history.
@@ -145,12 +133,6 @@ class _Stored:
 # ---- git ------------------------------------------------------------------------------------
 
 
-def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in REPOSITORY_VARIABLES}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return {**env, **(extra or {})}
-
-
 def _git(
     cwd: Path,
     *args: str,
@@ -163,17 +145,7 @@ def _git(
     if index is not None:
         extra["GIT_INDEX_FILE"] = str(index)
     try:
-        completed = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=_environment(extra),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="surrogateescape",
-            timeout=GIT_TIMEOUT_SECONDS,
-        )
+        completed = run_git(cwd, *args, extra_env=extra, input=stdin, timeout=GIT_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         raise GitError(args, None, f"no answer within {GIT_TIMEOUT_SECONDS} s") from None
     except OSError as error:

@@ -37,6 +37,7 @@ from orchestration.cli_common import (
     user,
 )
 from orchestration.errors import OrchestrationError
+from orchestration.terminal_text import TerminalLogFormatter
 
 logger = logging.getLogger("orchestration")
 
@@ -1001,10 +1002,9 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # log lines quote agents' output: cleaned for the terminal
+    handler.setFormatter(TerminalLogFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     if version:
         console.print(f"orch {__version__}")
         raise typer.Exit(0)

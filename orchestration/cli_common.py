@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from orchestration.store import Store, resolve_db_url
+from orchestration.terminal_text import TerminalConsole
 
-console = Console()
-err_console = Console(stderr=True)
+# Every line the CLI prints goes through strip_control: plans, agents and tools supply the text.
+console = TerminalConsole()
+err_console = TerminalConsole(stderr=True)
 
 EXIT_BAD_INPUT = 2
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in every store

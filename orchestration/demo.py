@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from orchestration.loop import Orchestrator, build_engine
 from orchestration.models import BreakpointRecord
 from orchestration.plan import load_plan
 from orchestration.review import resolve_breakpoint
+from orchestration.safe_git import run_git
 from orchestration.store import Store
 
 EXAMPLE = "coding-session"
@@ -43,7 +43,7 @@ def init_git(project: Path) -> bool:
     if shutil.which("git") is None:
         return False
     for args in (["init", "-q"], ["add", "-A"], [*GIT_IDENTITY, "commit", "-q", "-m", "start"]):
-        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+        run_git(project, *args, check=True)
     return True
 
 

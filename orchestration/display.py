@@ -20,6 +20,7 @@ from rich.text import Text
 
 from orchestration.attempt_logs import last_line, log_path
 from orchestration.models import BreakpointRecord, TaskRecord
+from orchestration.terminal_text import TerminalConsole, strip_control
 
 STATE_STYLES = {
     "pending": "dim",
@@ -54,7 +55,7 @@ class RunDisplay:
         live: bool | None = None,
         status_every: float = PLAIN_STATUS_SECONDS,
     ):
-        self.console = console or Console(stderr=True)
+        self.console = console or TerminalConsole(stderr=True)
         self.status_every = status_every
         self.live = self.console.is_terminal if live is None else live
         self.total = total
@@ -128,6 +129,7 @@ class RunDisplay:
                 self._line(f"  {task_id} attempt {attempt} running for {elapsed}{said}")
 
     def _line(self, text: str, style: str = "") -> None:
+        text = strip_control(text)  # titles, details and messages come from plans and agents
         if self.live:
             self.console.print(text, style=style, highlight=False, markup=False)
         else:

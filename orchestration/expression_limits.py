@@ -8,16 +8,11 @@ import importlib
 import logging
 import operator
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestration import signals
-
-try:  # `regex` can stop a match after a timeout; the stdlib `re` cannot.
-    import regex as _timed_regex
-except ImportError:  # pragma: no cover - depends on the environment
-    _timed_regex = None
+from orchestration.bounded_regex import PatternTimeout, compile_pattern, search
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +21,6 @@ MAX_SEQUENCE_ITEMS = 10_000  # most values (nested ones included) in a tuple an 
 MAX_INT_BITS = 4_096  # largest integer a power may produce (about 1,233 decimal digits)
 MAX_ROUND_DIGITS = 100
 MAX_PATTERN_CHARS = 200
-MAX_MATCH_INPUT_CHARS = 20_000  # matches() looks at the first this many characters
-MATCH_TIMEOUT_SECONDS = 0.02  # one matches() call, over all the items it searches
 MAX_MATCH_ITEMS = 1_000  # matches() on a list looks at this many items
 
 # re's own parser, used only to inspect a pattern's structure (it is private but stable).
@@ -224,50 +217,32 @@ def fn_matches(text: Any, pattern: Any) -> bool:
     """matches(text, pattern): bounded regular-expression search; None text gives False.
 
     `text` may also be a list of strings (such as changed_files): true if any item matches.
+    The search goes through bounded_regex.search, the time limit every user pattern shares.
     """
     if not isinstance(pattern, str):
         raise FunctionLimitError("matches() needs a pattern string")
     if text is None:
         return False
-    if isinstance(text, str):  # the common case, without the list machinery below
-        compiled = _compiled(pattern)
-        deadline = time.monotonic() + MATCH_TIMEOUT_SECONDS
-        return _search(compiled, text[:MAX_MATCH_INPUT_CHARS], deadline, pattern)
-    if isinstance(text, tuple | frozenset):
-        subjects = tuple(text)[:MAX_MATCH_ITEMS]
+    if isinstance(text, str):
+        subjects: str | tuple[str, ...] = text
+    elif isinstance(text, tuple | frozenset):
+        subjects = tuple(item for item in tuple(text)[:MAX_MATCH_ITEMS] if isinstance(item, str))
     else:
         raise FunctionLimitError(f"matches() needs a text or a list, not {type(text).__name__}")
-    compiled = _compiled(pattern)
-    deadline = time.monotonic() + MATCH_TIMEOUT_SECONDS
-    return any(
-        _search(compiled, item[:MAX_MATCH_INPUT_CHARS], deadline, pattern)
-        for item in subjects
-        if isinstance(item, str)
-    )
-
-
-def _search(compiled: Any, subject: str, deadline: float, pattern: str) -> bool:
-    if _timed_regex is None:
-        return compiled.search(subject) is not None
+    _checked(pattern)
     try:
-        remaining = max(0.001, deadline - time.monotonic())
-        return compiled.search(subject, timeout=remaining) is not None
-    except TimeoutError:
-        limit = MATCH_TIMEOUT_SECONDS * 1000
-        raise FunctionLimitError(f"matches() pattern {pattern!r} took over {limit:g} ms") from None
+        return search(pattern, subjects, where="matches()")
+    except PatternTimeout as error:
+        raise FunctionLimitError(str(error)) from None
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(pattern: str) -> Any:
+def _checked(pattern: str) -> None:
     try:
         check_pattern(pattern)
-    except ValueError as error:
+        compile_pattern(pattern)
+    except ValueError as error:  # PatternError is one
         raise FunctionLimitError(f"matches(): {error}") from None
-    engine = _timed_regex if _timed_regex is not None else re
-    try:
-        return engine.compile(pattern)
-    except Exception as error:  # the engines differ in a few corners; either way, refuse
-        raise FunctionLimitError(f"matches(): invalid pattern: {error}") from None
 
 
 def check_pattern(pattern: str) -> None:

@@ -23,6 +23,7 @@ from orchestration.expression_limits import (
     FunctionLimitError,
     check_pattern,
 )
+from orchestration.guarded import call_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ MAX_NESTING_DEPTH = 50
 # CPU-time budget for one evaluation (seconds), checked before every node whose cost depends on
 # the data (function calls, comparisons that may walk a sequence, computed subscripts).
 MAX_EVALUATION_SECONDS = 0.05
+# Wall-clock limit of one call of a plugin's rule function (on a thread of its own): five times
+# the CPU budget, so that starting the thread on a busy machine does not fail a quick function.
+PLUGIN_FUNCTION_SECONDS = 0.25
 
 _thread_time = time.thread_time
 
@@ -311,13 +315,24 @@ def _function_table(
 
 
 def _plugin_wrapper(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """A plugin function sees frozen arguments and its result is frozen too (plain data only)."""
+    """A plugin function sees frozen arguments and its result is frozen too (plain data only).
+
+    It runs on a thread of its own with a wall-clock limit: the evaluation's CPU-time budget
+    cannot see a function that sleeps or waits, nor stop one that computes in C.
+    """
 
     def call(*args: Any) -> Any:
-        try:
-            return freeze(function(*args))
-        except (TypeError, ValueError) as error:
-            raise FunctionLimitError(f"function {name}() failed: {error}") from None
+        ran = call_in_thread(
+            lambda: function(*args), name=f"rule function {name}", timeout=PLUGIN_FUNCTION_SECONDS
+        )
+        if ran.timed_out:
+            limit = f"{PLUGIN_FUNCTION_SECONDS * 1000:g} ms"
+            raise FunctionLimitError(f"function {name}() did not return within {limit}")
+        if isinstance(ran.error, TypeError | ValueError):
+            raise FunctionLimitError(f"function {name}() failed: {ran.error}") from None
+        if ran.error is not None:
+            raise ran.error
+        return freeze(ran.value)
 
     call.__name__ = name
     return call

@@ -12,6 +12,12 @@ from typing import Any
 
 from orchestration.attempt_logs import OutputWriter
 from orchestration.models import TaskSpec
+from orchestration.safe_git import run_git
+from orchestration.terminal_text import strip_control
+
+# Re-exported for plugins: a plugin that prints untrusted text cleans it; one that runs git
+# runs it the safe way.
+__all__ = ["run_git", "strip_control"]
 
 STAGES = ("syntax", "requirements", "quality", "testing")
 ERROR_KINDS = ("transient", "permanent", "timeout")

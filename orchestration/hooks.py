@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -16,6 +18,7 @@ from orchestration import hookspecs
 from orchestration.extension import ActionKind, Notification, Notifier, Validator
 from orchestration.guarded import call_in_thread
 from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
+from orchestration.outbox import MAX_WAITING, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +34,15 @@ DEFAULT_PLUGINS = (
     "orchestration.plugins.diff_size",
     "orchestration.plugins.requirements",
 )
-NOTIFY_TIMEOUT_SECONDS = 10.0
-EVENT_TIMEOUT_SECONDS = 5.0  # an event hook that takes longer is left behind; the loop goes on
+# Each call of plugin code from the loop has a timeout; a call that overruns is left behind on
+# its thread and the loop goes on. A plugin's hook that overruns SKIP_AFTER_TIMEOUTS times in a
+# row is not called again by this engine (noted), so a hanging plugin costs the loop at most
+# SKIP_AFTER_TIMEOUTS timeouts, not one per call.
+NOTIFY_TIMEOUT_SECONDS = 10.0  # a notifier (a webhook may cross the network)
+EVENT_TIMEOUT_SECONDS = 2.0  # an event hook (on_transition, on_decision, ...)
+OVERRIDE_TIMEOUT_SECONDS = 2.0  # override_decision; past it the rules' decision stands
+SKIP_AFTER_TIMEOUTS = 2
+MAX_NOTES = 1_000  # notes waiting to be stored; older ones are dropped (they were logged)
 
 
 @dataclass
@@ -46,6 +56,8 @@ class Plugins:
     rule_functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     muted: set[str] = field(default_factory=set)  # notifiers not called (the CLI shows it itself)
+    guard: PluginGuard = field(default_factory=lambda: PluginGuard())
+    outbox: Outbox | None = None  # made on the first notify_later
 
     @property
     def action_kinds(self) -> tuple[str, ...]:
@@ -69,21 +81,25 @@ class Plugins:
         logged, not raised. With no implementation this costs nothing."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
             arguments = {k: kwargs[k] for k in impl.argnames}
-            _call_with_timeout(
-                lambda args, f=impl.function: f(**args),
-                arguments,
-                EVENT_TIMEOUT_SECONDS,
+            self.guard.call(
                 f"{impl.plugin_name}.{hook}",
+                functools.partial(impl.function, **arguments),
+                EVENT_TIMEOUT_SECONDS,
             )
 
     def first_result(self, hook: str, **kwargs: Any) -> Any:
-        """Call a firstresult hook's implementations one by one, guarded; the first value wins."""
+        """Call a firstresult hook's implementations one by one, guarded; the first value wins.
+
+        Each has OVERRIDE_TIMEOUT_SECONDS; one that raises or overruns counts as no answer.
+        """
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
-            try:
-                value = impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception:
-                logger.exception("plugin %s failed in %s", impl.plugin_name, hook)
-                continue
+            arguments = {k: kwargs[k] for k in impl.argnames}
+            value = self.guard.call(
+                f"{impl.plugin_name}.{hook}",
+                functools.partial(impl.function, **arguments),
+                OVERRIDE_TIMEOUT_SECONDS,
+                consequence="no answer from it; the rules' decision stands",
+            )
             if value is not None:
                 return value
         return None
@@ -93,13 +109,90 @@ class Plugins:
         for notifier in self.notifiers:
             if notifier.name in self.muted:
                 continue
-            _call_with_timeout(notifier.notify, notification, NOTIFY_TIMEOUT_SECONDS, notifier.name)
+            self.guard.call(
+                notifier.name,
+                functools.partial(notifier.notify, notification),
+                NOTIFY_TIMEOUT_SECONDS,
+            )
+
+    def notify_later(self, notification: Notification) -> None:
+        """Queue a notification for the background sender: the caller never waits for it."""
+        if self.outbox is None:
+            self.outbox = Outbox(self.notify, self._dropped)
+        self.outbox.put(notification)
+
+    def drain_notifications(self, timeout: float | None = None) -> bool:
+        """Wait for the queued notifications to be sent; True when all were.
+
+        The default wait is one notifier timeout and a second: the call under way ends by then
+        (and its overrun is noted), and a hanging notifier does not hold the run's end longer.
+        """
+        if timeout is None:
+            timeout = NOTIFY_TIMEOUT_SECONDS + 1.0
+        return self.outbox is None or self.outbox.drain(timeout)
+
+    def _dropped(self, notification: Notification) -> None:
+        text = f"notification {notification.kind!r} dropped: {MAX_WAITING} already wait to be sent"
+        self.guard.note("notification_dropped", "notifiers", text)
+
+    def take_notes(self) -> list[dict[str, Any]]:
+        """What the guard noted since the last call (timeouts, skips), for the run's events."""
+        return self.guard.take_notes()
 
 
-def _call_with_timeout(function: Callable[..., Any], arg: Any, timeout: float, name: str) -> None:
-    call = call_in_thread(lambda: function(arg), name=f"plugin {name}", timeout=timeout)
-    if call.error is not None:
-        logger.error("plugin %s failed", name, exc_info=call.error)
+class PluginGuard:
+    """Calls plugin code with a timeout, counts overruns, and skips a hook that keeps overrunning.
+
+    Shared by every thread that calls plugins through one Plugins object; its notes wait in a
+    thread-safe deque until the loop stores them as events.
+    """
+
+    def __init__(self) -> None:
+        self.overruns: dict[str, int] = {}  # consecutive timeouts by plugin hook
+        self.skipped: set[str] = set()
+        self.notes: deque[dict[str, Any]] = deque(maxlen=MAX_NOTES)
+
+    def call(
+        self, name: str, function: Callable[[], Any], timeout: float, consequence: str = ""
+    ) -> Any:
+        """The call's value, or None when it raised, overran, or the hook is skipped."""
+        if name in self.skipped:
+            return None
+        ran = call_in_thread(function, name=f"plugin {name}", timeout=timeout)
+        if ran.timed_out:
+            self._overran(name, timeout, consequence)
+            return None
+        self.overruns.pop(name, None)
+        if ran.error is not None:
+            logger.error("plugin %s failed", name, exc_info=ran.error)
+            return None
+        return ran.value
+
+    def _overran(self, name: str, timeout: float, consequence: str) -> None:
+        count = self.overruns.get(name, 0) + 1
+        self.overruns[name] = count
+        then = f"; {consequence}" if consequence else ""
+        self.note("plugin_timeout", name, f"{name} did not return within {timeout:g} s{then}")
+        if count >= SKIP_AFTER_TIMEOUTS:
+            self.skipped.add(name)
+            self.note(
+                "plugin_skipped",
+                name,
+                f"{name} overran {count} times in a row; not called again by this engine",
+            )
+
+    def note(self, kind: str, name: str, text: str) -> None:
+        logger.warning("%s", text)
+        self.notes.append({"kind": kind, "plugin": name, "note": text})
+
+    def take_notes(self) -> list[dict[str, Any]]:
+        taken = []
+        while self.notes:
+            try:
+                taken.append(self.notes.popleft())
+            except IndexError:  # another thread took the last one
+                break
+        return taken
 
 
 def _own_entry_points_visible() -> bool:

@@ -538,6 +538,9 @@ class Orchestrator:
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush in one transaction, then announce it."""
+        for note in self.engine.plugins.take_notes():  # plugin calls that overran or were skipped
+            event = EventRecord(self.run.id, note["kind"], None, note, self.clock())
+            self.batch.events.append(event)
         if not self.batch:
             return
         batch, self.batch = self.batch, Batch()
@@ -567,8 +570,8 @@ class Orchestrator:
                 self._watch_open_breakpoint(bp)
             self._announce_breakpoint(bp)
         self.pending_breakpoints = []
-        for notification in self.pending_notifications:
-            self.engine.plugins.notify(notification)
+        for notification in self.pending_notifications:  # sent in the background, in order
+            self.engine.plugins.notify_later(notification)
         self.pending_notifications = []
 
     def _capture_failures(self, batch: Batch) -> None:
@@ -1658,7 +1661,7 @@ class Orchestrator:
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items())
-        self.engine.plugins.notify(
+        self.engine.plugins.notify_later(
             Notification(
                 "run_finished",
                 self.run.id,
@@ -1669,6 +1672,10 @@ class Orchestrator:
                 {"state": state, "counts": counts},
             )
         )
+        # Before returning (the process may exit): what is queued is sent, waiting at most one
+        # notifier timeout.
+        self.engine.plugins.drain_notifications()
+        self.flush()  # stores what the guard noted of those last plugin calls, if anything
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -16,6 +15,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from orchestration.bounded_regex import PatternError, compile_pattern
 
 PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
 RISKS = ("low", "medium", "high")
@@ -89,11 +90,10 @@ class ErrorRules(_Strict):
     @classmethod
     def _patterns_compile(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                message = f"pattern {pattern!r} is not a valid regular expression: {error}"
-                raise ValueError(message) from None
+            try:  # the engine the patterns are searched with (bounded_regex), not `re`
+                compile_pattern(pattern)
+            except PatternError as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
         return patterns
 
 
@@ -312,11 +312,11 @@ class SignalSettings(_Strict):
     @classmethod
     def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
         for name, pattern in patterns.items():
-            try:
-                re.compile(pattern)
-            except re.error as error:
+            try:  # the engine the patterns are searched with (bounded_regex), not `re`
+                compile_pattern(pattern)
+            except PatternError as error:
                 raise ValueError(
-                    f"pattern {name!r} is not a valid regular expression: {error}"
+                    f"pattern {name!r}: not a valid regular expression: {error}"
                 ) from None
         return patterns
 

@@ -19,11 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import regex
+from orchestration import bounded_regex
+from orchestration.safe_git import run_git
 
 logger = logging.getLogger(__name__)
 
-PATTERN_TIMEOUT_SECONDS = 0.05  # per pattern and text, like rule `matches()`
 MAX_SCANNED_CHARS = 200_000  # of one text; a longer one is scanned in its first part
 MAX_SECRET_LINES = 5_000  # added lines handed to detect-secrets per step (about 0.7 ms a line)
 MAX_DIFF_BYTES = 4_000_000  # of a step's diff read for the signals; the rest is not scanned
@@ -103,20 +103,10 @@ class StepText:
 def _search(pattern: str, text: str) -> bool:
     """A bounded search: a pattern that runs too long counts as no match, with a warning."""
     try:
-        return (
-            _compiled(pattern).search(text[:MAX_SCANNED_CHARS], timeout=PATTERN_TIMEOUT_SECONDS)
-            is not None
-        )
-    except TimeoutError:
-        logger.warning(
-            "signal pattern %r took over %g s; ignored", pattern, PATTERN_TIMEOUT_SECONDS
-        )
+        return bounded_regex.search(pattern, text[:MAX_SCANNED_CHARS], where="review signals")
+    except bounded_regex.PatternTimeout as timeout:
+        logger.warning("%s; ignored", timeout)
         return False
-
-
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> Any:
-    return regex.compile(pattern)
 
 
 def destructive_operations(
@@ -275,18 +265,15 @@ def step_diff(workdir: Path, before_tree: str, after_tree: str) -> StepText:
     Read with git's object database only (no work tree, no index), no external diff or textconv
     program, capped at MAX_DIFF_BYTES.
     """
-    argv = [
-        "git", "-c", "core.fsmonitor=false", "diff", "--no-ext-diff", "--no-textconv",
-        "--no-color", "--no-renames", "-U0", before_tree, after_tree,
-    ]  # fmt: skip
     try:
-        completed = subprocess.run(
-            argv, cwd=workdir, capture_output=True, timeout=GIT_TIMEOUT_SECONDS, check=True
-        )
+        completed = run_git(
+            workdir, "diff", "--no-color", "--no-renames", "-U0", before_tree, after_tree,
+            timeout=GIT_TIMEOUT_SECONDS, check=True,
+        )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as error:
         logger.warning("could not read the step's diff in %s: %s", workdir, error)
         return StepText()
-    text = completed.stdout[:MAX_DIFF_BYTES].decode("utf-8", errors="replace")
+    text = completed.stdout[:MAX_DIFF_BYTES]
     added, removed = parse_unified_diff(text)
     return StepText(added=added, removed=removed, deleted_files=deleted_files(text))
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestration.safe_git import run_git
+
 logger = logging.getLogger(__name__)
 
 SKIP_DIRS = frozenset(
@@ -39,26 +41,17 @@ def is_git_repo(workdir: Path) -> bool:
 
 
 def _git(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    completed = subprocess.run(
-        ["git", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT_SECONDS,
-        check=True,
-    )
-    return completed.stdout
+    return run_git(workdir, *args, extra_env=env, timeout=GIT_TIMEOUT_SECONDS, check=True).stdout
 
 
 def _gitignored(workdir: Path, paths: Sequence[str]) -> set[str]:
     """Which of `paths` git ignores (an exclude pathspec naming one makes `git add` fail)."""
-    found = subprocess.run(
-        ["git", "check-ignore", "-z", "--stdin"],
-        cwd=workdir,
+    found = run_git(
+        workdir,
+        "check-ignore",
+        "-z",
+        "--stdin",
         input="\0".join(paths),
-        capture_output=True,
-        text=True,
         timeout=GIT_TIMEOUT_SECONDS,
         check=False,  # exit 1: none is ignored
     )
@@ -68,7 +61,7 @@ def _gitignored(workdir: Path, paths: Sequence[str]) -> set[str]:
 def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         # Excluded rather than added and removed: the store may be large to hash.
         candidates = [".orchestration", *sorted(ignore)]
         ignored = _gitignored(workdir, candidates)

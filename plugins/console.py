@@ -5,15 +5,13 @@ from __future__ import annotations
 import sys
 
 from orchestration import hookimpl
-from orchestration.extension import Notification, Notifier
+from orchestration.extension import Notification, Notifier, strip_control
 
 
 def print_notification(notification: Notification) -> None:
     where = f" [{notification.task_id}]" if notification.task_id else ""
-    print(
-        f"[{notification.kind}] {notification.title}{where}: {notification.message}",
-        file=sys.stderr,
-    )
+    line = f"[{notification.kind}] {notification.title}{where}: {notification.message}"
+    print(strip_control(line), file=sys.stderr)  # titles and messages carry agents' text
 
 
 @hookimpl

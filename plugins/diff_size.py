@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import hookimpl
-from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.extension import CheckResult, ValidationInput, Validator, run_git
 
 NAME = "diff_size"
 STAGE = "quality"
@@ -38,14 +38,7 @@ def _count_lines(path: Path) -> int:
 
 
 def _git(workdir: Path, timeout: float, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-    ).stdout
+    return run_git(workdir, *args, timeout=timeout, check=True).stdout
 
 
 def _numstat_lines(numstat: str) -> int:

@@ -659,7 +659,8 @@ def test_a_checkpoint_takes_a_handful_of_git_calls(
     real_run = subprocess.run
 
     def counting_run(args: list[str], **kwargs: object) -> object:
-        calls.append(args[1])
+        if args[1] != "config":  # safe_git's look-up of driver settings before each call
+            calls.append(args[2])  # after --no-pager
         return real_run(args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(checkpoints.subprocess, "run", counting_run)

@@ -8,6 +8,7 @@ import typer
 
 from orchestration.cli_serve import register
 from orchestration.errors import OrchestrationError
+from orchestration.terminal_text import strip_control
 
 
 def main() -> None:
@@ -16,7 +17,7 @@ def main() -> None:
     try:
         app()
     except OrchestrationError as error:
-        sys.stderr.write(f"error: {error}\n")
+        sys.stderr.write(f"error: {strip_control(str(error))}\n")
         sys.exit(error.exit_code)
 
 

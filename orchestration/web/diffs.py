@@ -8,12 +8,13 @@ snapshots it stages into a private index, which leaves the user's index and bran
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from orchestration.safe_git import run_git
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +37,7 @@ class WorkingDiff:
 def _git(
     workdir: Path, args: Sequence[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=GIT_TIMEOUT_SECONDS,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_git(workdir, *args, extra_env=env, timeout=GIT_TIMEOUT_SECONDS, errors="replace")
 
 
 def working_diff(workdir: Path, files: Sequence[str]) -> WorkingDiff | None:
@@ -56,7 +47,7 @@ def working_diff(workdir: Path, files: Sequence[str]) -> WorkingDiff | None:
     pathspecs = [f":(literal){name}" for name in files]
     try:
         with tempfile.TemporaryDirectory(prefix="orch-web-index-") as tmp:
-            env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             head = _git(workdir, ["rev-parse", "--verify", "-q", "HEAD^{tree}"], env)
             base = head.stdout.strip() if head.returncode == 0 else EMPTY_TREE
             staged = _git(workdir, ["add", "-A", "--", ".", ":(exclude).orchestration"], env)
