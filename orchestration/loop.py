@@ -1675,7 +1675,10 @@ class Orchestrator:
         # Before returning (the process may exit): what is queued is sent, waiting at most one
         # notifier timeout.
         self.engine.plugins.drain_notifications()
-        self.flush()  # stores what the guard noted of those last plugin calls, if anything
+        # The run was released with its final state: what the guard noted of those last plugin
+        # calls is stored without a claim (only events; no task moves after this).
+        self.run.owner = None
+        self.flush()
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 
