@@ -20,9 +20,10 @@ from orchestration.web.api import PREFIX, api_router
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
 from orchestration.web.errors import error_body, install_error_handlers
+from orchestration.web.gate import CredentialsFirst
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
-from orchestration.web.ratelimit import RateLimiter
+from orchestration.web.ratelimit import FailedAuthLimiter, RateLimiter
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = [
@@ -119,14 +120,17 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
+        max_body_size=config.max_body_bytes,  # 413, before more than this is read
     )
     app.state.config = config
     app.state.store = opened
     app.state.announcer = relay
     app.state.auth = Authenticator(config.token, config.session_seconds)
     app.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    app.state.auth_failures = FailedAuthLimiter(config.auth_failures_per_minute)
     app.state.templates = make_templates()
     install_error_handlers(app)
+    app.add_middleware(CredentialsFirst)  # innermost of these: its answers get the headers
     app.add_middleware(SecurityHeaders)
     if config.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)

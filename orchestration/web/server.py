@@ -14,7 +14,12 @@ from orchestration.errors import OrchestrationError
 from orchestration.store import resolve_db_url
 from orchestration.store.db import masked_url
 from orchestration.web.auth import load_or_create_token
-from orchestration.web.config import ServerConfig
+from orchestration.web.config import (
+    AUTH_FAILURES_PER_MINUTE,
+    MAX_BODY_BYTES,
+    STREAMS_PER_CLIENT,
+    ServerConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,9 @@ class ServeOptions:
     rate_per_second: float
     rate_burst: int
     session_hours: float
+    max_body_bytes: int = MAX_BODY_BYTES
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
+    streams_per_client: int = STREAMS_PER_CLIENT
 
 
 def is_loopback(host: str) -> bool:
@@ -104,6 +112,9 @@ def serve(options: ServeOptions, out: TextIO) -> None:
         db_hint=db_hint,
         allowed_hosts=() if options.allow_remote else allowed_hosts(options.host),
         secure_cookies=not is_loopback(options.host),
+        max_body_bytes=options.max_body_bytes,
+        auth_failures_per_minute=options.auth_failures_per_minute,
+        streams_per_client=options.streams_per_client,
     )
     app = create_app(config)
     store = app.state.store
