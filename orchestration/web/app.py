@@ -20,7 +20,7 @@ from orchestration.web.api import PREFIX, api_router
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
 from orchestration.web.errors import error_body, install_error_handlers
-from orchestration.web.gate import CredentialsFirst
+from orchestration.web.gate import BodyLimit, CredentialsFirst
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
 from orchestration.web.ratelimit import FailedAuthLimiter, RateLimiter
@@ -120,7 +120,6 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         lifespan=lifespan,
-        max_body_size=config.max_body_bytes,  # 413, before more than this is read
     )
     app.state.config = config
     app.state.store = opened
@@ -130,7 +129,8 @@ def create_app(
     app.state.auth_failures = FailedAuthLimiter(config.auth_failures_per_minute)
     app.state.templates = make_templates()
     install_error_handlers(app)
-    app.add_middleware(CredentialsFirst)  # innermost of these: its answers get the headers
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(CredentialsFirst)  # before the size: a stranger learns nothing more
     app.add_middleware(SecurityHeaders)
     if config.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)

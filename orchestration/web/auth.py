@@ -201,29 +201,32 @@ def _too_many_failures(wait: float) -> ApiError:
 
 
 def check_failure_limit(request: Request) -> None:
-    """429 while this address has used up its failed authentications.
+    """429 while this address has used up its failed token checks.
 
-    Checked before the credentials are, and for right ones too: answering a right token
-    differently from a wrong one would let the guessing go on at full speed.
+    Checked before the token is, and for a right one too: answering a right token differently
+    from a wrong one would let the guessing go on at full speed. A session cookie is not checked
+    here: it is signed, so nothing can be guessed with it, and a signed-in reviewer goes on
+    working while someone else on the same address guesses tokens.
     """
     wait = request.app.state.auth_failures.blocked_for(client_address(request))
     if wait > 0:
         raise _too_many_failures(wait)
 
 
+def _token_failed(request: Request) -> None:
+    request.app.state.auth_failures.record_failure(client_address(request))
+
+
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """The caller, from the bearer header or the session cookie; 401 or 429 (ApiError) if none.
 
-    Reads headers only, never the body: the gate calls it before a body is read.
+    Reads headers only, never the body: `gate.CredentialsFirst` calls it before a body is read.
     """
     auth: Authenticator = request.app.state.auth
-    header = request.headers.get("authorization")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if header is not None or cookie:
+    if request.headers.get("authorization") is not None:
         check_failure_limit(request)
-    if header is not None:
         if credentials is None or not auth.token_matches(credentials.credentials):
-            request.app.state.auth_failures.record_failure(client_address(request))
+            _token_failed(request)
             raise ApiError(
                 401,
                 "invalid token: send the token `orch serve` printed as 'Authorization: Bearer "
@@ -231,6 +234,7 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return Principal("bearer", "api", auth.token_key)
+    cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         try:
             session = auth.read_session(cookie)
@@ -240,7 +244,6 @@ def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | N
             ) from None
         if session is not None:
             return Principal("session", session.name, auth.token_key, session)
-        request.app.state.auth_failures.record_failure(client_address(request))
         raise ApiError(401, "invalid session cookie: log in again")
     raise ApiError(
         401,

@@ -66,10 +66,10 @@ class RateLimiter:
 
 
 class FailedAuthLimiter:
-    """Failed authentications per client address: `failures_per_minute`, then a wait.
+    """Failed token checks per client address: `failures_per_minute`, then a wait.
 
-    Only failures take from the bucket (a wrong token, a forged or malformed session cookie, a
-    wrong token in the login form); a request that authenticates takes nothing.
+    Only failures take from the bucket (a wrong or malformed bearer token, a wrong token in the
+    login form); a request that authenticates takes nothing.
     """
 
     def __init__(

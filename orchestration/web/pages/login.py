@@ -92,7 +92,7 @@ def login(
         raise ApiError(403, "the login form expired or came from another site: reload it")
     auth: Authenticator = request.app.state.auth
     if not auth.token_matches(token.strip()):
-        request.app.state.auth_failures.record_failure(client_address(request))
+        request.app.state.auth_failures.record_failure(client_address(request))  # a guess
         return _form(request, next_=safe_next(next), error="That token is not right.", status=401)
     response = RedirectResponse(safe_next(next), 303)
     response.set_cookie(
