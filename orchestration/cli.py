@@ -37,6 +37,7 @@ from orchestration.cli_common import (
     user,
 )
 from orchestration.errors import OrchestrationError
+from orchestration.hints import db_hint, resume_command, shell_command
 
 logger = logging.getLogger("orchestration")
 
@@ -108,7 +109,8 @@ def validate(
         )
         return
     console.print(
-        f"[green]✓[/] {plan}: plan '{loaded.name}' is valid: {len(loaded.spec.tasks)} tasks, "
+        f"[green]✓[/] {escape(str(plan))}: plan '{escape(loaded.name)}' is valid: "
+        f"{len(loaded.spec.tasks)} tasks, "
         f"{len(engine.rules.breakpoints)} breakpoint rules, "
         f"validators {', '.join(sorted(engine.plugins.validators))} available"
     )
@@ -173,8 +175,10 @@ def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int
             summary = orchestrator.run_until_stopped()
     except KeyboardInterrupt:
         err_console.print(
-            f"[yellow]stopped at once: attempts under way will be retried. "
-            f"Continue with: orch resume {orchestrator.run.id}[/]"
+            "stopped at once: attempts under way will be retried. "
+            f"Continue with: {resume_command(orchestrator.run.id)}",
+            style="yellow",
+            markup=False,
         )
         return 128 + (received[0] if received else signal.SIGINT)
     finally:
@@ -182,7 +186,11 @@ def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int
             signal.signal(sig, handler)
     _print_summary(orchestrator, summary)
     if summary.state == "stopped":
-        err_console.print(f"[yellow]stopped. Continue with: orch resume {summary.run_id}[/]")
+        err_console.print(
+            f"stopped. Continue with: {resume_command(summary.run_id)}",
+            style="yellow",
+            markup=False,
+        )
         return 128 + (received[0] if received else signal.SIGINT)
     return summary.exit_code
 
@@ -193,11 +201,11 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
     store = orchestrator.store
     tasks = store.tasks(summary.run_id)
     if len(tasks) <= 60:
-        err_console.print(task_table(tasks, title=f"run {summary.run_id}"))
+        err_console.print(task_table(tasks, title=f"run {escape(summary.run_id)}"))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     colour = {"completed": "green", "paused": "yellow"}.get(summary.state, "red")
-    err_console.print(f"[bold {colour}]run {summary.run_id}: {summary.state}[/] ({counts})")
-    db_hint = f" --db {store.display_url}" if "ORCH_DB" not in os.environ else ""
+    err_console.print(f"[bold {colour}]run {escape(summary.run_id)}: {summary.state}[/] ({counts})")
+    hint = db_hint(store.display_url) if "ORCH_DB" not in os.environ else ""
     for bp in summary.open_breakpoints:
         err_console.print(
             f"[yellow]⏸ breakpoint {bp.id}[/] on task {escape(bp.task_id)} "
@@ -205,10 +213,12 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
         )
     if summary.open_breakpoints:
         first = summary.open_breakpoints[0].id
+        resolve = shell_command("orch", "breakpoints", "resolve", first, "--approve", "--note")
         err_console.print(
-            f"Review with: orch breakpoints show {first}{db_hint}\n"
-            f"Then: orch breakpoints resolve {first} --approve --note '...'{db_hint} "
-            f"&& orch resume {summary.run_id}{db_hint}"
+            f"Review with: {shell_command('orch', 'breakpoints', 'show', first)}{hint}\n"
+            f"Then: {resolve} '...'{hint} && {resume_command(summary.run_id, hint)}",
+            markup=False,
+            highlight=False,
         )
     if summary.stuck:
         err_console.print("[red]stalled: these tasks can never start:[/]")
@@ -252,7 +262,8 @@ def run(
             loaded, store, run_id=run_id, engine=engine, dry_run=dry_run
         )
         err_console.print(
-            f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
+            f"run [bold]{escape(orchestrator.run.id)}[/] of {escape(str(plan))} "
+            f"(store: {escape(store.display_url)})"
         )
         code = _run_loop(orchestrator, quiet, grace)
     finally:
@@ -284,9 +295,11 @@ def resume(
         pause = human_pause(store, run_id)
         if pause is not None:  # asking to continue a run a human paused lifts the pause
             pause_run(store, run_id, actor=user(), reason="orch resume", paused=False)
-            err_console.print(f"lifted the pause {pause.actor} put on run {run_id}")
+            err_console.print(f"lifted the pause {pause.actor} put on run {run_id}", markup=False)
         orchestrator = Orchestrator.resume(store, run_id, force=force)
-        err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
+        err_console.print(
+            f"resuming run [bold]{escape(run_id)}[/] (store: {escape(store.display_url)})"
+        )
         code = _run_loop(orchestrator, quiet, grace)
     finally:
         store.close()
@@ -358,7 +371,7 @@ def status(
                 {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
             )
             return
-        console.print(task_table(tasks, title=f"run {run_record.id} ({run_record.state})"))
+        console.print(task_table(tasks, title=f"run {escape(run_record.id)} ({run_record.state})"))
     finally:
         store.close()
 
@@ -511,7 +524,7 @@ def breakpoints_resolve(
     if live:
         message += " The engine working on this run picks it up by itself."
     else:
-        message += f" Continue with: orch resume {bp.run_id}"
+        message += f" Continue with: {resume_command(bp.run_id)}"
     console.print(message, markup=False)
 
 
@@ -541,7 +554,7 @@ def _roll_back_to_last_approved(store: Any, run_id: str, rejected: str) -> str:
     return (
         f"work tree restored to the checkpoint after {checkpoint.task_id}: "
         f"{len(result.restored)} file(s) written, {len(result.removed)} removed. "
-        f"Undo with: orch rollback {run_id} --to {safety}"
+        f"Undo with: {shell_command('orch', 'rollback', run_id, '--to', safety)}"
     )
 
 
@@ -605,7 +618,7 @@ def task_add(
     follow = (
         "the engine working on the run picks them up by itself"
         if live
-        else f"run them with: orch resume {run_id}"
+        else f"run them with: {resume_command(run_id)}"
     )
     console.print(f"added {ids} to run {run_id}; {follow}", markup=False)
 
@@ -652,7 +665,9 @@ def task_history(
             f"by {escape(m.actor)}: {escape(m.reason)}"
         )
     for d in decisions:
-        console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
+        console.print(
+            f"attempt {d.attempt}: [bold]{d.action}[/] ({escape(d.rule)}) {escape(d.reason)}"
+        )
 
 
 # ---- rules ----------------------------------------------------------------------------------
