@@ -23,6 +23,7 @@ from orchestration.web.errors import error_body, install_error_handlers
 from orchestration.web.gate import BodyLimit, CredentialsFirst
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
+from orchestration.web.paths import EncodedPaths
 from orchestration.web.ratelimit import FailedAuthLimiter, RateLimiter
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -132,6 +133,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(CredentialsFirst)  # before the size: a stranger learns nothing more
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(EncodedPaths)  # an id holding `/` stays one path segment
     if config.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

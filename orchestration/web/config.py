@@ -30,6 +30,6 @@ class ServerConfig:
     streams_per_client: int = STREAMS_PER_CLIENT
     stream_poll_seconds: float = STREAM_POLL_SECONDS
     stream_max_seconds: float = STREAM_MAX_SECONDS
-    db_hint: str = ""  # ` --db URL` for the `orch resume` hints, when the store is not found alone
+    db_hint: str = ""  # ` --db URL` (shell-quoted) for `orch resume` hints: `hints.db_hint`
     allowed_hosts: tuple[str, ...] = ()  # Host headers accepted; empty: any (behind a proxy)
     secure_cookies: bool = False  # mark cookies Secure (served over HTTPS, e.g. behind a proxy)

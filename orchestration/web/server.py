@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from orchestration.errors import OrchestrationError
+from orchestration.hints import db_hint
 from orchestration.store import resolve_db_url
 from orchestration.store.db import masked_url
 from orchestration.web.auth import load_or_create_token
@@ -102,14 +103,14 @@ def serve(options: ServeOptions, out: TextIO) -> None:
     _check_port_free(options.host, options.port)
     db_url = resolve_db_url(options.db, None)
     source = load_or_create_token(options.token_file, rotate=options.rotate_token)
-    db_hint = "" if "ORCH_DB" in os.environ else f" --db {masked_url(db_url)}"
+    hint = "" if "ORCH_DB" in os.environ else db_hint(masked_url(db_url))
     config = ServerConfig(
         db_url=db_url,
         token=source.token,
         session_seconds=options.session_hours * 3600,
         rate_per_second=options.rate_per_second,
         rate_burst=options.rate_burst,
-        db_hint=db_hint,
+        db_hint=hint,
         allowed_hosts=() if options.allow_remote else allowed_hosts(options.host),
         secure_cookies=not is_loopback(options.host),
         max_body_bytes=options.max_body_bytes,

@@ -32,7 +32,7 @@ KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing
 RECONNECT_MS = 1000  # told to EventSource: how soon to reconnect after a stream ends
 
 
-@router.get("/runs/{run_id}/events", response_model=schemas.EventsOut)
+@router.get("/runs/{run_id:id}/events", response_model=schemas.EventsOut)
 def list_events(
     run_id: str,
     store: StoreDep,
@@ -65,7 +65,7 @@ def _message(kind: str, cursor: tuple[int, int], data: str) -> str:
 
 
 @router.get(
-    "/runs/{run_id}/events/stream",
+    "/runs/{run_id:id}/events/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}},
 )
