@@ -179,6 +179,7 @@ def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int
             f"Continue with: {resume_command(orchestrator.run.id)}",
             style="yellow",
             markup=False,
+            soft_wrap=True,
         )
         return 128 + (received[0] if received else signal.SIGINT)
     finally:
@@ -190,6 +191,7 @@ def _run_loop(orchestrator: Any, quiet: bool, grace: float | None = None) -> int
             f"stopped. Continue with: {resume_command(summary.run_id)}",
             style="yellow",
             markup=False,
+            soft_wrap=True,
         )
         return 128 + (received[0] if received else signal.SIGINT)
     return summary.exit_code
@@ -219,6 +221,7 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             f"Then: {resolve} '...'{hint} && {resume_command(summary.run_id, hint)}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # a command wrapped in two would not paste
         )
     if summary.stuck:
         err_console.print("[red]stalled: these tasks can never start:[/]")
@@ -525,7 +528,7 @@ def breakpoints_resolve(
         message += " The engine working on this run picks it up by itself."
     else:
         message += f" Continue with: {resume_command(bp.run_id)}"
-    console.print(message, markup=False)
+    console.print(message, markup=False, soft_wrap=True)
 
 
 def _now() -> datetime:
@@ -620,7 +623,7 @@ def task_add(
         if live
         else f"run them with: {resume_command(run_id)}"
     )
-    console.print(f"added {ids} to run {run_id}; {follow}", markup=False)
+    console.print(f"added {ids} to run {run_id}; {follow}", markup=False, soft_wrap=True)
 
 
 @task_app.command("history")

@@ -230,7 +230,7 @@ def _report_intervention(store: Store, record: InterventionRecord, requested: bo
     run = store.get_run(record.run_id) if record.run_id else None
     finished = run is None or run.state in ("completed", "failed", "cancelled")
     if run is not None and not finished and record.action != "pause":
-        console.print(f"continue with: {resume_command(run.id)}", markup=False)
+        console.print(f"continue with: {resume_command(run.id)}", markup=False, soft_wrap=True)
 
 
 # ---- task interventions -------------------------------------------------------------------------
