@@ -25,6 +25,7 @@ from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
 from orchestration.web.paths import EncodedPaths
 from orchestration.web.ratelimit import FailedAuthLimiter, RateLimiter
+from orchestration.web.streams import StreamHub
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = [
@@ -128,6 +129,7 @@ def create_app(
     app.state.auth = Authenticator(config.token, config.session_seconds)
     app.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
     app.state.auth_failures = FailedAuthLimiter(config.auth_failures_per_minute)
+    app.state.streams = StreamHub(opened, config.stream_poll_seconds, config.streams_per_client)
     app.state.templates = make_templates()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
