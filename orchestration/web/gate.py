@@ -42,8 +42,10 @@ def carries_body(scope: Scope) -> bool:
     """Whether the request says it sends a body (or may: a write method)."""
     if scope["method"] in UNSAFE_METHODS:
         return True
-    names = {name for name, _ in scope.get("headers", [])}
-    return b"transfer-encoding" in names or b"content-length" in names
+    if any(name == b"transfer-encoding" for name, _ in scope.get("headers", [])):
+        return True
+    length = declared_length(scope)
+    return length is not None and length > 0
 
 
 class CredentialsFirst:
