@@ -37,6 +37,7 @@ from orchestration.cli_common import (
     user,
 )
 from orchestration.errors import OrchestrationError
+from orchestration.hints import db_hint, resume_command, shell_command
 from orchestration.terminal_text import TerminalLogFormatter
 
 logger = logging.getLogger("orchestration")
@@ -124,7 +125,8 @@ def validate(
         )
         return
     console.print(
-        f"[green]✓[/] {plan}: plan '{loaded.name}' is valid: {len(loaded.spec.tasks)} tasks, "
+        f"[green]✓[/] {escape(str(plan))}: plan '{escape(loaded.name)}' is valid: "
+        f"{len(loaded.spec.tasks)} tasks, "
         f"{len(engine.rules.breakpoints)} breakpoint rules, "
         f"validators {', '.join(sorted(engine.plugins.validators))} available"
     )
@@ -203,8 +205,11 @@ def _run_loop(
             summary = orchestrator.run_until_stopped()
     except KeyboardInterrupt:
         err_console.print(
-            f"[yellow]stopped at once: attempts under way will be retried. "
-            f"Continue with: orch resume {orchestrator.run.id}[/]"
+            "stopped at once: attempts under way will be retried. "
+            f"Continue with: {resume_command(orchestrator.run.id)}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
         )
         return 128 + (received[0] if received else signal.SIGINT)
     finally:
@@ -212,7 +217,12 @@ def _run_loop(
             signal.signal(sig, handler)
     _print_summary(orchestrator, summary)
     if summary.state == "stopped":
-        err_console.print(f"[yellow]stopped. Continue with: orch resume {summary.run_id}[/]")
+        err_console.print(
+            f"stopped. Continue with: {resume_command(summary.run_id)}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
         return 128 + (received[0] if received else signal.SIGINT)
     return summary.exit_code
 
@@ -223,11 +233,11 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
     store = orchestrator.store
     tasks = store.tasks(summary.run_id)
     if len(tasks) <= 60:
-        err_console.print(task_table(tasks, title=f"run {summary.run_id}"))
+        err_console.print(task_table(tasks, title=f"run {escape(summary.run_id)}"))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     colour = {"completed": "green", "paused": "yellow"}.get(summary.state, "red")
-    err_console.print(f"[bold {colour}]run {summary.run_id}: {summary.state}[/] ({counts})")
-    db_hint = f" --db {store.display_url}" if "ORCH_DB" not in os.environ else ""
+    err_console.print(f"[bold {colour}]run {escape(summary.run_id)}: {summary.state}[/] ({counts})")
+    hint = db_hint(store.display_url) if "ORCH_DB" not in os.environ else ""
     for bp in summary.open_breakpoints:
         err_console.print(
             f"[yellow]⏸ breakpoint {bp.id}[/] on task {escape(bp.task_id)} "
@@ -235,10 +245,13 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
         )
     if summary.open_breakpoints:
         first = summary.open_breakpoints[0].id
+        resolve = shell_command("orch", "breakpoints", "resolve", first, "--approve", "--note")
         err_console.print(
-            f"Review with: orch breakpoints show {first}{db_hint}\n"
-            f"Then: orch breakpoints resolve {first} --approve --note '...'{db_hint} "
-            f"&& orch resume {summary.run_id}{db_hint}"
+            f"Review with: {shell_command('orch', 'breakpoints', 'show', first)}{hint}\n"
+            f"Then: {resolve} '...'{hint} && {resume_command(summary.run_id, hint)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # a command wrapped in two would not paste
         )
     if summary.stuck:
         err_console.print("[red]stalled: these tasks can never start:[/]")
@@ -283,7 +296,8 @@ def run(
             loaded, store, run_id=run_id, engine=engine, dry_run=dry_run, observer=display
         )
         err_console.print(
-            f"run [bold]{orchestrator.run.id}[/] of {plan} (store: {store.display_url})"
+            f"run [bold]{escape(orchestrator.run.id)}[/] of {escape(str(plan))} "
+            f"(store: {escape(store.display_url)})"
         )
         code = _run_loop(orchestrator, quiet, grace, display)
     finally:
@@ -320,10 +334,12 @@ def resume(
         pause = human_pause(store, run_id)
         if pause is not None:  # asking to continue a run a human paused lifts the pause
             pause_run(store, run_id, actor=user(), reason="orch resume", paused=False)
-            err_console.print(f"lifted the pause {pause.actor} put on run {run_id}")
+            err_console.print(f"lifted the pause {pause.actor} put on run {run_id}", markup=False)
         display = _display(store.task_count(run_id), quiet)
         orchestrator = Orchestrator.resume(store, run_id, force=force, observer=display)
-        err_console.print(f"resuming run [bold]{run_id}[/] (store: {store.display_url})")
+        err_console.print(
+            f"resuming run [bold]{escape(run_id)}[/] (store: {escape(store.display_url)})"
+        )
         code = _run_loop(orchestrator, quiet, grace, display)
     finally:
         store.close()
@@ -355,8 +371,8 @@ def _run_json(run: Any, tasks: list[Any], now: datetime, db_hint: str = "") -> d
 
 
 def _db_hint(db: str | None) -> str:
-    """` --db URL` in commands printed to the user, when they named the store that way."""
-    return f" --db {db}" if db else ""
+    """` --db URL` (quoted) in commands printed to the user, when they named the store that way."""
+    return db_hint(db)
 
 
 def _task_json(task: Any) -> dict[str, Any]:
@@ -412,7 +428,7 @@ def status(
             print_json({"run": shown, "tasks": [_task_json(t) for t in tasks]})
             return
         state = shown_state(run_record, now)
-        console.print(task_table(tasks, title=f"run {run_record.id} ({state})"))
+        console.print(task_table(tasks, title=f"run {escape(run_record.id)} ({state})"))
         if state == "interrupted":
             console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
@@ -567,8 +583,8 @@ def breakpoints_resolve(
     if live:
         message += " The engine working on this run picks it up by itself."
     else:
-        message += f" Continue with: orch resume {bp.run_id}"
-    console.print(message, markup=False)
+        message += f" Continue with: {resume_command(bp.run_id)}"
+    console.print(message, markup=False, soft_wrap=True)
 
 
 def _now() -> datetime:
@@ -597,7 +613,7 @@ def _roll_back_to_last_approved(store: Any, run_id: str, rejected: str) -> str:
     return (
         f"work tree restored to the checkpoint after {checkpoint.task_id}: "
         f"{len(result.restored)} file(s) written, {len(result.removed)} removed. "
-        f"Undo with: orch rollback {run_id} --to {safety}"
+        f"Undo with: {shell_command('orch', 'rollback', run_id, '--to', safety)}"
     )
 
 
@@ -661,9 +677,9 @@ def task_add(
     follow = (
         "the engine working on the run picks them up by itself"
         if live
-        else f"run them with: orch resume {run_id}"
+        else f"run them with: {resume_command(run_id)}"
     )
-    console.print(f"added {ids} to run {run_id}; {follow}", markup=False)
+    console.print(f"added {ids} to run {run_id}; {follow}", markup=False, soft_wrap=True)
 
 
 @task_app.command("history")
@@ -708,7 +724,9 @@ def task_history(
             f"by {escape(m.actor)}: {escape(m.reason)}"
         )
     for d in decisions:
-        console.print(f"attempt {d.attempt}: [bold]{d.action}[/] ({d.rule}) {d.reason}")
+        console.print(
+            f"attempt {d.attempt}: [bold]{d.action}[/] ({escape(d.rule)}) {escape(d.reason)}"
+        )
 
 
 # ---- rules ----------------------------------------------------------------------------------

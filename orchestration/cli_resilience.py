@@ -22,6 +22,7 @@ from orchestration.cli_common import (
 )
 from orchestration.durations import parse_duration
 from orchestration.errors import OrchestrationError
+from orchestration.hints import resume_command
 from orchestration.models import (
     BreakerRecord,
     DeadLetterRecord,
@@ -231,7 +232,7 @@ def _report_intervention(store: Store, record: InterventionRecord, requested: bo
     run = store.get_run(record.run_id) if record.run_id else None
     finished = run is None or run.state in ("completed", "failed", "cancelled")
     if run is not None and not finished and record.action != "pause":
-        console.print(f"continue with: orch resume {run.id}", markup=False)
+        console.print(f"continue with: {resume_command(run.id)}", markup=False, soft_wrap=True)
 
 
 # ---- task interventions -------------------------------------------------------------------------
@@ -784,7 +785,7 @@ def dlq_resubmit(
         if done.new_run_id is not None:
             console.print(
                 f"dead letter {dead_letter_id} resubmitted as run {done.new_run_id}; start it "
-                f"with: orch resume {done.new_run_id}",
+                f"with: {resume_command(done.new_run_id)}",
                 markup=False,
             )
             return

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from orchestration.web.config import DEFAULT_HOST, DEFAULT_PORT, RATE_BURST, RATE_PER_SECOND
+from orchestration.web.config import (
+    AUTH_FAILURES_PER_MINUTE,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_BODY_BYTES,
+    RATE_BURST,
+    RATE_PER_SECOND,
+    STREAMS_PER_CLIENT,
+)
 
 
 def _default_token_file() -> Path:
@@ -61,6 +69,30 @@ def serve(
     session_hours: Annotated[
         float, typer.Option("--session-hours", help="How long a login lasts.")
     ] = 12.0,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-body-bytes",
+            min=1,
+            help="A request body larger than this is refused (413) before it is read.",
+        ),
+    ] = MAX_BODY_BYTES,
+    auth_failures: Annotated[
+        int,
+        typer.Option(
+            "--auth-failures",
+            min=1,
+            help="Failed authentications a client address may make per minute; then 429.",
+        ),
+    ] = AUTH_FAILURES_PER_MINUTE,
+    streams_per_client: Annotated[
+        int,
+        typer.Option(
+            "--streams-per-client",
+            min=1,
+            help="Event streams a client address may hold open at once; then 429.",
+        ),
+    ] = STREAMS_PER_CLIENT,
 ) -> None:
     """Serve the review dashboard and REST API while runs go on in other processes.
 
@@ -80,6 +112,9 @@ def serve(
         rate_per_second=rate_limit,
         rate_burst=burst,
         session_hours=session_hours,
+        max_body_bytes=max_body_bytes,
+        auth_failures_per_minute=auth_failures,
+        streams_per_client=streams_per_client,
     )
     run_server(options, sys.stdout)
 

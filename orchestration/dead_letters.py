@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from orchestration.models import (
     TransitionRecord,
 )
 from orchestration.overrides import OverrideError, apply_to_spec
+from orchestration.runs import run_id_for
 from orchestration.store import Batch, Store
 
 logger = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def _resubmit_in_new_run(
         raise OrchestrationError(error.message) from None
     plan_json = copy.deepcopy(old.plan_json)
     plan_json.setdefault("spec", {})["tasks"] = [spec.model_dump(mode="json")]
-    run_id = f"{old.plan_name[:40]}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+    run_id = run_id_for(old.plan_name, now)
     run = RunRecord(
         run_id, old.plan_name, old.plan_path, old.workdir, "paused", now, now, None, plan_json
     )

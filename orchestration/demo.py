@@ -13,6 +13,7 @@ from rich.panel import Panel
 
 from orchestration.display import RunDisplay, task_table
 from orchestration.errors import OrchestrationError
+from orchestration.hints import shell_command
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.models import BreakpointRecord
 from orchestration.plan import load_plan
@@ -139,12 +140,15 @@ def run_demo(console: Console, err_console: Console, directory: Path | None) -> 
         orchestrator.engine.plugins.muted.add("console")
         with display:
             summary = orchestrator.run_until_stopped()
-        console.print(task_table(store.tasks(summary.run_id), title=f"run {summary.run_id}"))
+        console.print(
+            task_table(store.tasks(summary.run_id), title=f"run {escape(summary.run_id)}")
+        )
         _print_decisions(console, store, summary.run_id)
         _print_checkpoints(console, Path(plan.workdir), summary.run_id)
+        db_url = f"sqlite:///{directory / '.orchestration/state.db'}"
         console.print(
             f"\n[bold]{summary.state}[/]. Inspect it yourself: "
-            f"orch status {summary.run_id} --db sqlite:///{directory / '.orchestration/state.db'}"
+            + escape(shell_command("orch", "status", summary.run_id, "--db", db_url))
         )
     finally:
         store.close()

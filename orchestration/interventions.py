@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestration.errors import NotFoundError, OrchestrationError
+from orchestration.hints import resume_command, shell_command
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, fire
 from orchestration.models import (
     BreakpointRecord,
@@ -641,8 +642,8 @@ def pause_run(
     if not paused and holding is None:
         raise OrchestrationError(
             f"run '{run_id}' is not paused by a human; a run waiting at breakpoints goes on when "
-            f"they are answered (orch breakpoints list --run {run_id}), a stopped run with "
-            f"`orch resume {run_id}`"
+            f"they are answered ({shell_command('orch', 'breakpoints', 'list', '--run', run_id)}), "
+            f"a stopped run with `{resume_command(run_id)}`"
         )
     note = (
         "running actions finish; nothing new starts until it is resumed"

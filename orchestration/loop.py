@@ -54,6 +54,7 @@ from orchestration.rules import load_rules
 from orchestration.runs import (
     HEARTBEAT_SECONDS,
     STALE_RUN_SECONDS,
+    check_run_id,
     new_run_id,
     plan_from_stored,
     plan_json,
@@ -301,7 +302,7 @@ class Orchestrator:
         now = utcnow()
         with collection_paused():  # tens of thousands of records that all stay alive
             run = RunRecord(
-                id=run_id or new_run_id(plan, now),
+                id=check_run_id(run_id) if run_id else new_run_id(plan, now),
                 plan_name=plan.name,
                 plan_path=plan.path,
                 workdir=plan.workdir,

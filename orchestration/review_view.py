@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from orchestration.hints import resume_command
 from orchestration.models import BreakpointRecord
 from orchestration.store import Store
 
@@ -39,7 +40,7 @@ def _options(bp: BreakpointRecord) -> str:
         f"  orch breakpoints resolve {bp.id} --retry     run the task again (with its feedback)\n"
         f"  orch breakpoints resolve {bp.id} --skip      mark it done without running it\n"
         f"  orch breakpoints resolve {bp.id} --reject    cancel the task\n"
-        f"  add --note '...' to say why; then: orch resume {bp.run_id}"
+        f"  add --note '...' to say why; then: {resume_command(bp.run_id)}"
     )
 
 
@@ -88,5 +89,5 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
             f"{', '.join(context.get('tags') or [])}"
         )
     if bp.state == "open":
-        parts.append("[bold]Options[/]\n" + _options(bp))
+        parts.append("[bold]Options[/]\n" + escape(_options(bp)))
     console.print(Panel(Group(*parts), title="review", expand=False))

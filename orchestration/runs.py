@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestration import hints
 from orchestration.durations import format_duration
 from orchestration.engine_identity import owner_alive
+from orchestration.errors import OrchestrationError
 from orchestration.lifecycle import TaskState
 from orchestration.models import Plan, RunRecord, TaskRecord, TransitionRecord
 from orchestration.plan import plan_from_dict
@@ -42,22 +46,55 @@ def interruption(run: RunRecord, now: datetime, db_hint: str = "") -> dict[str, 
     return {
         "last_heartbeat": run.updated_at.isoformat(),
         "seconds_ago": round(max(0.0, (now - run.updated_at).total_seconds()), 1),
-        "resume": resume_command(run.id, db_hint),
+        "resume": hints.resume_command(run.id, db_hint),
     }
 
 
 def interruption_note(run: RunRecord, now: datetime, db_hint: str = "") -> str:
     """How long ago an interrupted run's engine was last heard from, and what continues it."""
     ago = format_duration(max(0.0, (now - run.updated_at).total_seconds()))
-    return f"its engine stopped {ago} ago; continue with: {resume_command(run.id, db_hint)}"
+    return f"its engine stopped {ago} ago; continue with: {hints.resume_command(run.id, db_hint)}"
 
 
-def resume_command(run_id: str, db_hint: str = "") -> str:
-    return f"orch resume {run_id}{db_hint}"
+RUN_ID_SLUG_CHARS = 40  # of the plan's name; the time and a random suffix follow
+MAX_RUN_ID_CHARS = 128
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9_]+")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def name_slug(name: str) -> str:
+    """A plan's name reduced to letters, digits, `_` and single `-`: safe in a path, a URL, a
+    shell, a git ref and rich markup. `Fix [/login] redirect` -> `Fix-login-redirect`."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = _NOT_SLUG.sub("-", ascii_name).strip("-")[:RUN_ID_SLUG_CHARS].rstrip("-")
+    return slug or "run"
+
+
+def run_id_for(name: str, now: datetime) -> str:
+    """The id of a new run of the plan called `name`: its slug, the time, a random suffix.
+
+    The one place run ids are made (new runs, dead letters resubmitted in a new run); the
+    plan's own name is stored beside it for display.
+    """
+    return f"{name_slug(name)}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
 
 
 def new_run_id(plan: Plan, now: datetime) -> str:
-    return f"{plan.name[:40]}-{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+    return run_id_for(plan.name, now)
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id a person chose (`orch run --run-id`): refused unless it is as safe as a made one.
+
+    Letters, digits, `.`, `_` and `-`, starting with a letter or digit, no `..`: it names a
+    directory under .orchestration/ and git refs, and appears in URLs and shell hints.
+    """
+    if len(run_id) > MAX_RUN_ID_CHARS or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise OrchestrationError(
+            f"run id '{run_id[:MAX_RUN_ID_CHARS]}' is not allowed: use up to {MAX_RUN_ID_CHARS} "
+            "letters, digits, '.', '_' and '-', starting with a letter or digit, without '..'"
+        )
+    return run_id
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

@@ -20,9 +20,12 @@ from orchestration.web.api import PREFIX, api_router
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
 from orchestration.web.errors import error_body, install_error_handlers
+from orchestration.web.gate import BodyLimit, CredentialsFirst
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
-from orchestration.web.ratelimit import RateLimiter
+from orchestration.web.paths import EncodedPaths
+from orchestration.web.ratelimit import FailedAuthLimiter, RateLimiter
+from orchestration.web.streams import StreamHub
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = [
@@ -125,9 +128,14 @@ def create_app(
     app.state.announcer = relay
     app.state.auth = Authenticator(config.token, config.session_seconds)
     app.state.limiter = RateLimiter(config.rate_per_second, config.rate_burst)
+    app.state.auth_failures = FailedAuthLimiter(config.auth_failures_per_minute)
+    app.state.streams = StreamHub(opened, config.stream_poll_seconds, config.streams_per_client)
     app.state.templates = make_templates()
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(CredentialsFirst)  # before the size: a stranger learns nothing more
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(EncodedPaths)  # an id holding `/` stays one path segment
     if config.allowed_hosts:
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -187,11 +187,46 @@ class Authenticator:
 # ---- the request dependencies -----------------------------------------------------------------
 
 
-def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+def client_address(request: Request) -> str:
+    """The peer's address: what failed authentications and event streams are counted by."""
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many_failures(wait: float) -> ApiError:
+    return ApiError(
+        429,
+        f"too many failed authentications from this address: wait {wait:.0f}s",
+        headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+    )
+
+
+def check_failure_limit(request: Request) -> None:
+    """429 while this address has used up its failed token checks.
+
+    Checked before the token is, and for a right one too: answering a right token differently
+    from a wrong one would let the guessing go on at full speed. A session cookie is not checked
+    here: it is signed, so nothing can be guessed with it, and a signed-in reviewer goes on
+    working while someone else on the same address guesses tokens.
+    """
+    wait = request.app.state.auth_failures.blocked_for(client_address(request))
+    if wait > 0:
+        raise _too_many_failures(wait)
+
+
+def _token_failed(request: Request) -> None:
+    request.app.state.auth_failures.record_failure(client_address(request))
+
+
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller, from the bearer header or the session cookie; 401 or 429 (ApiError) if none.
+
+    Reads headers only, never the body: `gate.CredentialsFirst` calls it before a body is read.
+    """
     auth: Authenticator = request.app.state.auth
-    header = request.headers.get("authorization")
-    if header is not None:
+    if request.headers.get("authorization") is not None:
+        check_failure_limit(request)
         if credentials is None or not auth.token_matches(credentials.credentials):
+            _token_failed(request)
             raise ApiError(
                 401,
                 "invalid token: send the token `orch serve` printed as 'Authorization: Bearer "
@@ -255,7 +290,7 @@ async def require_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     """Authenticate, rate-limit and CSRF-check one request; its caller for the endpoint."""
-    principal = _authenticate(request, credentials)
+    principal = authenticate(request, credentials)
     wait = request.app.state.limiter.acquire(principal.rate_key)
     if wait > 0:
         raise ApiError(

@@ -9,6 +9,9 @@ DEFAULT_PORT = 8765
 SESSION_SECONDS = 12 * 3600.0  # a login lasts this long
 RATE_PER_SECOND = 10.0  # requests a token may make per second, on average
 RATE_BURST = 100  # ...and in one burst
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a request body above this is refused (413) unread
+AUTH_FAILURES_PER_MINUTE = 10  # failed authentications per client address, then 429
+STREAMS_PER_CLIENT = 100  # open event streams per client address, then 429
 STREAM_POLL_SECONDS = 0.5  # how often the event stream looks for new events in the store
 STREAM_MAX_SECONDS = 300.0  # a stream then ends; EventSource reconnects with Last-Event-ID
 
@@ -22,8 +25,11 @@ class ServerConfig:
     session_seconds: float = SESSION_SECONDS
     rate_per_second: float = RATE_PER_SECOND
     rate_burst: int = RATE_BURST
+    max_body_bytes: int = MAX_BODY_BYTES
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
+    streams_per_client: int = STREAMS_PER_CLIENT
     stream_poll_seconds: float = STREAM_POLL_SECONDS
     stream_max_seconds: float = STREAM_MAX_SECONDS
-    db_hint: str = ""  # ` --db URL` for the `orch resume` hints, when the store is not found alone
+    db_hint: str = ""  # ` --db URL` (shell-quoted) for `orch resume` hints: `hints.db_hint`
     allowed_hosts: tuple[str, ...] = ()  # Host headers accepted; empty: any (behind a proxy)
     secure_cookies: bool = False  # mark cookies Secure (served over HTTPS, e.g. behind a proxy)

@@ -75,7 +75,8 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIX)
 
 
-def _respond(request: Request, error: ApiError) -> Response:
+def error_response(request: Request, error: ApiError) -> Response:
+    """The answer to `error`: JSON under /api/, else a page (a 401 sends people to the login)."""
     if _wants_json(request):
         return JSONResponse(
             error_body(error.code, error.message), status_code=error.status, headers=error.headers
@@ -108,15 +109,18 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, list[dic
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> Response:
-        return _respond(request, exc)
+        return error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such page or endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 413:
+            limit = request.app.state.config.max_body_bytes
+            message = f"the request body is larger than this server's limit of {limit} bytes"
         headers = dict(exc.headers or {})
-        return _respond(request, ApiError(exc.status_code, message, headers=headers))
+        return error_response(request, ApiError(exc.status_code, message, headers=headers))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -124,14 +128,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if _wants_json(request):
             body = error_body(CODES[status], message, problems=problems)
             return JSONResponse(body, status_code=status)
-        return _respond(request, ApiError(status, message))
+        return error_response(request, ApiError(status, message))
 
     @app.exception_handler(OrchestrationError)
     async def on_engine_error(request: Request, exc: OrchestrationError) -> Response:
-        return _respond(request, ApiError(status_of(exc), str(exc)))
+        return error_response(request, ApiError(status_of(exc), str(exc)))
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> Response:
         logger.exception("internal error on %s %s", request.method, request.url.path)
         message = f"internal error ({type(exc).__name__}); nothing stored was lost"
-        return _respond(request, ApiError(500, message))
+        return error_response(request, ApiError(500, message))

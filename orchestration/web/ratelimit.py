@@ -46,6 +46,15 @@ class RateLimiter:
                 return 0.0
             return (1 - bucket.tokens) / self.rate
 
+    def wait_time(self, key: str) -> float:
+        """Like `acquire` without taking anything: 0 when a request would be allowed now."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(self.burst, bucket.tokens + (self._clock() - bucket.at) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         full = [
             key
@@ -54,3 +63,25 @@ class RateLimiter:
         ]
         for key in full:
             del self._buckets[key]
+
+
+class FailedAuthLimiter:
+    """Failed token checks per client address: `failures_per_minute`, then a wait.
+
+    Only failures take from the bucket (a wrong or malformed bearer token, a wrong token in the
+    login form); a request that authenticates takes nothing.
+    """
+
+    def __init__(
+        self, failures_per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if failures_per_minute < 1:
+            raise ValueError("failures_per_minute must be >= 1")
+        self._buckets = RateLimiter(failures_per_minute / 60.0, failures_per_minute, clock)
+
+    def blocked_for(self, address: str) -> float:
+        """Seconds until `address` may present credentials again; 0 when it may now."""
+        return self._buckets.wait_time(address)
+
+    def record_failure(self, address: str) -> None:
+        self._buckets.acquire(address)

@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from orchestration import hints
 from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, RunRecord
 from orchestration.review import resolve_breakpoint
@@ -248,4 +249,5 @@ def next_step(store: Store, run_id: str, db_hint: str = "") -> tuple[bool, str]:
 
 
 def resume_command(run_id: str, db_hint: str = "") -> str:
-    return f"orch resume {run_id}{db_hint}"
+    """`orch resume RUN --db URL`, quoted for a shell (`db_hint` is quoted where it is made)."""
+    return hints.resume_command(run_id, db_hint)

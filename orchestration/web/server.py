@@ -11,10 +11,16 @@ from pathlib import Path
 from typing import TextIO
 
 from orchestration.errors import OrchestrationError
+from orchestration.hints import db_hint
 from orchestration.store import resolve_db_url
 from orchestration.store.db import masked_url
 from orchestration.web.auth import load_or_create_token
-from orchestration.web.config import ServerConfig
+from orchestration.web.config import (
+    AUTH_FAILURES_PER_MINUTE,
+    MAX_BODY_BYTES,
+    STREAMS_PER_CLIENT,
+    ServerConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,9 @@ class ServeOptions:
     rate_per_second: float
     rate_burst: int
     session_hours: float
+    max_body_bytes: int = MAX_BODY_BYTES
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
+    streams_per_client: int = STREAMS_PER_CLIENT
 
 
 def is_loopback(host: str) -> bool:
@@ -94,16 +103,19 @@ def serve(options: ServeOptions, out: TextIO) -> None:
     _check_port_free(options.host, options.port)
     db_url = resolve_db_url(options.db, None)
     source = load_or_create_token(options.token_file, rotate=options.rotate_token)
-    db_hint = "" if "ORCH_DB" in os.environ else f" --db {masked_url(db_url)}"
+    hint = "" if "ORCH_DB" in os.environ else db_hint(masked_url(db_url))
     config = ServerConfig(
         db_url=db_url,
         token=source.token,
         session_seconds=options.session_hours * 3600,
         rate_per_second=options.rate_per_second,
         rate_burst=options.rate_burst,
-        db_hint=db_hint,
+        db_hint=hint,
         allowed_hosts=() if options.allow_remote else allowed_hosts(options.host),
         secure_cookies=not is_loopback(options.host),
+        max_body_bytes=options.max_body_bytes,
+        auth_failures_per_minute=options.auth_failures_per_minute,
+        streams_per_client=options.streams_per_client,
     )
     app = create_app(config)
     store = app.state.store

@@ -8,6 +8,7 @@ from html import escape
 from markupsafe import Markup
 
 from orchestration.models import TaskRecord
+from orchestration.web.paths import url_segment
 
 MAX_GRAPH_TASKS = 400  # beyond this the graph is left out; the task table remains
 NODE_WIDTH = 180
@@ -103,7 +104,7 @@ def render_graph(run_id: str, tasks: Sequence[TaskRecord]) -> Markup | None:
     for task in tasks:
         x, y = corner(task.task_id)
         tid = escape(task.task_id)
-        href = f"/runs/{escape(run_id)}/tasks/{tid}"
+        href = escape(f"/runs/{url_segment(run_id)}/tasks/{url_segment(task.task_id)}")
         tries = "attempt" if task.attempts == 1 else "attempts"
         detail = f"{task.state} · {task.attempts} {tries}"
         tip = f"{task.task_id}: {task.spec.title}\n{detail}" if task.spec.title else detail

@@ -45,7 +45,7 @@ def reset_one(store: Store, key: str, reason: str, actor: str) -> schemas.Breake
     return schemas.breaker_out(breaker, last_resets(store).get(key))
 
 
-@router.post("/breakers/{key:path}/reset", response_model=schemas.BreakerResetOut)
+@router.post("/breakers/{key:idpath}/reset", response_model=schemas.BreakerResetOut)
 def reset_breaker(
     body: schemas.BreakerResetIn,
     principal: CurrentPrincipal,

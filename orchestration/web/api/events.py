@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from orchestration.models import EventRecord, TransitionRecord
 from orchestration.store import Store
 from orchestration.web import schemas
+from orchestration.web.auth import client_address
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import MAX_ROW_ID, PAGE_LIMIT, events_after, transitions_after
+from orchestration.web.queries import MAX_ROW_ID, PAGE_LIMIT, events_after
 from orchestration.web.queries import last_event_id as newest_event_id
+from orchestration.web.streams import Cursor, Found, StreamHub
 
 router = APIRouter(tags=["events"])
 
@@ -32,7 +34,7 @@ KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing
 RECONNECT_MS = 1000  # told to EventSource: how soon to reconnect after a stream ends
 
 
-@router.get("/runs/{run_id}/events", response_model=schemas.EventsOut)
+@router.get("/runs/{run_id:id}/events", response_model=schemas.EventsOut)
 def list_events(
     run_id: str,
     store: StoreDep,
@@ -67,9 +69,12 @@ def _message(kind: str, cursor: tuple[int, int], data: str) -> str:
 
 
 @router.get(
-    "/runs/{run_id}/events/stream",
+    "/runs/{run_id:id}/events/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."},
+        429: {"model": schemas.ErrorOut, "description": "Too many open streams from this address"},
+    },
 )
 async def stream_events(
     run_id: str,
@@ -84,47 +89,72 @@ async def stream_events(
     ),
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    """Follow the run: new events and task state changes as server-sent events."""
-    await run_in_threadpool(store.get_run, run_id)
-    raw = last_event_id or after
-    if raw:
-        cursor = await run_in_threadpool(parse_cursor, raw, store, run_id)
-    else:
-        cursor = await run_in_threadpool(
-            lambda: (newest_event_id(store, run_id), store.last_transition_id(run_id))
-        )
-    lifetime = max_seconds or config.stream_max_seconds
+    """Follow the run: new events and task state changes as server-sent events.
 
-    async def messages() -> AsyncIterator[str]:
-        nonlocal cursor
+    One poller per run reads the store for all of its streams; a client address may hold
+    `--streams-per-client` streams open at once (429 beyond).
+    """
+    hub: StreamHub = request.app.state.streams
+    release = hub.admit(client_address(request))
+    try:
+        await run_in_threadpool(store.get_run, run_id)
+        raw = last_event_id or after
+        if raw:
+            cursor = await run_in_threadpool(parse_cursor, raw, store, run_id)
+        else:
+            cursor = await run_in_threadpool(
+                lambda: (newest_event_id(store, run_id), store.last_transition_id(run_id))
+            )
+    except BaseException:
+        release()
+        raise
+    lifetime = max_seconds or config.stream_max_seconds
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(
+        _messages(hub, run_id, cursor, lifetime, release),
+        media_type="text/event-stream",
+        headers=headers,
+        background=BackgroundTask(release),  # also when the stream never started
+    )
+
+
+async def _messages(
+    hub: StreamHub, run_id: str, cursor: Cursor, lifetime: float, release: Callable[[], None]
+) -> AsyncIterator[str]:
+    """The stream: what the store holds after `cursor`, then what the run's feed finds."""
+    try:
         yield f"retry: {RECONNECT_MS}\n: following run {run_id}\n\n"
         deadline = time.monotonic() + lifetime
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if await request.is_disconnected():
-                return
-            events, moves = await run_in_threadpool(_read, store, run_id, cursor)
-            for event in events:
-                cursor = (event.id, cursor[1])
-                yield _message("event", cursor, schemas.event_out(event).model_dump_json())
-            for move in moves:
-                cursor = (cursor[0], move.id)
-                data = json.dumps(
-                    schemas.transition_out(move).model_dump(mode="json", by_alias=True)
-                )
-                yield _message("transition", cursor, data)
-            if events or moves:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(config.stream_poll_seconds)
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(messages(), media_type="text/event-stream", headers=headers)
+        async with hub.follow(run_id, cursor) as queue:
+            found = await hub.catch_up(run_id, cursor)
+            while True:
+                for message in _as_messages(found, cursor):
+                    cursor = message[0]
+                    yield message[1]
+                if found.full:  # more waits in the store: read on before following the feed
+                    found = await hub.catch_up(run_id, cursor)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                try:
+                    found = await asyncio.wait_for(queue.get(), min(KEEPALIVE_SECONDS, left))
+                except TimeoutError:
+                    found = Found([], [])
+                    if time.monotonic() < deadline:
+                        yield ": keep-alive\n\n"
+    finally:
+        release()
 
 
-def _read(
-    store: Store, run_id: str, cursor: tuple[int, int]
-) -> tuple[list[EventRecord], list[TransitionRecord]]:
-    return events_after(store, run_id, cursor[0]), transitions_after(store, run_id, cursor[1])
+def _as_messages(found: Found, cursor: Cursor) -> Iterator[tuple[Cursor, str]]:
+    """Each event and move after `cursor` as an SSE message, with the cursor after it."""
+    for event in found.events:
+        if event.id > cursor[0]:
+            cursor = (event.id, cursor[1])
+            yield cursor, _message("event", cursor, schemas.event_out(event).model_dump_json())
+    for move in found.moves:
+        if move.id > cursor[1]:
+            cursor = (cursor[0], move.id)
+            data = json.dumps(schemas.transition_out(move).model_dump(mode="json", by_alias=True))
+            yield cursor, _message("transition", cursor, data)

@@ -119,7 +119,7 @@ def carry_out(
     )
 
 
-@router.post("/runs/{run_id}/interventions", response_model=schemas.InterventionDoneOut)
+@router.post("/runs/{run_id:id}/interventions", response_model=schemas.InterventionDoneOut)
 def create_intervention(
     run_id: str,
     body: schemas.InterventionIn,
@@ -135,7 +135,7 @@ def create_intervention(
     return carry_out(store, run_id, body, actor_of(body.actor, principal), config.db_hint)
 
 
-@router.get("/runs/{run_id}/interventions", response_model=schemas.InterventionsOut)
+@router.get("/runs/{run_id:id}/interventions", response_model=schemas.InterventionsOut)
 def list_interventions(
     run_id: str,
     store: StoreDep,

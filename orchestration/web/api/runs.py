@@ -22,7 +22,7 @@ def list_runs(store: StoreDep, config: ConfigDep) -> schemas.RunsOut:
     return schemas.RunsOut(runs=all_run_summaries(store, config.db_hint))
 
 
-@router.get("/runs/{run_id}", response_model=schemas.RunDetailOut)
+@router.get("/runs/{run_id:id}", response_model=schemas.RunDetailOut)
 def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetailOut:
     """One run and its tasks (the shape of `orch status RUN --json`, plus a few fields).
 
@@ -35,18 +35,18 @@ def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetai
     )
 
 
-@router.get("/runs/{run_id}/tasks", response_model=schemas.TasksOut)
+@router.get("/runs/{run_id:id}/tasks", response_model=schemas.TasksOut)
 def list_tasks(run_id: str, store: StoreDep) -> schemas.TasksOut:
     store.get_run(run_id)
     return schemas.TasksOut(tasks=[schemas.task_out(t) for t in store.tasks(run_id)])
 
 
-@router.get("/runs/{run_id}/tasks/{task_id}", response_model=schemas.TaskOneOut)
+@router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_model=schemas.TaskOneOut)
 def get_task(run_id: str, task_id: str, store: StoreDep) -> schemas.TaskOneOut:
     return schemas.TaskOneOut(task=schemas.task_detail_out(store.task(run_id, task_id)))
 
 
-@router.get("/runs/{run_id}/tasks/{task_id}/history", response_model=schemas.HistoryOut)
+@router.get("/runs/{run_id:id}/tasks/{task_id:id}/history", response_model=schemas.HistoryOut)
 def task_history(run_id: str, task_id: str, store: StoreDep) -> schemas.HistoryOut:
     """Every state change of a task, and every decision taken on it (`orch task history`)."""
     store.task(run_id, task_id)
@@ -56,7 +56,7 @@ def task_history(run_id: str, task_id: str, store: StoreDep) -> schemas.HistoryO
     )
 
 
-@router.get("/runs/{run_id}/tasks/{task_id}/explain", response_model=schemas.ExplainOut)
+@router.get("/runs/{run_id:id}/tasks/{task_id:id}/explain", response_model=schemas.ExplainOut)
 def explain(run_id: str, task_id: str, store: StoreDep) -> schemas.ExplainOut:
     """Why a task runs when it does: its effective priority now, and each decision with why."""
     run = store.get_run(run_id)
@@ -88,7 +88,7 @@ def explain(run_id: str, task_id: str, store: StoreDep) -> schemas.ExplainOut:
     )
 
 
-@router.get("/runs/{run_id}/transitions", response_model=schemas.TransitionsOut)
+@router.get("/runs/{run_id:id}/transitions", response_model=schemas.TransitionsOut)
 def transitions(
     run_id: str,
     store: StoreDep,
@@ -105,7 +105,7 @@ def transitions(
     return schemas.TransitionsOut(transitions=[schemas.transition_out(m) for m in moves])
 
 
-@router.get("/runs/{run_id}/decisions", response_model=schemas.DecisionsOut)
+@router.get("/runs/{run_id:id}/decisions", response_model=schemas.DecisionsOut)
 def decisions(
     run_id: str, store: StoreDep, task: str | None = Query(None, description="Only this task.")
 ) -> schemas.DecisionsOut:
@@ -115,7 +115,7 @@ def decisions(
     return schemas.DecisionsOut(decisions=[schemas.decision_out(d) for d in found])
 
 
-@router.get("/runs/{run_id}/quality", response_model=schemas.QualityListOut)
+@router.get("/runs/{run_id:id}/quality", response_model=schemas.QualityListOut)
 def quality(
     run_id: str, store: StoreDep, task: str | None = Query(None, description="Only this task.")
 ) -> schemas.QualityListOut:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -35,4 +36,4 @@ def reset_from_page(
     reason: Annotated[str, Form(max_length=MAX_REASON_CHARS)] = "",
 ) -> Response:
     reset_one(store, key, reason.strip(), principal.name)
-    return RedirectResponse(f"/breakers?reset={key}", 303)
+    return RedirectResponse(f"/breakers?reset={quote(key, safe='')}", 303)

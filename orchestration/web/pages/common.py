@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from orchestration import __version__
 from orchestration.web.auth import Authenticator, Principal
+from orchestration.web.paths import url_segment
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATES = ("pending", "ready", "running", "blocked", "retrying", "completed", "failed", "cancelled")
@@ -42,6 +43,7 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["when"] = _when
     templates.env.filters["seconds"] = _seconds
     templates.env.filters["diff_class"] = diff_line_class
+    templates.env.filters["seg"] = url_segment  # an id in a link: `/runs/{{ run.id|seg }}`
     templates.env.globals["STATES"] = STATES
     templates.env.globals["version"] = __version__
     return templates

@@ -24,7 +24,7 @@ from orchestration.web.schemas import (
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/runs/{run_id}/interventions", response_class=HTMLResponse)
+@router.get("/runs/{run_id:id}/interventions", response_class=HTMLResponse)
 def interventions_page(
     run_id: str, request: Request, store: StoreDep, config: ConfigDep, done: int = 0
 ) -> HTMLResponse:
@@ -36,7 +36,7 @@ def interventions_page(
     return render(request, "interventions.html", context)
 
 
-@router.post("/runs/{run_id}/interventions")
+@router.post("/runs/{run_id:id}/interventions")
 def intervene_from_page(
     run_id: str,
     principal: CurrentPrincipal,

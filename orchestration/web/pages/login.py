@@ -14,6 +14,8 @@ from orchestration.web.auth import (
     SESSION_COOKIE,
     Authenticator,
     SessionExpired,
+    check_failure_limit,
+    client_address,
     require_principal,
     same_origin,
 )
@@ -81,15 +83,16 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = HOME,
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    host = request.client.host if request.client else "unknown"
-    wait = request.app.state.limiter.acquire(f"login:{host}")
+    wait = request.app.state.limiter.acquire(f"login:{client_address(request)}")
     if wait > 0:
         raise ApiError(429, f"too many login attempts: wait {wait:.0f}s")
+    check_failure_limit(request)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not same_origin(request) or not expected or not hmac.compare_digest(expected, csrf_token):
         raise ApiError(403, "the login form expired or came from another site: reload it")
     auth: Authenticator = request.app.state.auth
     if not auth.token_matches(token.strip()):
+        request.app.state.auth_failures.record_failure(client_address(request))  # a guess
         return _form(request, next_=safe_next(next), error="That token is not right.", status=401)
     response = RedirectResponse(safe_next(next), 303)
     response.set_cookie(

@@ -72,18 +72,18 @@ def _attempt_output(plan_path: str, run_id: str, task_id: str, attempt: int) -> 
     }
 
 
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
+@router.get("/runs/{run_id:id}", response_class=HTMLResponse)
 def run_page(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
     return render(request, "run.html", _run_context(store, run_id, config.db_hint))
 
 
-@router.get("/runs/{run_id}/live", response_class=HTMLResponse)
+@router.get("/runs/{run_id:id}/live", response_class=HTMLResponse)
 def run_live(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
     """The changing part of the run page; the page fetches it again on each streamed event."""
     return render(request, "run_live.html", _run_context(store, run_id, config.db_hint))
 
 
-@router.get("/runs/{run_id}/tasks/{task_id}", response_class=HTMLResponse)
+@router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_class=HTMLResponse)
 def task_page(run_id: str, task_id: str, request: Request, store: StoreDep) -> HTMLResponse:
     task = store.task(run_id, task_id)
     run = store.get_run(run_id)
