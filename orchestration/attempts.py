@@ -24,7 +24,14 @@ from orchestration.orphans import AttemptRegistry
 from orchestration.quality import QualityReport, acceptance_check
 from orchestration.steps import after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
-from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
+from orchestration.workspace import (
+    Changes,
+    Snapshot,
+    changes_between,
+    discard_snapshot_index,
+    snapshot,
+    snapshot_index,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +93,25 @@ class AttemptRunner:
         self.expressions = expressions
         self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
+        self._indexes: dict[Path, Path | None] = {}  # each work tree's kept snapshot index
+        self._indexes_lock = threading.Lock()
+
+    def snapshot_index(self, workdir: Path) -> Path | None:
+        """The private index this run's snapshots of `workdir` keep (found once per tree)."""
+        with self._indexes_lock:
+            if workdir not in self._indexes:
+                self._indexes[workdir] = snapshot_index(workdir, self.run_id)
+            return self._indexes[workdir]
+
+    def discard_indexes(self) -> None:
+        """Remove the kept snapshot indexes: the run is over (a paused run keeps them)."""
+        with self._indexes_lock:
+            for index in self._indexes.values():
+                discard_snapshot_index(index)
+            self._indexes.clear()
+
+    def _snapshot(self, workdir: Path) -> Snapshot:
+        return snapshot(workdir, self.ignored_files, index=self.snapshot_index(workdir))
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""
@@ -135,11 +161,11 @@ class AttemptRunner:
         """Run one attempt and assess it; also returns the workdir's snapshot after it."""
         workdir = request.workdir
         if base is None:
-            base = snapshot(workdir, self.ignored_files)
+            base = self._snapshot(workdir)
         outcome = self._run(request)
         after: Snapshot | None = None
         try:
-            after = snapshot(workdir, self.ignored_files)
+            after = self._snapshot(workdir)
             changes = changes_between(workdir, base, after)
         except Exception as error:  # a broken work tree must not lose the attempt's result
             logger.warning("could not compute changes in %s: %s", workdir, error)

@@ -1605,6 +1605,8 @@ class Orchestrator:
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
         self.flush()
+        if stored_state != "paused":
+            self.attempt_runner.discard_indexes()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items())
