@@ -32,6 +32,7 @@ from orchestration.workspace import (
     snapshot,
     snapshot_index,
 )
+from orchestration.worktrees import RunWorktrees
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,11 @@ class AttemptRunner:
         task_seconds: Mapping[str, float],
         tasks: Mapping[str, TaskRecord],
         expressions: TaskExpressions,
+        worktrees: RunWorktrees | None = None,
     ) -> None:
-        """`running`, `task_seconds`, `tasks`: the loop's, as they are when each attempt reads."""
+        """`running`, `task_seconds`, `tasks`: the loop's, as they are when each attempt reads.
+
+        `worktrees`: each attempt runs in its task's own worktree (isolation: worktree)."""
         self.plan = plan
         self.engine = engine
         self.run_id = run_id
@@ -91,6 +95,7 @@ class AttemptRunner:
         self.task_seconds = task_seconds
         self.tasks = tasks
         self.expressions = expressions
+        self.worktrees = worktrees
         self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
         self._indexes: dict[Path, Path | None] = {}  # each work tree's kept snapshot index
@@ -111,6 +116,8 @@ class AttemptRunner:
             self._indexes.clear()
 
     def _snapshot(self, workdir: Path) -> Snapshot:
+        if self.worktrees is not None:  # worktrees come and go: their git dirs are looked up
+            return snapshot(workdir, self.ignored_files, index=snapshot_index(workdir, "snapshot"))
         return snapshot(workdir, self.ignored_files, index=self.snapshot_index(workdir))
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
@@ -159,6 +166,10 @@ class AttemptRunner:
         self, request: ActionRequest, before: dict[str, Any], base: Snapshot | None = None
     ) -> tuple[AttemptResult, Snapshot | None]:
         """Run one attempt and assess it; also returns the workdir's snapshot after it."""
+        if self.worktrees is not None:
+            # Made here, in the worker thread: checking out a large tree takes a while.
+            request = replace(request, workdir=self.worktrees.prepare(request.task.id))
+            base = None  # each task has a tree of its own: no snapshot to share
         workdir = request.workdir
         if base is None:
             base = self._snapshot(workdir)

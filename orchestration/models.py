@@ -337,6 +337,10 @@ class PlanSpec(_Strict):
     budget: Budget = Field(default_factory=Budget)
     breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     retention: Retention = Field(default_factory=Retention)
+    # worktree: each task in a git worktree of its own, merged into `orchestration/<run>`;
+    # shared: every task edits the workdir itself. Unset: worktree when the workdir is in a
+    # git repository and max_workers > 1, else shared.
+    isolation: Literal["worktree", "shared"] | None = None
     tasks: list[TaskSpec] = Field(min_length=1)
 
 
