@@ -18,7 +18,7 @@ from orchestration.actions import (
 )
 from orchestration.engine import Engine
 from orchestration.expressions import Expression
-from orchestration.extension import ValidationInput
+from orchestration.extension import CheckResult, ValidationInput
 from orchestration.models import Plan, PythonAction, TaskRecord
 from orchestration.orphans import AttemptRegistry
 from orchestration.quality import QualityReport, acceptance_check
@@ -209,6 +209,32 @@ class AttemptRunner:
             with_quality(context, report),
         )
         return result, after
+
+    def check_merged(self, result: AttemptResult, workdir: Path) -> str | None:
+        """The task's validators on the merged result in `workdir` (validate_after_merge):
+        None when its gate passes, else why not."""
+        task = self.tasks[result.task_id]
+        step = ValidationInput(
+            run_id=self.run_id,
+            task=task.spec,
+            attempt=result.attempt,
+            workdir=workdir,
+            changed_files=result.changes.files,
+            exit_code=result.outcome.exit_code,
+            output_tail=result.outcome.output_tail,
+            result=result.outcome.result,
+            options={},
+            context=result.context,
+            timeout_seconds=self.plan.timeout(task.spec),
+        )
+        requirements = next(
+            (c for c in result.report.checks if c.stage == "requirements"),
+            CheckResult("requirements", "requirements", True, 1.0, "requirements met"),
+        )
+        report = self.engine.quality.assess(step, self.plan.validators(task.spec), requirements)
+        if report.gate_passed:
+            return None
+        return "; ".join(report.gate_failures) or report.feedback or "the quality gate failed"
 
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":

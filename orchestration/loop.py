@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,7 +64,7 @@ from orchestration.store import Batch, Store
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import store_files_in
-from orchestration.worktrees import RunWorktrees, open_isolation
+from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
 
 logger = logging.getLogger(__name__)
@@ -612,12 +613,17 @@ class Orchestrator:
 
     # ---- isolated work trees -----------------------------------------------------------------
 
-    def _merged(self, task: TaskRecord, context: dict[str, Any], now: datetime) -> bool:
+    def _merged(
+        self, task: TaskRecord, result: AttemptResult, context: dict[str, Any], now: datetime
+    ) -> bool:
         """Merge an accepted task's worktree into the integration branch; False when it
         conflicts (the task is then blocked at a `merge_conflict` breakpoint)."""
         if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
             return True
-        return self._merge(task, context, now, task_wins=False)
+        check = None
+        if self.plan.spec.validate_after_merge:
+            check = partial(self.attempt_runner.check_merged, result)
+        return self._merge(task, context, now, task_wins=False, check=check)
 
     def _merge_approved(self, task: TaskRecord) -> None:
         """An approved task's work is merged; where it conflicts, the task's files win (the
@@ -626,12 +632,18 @@ class Orchestrator:
             self._merge(task, {}, self.clock(), task_wins=True)
 
     def _merge(
-        self, task: TaskRecord, context: dict[str, Any], now: datetime, *, task_wins: bool
+        self,
+        task: TaskRecord,
+        context: dict[str, Any],
+        now: datetime,
+        *,
+        task_wins: bool,
+        check: MergedCheck | None = None,
     ) -> bool:
         assert self.worktrees is not None
         title = task.spec.title or task.task_id
         try:
-            merged = self.worktrees.merge(task.task_id, title, task_wins=task_wins)
+            merged = self.worktrees.merge(task.task_id, title, task_wins=task_wins, check=check)
         except OrchestrationError as error:  # the work stays in the worktree, nothing lost
             self.observer.message(f"warning: cannot merge {task.task_id}: {error}")
             data = {"error": str(error), "worktree": str(self.worktrees.path_of(task.task_id))}
@@ -649,9 +661,14 @@ class Orchestrator:
             return True
         files = ", ".join(c.path for c in merged.conflicts)
         worktree = self.worktrees.path_of(task.task_id)
+        what = (
+            f"conflicts with work merged meanwhile into {self.worktrees.branch} in {files}"
+            if merged.conflicts
+            else f"fails its validators once merged into {self.worktrees.branch}: "
+            f"{merged.failed_check}"
+        )
         message = (
-            f"the task's work conflicts with work merged meanwhile into "
-            f"{self.worktrees.branch} in {files}; resolve it in {worktree} and approve, "
+            f"the task's work {what}; resolve it in {worktree} and approve, "
             f"or retry the task from the merged work"
         )
         context.update(merged.context(worktree, self.worktrees.branch))
@@ -1366,7 +1383,7 @@ class Orchestrator:
             auto is not None
             and auto.rule.auto is not None
             and auto.rule.auto.then == "proceed"
-            and self._merged(task, context, now)
+            and self._merged(task, result, context, now)
         ):
             self._update(task, outcome="succeeded", feedback="")
             self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
@@ -1377,7 +1394,9 @@ class Orchestrator:
             self._update(
                 task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
             )
-        elif decision.action in ("proceed", "checkpoint") and not self._merged(task, context, now):
+        elif decision.action in ("proceed", "checkpoint") and not self._merged(
+            task, result, context, now
+        ):
             pass  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
         elif decision.action in ("proceed", "checkpoint"):
             outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"

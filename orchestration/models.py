@@ -341,6 +341,8 @@ class PlanSpec(_Strict):
     # shared: every task edits the workdir itself. Unset: worktree when the workdir is in a
     # git repository and max_workers > 1, else shared.
     isolation: Literal["worktree", "shared"] | None = None
+    # In worktree isolation: run each task's validators on the merged result before its merge.
+    validate_after_merge: bool = False
     tasks: list[TaskSpec] = Field(min_length=1)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,21 @@ class MergeOutcome:
     tip: str  # the integration branch's commit after (merged) or as it stays (conflict)
     task_commit: str | None  # the task's work as a commit; None when it changed nothing
     conflicts: tuple[ConflictedFile, ...] = ()
+    failed_check: str | None = None  # validate_after_merge: why the merged result failed
 
     def context(self, worktree: Path, branch: str) -> dict[str, Any]:
         """What a `merge_conflict` breakpoint stores, for the terminal and the review page."""
         return {
             "merge_conflicts": [c.to_json() for c in self.conflicts],
+            "merge_check": self.failed_check,
             "merge_worktree": str(worktree),
             "integration_branch": branch,
             "integration_tip": self.tip,
             "task_commit": self.task_commit,
         }
+
+
+MergedCheck = Callable[[Path], "str | None"]  # a merged tree's workdir -> why it fails, or None
 
 
 class RunWorktrees:
@@ -145,22 +151,39 @@ class RunWorktrees:
 
     # ---- merging ------------------------------------------------------------------------
 
-    def merge(self, task_id: str, message: str, *, task_wins: bool = False) -> MergeOutcome:
+    def merge(
+        self,
+        task_id: str,
+        message: str,
+        *,
+        task_wins: bool = False,
+        check: MergedCheck | None = None,
+    ) -> MergeOutcome:
         """Merge the task's worktree into the integration branch (no work tree is written).
 
         With `task_wins`, files that conflict take the task's version (a human resolved them
-        in the task's worktree and approved). A clean merge removes the worktree.
+        in the task's worktree and approved). `check` is given a worktree checked out at a
+        merge commit (not a fast-forward) before the branch moves; the reason it returns
+        stops the merge. A clean merge removes the task's worktree.
         """
         path = self.path_of(task_id)
         if not (path / ".git").exists():
             raise OrchestrationError(f"task '{task_id}' has no worktree at {path} to merge")
         with self._lock:
-            outcome = self._merge(path, task_id, message, task_wins=task_wins)
+            outcome = self._merge(path, task_id, message, task_wins=task_wins, check=check)
             if outcome.merged:
                 _git(self.top, "worktree", "remove", "--force", str(path))
         return outcome
 
-    def _merge(self, path: Path, task_id: str, message: str, *, task_wins: bool) -> MergeOutcome:
+    def _merge(
+        self,
+        path: Path,
+        task_id: str,
+        message: str,
+        *,
+        task_wins: bool,
+        check: MergedCheck | None,
+    ) -> MergeOutcome:
         base = _git(path, "rev-parse", "HEAD").stdout.strip()
         # The worktree's own index is the engine's (never the user's): stage all the task did.
         _git(path, "add", "-A", "--", ".", PROTECTED)
@@ -180,8 +203,23 @@ class RunWorktrees:
         if conflicted:
             merged = self._take_task_side(merged, work, conflicted)
         commit = _commit(self.top, merged, [tip, work], f"Merge task {task_id}\n\n{body}")
+        failed = self._checked(commit, task_id, check) if check is not None else None
+        if failed is not None:
+            return MergeOutcome(False, tip, work, failed_check=failed)
         self._move_tip(commit, tip)
         return MergeOutcome(True, commit, work)
+
+    def _checked(self, commit: str, task_id: str, check: MergedCheck) -> str | None:
+        """Run `check` on a throwaway worktree of the merge commit."""
+        path = self.root / f"_merged_{ref_component(task_id)}"
+        if path.exists():
+            shutil.rmtree(path)
+        _git(self.top, "worktree", "prune")
+        _git(self.top, "worktree", "add", "--detach", "--quiet", str(path), commit)
+        try:
+            return check(path / self.prefix)
+        finally:
+            _git(self.top, "worktree", "remove", "--force", str(path))
 
     def _merge_tree(self, tip: str, work: str) -> tuple[str, list[str]]:
         done = _git(

@@ -79,7 +79,7 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def plan_of(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
+def plan_of(tmp_path: Path, edits: dict[str, tuple[str, str]], **extra: object) -> Path:
     """Two tasks at once, each editing (file, new first line) in its own worktree."""
     control = tmp_path / "control"
     control.mkdir()
@@ -102,6 +102,7 @@ def plan_of(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
         "concurrency": {"max_workers": 2},
         "defaults": {"validators": []},
         "tasks": tasks,
+        **extra,
     }
     return write_plan(tmp_path / "plans", plan)
 
@@ -189,3 +190,34 @@ def test_retry_starts_the_task_again_from_the_merged_work(tmp_path: Path, repo: 
     assert git(repo, "log", "--format=%s", BRANCH) == f"{loser}\n{winner}\nstart\n"
     tasks = {t["id"]: t for t in orch_json("status", RUN, *db_args(tmp_path))["tasks"]}
     assert tasks[loser]["state"] == "completed" and tasks[loser]["attempts"] == 2
+
+
+# Passes on either task's work alone, fails once both are merged: a conflict no line shows.
+BOTH_CHANGED = (
+    "import pathlib, sys; a = pathlib.Path('a.txt').read_text(); "
+    "b = pathlib.Path('b.txt').read_text(); "
+    "sys.exit(1 if a.startswith('A') and b.startswith('B') else 0)"
+)
+
+
+def test_validate_after_merge_stops_a_merge_whose_result_fails(tmp_path: Path, repo: Path) -> None:
+    before = user_state(repo)
+    validator = {"name": "command", "run": [PY, "-c", BOTH_CHANGED], "stage": "testing"}
+    plan = plan_of(
+        tmp_path,
+        {"one": ("a.txt", "A"), "two": ("b.txt", "B")},
+        validate_after_merge=True,
+        defaults={"validators": [validator]},
+    )
+    done = orch("run", str(plan), "--run-id", RUN, *db_args(tmp_path))
+    assert done.returncode == 3, done.stderr + done.stdout
+    with Store.open(db_args(tmp_path)[1]) as store:
+        (bp,) = store.breakpoints(RUN)
+    assert bp.rule == "merge_conflict" and bp.context["merge_conflicts"] == []
+    assert "command" in bp.context["merge_check"]
+    # The first task's work is merged, the second's is not: the branch passes its validator.
+    first = {"one": "a.txt", "two": "b.txt"}[{"one": "two", "two": "one"}[bp.task_id]]
+    second = {"a.txt": "b.txt", "b.txt": "a.txt"}[first]
+    assert git(repo, "show", f"{BRANCH}:{first}")[0] in "AB"
+    assert git(repo, "show", f"{BRANCH}:{second}").startswith(second)
+    assert user_state(repo) == before
