@@ -9,6 +9,7 @@ import pytest
 
 from orchestration.store import Store
 from tests.helpers import PY, orch, orch_json, write_plan
+from tests.test_web_api import login, make_client
 
 RUN = "iso"
 BRANCH = f"orchestration/{RUN}"
@@ -156,6 +157,15 @@ def test_same_lines_raise_a_merge_conflict_showing_both_sides(tmp_path: Path, re
     assert f"+{winner}'s version" in conflict["integration_diff"]
     assert f"+{loser}'s version" in conflict["task_diff"]
     assert "-shared.txt line one" in conflict["task_diff"]
+    # The terminal review and the review page show both sides of the conflicting file.
+    shown = orch("breakpoints", "show", str(bp.id), *db_args(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert f"{winner}'s version" in shown.stdout and f"{loser}'s version" in shown.stdout
+    for client in make_client(db_args(tmp_path)[1]):
+        login(client)
+        page = client.get(f"/breakpoints/{bp.id}").text
+        assert 'class="conflict-sides"' in page and "shared.txt" in page
+        assert f"+{winner}&#39;s version" in page and f"+{loser}&#39;s version" in page
     # The winner is merged; the loser's work waits in its worktree; the user saw nothing.
     assert git(repo, "show", f"{BRANCH}:shared.txt").startswith(f"{winner}'s version")
     assert Path(bp.context["merge_worktree"], "shared.txt").read_text().startswith(loser)
