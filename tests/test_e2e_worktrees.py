@@ -131,6 +131,11 @@ def test_two_tasks_at_once_merge_into_the_integration_branch(tmp_path: Path, rep
     assert {e.task_id for e in events if e.kind == "merged"} == {"one", "two"}
     (branch,) = [e.data for e in events if e.kind == "integration_branch"]
     assert branch["tip"] == git(repo, "rev-parse", BRANCH).strip()
+    # Checkpoints record the integration branch's files after each task, for `orch rollback`.
+    found = orch_json("checkpoints", RUN, *db_args(tmp_path))["checkpoints"]
+    assert {c["task"] for c in found} == {"one", "two"}
+    last_tree = git(repo, "rev-parse", f"{found[-1]['sha']}^{{tree}}")
+    assert last_tree == git(repo, "rev-parse", f"{BRANCH}^{{tree}}")
 
 
 def conflicting_run(tmp_path: Path) -> dict[str, object]:
