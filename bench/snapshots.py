@@ -28,6 +28,8 @@ def make_repository(root: Path, files: int) -> Path:
     repo = root / f"repo-{files}"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    # No background `gc --auto` writing into the repository while it is timed or deleted.
+    subprocess.run(["git", "config", "gc.auto", "0"], cwd=repo, check=True)
     for number in range(files):
         folder = repo / f"pkg{number // FILES_PER_FOLDER}"
         folder.mkdir(exist_ok=True)
@@ -70,7 +72,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 50_000])
     parser.add_argument("--repeat", type=int, default=15, help="steps timed per figure")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="orch-bench-snapshots-") as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="orch-bench-snapshots-", ignore_cleanup_errors=True
+    ) as tmp:
         repos = {size: make_repository(Path(tmp), size) for size in args.sizes}
         results = {size: measure(repo, args.repeat) for size, repo in repos.items()}
     rows = list(next(iter(results.values())))
