@@ -284,6 +284,14 @@ def _commit(cwd: Path, tree: str, parents: list[str], message: str) -> str:
     ).stdout.strip()
 
 
+def task_worktree(workdir: Path, run_id: str, task_id: str) -> Path | None:
+    """Where a task of a run works in isolation, while its worktree exists (not yet merged)."""
+    worktrees = RunWorktrees.open(workdir, run_id)
+    if worktrees is None or not worktrees.has_worktree(task_id):
+        return None
+    return worktrees.workdir_of(task_id)
+
+
 def open_isolation(plan: Plan, run_id: str) -> RunWorktrees | None:
     """The run's worktrees when its tasks work in isolation, None when they share the workdir.
 

@@ -171,6 +171,10 @@ def test_same_lines_raise_a_merge_conflict_showing_both_sides(tmp_path: Path, re
         page = client.get(f"/breakpoints/{bp.id}").text
         assert 'class="conflict-sides"' in page and "shared.txt" in page
         assert f"+{winner}&#39;s version" in page and f"+{loser}&#39;s version" in page
+        # The step's own diff is read from the task's worktree, where its work waits.
+        step_diff = page.split("<h3>Diff</h3>", 1)[1].split("<h3>Merge into", 1)[0]
+        assert f"+{loser}&#39;s version" in step_diff
+        assert f"{winner}&#39;s version" not in step_diff
     # The winner is merged; the loser's work waits in its worktree; the user saw nothing.
     assert git(repo, "show", f"{BRANCH}:shared.txt").startswith(f"{winner}'s version")
     assert Path(bp.context["merge_worktree"], "shared.txt").read_text().startswith(loser)
