@@ -298,6 +298,7 @@ class Orchestrator:
     ) -> Orchestrator:
         """Store a new run of `plan` (all tasks pending) and return its orchestrator."""
         engine = engine or build_engine(plan)
+        open_isolation(plan, "check")  # a plan asking for worktrees without git: before storing
         now = utcnow()
         with collection_paused():  # tens of thousands of records that all stay alive
             run = RunRecord(

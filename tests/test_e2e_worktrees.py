@@ -240,3 +240,33 @@ def test_validate_after_merge_stops_a_merge_whose_result_fails(tmp_path: Path, r
     assert git(repo, "show", f"{BRANCH}:{first}")[0] in "AB"
     assert git(repo, "show", f"{BRANCH}:{second}").startswith(second)
     assert user_state(repo) == before
+
+
+def test_worktree_isolation_outside_git_is_a_plan_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "no-git",
+            "workdir": "plain",
+            "isolation": "worktree",
+            "tasks": [{"id": "a", "action": {"kind": "shell", "run": [PY, "-c", "pass"]}}],
+        },
+    )
+    done = orch("run", str(plan), *db_args(tmp_path))
+    assert done.returncode == 2
+    assert "isolation" in done.stderr and str(plan) in done.stderr
+    with Store.open(db_args(tmp_path)[1]) as store:
+        assert store.list_runs() == []
+
+
+def test_shared_isolation_edits_the_workdir_itself(tmp_path: Path, repo: Path) -> None:
+    plan = plan_of(
+        tmp_path, {"one": ("a.txt", "one here"), "two": ("b.txt", "two here")}, isolation="shared"
+    )
+    done = orch("run", str(plan), "--run-id", RUN, *db_args(tmp_path))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert (repo / "a.txt").read_text() == "one here\nline two\n"
+    assert (repo / "b.txt").read_text() == "two here\nline two\n"
+    assert "orchestration/" not in git(repo, "branch", "--list", "orchestration/*")
