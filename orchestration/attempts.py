@@ -100,6 +100,7 @@ class AttemptRunner:
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
         self._indexes: dict[Path, Path | None] = {}  # each work tree's kept snapshot index
         self._indexes_lock = threading.Lock()
+        self._last_after: dict[str, Snapshot] = {}  # task id -> its worktree after its attempt
 
     def snapshot_index(self, workdir: Path) -> Path | None:
         """The private index this run's snapshots of `workdir` keep (found once per tree)."""
@@ -168,8 +169,12 @@ class AttemptRunner:
         """Run one attempt and assess it; also returns the workdir's snapshot after it."""
         if self.worktrees is not None:
             # Made here, in the worker thread: checking out a large tree takes a while.
-            request = replace(request, workdir=self.worktrees.prepare(request.task.id))
-            base = None  # each task has a tree of its own: no snapshot to share
+            workdir, made = self.worktrees.prepare_fresh(request.task.id)
+            request = replace(request, workdir=workdir)
+            # Only the task writes its worktree: its "before" is the tree it was made at, or
+            # what the task's previous attempt left, and costs no snapshot.
+            known = self._last_after.pop(request.task.id, None)
+            base = Snapshot(tree=made) if made else known
         workdir = request.workdir
         if base is None:
             base = self._snapshot(workdir)
@@ -177,6 +182,8 @@ class AttemptRunner:
         after: Snapshot | None = None
         try:
             after = self._snapshot(workdir)
+            if self.worktrees is not None:
+                self._last_after[request.task.id] = after
             changes = changes_between(workdir, base, after)
         except Exception as error:  # a broken work tree must not lose the attempt's result
             logger.warning("could not compute changes in %s: %s", workdir, error)

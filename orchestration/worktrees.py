@@ -125,7 +125,12 @@ class RunWorktrees:
     def prepare(self, task_id: str) -> Path:
         """The task's worktree, made at the integration tip when it has none (a retry keeps
         the previous attempt's work, as in a shared tree)."""
+        return self.prepare_fresh(task_id)[0]
+
+    def prepare_fresh(self, task_id: str) -> tuple[Path, str | None]:
+        """`prepare`, and the tree it was checked out at when made now (else None)."""
         path = self.path_of(task_id)
+        made = None
         with self._lock:
             if not (path / ".git").exists():
                 if path.exists():  # left half-made by a crash
@@ -134,7 +139,8 @@ class RunWorktrees:
                 tip = self.ensure_branch()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 _git(self.top, "worktree", "add", "--detach", "--quiet", str(path), tip)
-        return self.workdir_of(task_id)
+                made = _git(self.top, "rev-parse", f"{tip}^{{tree}}").stdout.strip()
+        return self.workdir_of(task_id), made
 
     def discard(self, task_id: str) -> None:
         """Remove the task's worktree (its next attempt starts anew from the integration tip)."""
