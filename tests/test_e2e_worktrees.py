@@ -270,3 +270,33 @@ def test_shared_isolation_edits_the_workdir_itself(tmp_path: Path, repo: Path) -
     assert (repo / "a.txt").read_text() == "one here\nline two\n"
     assert (repo / "b.txt").read_text() == "two here\nline two\n"
     assert "orchestration/" not in git(repo, "branch", "--list", "orchestration/*")
+
+
+def test_a_workdir_below_the_repository_top_works_there_in_its_worktree(
+    tmp_path: Path, repo: Path
+) -> None:
+    (repo / "sub").mkdir()
+    (repo / "sub" / "keep.txt").write_text("kept\n")
+    git(repo, "add", "sub/keep.txt")
+    git(repo, "commit", "-qm", "sub")
+    before = user_state(repo)
+    write = (
+        "import pathlib; pathlib.Path('made.txt').write_text(pathlib.Path('keep.txt').read_text())"
+    )
+    plan = write_plan(
+        tmp_path / "plans",
+        {
+            "version": 1,
+            "name": "below",
+            "workdir": str(repo / "sub"),
+            "isolation": "worktree",
+            "defaults": {"validators": []},
+            "tasks": [{"id": "a", "action": {"kind": "shell", "run": [PY, "-c", write]}}],
+        },
+    )
+    done = orch("run", str(plan), "--run-id", RUN, *db_args(tmp_path))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert git(repo, "show", f"{BRANCH}:sub/made.txt") == "kept\n"
+    assert git(repo, "show", f"{BRANCH}:a.txt") == "a.txt line one\nline two\n"
+    assert not (repo / "sub" / "made.txt").exists()
+    assert user_state(repo) == before
