@@ -700,7 +700,15 @@ class Orchestrator:
             return
         command = self.worktrees.merge_command()
         self.observer.message(f"the run's work is on branch {self.worktrees.branch}: {command}")
-        data = {"branch": self.worktrees.branch, "tip": self.worktrees.tip(), "command": command}
+        kept = self.worktrees.unmerged()
+        if kept:
+            self.observer.message(f"work not merged stays in worktrees: {', '.join(kept)}")
+        data = {
+            "branch": self.worktrees.branch,
+            "tip": self.worktrees.tip(),
+            "command": command,
+            "unmerged": kept,
+        }
         self.batch.events.append(EventRecord(self.run.id, "integration_branch", None, data, now))
 
     def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:

@@ -152,6 +152,12 @@ class RunWorktrees:
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
 
+    def unmerged(self) -> list[str]:
+        """The paths of the run's task worktrees still there (work not merged)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(str(p) for p in self.root.iterdir() if (p / ".git").exists())
+
     def has_worktree(self, task_id: str) -> bool:
         return (self.path_of(task_id) / ".git").exists()
 

@@ -131,6 +131,7 @@ def test_two_tasks_at_once_merge_into_the_integration_branch(tmp_path: Path, rep
     assert {e.task_id for e in events if e.kind == "merged"} == {"one", "two"}
     (branch,) = [e.data for e in events if e.kind == "integration_branch"]
     assert branch["tip"] == git(repo, "rev-parse", BRANCH).strip()
+    assert branch["unmerged"] == []
     # Checkpoints record the integration branch's files after each task, for `orch rollback`.
     found = orch_json("checkpoints", RUN, *db_args(tmp_path))["checkpoints"]
     assert {c["task"] for c in found} == {"one", "two"}
@@ -177,6 +178,9 @@ def test_same_lines_raise_a_merge_conflict_showing_both_sides(tmp_path: Path, re
         assert f"{winner}&#39;s version" not in step_diff
     # The winner is merged; the loser's work waits in its worktree; the user saw nothing.
     assert git(repo, "show", f"{BRANCH}:shared.txt").startswith(f"{winner}'s version")
+    with Store.open(db_args(tmp_path)[1]) as store:
+        (branch,) = [e.data for e in store.events(RUN) if e.kind == "integration_branch"]
+    assert branch["unmerged"] == [bp.context["merge_worktree"]]
     assert Path(bp.context["merge_worktree"], "shared.txt").read_text().startswith(loser)
     assert user_state(repo) == before
 
