@@ -22,7 +22,7 @@ from orchestration.attempt_logs import AttemptLog, log_path
 from orchestration.engine import Engine
 from orchestration.environment import plan_environment
 from orchestration.expressions import Expression
-from orchestration.extension import ValidationInput
+from orchestration.extension import CheckResult, ValidationInput
 from orchestration.models import Plan, PythonAction, TaskRecord
 from orchestration.orphans import AttemptRegistry
 from orchestration.quality import QualityReport, acceptance_check
@@ -30,7 +30,15 @@ from orchestration.signals import StepText, is_auth_failure, step_diff, step_sig
 from orchestration.steps import action_text, after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
 from orchestration.tree_guard import TreeGuard, modified_tree_check, with_modified_tree
-from orchestration.workspace import Changes, Snapshot, changes_between, snapshot
+from orchestration.workspace import (
+    Changes,
+    Snapshot,
+    changes_between,
+    discard_snapshot_index,
+    snapshot,
+    snapshot_index,
+)
+from orchestration.worktrees import RunWorktrees
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +85,11 @@ class AttemptRunner:
         task_seconds: Mapping[str, float],
         tasks: Mapping[str, TaskRecord],
         expressions: TaskExpressions,
+        worktrees: RunWorktrees | None = None,
     ) -> None:
-        """`running`, `task_seconds`, `tasks`: the loop's, as they are when each attempt reads."""
+        """`running`, `task_seconds`, `tasks`: the loop's, as they are when each attempt reads.
+
+        `worktrees`: each attempt runs in its task's own worktree (isolation: worktree)."""
         self.plan = plan
         self.engine = engine
         self.run_id = run_id
@@ -90,11 +101,35 @@ class AttemptRunner:
         self.task_seconds = task_seconds
         self.tasks = tasks
         self.expressions = expressions
+        self.worktrees = worktrees
         self.workdir = Path(plan.workdir)  # built once: every attempt's request names it
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
         # Each task's last agent session (a preset's session id), continued by its retries.
         self.agent_sessions: dict[str, str] = {}
         self.environment = plan_environment(plan)  # where validators run the project's commands
+
+        self._indexes: dict[Path, Path | None] = {}  # each work tree's kept snapshot index
+        self._indexes_lock = threading.Lock()
+        self._last_after: dict[str, Snapshot] = {}  # task id -> its worktree after its attempt
+
+    def snapshot_index(self, workdir: Path) -> Path | None:
+        """The private index this run's snapshots of `workdir` keep (found once per tree)."""
+        with self._indexes_lock:
+            if workdir not in self._indexes:
+                self._indexes[workdir] = snapshot_index(workdir, self.run_id)
+            return self._indexes[workdir]
+
+    def discard_indexes(self) -> None:
+        """Remove the kept snapshot indexes: the run is over (a paused run keeps them)."""
+        with self._indexes_lock:
+            for index in self._indexes.values():
+                discard_snapshot_index(index)
+            self._indexes.clear()
+
+    def _snapshot(self, workdir: Path) -> Snapshot:
+        if self.worktrees is not None:  # worktrees come and go: their git dirs are looked up
+            return snapshot(workdir, self.ignored_files, index=snapshot_index(workdir, "snapshot"))
+        return snapshot(workdir, self.ignored_files, index=self.snapshot_index(workdir))
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""
@@ -157,14 +192,24 @@ class AttemptRunner:
         self, request: ActionRequest, before: dict[str, Any], base: Snapshot | None = None
     ) -> tuple[AttemptResult, Snapshot | None]:
         """Run one attempt and assess it; also returns the workdir's snapshot after it."""
+        if self.worktrees is not None:
+            # Made here, in the worker thread: checking out a large tree takes a while.
+            workdir, made = self.worktrees.prepare_fresh(request.task.id)
+            request = replace(request, workdir=workdir)
+            # Only the task writes its worktree: its "before" is the tree it was made at, or
+            # what the task's previous attempt left, and costs no snapshot.
+            known = self._last_after.pop(request.task.id, None)
+            base = Snapshot(tree=made) if made else known
         workdir = request.workdir
         if base is None:
-            base = snapshot(workdir, self.ignored_files)
+            base = self._snapshot(workdir)
         outcome = self._run(request)
         self.remember_session(request.task.id, outcome.result)
         after: Snapshot | None = None
         try:
-            after = snapshot(workdir, self.ignored_files)
+            after = self._snapshot(workdir)
+            if self.worktrees is not None:
+                self._last_after[request.task.id] = after
             changes = changes_between(workdir, base, after)
         except Exception as error:  # a broken work tree must not lose the attempt's result
             logger.warning("could not compute changes in %s: %s", workdir, error)
@@ -244,6 +289,33 @@ class AttemptRunner:
         logger.error("validators of %s changed the work tree: %s", request.task.id, changed)
         check = modified_tree_check(changed, lost, names)
         return with_modified_tree(self.engine.quality, report, check, request.task.gate), now
+
+    def check_merged(self, result: AttemptResult, workdir: Path) -> str | None:
+        """The task's validators on the merged result in `workdir` (validate_after_merge):
+        None when its gate passes, else why not."""
+        task = self.tasks[result.task_id]
+        step = ValidationInput(
+            run_id=self.run_id,
+            task=task.spec,
+            attempt=result.attempt,
+            workdir=workdir,
+            changed_files=result.changes.files,
+            exit_code=result.outcome.exit_code,
+            output_tail=result.outcome.output_tail,
+            result=result.outcome.result,
+            options={},
+            context=result.context,
+            timeout_seconds=self.plan.timeout(task.spec),
+            environment=self.environment,
+        )
+        requirements = next(
+            (c for c in result.report.checks if c.stage == "requirements"),
+            CheckResult("requirements", "requirements", True, 1.0, "requirements met"),
+        )
+        report = self.engine.quality.assess(step, self.plan.validators(task.spec), requirements)
+        if report.gate_passed:
+            return None
+        return "; ".join(report.gate_failures) or report.feedback or "the quality gate failed"
 
     def _run(self, request: ActionRequest) -> ActionOutcome:
         if self.dry_run and request.task.risk == "high":

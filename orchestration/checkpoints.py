@@ -402,6 +402,7 @@ def _record(
     exclude: Iterable[str],
     stored: list[_Stored],
     tip_to: str | None = None,
+    tree: str | None = None,
 ) -> _Stored:
     """Commit the working tree as checkpoint `name` and move the run's tip.
 
@@ -423,8 +424,9 @@ def _record(
         trailers["Attempt"] = str(attempt)
     text = _clean_text(message).replace(RECORD_END, "") or f"checkpoint {task_id}"
     body = text + "\n\n" + "".join(f"{TRAILER_PREFIX}{k}: {v}\n" for k, v in trailers.items())
-    with tempfile.TemporaryDirectory(prefix="orch-checkpoint-") as tmp:
-        tree = _worktree_tree(repo, Path(tmp) / "index", exclude)
+    if tree is None:
+        with tempfile.TemporaryDirectory(prefix="orch-checkpoint-") as tmp:
+            tree = _worktree_tree(repo, Path(tmp) / "index", exclude)
     parents = ["-p", parent] if parent else []
     now = datetime.now(UTC).replace(microsecond=0)
     stamp = f"{int(now.timestamp())} +0000"
@@ -465,8 +467,12 @@ def create_checkpoint(
     *,
     attempt: int | None = None,
     exclude: Iterable[str] = (),
+    tree: str | None = None,
 ) -> Checkpoint | None:
     """Record the working tree as checkpoint `refs/orchestration/<run>/<task>`.
+
+    `tree` (a tree-ish, e.g. `<commit>^{tree}`) records those files instead of the working
+    tree's: in worktree isolation, the run's integration branch after the task merged.
 
     Tracked and untracked files are recorded, ignored ones and `.orchestration/` are not; so
     are not the paths in `exclude` (relative to the workdir, e.g. the store's files). The
@@ -490,6 +496,7 @@ def create_checkpoint(
             attempt=attempt,
             exclude=exclude,
             stored=stored,
+            tree=tree,
         )
         checkpoint = _one(repo, run_id, item)
     logger.debug("checkpoint %s of %s/%s", item.sha[:10], run_id, task_id)

@@ -68,6 +68,7 @@ from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.workspace import store_files_in
+from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,7 @@ class Orchestrator:
         self._last_during_check = 0.0
         self._held_noted = False
         self.expressions = TaskExpressions(plan.path, engine.plugins)
+        self.worktrees: RunWorktrees | None = open_isolation(plan, run.id)
         self.attempt_runner = AttemptRunner(
             plan,
             engine,
@@ -282,6 +284,7 @@ class Orchestrator:
             task_seconds=self.task_seconds,
             tasks=self.tasks,
             expressions=self.expressions,
+            worktrees=self.worktrees,
         )
         self._load_history()
 
@@ -299,6 +302,7 @@ class Orchestrator:
     ) -> Orchestrator:
         """Store a new run of `plan` (all tasks pending) and return its orchestrator."""
         engine = engine or build_engine(plan)
+        open_isolation(plan, "check")  # a plan asking for worktrees without git: before storing
         now = utcnow()
         with collection_paused():  # tens of thousands of records that all stay alive
             run = RunRecord(
@@ -500,9 +504,12 @@ class Orchestrator:
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
+                self._restart_after_conflict(task)  # resolved by a human while none ran
                 self._queue(task)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
+            elif task.state == TaskState.COMPLETED and task.outcome == "approved":
+                self._merge_approved(task)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
@@ -601,6 +608,8 @@ class Orchestrator:
     # ---- dependencies -----------------------------------------------------------------------
 
     def _on_final(self, task: TaskRecord) -> None:
+        if task.state == TaskState.COMPLETED and task.outcome == "approved":
+            self._merge_approved(task)
         if task.state == TaskState.COMPLETED and task.outcome in ("succeeded", "approved"):
             self._checkpoint(task)
         self.scheduler.record_final(task.task_id, task.state, task.outcome)
@@ -622,6 +631,7 @@ class Orchestrator:
                 f"{task.spec.title or task.task_id}: {task.outcome}",
                 attempt=task.attempts,
                 exclude=self.ignored_files,
+                tree=self._integration_tree(),
             )
         except OrchestrationError as error:  # a checkpoint must never stop the run
             self.observer.message(f"warning: no checkpoint for {task.task_id}: {error}")
@@ -641,6 +651,105 @@ class Orchestrator:
             self.batch.events.append(
                 EventRecord(self.run.id, "checkpoint", task.task_id, data, now)
             )
+
+    # ---- isolated work trees -----------------------------------------------------------------
+
+    def _merged(
+        self, task: TaskRecord, result: AttemptResult, context: dict[str, Any], now: datetime
+    ) -> bool:
+        """Merge an accepted task's worktree into the integration branch; False when it
+        conflicts (the task is then blocked at a `merge_conflict` breakpoint)."""
+        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
+            return True
+        check = None
+        if self.plan.spec.validate_after_merge:
+            check = partial(self.attempt_runner.check_merged, result)
+        return self._merge(task, context, now, task_wins=False, check=check)
+
+    def _merge_approved(self, task: TaskRecord) -> None:
+        """An approved task's work is merged; where it conflicts, the task's files win (the
+        human resolved them in its worktree before approving)."""
+        if self.worktrees is not None and self.worktrees.has_worktree(task.task_id):
+            self._merge(task, {}, self.clock(), task_wins=True)
+
+    def _merge(
+        self,
+        task: TaskRecord,
+        context: dict[str, Any],
+        now: datetime,
+        *,
+        task_wins: bool,
+        check: MergedCheck | None = None,
+    ) -> bool:
+        assert self.worktrees is not None
+        title = task.spec.title or task.task_id
+        try:
+            merged = self.worktrees.merge(task.task_id, title, task_wins=task_wins, check=check)
+        except OrchestrationError as error:  # the work stays in the worktree, nothing lost
+            self.observer.message(f"warning: cannot merge {task.task_id}: {error}")
+            data = {"error": str(error), "worktree": str(self.worktrees.path_of(task.task_id))}
+            self.batch.events.append(
+                EventRecord(self.run.id, "merge_failed", task.task_id, data, now)
+            )
+            return True
+        if merged.merged:
+            data = {
+                "branch": self.worktrees.branch,
+                "tip": merged.tip,
+                "commit": merged.task_commit,
+            }
+            self.batch.events.append(EventRecord(self.run.id, "merged", task.task_id, data, now))
+            return True
+        files = ", ".join(c.path for c in merged.conflicts)
+        worktree = self.worktrees.path_of(task.task_id)
+        what = (
+            f"conflicts with work merged meanwhile into {self.worktrees.branch} in {files}"
+            if merged.conflicts
+            else f"fails its validators once merged into {self.worktrees.branch}: "
+            f"{merged.failed_check}"
+        )
+        message = (
+            f"the task's work {what}; resolve it in {worktree} and approve, "
+            f"or retry the task from the merged work"
+        )
+        context.update(merged.context(worktree, self.worktrees.branch))
+        self._block(task, Raised(MERGE_CONFLICT, "after", "high", "pause", message), context, now)
+        return False
+
+    def _restart_after_conflict(self, task: TaskRecord) -> None:
+        """A task retried at a merge conflict starts again from the integration branch."""
+        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
+            return
+        latest = max(
+            (bp for bp in self.store.breakpoints(self.run.id) if bp.task_id == task.task_id),
+            key=lambda bp: bp.id,
+            default=None,
+        )
+        if latest is not None and latest.rule == MERGE_CONFLICT:
+            self.worktrees.discard(task.task_id)
+
+    def _integration_tree(self) -> str | None:
+        """In worktree isolation, checkpoints record the integration branch's files."""
+        if self.worktrees is None:
+            return None
+        tip = self.worktrees.tip()
+        return f"{tip}^{{tree}}" if tip else None
+
+    def _announce_integration(self, now: datetime) -> None:
+        if self.worktrees is None or self.worktrees.tip() is None:
+            return
+        command = self.worktrees.merge_command()
+        self.observer.message(f"the run's work is on branch {self.worktrees.branch}: {command}")
+        kept = self.worktrees.unmerged()
+        if kept:
+            self.observer.message(f"work not merged stays in worktrees: {', '.join(kept)}")
+        data = {
+            "branch": self.worktrees.branch,
+            "tip": self.worktrees.tip(),
+            "command": command,
+            "unmerged": kept,
+        }
+        self.batch.events.append(EventRecord(self.run.id, "integration_branch", None, data, now))
 
     def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:
         task = self.tasks[task_id]
@@ -896,6 +1005,7 @@ class Orchestrator:
         self._take_stored(task, stored)
         self.observer.task_changed(task, task.state, "resolved by a human")
         if task.state == TaskState.READY:
+            self._restart_after_conflict(task)
             self._queue(task)
         elif task.state in FINAL_STATES:
             self._on_final(task)
@@ -1320,7 +1430,12 @@ class Orchestrator:
         if pause is not None:
             self._update(task, feedback=feedback)
             self._block(task, Raised.of(pause, "after"), context, now)
-        elif auto is not None and auto.rule.auto is not None and auto.rule.auto.then == "proceed":
+        elif (
+            auto is not None
+            and auto.rule.auto is not None
+            and auto.rule.auto.then == "proceed"
+            and self._merged(task, result, context, now)
+        ):
             self._update(task, outcome="succeeded", feedback="")
             self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
             self._grow(task, True, context, now)
@@ -1330,6 +1445,10 @@ class Orchestrator:
             self._update(
                 task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
             )
+        elif decision.action in ("proceed", "checkpoint") and not self._merged(
+            task, result, context, now
+        ):
+            pass  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
         elif decision.action in ("proceed", "checkpoint"):
             outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"
             self._update(task, outcome=outcome, feedback="")
@@ -1655,10 +1774,13 @@ class Orchestrator:
         stored_state = "paused" if state in ("paused", "stalled", "stopped") else state
         self._send_due_digests(now, everything=True)
         self.batch.run_state = stored_state
+        self._announce_integration(now)
         self.batch.events.append(
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
         self.flush()
+        if stored_state != "paused":
+            self.attempt_runner.discard_indexes()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
         self.engine.plugins.emit("on_run_finished", run_id=self.run.id, state=state, counts=counts)
         shown = ", ".join(f"{n} {name}" for name, n in counts.items())
@@ -1695,6 +1817,9 @@ class Orchestrator:
                 if dep in self.tasks and self.tasks[dep].state not in FINAL_STATES
             ]
         return waiting
+
+
+MERGE_CONFLICT = "merge_conflict"  # the breakpoint raised when accepted work cannot merge
 
 
 def _sqlite_path(url: str) -> Path | None:

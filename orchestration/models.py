@@ -411,6 +411,12 @@ class PlanSpec(_Strict):
     breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     retention: Retention = Field(default_factory=Retention)
     signals: SignalSettings = Field(default_factory=SignalSettings)
+    # worktree: each task in a git worktree of its own, merged into `orchestration/<run>`;
+    # shared: every task edits the workdir itself. Unset: worktree when the workdir is in a
+    # git repository and max_workers > 1, else shared.
+    isolation: Literal["worktree", "shared"] | None = None
+    # In worktree isolation: run each task's validators on the merged result before its merge.
+    validate_after_merge: bool = False
     tasks: list[TaskSpec] = Field(min_length=1)
 
 

@@ -35,6 +35,8 @@ def _checks_table(checks: list[dict[str, Any]]) -> Table:
 
 def _options(bp: BreakpointRecord) -> str:
     approve = "run the task now" if bp.at == "before" else "accept the result as it is"
+    if bp.context.get("merge_worktree"):
+        approve = "merge it; where files conflict, the task's worktree wins"
     return (
         f"  orch breakpoints resolve {bp.id} --approve   {approve}\n"
         f"  orch breakpoints resolve {bp.id} --retry     run the task again (with its feedback)\n"
@@ -42,6 +44,26 @@ def _options(bp: BreakpointRecord) -> str:
         f"  orch breakpoints resolve {bp.id} --reject    cancel the task\n"
         f"  add --note '...' to say why; then: {resume_command(bp.run_id)}"
     )
+
+
+def _merge_parts(context: dict[str, Any]) -> list[Any]:
+    """A merge conflict: each conflicting file with what each side did to it."""
+    parts: list[Any] = [
+        f"[bold]Merge into {escape(str(context.get('integration_branch')))}[/]: the task's "
+        f"work is in {escape(str(context.get('merge_worktree')))}"
+    ]
+    if context.get("merge_check"):
+        parts.append(f"validators on the merged result: {escape(str(context['merge_check']))}")
+    for conflict in context.get("merge_conflicts") or []:
+        sides = Table(show_header=True, box=None, pad_edge=False, title=conflict.get("path"))
+        sides.add_column("merged meanwhile")
+        sides.add_column("this task")
+        sides.add_row(
+            escape(str(conflict.get("integration_diff", ""))),
+            escape(str(conflict.get("task_diff", ""))),
+        )
+        parts.append(sides)
+    return parts
 
 
 def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> None:
@@ -67,6 +89,8 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
             parts.append(escape(str(context["diff_stat"])))
         elif files:
             parts.append(escape("\n".join(f"  {f}" for f in files[:30])))
+        if context.get("merge_worktree"):
+            parts.extend(_merge_parts(context))
         tail = str(context.get("output_tail") or "").strip().splitlines()[-OUTPUT_LINES:]
         if tail:
             parts.append("[bold]Output (last lines)[/]\n" + escape("\n".join(tail)))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,11 @@ SKIP_DIRS = frozenset(
 )
 MAX_SNAPSHOT_FILES = 20_000
 GIT_TIMEOUT_SECONDS = 60
+INDEX_FOLDER = "orchestration"  # under the git dir: the private indexes snapshots keep
+# The untracked cache lets `git add -A` skip reading folders whose mtime has not changed.
+SNAPSHOT_CONFIG = ("-c", "core.untrackedCache=true")
+_INDEX_LOCKS: dict[Path, threading.Lock] = {}
+_INDEX_LOCKS_GUARD = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +65,75 @@ def _gitignored(workdir: Path, paths: Sequence[str]) -> set[str]:
     return set(found.stdout.split("\0")) - {""}
 
 
+def _write_tree(workdir: Path, index: Path, ignore: frozenset[str]) -> str:
+    env = {"GIT_INDEX_FILE": str(index)}
+    # Excluded rather than added and removed: the store may be large to hash. A path git
+    # ignores already is left out of the pathspec (naming an ignored path makes `git add` fail).
+    candidates = [".orchestration", *sorted(ignore)]
+    ignored = _gitignored(workdir, candidates)
+    excludes = [f":(exclude,literal){path}" for path in candidates if path not in ignored]
+    _git(workdir, *SNAPSHOT_CONFIG, "add", "-A", "--", ".", *excludes, env=env)
+    return _git(workdir, "write-tree", env=env).strip()
+
+
 def _git_tree(workdir: Path, ignore: frozenset[str]) -> str:
     # A private index file records the working tree without touching the user's index or branch.
     with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        # Excluded rather than added and removed: the store may be large to hash.
-        candidates = [".orchestration", *sorted(ignore)]
-        ignored = _gitignored(workdir, candidates)
-        excludes = [f":(exclude,literal){path}" for path in candidates if path not in ignored]
-        _git(workdir, "add", "-A", "--", ".", *excludes, env=env)
-        return _git(workdir, "write-tree", env=env).strip()
+        return _write_tree(workdir, Path(tmp) / "index", ignore)
+
+
+def snapshot_index(workdir: Path, key: str) -> Path | None:
+    """Where snapshots of `workdir` under `key` (a run id) keep their private index, or None
+    outside a git work tree.
+
+    The file lives in the work tree's own git dir (`.git/orchestration/<key>.index`; a linked
+    worktree has its own), never in the work tree. Kept from one snapshot to the next, its stat
+    data lets `git add -A` hash only the files whose size or mtime changed.
+    """
+    if not is_git_repo(workdir):
+        return None
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).lstrip(".")
+    try:
+        path = _git(workdir, "rev-parse", "--git-path", f"{INDEX_FOLDER}/{safe}.index").strip()
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return (workdir / path).absolute()
+
+
+def discard_snapshot_index(index: Path | None) -> None:
+    """Remove a private snapshot index (at the end of its run); a missing one is fine."""
+    if index is not None:
+        index.unlink(missing_ok=True)
+
+
+def _index_lock(index: Path) -> threading.Lock:
+    with _INDEX_LOCKS_GUARD:
+        return _INDEX_LOCKS.setdefault(index, threading.Lock())
+
+
+def _seed_index(workdir: Path, index: Path) -> None:
+    """Start a private index as a copy of the user's: its stat data spares hashing every
+    tracked file on the first snapshot. copy2 keeps the mtime, which git's racy-file check
+    needs; the user's file is only read."""
+    index.parent.mkdir(parents=True, exist_ok=True)
+    user_index = Path(_git(workdir, "rev-parse", "--git-path", "index").strip())
+    user_index = user_index if user_index.is_absolute() else workdir / user_index
+    if user_index.is_file():
+        shutil.copy2(user_index, index)
+
+
+def _kept_tree(workdir: Path, index: Path, ignore: frozenset[str]) -> str:
+    """The work tree as a tree id, through the kept private `index` (seeded when missing)."""
+    with _index_lock(index):
+        if not index.exists():
+            _seed_index(workdir, index)
+        try:
+            return _write_tree(workdir, index, ignore)
+        except subprocess.CalledProcessError:
+            # A seed git cannot use (a split index, another version) or a damaged file:
+            # start again from an empty index, as a fresh snapshot would.
+            index.unlink(missing_ok=True)
+            return _write_tree(workdir, index, ignore)
 
 
 def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
@@ -105,13 +171,19 @@ def fingerprints(workdir: Path, ignore: frozenset[str] = frozenset()) -> dict[st
     return _file_fingerprints(workdir, ignore)
 
 
-def snapshot(workdir: Path, ignore: frozenset[str] = frozenset()) -> Snapshot:
+def snapshot(
+    workdir: Path, ignore: frozenset[str] = frozenset(), *, index: Path | None = None
+) -> Snapshot:
     """Record the working directory so that `changes_since` can tell what a step did.
 
     `ignore` names files (relative to workdir) that are not the step's work, e.g. the store.
+    `index` (from `snapshot_index`) is a private index kept between snapshots, so a large tree
+    costs a stat per file instead of a hash per file; without it each snapshot starts afresh.
     """
     if is_git_repo(workdir):
         try:
+            if index is not None:
+                return Snapshot(tree=_kept_tree(workdir, index, ignore))
             return Snapshot(tree=_git_tree(workdir, ignore))
         except (subprocess.SubprocessError, OSError) as error:
             logger.warning(
@@ -148,6 +220,8 @@ def changes_since(workdir: Path, before: Snapshot, ignore: frozenset[str] = froz
 def changes_between(workdir: Path, before: Snapshot, after: Snapshot) -> Changes:
     """Files and lines that differ between two snapshots of `workdir`."""
     if before.tree and after.tree:
+        if before.tree == after.tree:  # same tree id, same content: no diff to ask git for
+            return Changes((), 0)
         return _git_changes(workdir, before.tree, after.tree)
     changed = sorted(
         path

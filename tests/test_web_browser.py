@@ -176,6 +176,7 @@ def test_approve_a_step_while_the_engine_works_and_it_goes_on_by_itself(
             "version": 1,
             "name": "live-review",
             "workdir": "work",
+            "isolation": "shared",  # `keep-working` waits for a file `after` writes
             "concurrency": {"max_workers": 2},
             "defaults": {"validators": ["python_syntax"]},
             "tasks": [

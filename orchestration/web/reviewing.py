@@ -21,6 +21,7 @@ from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
 from orchestration.web.errors import ApiError
 from orchestration.web.queries import state_counts, task_events
+from orchestration.worktrees import task_worktree
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ def gather_review(
     decisions = [d for d in store.decisions(bp.run_id, bp.task_id) if d.attempt == attempt]
     diff = None
     if with_diff and step is not None and step.changed_files:
-        found = working_diff(Path(run.workdir), step.changed_files)
+        # In worktree isolation the step's files are in the task's worktree until it merges.
+        where = task_worktree(Path(run.workdir), bp.run_id, bp.task_id) or Path(run.workdir)
+        found = working_diff(where, step.changed_files)
         if found is not None:
             diff = schemas.DiffOut(text=found.text, truncated=found.truncated, basis=found.basis)
     return schemas.ReviewOut(
