@@ -240,6 +240,7 @@ class Orchestrator:
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
         # Success statistics over every stored attempt of this plan (this run's too, on resume).
         # Earlier runs here; this run's own attempts are counted as its history loads.
         self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
@@ -398,6 +399,7 @@ class Orchestrator:
             self.run_failures += failed
             self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         for event in self.store.events(self.run.id):
+            self._note_checkpoint_owed(event)
             if event.kind == "run_started" and event.data.get("baselines"):
                 self.engine.quality.baselines = event.data["baselines"]
             if event.kind == "step" and event.task_id:
@@ -413,6 +415,15 @@ class Orchestrator:
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
         self._sync_settings(force=True)
+
+    def _note_checkpoint_owed(self, event: EventRecord) -> None:
+        """A step a human accepted while no engine ran is owed its checkpoint (taken on resume)."""
+        if event.task_id is None:
+            return
+        if event.kind == "breakpoint_resolved" and event.data.get("resolution") == "approve":
+            self.checkpoints_owed.add(event.task_id)
+        elif event.kind in ("checkpoint", "checkpoint_failed", "step"):
+            self.checkpoints_owed.discard(event.task_id)
 
     def _learn_from_step(self, task_id: str, step: Mapping[str, Any]) -> None:
         task = self.tasks.get(task_id)
@@ -465,6 +476,10 @@ class Orchestrator:
                 self._queue(task)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
+        for task_id in sorted(self.checkpoints_owed):
+            task = self.tasks.get(task_id)
+            if task and task.state == TaskState.COMPLETED and task.outcome == "approved":
+                self._checkpoint(task)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
