@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -204,11 +205,10 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             f"{escape(f'[{bp.rule}]')}: {escape(bp.message)}"
         )
     if summary.open_breakpoints:
-        first = summary.open_breakpoints[0].id
         err_console.print(
-            f"Review with: orch breakpoints show {first}{db_hint}\n"
-            f"Then: orch breakpoints resolve {first} --approve --note '...'{db_hint} "
-            f"&& orch resume {summary.run_id}{db_hint}"
+            _next_step_hint(store, summary.open_breakpoints[0], summary.run_id, db_hint),
+            markup=False,
+            highlight=False,
         )
     if summary.stuck:
         err_console.print("[red]stalled: these tasks can never start:[/]")
@@ -218,6 +218,25 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             err_console.print(f"  {task_id} waits for {waits}", markup=False, highlight=False)
     elif summary.waiting:
         err_console.print(f"  {len(summary.waiting)} tasks wait for unfinished dependencies")
+
+
+def _next_step_hint(store: Any, bp: Any, run_id: str, db_hint: str) -> str:
+    """What to do about the first open breakpoint: never "approve" first for a red step."""
+    from orchestration.review import failed_gate
+
+    resume = f"&& orch resume {run_id}{db_hint}"
+    resolve = f"orch breakpoints resolve {bp.id}"
+    lines = [f"Review with: orch breakpoints show {bp.id}{db_hint}"]
+    failed = failed_gate(store, bp)
+    if failed is None:
+        lines.append(f"Then: {resolve} --approve --note '...'{db_hint} {resume}")
+    else:
+        lines += [
+            f"The step did not pass ({failed}). Then either:",
+            f"  {resolve} --retry --answer '...'{db_hint} {resume}",
+            f"  {resolve} --reject --rollback{db_hint}",
+        ]
+    return "\n".join(lines)
 
 
 @app.command()
@@ -374,6 +393,8 @@ def breakpoints_list(
     json_output: JsonOption = False,
 ) -> None:
     """List open breakpoints (all of them with --all)."""
+    from orchestration.review import resolved_how
+
     store = open_store(db)
     try:
         found = store.breakpoints(run_id, state=None if show_all else "open")
@@ -386,7 +407,7 @@ def breakpoints_list(
         console.print("no open breakpoints" if not show_all else "no breakpoints")
         return
     for bp in found:
-        state = bp.state if bp.state == "open" else f"{bp.resolution} by {bp.resolved_by}"
+        state = bp.state if bp.state == "open" else resolved_how(bp).split(" ", 2)[2]
         console.print(
             f"[bold]{bp.id}[/] {escape(bp.run_id)} [cyan]{escape(bp.task_id)}[/] {bp.at} "
             f"[yellow]{escape(bp.rule)}[/] ({bp.severity}, {escape(state)}): {escape(bp.message)}"
@@ -436,6 +457,13 @@ def breakpoints_resolve(
     retry: Annotated[bool, typer.Option("--retry", help="Run the task again.")] = False,
     skip: Annotated[bool, typer.Option("--skip", help="Mark it done without running it.")] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored with the resolution.")] = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --approve: accept a step whose quality gate failed without a --note.",
+        ),
+    ] = False,
     answer: Annotated[
         str | None, typer.Option("--answer", help="An answer passed to the agent as {answer}.")
     ] = None,
@@ -493,6 +521,7 @@ def breakpoints_resolve(
             answer=answer,
             sets=changes,
             reject_as="fail" if fail else "cancel",
+            force=force,
         )
         task = store.task(bp.run_id, bp.task_id)
         live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
@@ -867,8 +896,13 @@ def explain(
         )
         now = datetime.now(UTC)
         since = ready_since(store.transitions(run_id, task_id), now)
-        scheduler.push_ready(task_id, since, failed_attempts=task.attempts)
-        parts = scheduler.priority_of(task_id, now)
+        # Failed attempts are those whose quality gate failed, not every attempt made.
+        failed = sum(1 for q in store.quality(run_id, task_id) if not q.gate_passed)
+        scheduler.push_ready(task_id, since, failed_attempts=failed)
+        parts = replace(
+            scheduler.priority_of(task_id, now),
+            dependents=scheduler.distinct_downstream(task_id),
+        )
         decisions = store.decisions(run_id, task_id)
     finally:
         store.close()

@@ -46,7 +46,12 @@ from orchestration.orphans import AttemptRegistry
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
-from orchestration.review import EXPIRED_ACTOR, announce_resolution, resolve_breakpoint
+from orchestration.review import (
+    EXPIRED_ACTOR,
+    announce_resolution,
+    resolve_breakpoint,
+    resolved_how,
+)
 from orchestration.rules import load_rules
 from orchestration.runs import (
     HEARTBEAT_SECONDS,
@@ -864,11 +869,13 @@ class Orchestrator:
         return changed + (held - len(self.run_holds))
 
     def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
+        how = "resolved by a human"
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             if bp.task_id == task.task_id:
                 self._remember_approval(bp)
+                how = resolved_how(bp)
         self._take_stored(task, stored)
-        self.observer.task_changed(task, task.state, "resolved by a human")
+        self.observer.task_changed(task, task.state, how)
         if task.state == TaskState.READY:
             self._queue(task)
         elif task.state in FINAL_STATES:
