@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -83,24 +84,48 @@ def checkpoints(
             f"no checkpoints of run {run} in {path}", markup=False, highlight=False, soft_wrap=True
         )
         return
-    table = Table(title=f"checkpoints of run {escape(run)} in {escape(str(path))}")
-    for column in ("#", "task", "attempt", "commit", "created", "files", "+", "-", "message"):
-        justify: Any = "right" if column in ("#", "attempt", "files", "+", "-") else "left"
-        table.add_column(column, justify=justify, no_wrap=column != "message")
-    for c in found:
-        table.add_row(
+    narrow = console.width < WIDE_COLUMNS  # short commit and time, so the message still fits
+    rows = [
+        (
             str(c.sequence),
-            escape(c.task_id),
+            c.task_id,
             "" if c.attempt is None else str(c.attempt),
-            c.sha[:10],
-            c.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            c.sha[:8] if narrow else c.sha[:10],
+            c.created_at.astimezone().strftime("%m-%d %H:%M" if narrow else "%Y-%m-%d %H:%M:%S"),
             str(c.files_changed),
             str(c.insertions),
             str(c.deletions),
-            escape(c.message.splitlines()[0] if c.message else ""),
-            style="dim" if c.kind == "safety" else None,
+            c.message.splitlines()[0] if c.message else "",
         )
-    console.print(table)
+        for c in found
+    ]
+    title = f"checkpoints of run {run} in {path}"
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(_checkpoint_table(rows, found))
+
+
+CHECKPOINT_COLUMNS = ("#", "task", "attempt", "commit", "created", "files", "+", "-", "message")
+NUMERIC_COLUMNS = frozenset({"#", "attempt", "files", "+", "-"})
+WIDE_COLUMNS = 110  # below this many columns the listing shortens the commit and the time
+
+
+def _checkpoint_table(rows: list[tuple[str, ...]], found: list[Any]) -> Table:
+    """The listing fits any width: figures are never shrunk away (at 80 columns rich would
+    blank a column it squeezed); the task and the message wrap instead."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, column in enumerate(CHECKPOINT_COLUMNS):
+        widest = max([len(column), *(len(row[index]) for row in rows)])
+        wraps = column in ("task", "message")
+        table.add_column(
+            column,
+            justify="right" if column in NUMERIC_COLUMNS else "left",
+            no_wrap=not wraps,
+            min_width=None if wraps else widest,
+            overflow="fold",
+        )
+    for row, c in zip(rows, found, strict=True):
+        table.add_row(*(escape(cell) for cell in row), style="dim" if c.kind == "safety" else None)
+    return table
 
 
 def _paths_line(verb: str, paths: tuple[str, ...]) -> str:

@@ -23,6 +23,16 @@ STATE_STYLES = {
     "cancelled": "red",
 }
 QUIET_STATES = frozenset({"pending", "ready"})  # too many to print one line each on big runs
+DETAIL_CHARS = 160  # a progress line's reason is cut to this many characters, at a word
+
+
+def clip_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a space, with an ellipsis to say so."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 2]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    return cut.rstrip(" ,;:") + " …"
 
 
 class RunDisplay:
@@ -73,7 +83,7 @@ class RunDisplay:
             self.finished += 1
             if self.progress is not None:
                 self.progress.update(self.bar, completed=self.finished)
-        detail = detail.splitlines()[0][:160] if detail else ""
+        detail = clip_words(detail.splitlines()[0], DETAIL_CHARS) if detail else ""
         self._line(f"  {task.task_id} → {state} {detail}", STATE_STYLES.get(state, ""))
 
     def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
