@@ -100,7 +100,7 @@ def checkpoints(
         for c in found
     ]
     title = f"checkpoints of run {run} in {path}"
-    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(title, markup=False, highlight=False)
     console.print(_checkpoint_table(rows, found))
 
 
