@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -315,7 +314,7 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
-def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+def _run_json(run: Any, tasks: list[Any], spending: Any = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for task in tasks:
         counts[task.state] = counts.get(task.state, 0) + 1
@@ -329,10 +328,12 @@ def _run_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
         "updated_at": iso(run.updated_at),
         "finished_at": iso(run.finished_at),
         "counts": counts,
+        **({"spent": spending.as_dict()} if spending is not None else {}),
     }
 
 
-def _task_json(task: Any) -> dict[str, Any]:
+def _task_json(task: Any, spending: Any = None) -> dict[str, Any]:
+    spent = spending.tasks.get(task.task_id) if spending is not None else None
     return {
         "id": task.task_id,
         "title": task.spec.title,
@@ -343,6 +344,7 @@ def _task_json(task: Any) -> dict[str, Any]:
         "depends_on": task.depends_on,
         "next_attempt_at": iso(task.next_attempt_at),
         "updated_at": iso(task.updated_at),
+        **({"spent": spent.as_dict()} if spent is not None else {}),
     }
 
 
@@ -353,15 +355,25 @@ def status(
     json_output: JsonOption = False,
     all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
 ) -> None:
-    """Show a run and its tasks (or, with --all, every run in the store)."""
+    """Show a run and its tasks (or, with --all, every run in the store), with what each spent
+    (cost and tokens the actions reported, attempts, time) against the plan's budget."""
     from orchestration.display import task_table
+    from orchestration.spending import budget_text, spending_of
 
     store = open_store(db)
+    now = _now()
     try:
         if all_runs:
             runs = store.list_runs()
             if json_output:
-                print_json({"runs": [_run_json(r, store.tasks(r.id)) for r in runs]})
+                print_json(
+                    {
+                        "runs": [
+                            _run_json(r, store.tasks(r.id), spending_of(store, r.id, now))
+                            for r in runs
+                        ]
+                    }
+                )
                 return
             for r in runs:
                 console.print(
@@ -372,12 +384,18 @@ def status(
         if run_record is None:
             raise OrchestrationError(f"no runs in the store {store.url}")
         tasks = store.tasks(run_record.id)
+        spending = spending_of(store, run_record.id, now)
         if json_output:
             print_json(
-                {"run": _run_json(run_record, tasks), "tasks": [_task_json(t) for t in tasks]}
+                {
+                    "run": _run_json(run_record, tasks, spending),
+                    "tasks": [_task_json(t, spending) for t in tasks],
+                }
             )
             return
-        console.print(task_table(tasks, title=f"run {run_record.id} ({run_record.state})"))
+        title = f"run {run_record.id} ({run_record.state})"
+        console.print(task_table(tasks, title=title, spending=spending))
+        console.print(budget_text(spending), markup=False, highlight=False)
     finally:
         store.close()
 
@@ -883,26 +901,12 @@ def explain(
     parts (score rules), and why each other action was not chosen.
     """
     from orchestration.decisions import explanation_lines, split_stored_figures
-    from orchestration.runs import plan_from_stored, ready_since
-    from orchestration.scheduler import TaskScheduler
+    from orchestration.runs import task_priority
 
     store = open_store(db)
     try:
-        run_record = store.get_run(run_id)
         task = store.task(run_id, task_id)
-        plan = plan_from_stored(run_record)
-        scheduler = TaskScheduler(
-            store.tasks(run_id), max_workers=1, pools={}, weights=plan.spec.scheduling
-        )
-        now = datetime.now(UTC)
-        since = ready_since(store.transitions(run_id, task_id), now)
-        # Failed attempts are those whose quality gate failed, not every attempt made.
-        failed = sum(1 for q in store.quality(run_id, task_id) if not q.gate_passed)
-        scheduler.push_ready(task_id, since, failed_attempts=failed)
-        parts = replace(
-            scheduler.priority_of(task_id, now),
-            dependents=scheduler.distinct_downstream(task_id),
-        )
+        parts = task_priority(store, store.get_run(run_id), task_id, datetime.now(UTC))
         decisions = store.decisions(run_id, task_id)
     finally:
         store.close()

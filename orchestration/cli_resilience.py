@@ -564,6 +564,7 @@ def report(
 ) -> None:
     """Report on a run; with --interventions, every human intervention with who and why."""
     from orchestration.interventions import human_pause
+    from orchestration.spending import budget_text, spending_of
 
     store = open_store(db)
     try:
@@ -579,6 +580,7 @@ def report(
         letters = store.dead_letters(run_id)
         bps = store.breakpoints(run_id)
         pause = human_pause(store, run_id)
+        spending = spending_of(store, run_id, datetime.now(UTC))
     finally:
         store.close()
     counts: dict[str, int] = {}
@@ -598,6 +600,8 @@ def report(
         },
         "counts": counts,
         "attempts": sum(t.attempts for t in tasks),
+        "spent": spending.as_dict(),
+        "tasks": {task_id: spent.as_dict() for task_id, spent in spending.tasks.items()},
         "breakpoints": {"open": open_bps, "resolved": len(bps) - open_bps},
         "dead_letters": [dead_letter_json(d) for d in letters],
         "interventions": done,
@@ -610,6 +614,7 @@ def report(
         "  tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
         f"  attempts: {data['attempts']}; breakpoints: {open_bps} open, "
         f"{len(bps) - open_bps} resolved",
+        "  " + budget_text(spending),
     ]
     if pause is not None:
         lines.append(f"  paused by {pause.actor}" + (f": {pause.note}" if pause.note else ""))

@@ -97,19 +97,30 @@ class RunDisplay:
         self._line(text, "yellow")
 
 
-def task_table(tasks: list[TaskRecord], title: str = "") -> Table:
+def task_table(tasks: list[TaskRecord], title: str = "", spending: Any = None) -> Table:
+    """The tasks of a run; with `spending` (orchestration.spending), what each one spent."""
+    from orchestration.spending import spent_cells
+
     table = Table(title=title or None)
-    for column in ("task", "state", "attempts", "priority", "depends on"):
+    columns = ["task", "state", "attempts", "priority", "depends on"]
+    if spending is not None:
+        columns[3:3] = ["cost", "tokens", "time"]
+    for column in columns:
         table.add_column(column)
     for task in tasks:
         state = task.state + (
             f" ({task.outcome})" if task.outcome and task.outcome != "succeeded" else ""
         )
-        table.add_row(
+        row = [
             task.task_id,
             f"[{STATE_STYLES.get(task.state, '')}]{state}[/]",
             str(task.attempts),
             str(task.priority),
             ", ".join(task.depends_on),
-        )
+        ]
+        spent = spending.tasks.get(task.task_id) if spending is not None else None
+        if spent is not None:
+            cost, tokens, _attempts, seconds = spent_cells(spent)
+            row[3:3] = [cost, tokens, seconds]
+        table.add_row(*row)
     return table

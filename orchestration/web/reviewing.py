@@ -15,6 +15,7 @@ from orchestration.models import BreakpointRecord, RunRecord
 from orchestration.review import resolve_breakpoint
 from orchestration.rules import RuleSet
 from orchestration.runs import plan_from_stored, run_is_live
+from orchestration.spending import spending_of
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
@@ -42,8 +43,10 @@ BUILT_IN_RULES = {
 def run_summary(store: Store, run: RunRecord, now: datetime | None = None) -> schemas.RunOut:
     counts = state_counts(store, run.id).get(run.id, {})
     open_bps = len(store.breakpoints(run.id, state="open"))
-    live = run_is_live(run, now or datetime.now(UTC))
-    return schemas.run_out(run, counts, live=live, open_breakpoints=open_bps)
+    now = now or datetime.now(UTC)
+    live = run_is_live(run, now)
+    spending = spending_of(store, run.id, now)
+    return schemas.run_out(run, counts, live=live, open_breakpoints=open_bps, spending=spending)
 
 
 def all_run_summaries(store: Store) -> list[schemas.RunOut]:

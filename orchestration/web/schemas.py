@@ -22,6 +22,7 @@ from orchestration.models import (
     TaskRecord,
     TransitionRecord,
 )
+from orchestration.spending import RunSpending
 
 Resolution = Literal["approve", "reject", "retry", "skip"]
 MAX_NOTE_CHARS = 4000
@@ -32,6 +33,29 @@ MAX_PARAMS = 50  # changed parameters in one resolution
 
 class _Out(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
+
+
+class SpentOut(_Out):
+    """What was spent: cost and tokens the actions reported, attempts started, seconds."""
+
+    cost: float = Field(description="Sum of the `cost` the actions reported (their unit).")
+    tokens: int = Field(description="Sum of the `tokens` the actions reported.")
+    attempts: int = Field(description="Attempts started.")
+    seconds: float = Field(
+        description="A run: wall time since it started; a task or agent: time its attempts ran."
+    )
+
+
+class BudgetLimitOut(_Out):
+    limit: float | None = Field(description="The plan's limit, or a changed one; null: none.")
+    used: float
+    share: float | None = Field(description="used / limit; null without a limit.")
+
+
+class RunSpentOut(SpentOut):
+    budget: dict[str, BudgetLimitOut] = Field(
+        description="max_cost, max_tokens, max_attempts, max_wall_seconds: each against use."
+    )
 
 
 class RunOut(_Out):
@@ -46,6 +70,7 @@ class RunOut(_Out):
     finished_at: datetime | None
     counts: dict[str, int] = Field(description="Tasks by state.")
     open_breakpoints: int
+    spent: RunSpentOut | None = Field(None, description="What the run spent, against its budget.")
 
 
 class TaskOut(_Out):
@@ -60,6 +85,7 @@ class TaskOut(_Out):
     risk: str
     next_attempt_at: datetime | None
     updated_at: datetime | None
+    spent: SpentOut | None = Field(None, description="What the task's attempts spent.")
 
 
 class TaskDetailOut(TaskOut):
@@ -305,8 +331,16 @@ class ErrorOut(_Out):
 # ---- records to shapes ------------------------------------------------------------------------
 
 
-def run_out(run: RunRecord, counts: dict[str, int], *, live: bool, open_breakpoints: int) -> RunOut:
+def run_out(
+    run: RunRecord,
+    counts: dict[str, int],
+    *,
+    live: bool,
+    open_breakpoints: int,
+    spending: RunSpending | None = None,
+) -> RunOut:
     return RunOut(
+        spent=RunSpentOut(**spending.as_dict()) if spending is not None else None,
         id=run.id,
         plan=run.plan_name,
         plan_path=run.plan_path,
@@ -321,8 +355,11 @@ def run_out(run: RunRecord, counts: dict[str, int], *, live: bool, open_breakpoi
     )
 
 
-def task_out(task: TaskRecord) -> TaskOut:
-    return TaskOut(**_task_fields(task))
+def task_out(task: TaskRecord, spending: RunSpending | None = None) -> TaskOut:
+    spent = spending.tasks.get(task.task_id) if spending is not None else None
+    return TaskOut(
+        **_task_fields(task), spent=SpentOut(**spent.as_dict()) if spent is not None else None
+    )
 
 
 def task_detail_out(task: TaskRecord) -> TaskDetailOut:
