@@ -29,7 +29,7 @@ from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
-from orchestration.interventions import Stop, apply_requested, stop_concluded
+from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
 from orchestration.models import (
@@ -396,8 +396,8 @@ class Orchestrator:
         check_action_kinds(unfinished, self.engine.plugins, self.plan.path)
 
     def _load_history(self) -> None:
-        for bp in self.store.breakpoints(self.run.id, state="resolved"):
-            self._remember_approval(bp)
+        resolved = self.store.breakpoints(self.run.id, state="resolved")
+        reruns = False
         # The run-wide figures rules read continue where the last engine left them.
         for passed in self.store.gate_results(self.run.id):
             failed = not passed
@@ -405,6 +405,9 @@ class Orchestrator:
             self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         for event in self.store.events(self.run.id):
             self._note_checkpoint_owed(event)
+            reruns = reruns or (
+                event.kind == "intervention" and event.data.get("action") == "rerun"
+            )
             if event.kind == "run_started" and event.data.get("baselines"):
                 self.engine.quality.baselines = event.data["baselines"]
             if event.kind == "step" and event.task_id:
@@ -414,6 +417,11 @@ class Orchestrator:
                 self.attempt_history[event.task_id].append(signature(event.data))
                 self._learn_from_step(event.task_id, event.data)
         self.budget.attempts = sum(task.attempts for task in self.tasks.values())
+        # An approval given before a task was run again (rerun, rollback) does not hold for it.
+        fresh = fresh_starts(self.store, self.run.id) if reruns else {}
+        for bp in resolved:
+            if bp.task_id not in fresh or (bp.resolved_at or fresh[bp.task_id]) > fresh[bp.task_id]:
+                self._remember_approval(bp)
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
@@ -740,6 +748,8 @@ class Orchestrator:
             self._take_stored(task, self.store.task(self.run.id, task_id))
             if was == TaskState.READY and task.state != TaskState.READY:
                 self.scheduler.discard(task_id)
+            if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
+                self.approved_before = {a for a in self.approved_before if a[0] != task_id}
         if reopened:
             self._rebuild_scheduler()
         for task_id in changed:
