@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,16 @@ from orchestration.models import BreakerSettings, BreakpointRecord, TaskSpec
 from orchestration.review import EXPIRED_ACTOR, resolved_how
 from orchestration.review_view import _result_text, score_text
 from orchestration.rules import load_rules
+from orchestration.store import Store
+from orchestration.web.app import create_app
+from orchestration.web.config import ServerConfig
 from tests.helpers import orch, orch_json, shell_task, write_plan
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+TOKEN = "test-token-0123456789abcdefghij"
 
 REVIEW_AFTER = (
     "breakpoints:\n"
@@ -233,3 +243,31 @@ def test_progress_details_are_cut_at_a_word() -> None:
     assert len(clipped) <= 60 and clipped.endswith(" …")
     assert text.startswith(clipped[:-2]) and text[len(clipped) - 2] == " "
     assert clip_words("short", 60) == "short"
+
+
+def test_the_dashboard_offers_approve_last_for_a_red_step_and_wants_a_note(tmp_path: Path) -> None:
+    workdir, _run_id, bp = red_step_run(tmp_path)
+    url = f"sqlite:///{workdir / '.orchestration' / 'state.db'}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with Store.open(url) as store:
+        app = create_app(ServerConfig(db_url=url, token=TOKEN), store=store)
+        with TestClient(app, follow_redirects=False) as client:
+            bundle = client.get(f"/api/v1/breakpoints/{bp}", headers=auth).json()
+            path = f"/api/v1/breakpoints/{bp}/resolve"
+            bare = client.post(path, json={"resolution": "approve"}, headers=auth)
+            noted = client.post(path, json={"resolution": "approve", "note": "ok"}, headers=auth)
+    order = [o["resolution"] for o in bundle["options"]]
+    assert order == ["retry", "reject", "skip", "approve"]
+    assert bare.status_code >= 400 and "note" in bare.json()["error"]["message"]
+    assert noted.status_code == 200, noted.text
+
+
+def test_no_default_rule_message_leaves_a_template_unfilled() -> None:
+    """Every default breakpoint message, filled from a full rule context, reads as words."""
+    context = neutral_context()
+    context.update(task_id="t", title="", stage_scores={"syntax": 1.0}, stage_conflicts=())
+    frozen = freeze(context)
+    for rule in load_rules().breakpoints:
+        message = rule.message_for(frozen)
+        assert "{" not in message and "}" not in message, (rule.name, message)
+        assert "FrozenMap" not in message and "''" not in message, (rule.name, message)

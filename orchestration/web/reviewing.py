@@ -70,17 +70,21 @@ def all_run_summaries(store: Store) -> list[schemas.RunOut]:
 
 
 def options(bp: BreakpointRecord) -> list[schemas.OptionOut]:
+    """The answers to offer, best first: for a step that failed its gate, approving (accepting
+    it broken, which needs a note) comes last."""
+    red = bp.at == "after" and bp.context.get("gate_passed") is False
     approve = "run the task now" if bp.at == "before" else "accept the result as it is"
-    return [
-        schemas.OptionOut(resolution="approve", meaning=approve),
-        schemas.OptionOut(
-            resolution="retry",
-            meaning="run the task again, with its feedback, your answer as {answer} and any "
-            "changed parameters",
-        ),
-        schemas.OptionOut(resolution="skip", meaning="mark it done without running it"),
-        schemas.OptionOut(resolution="reject", meaning="cancel the task"),
-    ]
+    if red:
+        approve = "accept the step although its quality gate failed (say why in the note)"
+    retry = schemas.OptionOut(
+        resolution="retry",
+        meaning="run the task again, with its feedback, your answer as {answer} and any "
+        "changed parameters",
+    )
+    skip = schemas.OptionOut(resolution="skip", meaning="mark it done without running it")
+    reject = schemas.OptionOut(resolution="reject", meaning="cancel the task")
+    approving = schemas.OptionOut(resolution="approve", meaning=approve)
+    return [retry, reject, skip, approving] if red else [approving, retry, skip, reject]
 
 
 @lru_cache(maxsize=RULE_CACHE_SIZE)
