@@ -350,6 +350,9 @@ def task_inspect(
 
     Also its breakpoints, dead letters and the output tail of every attempt.
     """
+    from orchestration.durations import format_duration
+    from orchestration.spending import money_text
+
     store = open_store(db)
     try:
         data = _inspect_task(store, run_id, task_id)
@@ -365,6 +368,11 @@ def task_inspect(
         f"  attempts {task['attempts']}, priority {task['priority']}, last error "
         f"{task['last_error_kind']}, depends on {', '.join(task['depends_on']) or 'nothing'}",
     ]
+    spent = data["task"]["spent"]
+    lines.append(
+        f"  spent: cost {money_text(spent['cost'])}, tokens {spent['tokens']:,}, "
+        f"attempt time {format_duration(spent['seconds'])}"
+    )
     if data["breaker"]["key"]:
         lines.append(f"  circuit breaker {data['breaker']['key']}: {data['breaker']['state']}")
     for attempt in data["attempts"]:
@@ -393,6 +401,7 @@ def task_inspect(
 def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     from orchestration.breakers import breaker_key, stored_settings
     from orchestration.dead_letters import ATTEMPT_EVENTS, attempt_entry
+    from orchestration.spending import spending_of
 
     task = store.task(run_id, task_id)
     run = store.get_run(run_id)
@@ -400,9 +409,10 @@ def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     settings, agent_command = stored_settings(run.plan_json)
     key = breaker_key(task.spec, settings, agent_command)
     stored = store.breaker(key) if key else None
+    spent = spending_of(store, run_id, datetime.now(UTC)).tasks[task_id]
     return {
         "run": run_id,
-        "task": {**_task_json(task), "dependents": dependents},
+        "task": {**_task_json(task), "dependents": dependents, "spent": spent.as_dict()},
         "spec": task.spec.model_dump(mode="json"),
         "attempts": [attempt_entry(e) for e in store.task_events(run_id, task_id, ATTEMPT_EVENTS)],
         "decisions": [

@@ -193,6 +193,9 @@ def test_report_runs_inspect_and_report_by_agent(finished_run: tuple[Path, str])
     same(inspected["spent"], expected)
     for task_id, figures in expected["tasks"].items():
         same(inspected["tasks"][task_id], figures)
+    for task_id, figures in expected["tasks"].items():
+        one = orch_json("task", "inspect", run_id, task_id, cwd=workdir)["task"]["spent"]
+        same(one, figures)
     wrong = orch("report", run_id, "--by", "colour", cwd=workdir)
     assert wrong.returncode == 2 and "--by agent" in wrong.stderr
 
