@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,7 +110,7 @@ NUMERIC_COLUMNS = frozenset({"#", "attempt", "files", "+", "-"})
 WIDE_COLUMNS = 110  # below this many columns the listing shortens the commit and the time
 
 
-def _checkpoint_table(rows: list[tuple[str, ...]], found: list[Any]) -> Table:
+def _checkpoint_table(rows: Sequence[tuple[str, ...]], found: list[Any]) -> Table:
     """The listing fits any width: figures are never shrunk away (at 80 columns rich would
     blank a column it squeezed); the task and the message wrap instead."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)

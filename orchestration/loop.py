@@ -490,9 +490,9 @@ class Orchestrator:
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
         for task_id in sorted(self.checkpoints_owed):
-            task = self.tasks.get(task_id)
-            if task and task.state == TaskState.COMPLETED and task.outcome == "approved":
-                self._checkpoint(task)
+            owed = self.tasks.get(task_id)
+            if owed and owed.state == TaskState.COMPLETED and owed.outcome == "approved":
+                self._checkpoint(owed)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
