@@ -106,7 +106,8 @@ def task_table(tasks: list[TaskRecord], title: str = "", spending: Any = None) -
     if spending is not None:
         columns[3:3] = ["cost", "tokens", "time"]
     for column in columns:
-        table.add_column(column)
+        numeric = column in ("attempts", "cost", "tokens", "time", "priority")
+        table.add_column(column, justify="right" if numeric else "left")
     for task in tasks:
         state = task.state + (
             f" ({task.outcome})" if task.outcome and task.outcome != "succeeded" else ""
