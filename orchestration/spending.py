@@ -150,7 +150,7 @@ def compute_spending(
 def spending_of(store: Any, run_id: str, now: datetime) -> RunSpending:
     """A stored run's spending (reads the run, its tasks, `step` events and settings)."""
     run = store.get_run(run_id)
-    steps = [e for e in store.events(run_id) if e.kind == "step"]
+    steps = store.events(run_id, kinds=("step",))
     return compute_spending(run, store.tasks(run_id), steps, store.run_settings(run_id), now)
 
 
