@@ -411,7 +411,7 @@ def breakpoints_list(
     json_output: JsonOption = False,
 ) -> None:
     """List open breakpoints (all of them with --all)."""
-    from orchestration.review import resolved_how
+    from orchestration.review import resolution_text
 
     store = open_store(db)
     try:
@@ -425,7 +425,7 @@ def breakpoints_list(
         console.print("no open breakpoints" if not show_all else "no breakpoints")
         return
     for bp in found:
-        state = bp.state if bp.state == "open" else resolved_how(bp).split(" ", 2)[2]
+        state = bp.state if bp.state == "open" else resolution_text(bp)
         console.print(
             f"[bold]{bp.id}[/] {escape(bp.run_id)} [cyan]{escape(bp.task_id)}[/] {bp.at} "
             f"[yellow]{escape(bp.rule)}[/] ({bp.severity}, {escape(state)}): {escape(bp.message)}"

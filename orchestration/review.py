@@ -36,12 +36,17 @@ def _outcome_for(breakpoint: BreakpointRecord, resolution: str) -> str | None:
     return None
 
 
-def resolved_how(bp: BreakpointRecord) -> str:
-    """How a resolved breakpoint ended, in words: by whom, or that it expired."""
+def resolution_text(bp: BreakpointRecord) -> str:
+    """How a resolved breakpoint ended, in words: `retried by alice`, or that it expired."""
     resolution = PAST_TENSES.get(bp.resolution or "", bp.resolution or "resolved")
     if bp.resolved_by == EXPIRED_ACTOR:
-        return f"breakpoint {bp.id} expired: {resolution} by default, no human answered"
-    return f"breakpoint {bp.id} {resolution} by {bp.resolved_by}"
+        return f"expired: {resolution} by default, no human answered"
+    return f"{resolution} by {bp.resolved_by}"
+
+
+def resolved_how(bp: BreakpointRecord) -> str:
+    """The same, naming the breakpoint (for progress lines)."""
+    return f"breakpoint {bp.id} {resolution_text(bp)}"
 
 
 def failed_gate(store: Store, bp: BreakpointRecord) -> str | None:
