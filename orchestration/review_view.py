@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from orchestration.models import BreakpointRecord
-from orchestration.review import failed_gate
+from orchestration.review import failed_gate, resolution_text
 from orchestration.store import Store
 
 OUTPUT_LINES = 15
@@ -73,7 +73,7 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
         f"task [cyan]{escape(bp.task_id)}[/]"
         f" ({escape(task.spec.title)})\nrule [yellow]{escape(bp.rule)}[/] {bp.at} the step · "
         f"severity {bp.severity} · {bp.state}"
-        + (f" ({bp.resolution} by {bp.resolved_by}: {escape(bp.note)})" if bp.resolution else "")
+        + (f" ({escape(resolution_text(bp))}: {escape(bp.note)})" if bp.resolution else "")
         + f"\n[bold]{escape(bp.message)}[/]"
     )
     parts: list[Any] = [header]
