@@ -95,6 +95,9 @@ def stored_settings(plan_json: dict[str, Any]) -> tuple[BreakerSettings, tuple[s
 
 
 def _program(argv0: str) -> str:
+    # `{python}` is filled with the engine's interpreter only when the command runs.
+    if argv0 == "{python}":
+        return "python"
     return PurePath(argv0).name or argv0
 
 

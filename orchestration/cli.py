@@ -244,11 +244,8 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             f"{escape(f'[{bp.rule}]')}: {escape(bp.message)}"
         )
     if summary.open_breakpoints:
-        first = summary.open_breakpoints[0].id
-        resolve = shell_command("orch", "breakpoints", "resolve", first, "--approve", "--note")
         err_console.print(
-            f"Review with: {shell_command('orch', 'breakpoints', 'show', first)}{hint}\n"
-            f"Then: {resolve} '...'{hint} && {resume_command(summary.run_id, hint)}",
+            _next_step_hint(store, summary.open_breakpoints[0], summary.run_id, hint),
             markup=False,
             highlight=False,
             soft_wrap=True,  # a command wrapped in two would not paste
@@ -261,6 +258,26 @@ def _print_summary(orchestrator: Any, summary: Any) -> None:
             err_console.print(f"  {task_id} waits for {waits}", markup=False, highlight=False)
     elif summary.waiting:
         err_console.print(f"  {len(summary.waiting)} tasks wait for unfinished dependencies")
+
+
+def _next_step_hint(store: Any, bp: Any, run_id: str, store_hint: str) -> str:
+    """What to do about the first open breakpoint: never "approve" first for a red step."""
+    from orchestration.review import failed_gate
+
+    # Every id and the store URL are quoted: a pasted hint runs exactly this (orchestration.hints)
+    resume = f"&& {resume_command(run_id, store_hint)}"
+    resolve = shell_command("orch", "breakpoints", "resolve", bp.id)
+    lines = [f"Review with: {shell_command('orch', 'breakpoints', 'show', bp.id)}{store_hint}"]
+    failed = failed_gate(store, bp)
+    if failed is None:
+        lines.append(f"Then: {resolve} --approve --note '...'{store_hint} {resume}")
+    else:
+        lines += [
+            f"The step did not pass ({failed}). Then either:",
+            f"  {resolve} --retry --answer '...'{store_hint} {resume}",
+            f"  {resolve} --reject --rollback{store_hint}",
+        ]
+    return "\n".join(lines)
 
 
 @app.command()
@@ -349,7 +366,9 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
-def _run_json(run: Any, tasks: list[Any], now: datetime, db_hint: str = "") -> dict[str, Any]:
+def _run_json(
+    run: Any, tasks: list[Any], now: datetime, db_hint: str = "", spending: Any = None
+) -> dict[str, Any]:
     from orchestration.runs import interruption, shown_state
 
     counts: dict[str, int] = {}
@@ -367,6 +386,7 @@ def _run_json(run: Any, tasks: list[Any], now: datetime, db_hint: str = "") -> d
         "counts": counts,
         "engine": {"host": run.engine_host, "pid": run.engine_pid},
         "interrupted": interruption(run, now, db_hint),
+        **({"spent": spending.as_dict()} if spending is not None else {}),
     }
 
 
@@ -375,7 +395,8 @@ def _db_hint(db: str | None) -> str:
     return db_hint(db)
 
 
-def _task_json(task: Any) -> dict[str, Any]:
+def _task_json(task: Any, spending: Any = None) -> dict[str, Any]:
+    spent = spending.tasks.get(task.task_id) if spending is not None else None
     return {
         "id": task.task_id,
         "title": task.spec.title,
@@ -386,6 +407,7 @@ def _task_json(task: Any) -> dict[str, Any]:
         "depends_on": task.depends_on,
         "next_attempt_at": iso(task.next_attempt_at),
         "updated_at": iso(task.updated_at),
+        **({"spent": spent.as_dict()} if spent is not None else {}),
     }
 
 
@@ -396,22 +418,34 @@ def status(
     json_output: JsonOption = False,
     all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
 ) -> None:
-    """Show a run and its tasks (or, with --all, every run in the store).
+    """Show a run and its tasks (or, with --all, every run in the store), with what each spent
+    (cost and tokens the actions reported, attempts, time) against the plan's budget.
 
     A run whose engine stopped without finishing it (killed, crashed, machine gone) shows as
     `interrupted`, with how long ago and the command that continues it.
     """
     from orchestration.display import task_table
     from orchestration.runs import interruption_note, shown_state
+    from orchestration.spending import budget_text, spending_of
 
     store = open_store(db)
+    now = _now()
     try:
         if all_runs:
             runs = store.list_runs()
             if json_output:
                 now = datetime.now(UTC)
                 hint = _db_hint(db)
-                print_json({"runs": [_run_json(r, store.tasks(r.id), now, hint) for r in runs]})
+                print_json(
+                    {
+                        "runs": [
+                            _run_json(
+                                r, store.tasks(r.id), now, hint, spending_of(store, r.id, now)
+                            )
+                            for r in runs
+                        ]
+                    }
+                )
                 return
             for r in runs:
                 state = shown_state(r, datetime.now(UTC))
@@ -423,12 +457,19 @@ def status(
             raise OrchestrationError(f"no runs in the store {store.url}")
         tasks = store.tasks(run_record.id)
         now = datetime.now(UTC)
+        spending = spending_of(store, run_record.id, now)
         if json_output:
-            shown = _run_json(run_record, tasks, now, _db_hint(db))
-            print_json({"run": shown, "tasks": [_task_json(t) for t in tasks]})
+            print_json(
+                {
+                    "run": _run_json(run_record, tasks, now, _db_hint(db), spending),
+                    "tasks": [_task_json(t, spending) for t in tasks],
+                }
+            )
             return
         state = shown_state(run_record, now)
-        console.print(task_table(tasks, title=f"run {escape(run_record.id)} ({state})"))
+        title = f"run {escape(run_record.id)} ({state})"
+        console.print(task_table(tasks, title=title, spending=spending))
+        console.print(budget_text(spending), markup=False, highlight=False)
         if state == "interrupted":
             console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
@@ -446,6 +487,8 @@ def breakpoints_list(
     json_output: JsonOption = False,
 ) -> None:
     """List open breakpoints (all of them with --all)."""
+    from orchestration.review import resolution_text
+
     store = open_store(db)
     try:
         found = store.breakpoints(run_id, state=None if show_all else "open")
@@ -458,7 +501,7 @@ def breakpoints_list(
         console.print("no open breakpoints" if not show_all else "no breakpoints")
         return
     for bp in found:
-        state = bp.state if bp.state == "open" else f"{bp.resolution} by {bp.resolved_by}"
+        state = bp.state if bp.state == "open" else resolution_text(bp)
         console.print(
             f"[bold]{bp.id}[/] {escape(bp.run_id)} [cyan]{escape(bp.task_id)}[/] {bp.at} "
             f"[yellow]{escape(bp.rule)}[/] ({bp.severity}, {escape(state)}): {escape(bp.message)}"
@@ -508,6 +551,13 @@ def breakpoints_resolve(
     retry: Annotated[bool, typer.Option("--retry", help="Run the task again.")] = False,
     skip: Annotated[bool, typer.Option("--skip", help="Mark it done without running it.")] = False,
     note: Annotated[str, typer.Option("--note", help="Why; stored with the resolution.")] = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="With --approve: accept a step whose quality gate failed without a --note.",
+        ),
+    ] = False,
     answer: Annotated[
         str | None, typer.Option("--answer", help="An answer passed to the agent as {answer}.")
     ] = None,
@@ -565,6 +615,7 @@ def breakpoints_resolve(
             answer=answer,
             sets=changes,
             reject_as="fail" if fail else "cancel",
+            force=force,
         )
         task = store.task(bp.run_id, bp.task_id)
         live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
@@ -932,21 +983,12 @@ def explain(
     parts (score rules), and why each other action was not chosen.
     """
     from orchestration.decisions import explanation_lines, split_stored_figures
-    from orchestration.runs import plan_from_stored, ready_since
-    from orchestration.scheduler import TaskScheduler
+    from orchestration.runs import task_priority
 
     store = open_store(db)
     try:
-        run_record = store.get_run(run_id)
         task = store.task(run_id, task_id)
-        plan = plan_from_stored(run_record)
-        scheduler = TaskScheduler(
-            store.tasks(run_id), max_workers=1, pools={}, weights=plan.spec.scheduling
-        )
-        now = datetime.now(UTC)
-        since = ready_since(store.transitions(run_id, task_id), now)
-        scheduler.push_ready(task_id, since, failed_attempts=task.attempts)
-        parts = scheduler.priority_of(task_id, now)
+        parts = task_priority(store, store.get_run(run_id), task_id, datetime.now(UTC))
         decisions = store.decisions(run_id, task_id)
     finally:
         store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from rich.table import Table
 from orchestration.cli_common import DbOption, JsonOption, console, open_store, print_json
 from orchestration.durations import format_duration
 from orchestration.errors import OrchestrationError
+from orchestration.spending import RunSpending, budget_text, spending_of, spent_cells
 from orchestration.trends import (
     Change,
     PlanTrends,
@@ -69,6 +71,14 @@ def report(
     ] = False,
     plan: PlanOption = None,
     last: LastOption = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="agent: sum cost, tokens, attempts and attempt time per agent (the action's "
+            "preset `agent:`, else the program its command runs, else the kind of action).",
+        ),
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -77,7 +87,9 @@ def report(
 
     With --trends, the same figures for every run of the plan, oldest first, with an arrow for
     each change since the run before (green better, red worse) and the change from the first run
-    to the last. `--json` prints one object: {"run": {...}} or, with --trends,
+    to the last. The run's spending (cost, tokens, attempts, wall time) is shown against its
+    budget; --by agent sums it per agent. `--json` prints one object: {"run": {...},
+    "spent": {...}, "agents": {...} (with --by agent), ...} or, with --trends,
     {"trends": {"plan", "runs": [...], "overall": {...}}}.
     """
     if interventions:
@@ -87,6 +99,8 @@ def report(
             raise OrchestrationError("--interventions needs a RUN")
         cli_resilience.report(run_id, interventions=True, db=db, json_output=json_output)
         return
+    if by not in (None, "agent"):
+        raise OrchestrationError(f"--by {by!r}: expected --by agent")
     sections: dict[str, Any] = {}
     printers: list[Callable[[], None]] = []
     store = open_store(db)
@@ -98,9 +112,17 @@ def report(
             printers.append(lambda: _print_trends(found))
         else:
             figures = run_figures(store, run)
+            spending = spending_of(store, run.id, datetime.now(UTC))
             sections["run"] = figures.as_dict()
+            sections["spent"] = spending.as_dict()
             sections.update(_resilience_sections(store, run.id))
             printers.append(lambda: _print_run(figures))
+            printers.append(
+                lambda: console.print(budget_text(spending), markup=False, highlight=False)
+            )
+            if by == "agent":
+                sections["agents"] = {n: a.as_dict() for n, a in spending.agents.items()}
+                printers.append(lambda: console.print(_agents_table(spending)))
             printers.append(lambda: _print_resilience(sections))
     finally:
         store.close()
@@ -159,6 +181,15 @@ def _print_run(run: RunFigures) -> None:
     table.add_row("breakpoints", f"{run.breakpoints} paused, {run.auto_breakpoints} automatic")
     table.add_row("mean time to resolve", _seconds(run))
     console.print(table)
+
+
+def _agents_table(spending: RunSpending) -> Table:
+    table = Table(title="spent per agent")
+    for column in ("agent", "cost", "tokens", "attempts", "attempt time"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for name, spent in spending.agents.items():
+        table.add_row(escape(name), *spent_cells(spent))
+    return table
 
 
 def _print_trends(trends: PlanTrends) -> None:

@@ -353,6 +353,9 @@ def task_inspect(
 
     Also its breakpoints, dead letters and the output tail of every attempt.
     """
+    from orchestration.durations import format_duration
+    from orchestration.spending import money_text
+
     store = open_store(db)
     try:
         data = _inspect_task(store, run_id, task_id)
@@ -368,6 +371,11 @@ def task_inspect(
         f"  attempts {task['attempts']}, priority {task['priority']}, last error "
         f"{task['last_error_kind']}, depends on {', '.join(task['depends_on']) or 'nothing'}",
     ]
+    spent = data["task"]["spent"]
+    lines.append(
+        f"  spent: cost {money_text(spent['cost'])}, tokens {spent['tokens']:,}, "
+        f"attempt time {format_duration(spent['seconds'])}"
+    )
     if data["breaker"]["key"]:
         lines.append(f"  circuit breaker {data['breaker']['key']}: {data['breaker']['state']}")
     running = data["running"]
@@ -402,6 +410,7 @@ def task_inspect(
 def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     from orchestration.breakers import breaker_key, stored_settings
     from orchestration.dead_letters import ATTEMPT_EVENTS, attempt_entry
+    from orchestration.spending import spending_of
 
     task = store.task(run_id, task_id)
     run = store.get_run(run_id)
@@ -409,9 +418,10 @@ def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     settings, agent_command = stored_settings(run.plan_json)
     key = breaker_key(task.spec, settings, agent_command)
     stored = store.breaker(key) if key else None
+    spent = spending_of(store, run_id, datetime.now(UTC)).tasks[task_id]
     return {
         "run": run_id,
-        "task": {**_task_json(task), "dependents": dependents},
+        "task": {**_task_json(task), "dependents": dependents, "spent": spent.as_dict()},
         "spec": task.spec.model_dump(mode="json"),
         "attempts": [attempt_entry(e) for e in store.task_events(run_id, task_id, ATTEMPT_EVENTS)],
         "decisions": [
@@ -584,6 +594,7 @@ def report(
 ) -> None:
     """Report on a run; with --interventions, every human intervention with who and why."""
     from orchestration.interventions import human_pause
+    from orchestration.spending import budget_text, spending_of
 
     store = open_store(db)
     try:
@@ -599,6 +610,7 @@ def report(
         letters = store.dead_letters(run_id)
         bps = store.breakpoints(run_id)
         pause = human_pause(store, run_id)
+        spending = spending_of(store, run_id, datetime.now(UTC))
     finally:
         store.close()
     counts: dict[str, int] = {}
@@ -618,6 +630,8 @@ def report(
         },
         "counts": counts,
         "attempts": sum(t.attempts for t in tasks),
+        "spent": spending.as_dict(),
+        "tasks": {task_id: spent.as_dict() for task_id, spent in spending.tasks.items()},
         "breakpoints": {"open": open_bps, "resolved": len(bps) - open_bps},
         "dead_letters": [dead_letter_json(d) for d in letters],
         "interventions": done,
@@ -630,6 +644,7 @@ def report(
         "  tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
         f"  attempts: {data['attempts']}; breakpoints: {open_bps} open, "
         f"{len(bps) - open_bps} resolved",
+        "  " + budget_text(spending),
     ]
     if pause is not None:
         lines.append(f"  paused by {pause.actor}" + (f": {pause.note}" if pause.note else ""))

@@ -36,6 +36,16 @@ QUIET_STATES = frozenset({"pending", "ready"})  # too many to print one line eac
 PLAIN_STATUS_SECONDS = 30.0  # without a terminal: how often running attempts are reported
 LINE_CHARS = 160  # a detail or output line shown in plain mode is shortened at a word to this
 MAX_RUNNING_SHOWN = 12  # attempts listed in the live view (the bar counts them all)
+DETAIL_CHARS = 160  # a progress line's reason is cut to this many characters, at a word
+
+
+def clip_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a space, with an ellipsis to say so."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 2]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    return cut.rstrip(" ,;:") + " …"
 
 
 class RunDisplay:
@@ -155,7 +165,7 @@ class RunDisplay:
             if self.progress is not None:
                 self.progress.update(self.bar, completed=self.finished)
         first = detail.splitlines()[0] if detail else ""
-        detail = shorten(first, LINE_CHARS, placeholder=" …") if first else ""
+        detail = clip_words(first, LINE_CHARS) if first else ""
         self._line(f"  {task.task_id} → {state} {detail}", STATE_STYLES.get(state, ""))
 
     def breakpoint_raised(self, breakpoint: BreakpointRecord) -> None:
@@ -179,19 +189,31 @@ def elapsed(seconds: float) -> str:
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
-def task_table(tasks: list[TaskRecord], title: str = "") -> Table:
+def task_table(tasks: list[TaskRecord], title: str = "", spending: Any = None) -> Table:
+    """The tasks of a run; with `spending` (orchestration.spending), what each one spent."""
+    from orchestration.spending import spent_cells
+
     table = Table(title=title or None)
-    for column in ("task", "state", "attempts", "priority", "depends on"):
-        table.add_column(column)
+    columns = ["task", "state", "attempts", "priority", "depends on"]
+    if spending is not None:
+        columns[3:3] = ["cost", "tokens", "time"]
+    for column in columns:
+        numeric = column in ("attempts", "cost", "tokens", "time", "priority")
+        table.add_column(column, justify="right" if numeric else "left")
     for task in tasks:
         state = task.state + (
             f" ({task.outcome})" if task.outcome and task.outcome != "succeeded" else ""
         )
-        table.add_row(
+        row = [
             task.task_id,
             f"[{STATE_STYLES.get(task.state, '')}]{state}[/]",
             str(task.attempts),
             str(task.priority),
             ", ".join(task.depends_on),
-        )
+        ]
+        spent = spending.tasks.get(task.task_id) if spending is not None else None
+        if spent is not None:
+            cost, tokens, _attempts, seconds = spent_cells(spent)
+            row[3:3] = [cost, tokens, seconds]
+        table.add_row(*row)
     return table

@@ -116,6 +116,19 @@ class _Snapshot:
         return list(seen)
 
 
+FRESH_START_TRIGGERS = frozenset({"rerun", "reset"})  # a finished task made to run again
+
+
+def fresh_starts(store: Store, run_id: str) -> dict[str, datetime]:
+    """When each task of the run last started afresh (`rerun`, or `reset` with an upstream
+    task): a breakpoint approved before that does not hold for its new attempts."""
+    starts: dict[str, datetime] = {}
+    for move in store.transitions(run_id):
+        if move.trigger in FRESH_START_TRIGGERS:
+            starts[move.task_id] = move.at
+    return starts
+
+
 def load_snapshot(store: Store, run_id: str, running: frozenset[str] = frozenset()) -> _Snapshot:
     run = store.get_run(run_id)
     tasks = {t.task_id: t for t in store.tasks(run_id)}

@@ -32,7 +32,7 @@ from orchestration.engine_identity import beating, engine_label, owner_alive, th
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
-from orchestration.interventions import Stop, apply_requested, stop_concluded
+from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
 from orchestration.models import (
@@ -49,7 +49,12 @@ from orchestration.orphans import AttemptRegistry
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
-from orchestration.review import EXPIRED_ACTOR, announce_resolution, resolve_breakpoint
+from orchestration.review import (
+    EXPIRED_ACTOR,
+    announce_resolution,
+    resolve_breakpoint,
+    resolved_how,
+)
 from orchestration.rules import load_rules
 from orchestration.runs import (
     HEARTBEAT_SECONDS,
@@ -246,6 +251,7 @@ class Orchestrator:
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
         self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
         # Success statistics over every stored attempt of this plan (this run's too, on resume).
         # Earlier runs here; this run's own attempts are counted as its history loads.
         self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
@@ -431,14 +437,18 @@ class Orchestrator:
         check_action_kinds(unfinished, self.engine.plugins, self.plan.path)
 
     def _load_history(self) -> None:
-        for bp in self.store.breakpoints(self.run.id, state="resolved"):
-            self._remember_approval(bp)
+        resolved = self.store.breakpoints(self.run.id, state="resolved")
+        reruns = False
         # The run-wide figures rules read continue where the last engine left them.
         for passed in self.store.gate_results(self.run.id):
             failed = not passed
             self.run_failures += failed
             self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         for event in self.store.events(self.run.id):
+            self._note_checkpoint_owed(event)
+            reruns = reruns or (
+                event.kind == "intervention" and event.data.get("action") == "rerun"
+            )
             if event.kind == "run_started" and event.data.get("baselines"):
                 self.engine.quality.baselines = event.data["baselines"]
             if event.kind == "step" and event.task_id:
@@ -449,12 +459,26 @@ class Orchestrator:
                 self.attempt_history[event.task_id].append(signature(event.data))
                 self._learn_from_step(event.task_id, event.data)
         self.budget.attempts = sum(task.attempts for task in self.tasks.values())
+        # An approval given before a task was run again (rerun, rollback) does not hold for it.
+        fresh = fresh_starts(self.store, self.run.id) if reruns else {}
+        for bp in resolved:
+            if bp.task_id not in fresh or (bp.resolved_at or fresh[bp.task_id]) > fresh[bp.task_id]:
+                self._remember_approval(bp)
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
         self._sync_settings(force=True)
+
+    def _note_checkpoint_owed(self, event: EventRecord) -> None:
+        """A step a human accepted while no engine ran is owed its checkpoint (taken on resume)."""
+        if event.task_id is None:
+            return
+        if event.kind == "breakpoint_resolved" and event.data.get("resolution") == "approve":
+            self.checkpoints_owed.add(event.task_id)
+        elif event.kind in ("checkpoint", "checkpoint_failed", "step"):
+            self.checkpoints_owed.discard(event.task_id)
 
     def _learn_from_step(self, task_id: str, step: Mapping[str, Any]) -> None:
         task = self.tasks.get(task_id)
@@ -510,6 +534,10 @@ class Orchestrator:
                 self._evaluate_pending(task.task_id)
             elif task.state == TaskState.COMPLETED and task.outcome == "approved":
                 self._merge_approved(task)
+        for task_id in sorted(self.checkpoints_owed):
+            owed = self.tasks.get(task_id)
+            if owed and owed.state == TaskState.COMPLETED and owed.outcome == "approved":
+                self._checkpoint(owed)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
@@ -870,6 +898,8 @@ class Orchestrator:
             self._take_stored(task, self.store.task(self.run.id, task_id))
             if was == TaskState.READY and task.state != TaskState.READY:
                 self.scheduler.discard(task_id)
+            if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
+                self.approved_before = {a for a in self.approved_before if a[0] != task_id}
         if reopened:
             self._rebuild_scheduler()
         for task_id in changed:
@@ -999,11 +1029,13 @@ class Orchestrator:
         return changed + (held - len(self.run_holds))
 
     def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
+        how = "resolved by a human"
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             if bp.task_id == task.task_id:
                 self._remember_approval(bp)
+                how = resolved_how(bp)
         self._take_stored(task, stored)
-        self.observer.task_changed(task, task.state, "resolved by a human")
+        self.observer.task_changed(task, task.state, how)
         if task.state == TaskState.READY:
             self._restart_after_conflict(task)
             self._queue(task)

@@ -15,6 +15,8 @@ from orchestration.overrides import apply_to_spec, split_sets
 from orchestration.store import Batch, Store
 
 RESOLUTIONS = ("approve", "reject", "retry", "skip")
+# Past tenses for the history and messages ("retryd" and "rejectd" are not words).
+PAST_TENSES = {"approve": "approved", "reject": "rejected", "retry": "retried", "skip": "skipped"}
 EXPIRED_ACTOR = "engine (expired)"  # who resolved a breakpoint whose default applied on expiry
 REJECT_AS = ("cancel", "fail")
 
@@ -32,6 +34,33 @@ def _outcome_for(breakpoint: BreakpointRecord, resolution: str) -> str | None:
     if resolution == "skip":
         return "skipped"
     return None
+
+
+def resolution_text(bp: BreakpointRecord) -> str:
+    """How a resolved breakpoint ended, in words: `retried by alice`, or that it expired."""
+    resolution = PAST_TENSES.get(bp.resolution or "", bp.resolution or "resolved")
+    if bp.resolved_by == EXPIRED_ACTOR:
+        return f"expired: {resolution} by default, no human answered"
+    return f"{resolution} by {bp.resolved_by}"
+
+
+def resolved_how(bp: BreakpointRecord) -> str:
+    """The same, naming the breakpoint (for progress lines)."""
+    return f"breakpoint {bp.id} {resolution_text(bp)}"
+
+
+def failed_gate(store: Store, bp: BreakpointRecord) -> str | None:
+    """What failed in the step a breakpoint after it shows (its quality gate), or None if green.
+
+    Approving such a step accepts broken work, so it needs `--force` or a note saying why."""
+    if bp.at != "after" or bp.context.get("gate_passed") is not False:
+        return None
+    attempt = bp.context.get("attempt")
+    records = [q for q in store.quality(bp.run_id, bp.task_id) if q.attempt == attempt]
+    failed = [
+        str(c.get("name")) for c in (records[-1].checks if records else []) if not c.get("passed")
+    ]
+    return "its quality gate failed" + (f" ({', '.join(failed)} failed)" if failed else "")
 
 
 def announce_resolution(
@@ -83,11 +112,13 @@ def resolve_breakpoint(
     sets: Mapping[str, Any] | None = None,
     reject_as: str = "cancel",
     now: datetime | None = None,
+    force: bool = False,
 ) -> BreakpointRecord:
     """Resolve an open breakpoint and move its task accordingly, in one transaction.
 
     `sets` (from `--set key=value`) change the task's fields for its next attempt, or with keys
-    `budget.<limit>` the run's budget; `reject_as` is `cancel` or `fail`.
+    `budget.<limit>` the run's budget; `reject_as` is `cancel` or `fail`. Approving a step whose
+    quality gate failed needs `force` or a `note` saying why (it accepts the broken work).
     """
     if resolution not in RESOLUTIONS:
         raise OrchestrationError(
@@ -102,6 +133,15 @@ def resolve_breakpoint(
             f"breakpoint {breakpoint_id} is already resolved ({breakpoint.resolution} by "
             f"{breakpoint.resolved_by})"
         )
+    if resolution == "approve" and not force and not note.strip():
+        failed = failed_gate(store, breakpoint)
+        if failed is not None:
+            raise OrchestrationError(
+                f"breakpoint {breakpoint_id}: the step of task '{breakpoint.task_id}' did not "
+                f"pass: {failed}; approving accepts it broken. Retry it with an answer "
+                "(--retry --answer '...') or reject it (--reject); to accept it anyway, approve "
+                "with --force or with --note saying why"
+            )
     task = store.task(breakpoint.run_id, breakpoint.task_id)
     task_changes, budget_changes = split_sets(sets or {})
     if task_changes and resolution not in ("retry", "approve"):
@@ -109,7 +149,7 @@ def resolve_breakpoint(
             f"--set of task fields goes with --retry (or --approve of a step not run yet), "
             f"not --{resolution}"
         )
-    reason = f"breakpoint {breakpoint_id} ({breakpoint.rule}) {resolution}d by {actor}"
+    reason = f"breakpoint {breakpoint_id} ({breakpoint.rule}) {PAST_TENSES[resolution]} by {actor}"
     if note:
         reason += f": {note}"
     if sets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console, Group
@@ -11,9 +12,29 @@ from rich.table import Table
 
 from orchestration.hints import resume_command
 from orchestration.models import BreakpointRecord
+from orchestration.review import failed_gate, resolution_text
 from orchestration.store import Store
 
 OUTPUT_LINES = 15
+
+
+def score_text(score: Any) -> str:
+    """A 0..1 score with two decimals, cut rather than rounded: 0.996 shows as 0.99, so a score
+    short of full marks never reads 1.00."""
+    if not isinstance(score, int | float) or isinstance(score, bool):
+        return "-"
+    return f"{math.floor(float(score) * 100) / 100:.2f}"
+
+
+def _result_text(check: dict[str, Any]) -> str:
+    verdict = "[green]pass[/]" if check.get("passed") else "[red]fail[/]"
+    figures = check.get("figures") or {}
+    counts = [
+        f"{figures[name]} {label}"
+        for name, label in (("tests_passed", "passed"), ("tests_failed", "failed"))
+        if isinstance(figures.get(name), int)
+    ]
+    return verdict + (f" ({', '.join(counts)})" if counts else "")
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:
@@ -21,29 +42,31 @@ def _checks_table(checks: list[dict[str, Any]]) -> Table:
     for column in ("validator", "stage", "result", "score", "message"):
         table.add_column(column)
     for check in checks:
-        verdict = "[green]pass[/]" if check.get("passed") else "[red]fail[/]"
         message = str(check.get("message", "")).splitlines()
         table.add_row(
             escape(str(check.get("name"))),
             str(check.get("stage")),
-            verdict,
-            f"{check.get('score', 0):.2f}",
+            _result_text(check),
+            score_text(check.get("score")),
             escape(message[0][:100] if message else ""),
         )
     return table
 
 
-def _options(bp: BreakpointRecord) -> str:
-    approve = "run the task now" if bp.at == "before" else "accept the result as it is"
-    if bp.context.get("merge_worktree"):
-        approve = "merge it; where files conflict, the task's worktree wins"
-    return (
-        f"  orch breakpoints resolve {bp.id} --approve   {approve}\n"
-        f"  orch breakpoints resolve {bp.id} --retry     run the task again (with its feedback)\n"
-        f"  orch breakpoints resolve {bp.id} --skip      mark it done without running it\n"
-        f"  orch breakpoints resolve {bp.id} --reject    cancel the task\n"
-        f"  add --note '...' to say why; then: {resume_command(bp.run_id)}"
-    )
+def _options(bp: BreakpointRecord, failed: str | None) -> str:
+    resolve = f"  orch breakpoints resolve {bp.id}"
+    retry = f"{resolve} --retry --answer '...'   run it again, with your answer and its feedback"
+    reject = f"{resolve} --reject    cancel the task (--rollback: restore the last accepted files)"
+    skip = f"{resolve} --skip      mark it done without running it"
+    if failed is not None:  # a red step: accepting it is the last option, and needs a reason
+        lines = [retry, reject, skip, f"{resolve} --approve --note 'why'   accept it broken"]
+    else:
+        approve = "run the task now" if bp.at == "before" else "accept the result as it is"
+        if bp.context.get("merge_worktree"):
+            approve = "merge it; where files conflict, the task's worktree wins"
+        lines = [f"{resolve} --approve   {approve}", retry, skip, reject]
+    then = f"  add --note '...' to say why; then: {resume_command(bp.run_id)}"
+    return "\n".join([*lines, then])
 
 
 def _merge_parts(context: dict[str, Any]) -> list[Any]:
@@ -74,7 +97,7 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
         f"task [cyan]{escape(bp.task_id)}[/]"
         f" ({escape(task.spec.title)})\nrule [yellow]{escape(bp.rule)}[/] {bp.at} the step · "
         f"severity {bp.severity} · {bp.state}"
-        + (f" ({bp.resolution} by {bp.resolved_by}: {escape(bp.note)})" if bp.resolution else "")
+        + (f" ({escape(resolution_text(bp))}: {escape(bp.note)})" if bp.resolution else "")
         + f"\n[bold]{escape(bp.message)}[/]"
     )
     parts: list[Any] = [header]
@@ -99,7 +122,7 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
         if quality:
             q = quality[-1]
             gate = "[green]passed[/]" if q.gate_passed else "[red]failed[/]"
-            parts.append(f"[bold]Validators[/] score {q.score:.2f}, gate {gate}")
+            parts.append(f"[bold]Validators[/] score {score_text(q.score)}, gate {gate}")
             parts.append(_checks_table(q.checks))
         decisions = [d for d in store.decisions(bp.run_id, bp.task_id) if d.attempt == attempt]
         for d in decisions:
@@ -113,5 +136,8 @@ def render_breakpoint(console: Console, store: Store, bp: BreakpointRecord) -> N
             f"{', '.join(context.get('tags') or [])}"
         )
     if bp.state == "open":
-        parts.append("[bold]Options[/]\n" + escape(_options(bp)))
+        failed = failed_gate(store, bp)
+        if failed is not None:
+            parts.append(f"[bold red]The step did not pass: {escape(failed)}[/]")
+        parts.append("[bold]Options[/]\n" + escape(_options(bp, failed)))
     console.print(Panel(Group(*parts), title="review", expand=False))

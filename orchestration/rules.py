@@ -99,8 +99,10 @@ class BreakpointRule:
 def _display(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:g}"
+    elif isinstance(value, Mapping):  # `syntax 1, testing 0.5`, not a FrozenMap's repr
+        text = ", ".join(f"{key} {_display(item)}" for key, item in value.items()) or "none"
     elif isinstance(value, list | tuple | set | frozenset):
-        text = ", ".join(_display(item) for item in value)
+        text = ", ".join(_display(item) for item in value) or "none"
     elif value is None:
         text = "none"
     else:

@@ -130,3 +130,19 @@ def attempt_over(run: RunRecord, task: TaskRecord, attempt: int, now: datetime) 
     if task.attempts != attempt or task.state != TaskState.RUNNING:
         return True
     return not run_is_live(run, now)
+
+
+def task_priority(store: Any, run: RunRecord, task_id: str, now: datetime) -> Any:
+    """A task's effective priority as `orch explain` and the dashboard show it: its failed
+    attempts are those whose quality gate failed, its dependents each counted once."""
+    from orchestration.scheduler import TaskScheduler
+
+    plan = plan_from_stored(run)
+    scheduler = TaskScheduler(
+        store.tasks(run.id), max_workers=1, pools={}, weights=plan.spec.scheduling
+    )
+    failed = sum(1 for q in store.quality(run.id, task_id) if not q.gate_passed)
+    since = ready_since(store.transitions(run.id, task_id), now)
+    scheduler.push_ready(task_id, since, failed_attempts=failed)
+    parts = scheduler.priority_of(task_id, now)
+    return replace(parts, dependents=scheduler.distinct_downstream(task_id))

@@ -71,7 +71,7 @@ class PriorityParts:
             f"base priority           {self.base:+.2f}",
             f"deadline boost          {self.deadline:+.2f}",
             f"blocks {self.dependents:>5} tasks      {self.blocking:+.2f}",
-            f"{self.failed_attempts} failed attempts       {-self.retries:+.2f}",
+            f"failed attempts {self.failed_attempts:>5}   {-self.retries:+.2f}",
             f"waited {self.waited_seconds / 60:>6.1f} min      {self.aging:+.2f}",
             f"effective priority      {self.total:+.2f}",
         ]
@@ -229,6 +229,18 @@ class TaskScheduler:
 
     def dependents(self, task_id: str) -> list[str]:
         return self.nodes[task_id].dependents
+
+    def distinct_downstream(self, task_id: str) -> int:
+        """How many tasks wait on this one, directly or not, each counted once (for display:
+        the priority boost counts along every path, so a diamond's join counts twice there)."""
+        seen: set[str] = set()
+        stack = list(self.nodes[task_id].dependents)
+        while stack:
+            child = stack.pop()
+            if child not in seen:
+                seen.add(child)
+                stack.extend(self.nodes[child].dependents)
+        return len(seen)
 
     # ---- priority ---------------------------------------------------------------------------
 

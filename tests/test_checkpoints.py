@@ -559,16 +559,21 @@ def test_cli_lists_checkpoints_as_json_and_table(repo: Path) -> None:
     assert empty.exit_code == 0 and "no checkpoints of run nothing-here" in empty.stdout
 
 
-def test_cli_rollback_asks_then_restores_and_tells_how_to_undo(repo: Path) -> None:
+def test_cli_rollback_without_a_terminal_needs_yes_then_restores_and_tells_how_to_undo(
+    repo: Path,
+) -> None:
     write(repo, "a.txt", "t1\n")
     create_checkpoint(repo, RUN, "t1")
     write(repo, "a.txt", "later\n")
     runner = CliRunner()
     args = ["rollback", RUN, "--to", "t1", "--workdir", str(repo)]
 
-    declined = runner.invoke(cli_app(), args, input="n\n")
-    assert declined.exit_code == 1 and (repo / "a.txt").read_text() == "later\n"
-    accepted = runner.invoke(cli_app(), args, input="y\n")
+    # No terminal to ask on (the runner's stdin is no tty): it says what it would do and stops.
+    refused = runner.invoke(cli_app(), args, input="y\n")
+    assert isinstance(refused.exception, OrchestrationError)
+    assert "pass --yes" in str(refused.exception) and "checkpoint 't1'" in str(refused.exception)
+    assert (repo / "a.txt").read_text() == "later\n"
+    accepted = runner.invoke(cli_app(), [*args, "--yes"])
     assert accepted.exit_code == 0, accepted.output
     assert (repo / "a.txt").read_text() == "t1\n"
     assert "written 1: a.txt" in accepted.stdout

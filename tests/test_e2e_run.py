@@ -349,10 +349,9 @@ def test_an_escalated_task_waits_for_a_human_and_each_answer_is_applied(
     assert paused.returncode == 3, paused.stderr
     (bp,) = orch_json("breakpoints", "list", *db_args(tmp_path))["breakpoints"]
     assert bp["rule"] == "decision:escalate" and "quality gate failed" in bp["message"]
-    assert (
-        orch("breakpoints", "resolve", str(bp["id"]), resolution, *db_args(tmp_path)).returncode
-        == 0
-    )
+    # The step failed its gate: approving it needs a reason (--note), as any answer may give.
+    resolve = ("breakpoints", "resolve", str(bp["id"]), resolution, "--note", "seen")
+    assert orch(*resolve, *db_args(tmp_path)).returncode == 0
     resumed = orch("resume", "e", "--quiet", *db_args(tmp_path))
     assert resumed.returncode == exit_code, resumed.stderr
     tasks = {t["id"]: t for t in orch_json("status", "e", *db_args(tmp_path))["tasks"]}

@@ -56,6 +56,15 @@ def resolve_db_url(explicit: str | None, plan_dir: Path | None) -> str:
     return f"sqlite:///{path}"
 
 
+def existing_db_url(explicit: str | None) -> str | None:
+    """The database `resolve_db_url` would use, or None when that is a SQLite file not made yet
+    (for commands that only read a store if there is one)."""
+    if explicit or os.environ.get(DB_ENV):
+        return resolve_db_url(explicit, None)
+    path = _default_state_file(None)
+    return f"sqlite:///{path}" if path.exists() else None
+
+
 def _default_state_file(plan_dir: Path | None) -> Path:
     if plan_dir is not None:
         return plan_dir.resolve() / STATE_DIR / STATE_FILE

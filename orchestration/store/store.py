@@ -499,13 +499,14 @@ class Store:
         query = _for_task(select(QUALITY), QUALITY, run_id, task_id)
         return [records.quality_record(row) for row in self._all(query)]
 
-    def events(self, run_id: str, after_id: int = 0) -> list[EventRecord]:
-        query = (
-            select(EVENTS)
-            .where(EVENTS.c.run_id == run_id, EVENTS.c.id > after_id)
-            .order_by(EVENTS.c.id)
-        )
-        return [records.event_record(row) for row in self._all(query)]
+    def events(
+        self, run_id: str, after_id: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[EventRecord]:
+        """The run's events, oldest first; `kinds` keeps only those kinds."""
+        query = select(EVENTS).where(EVENTS.c.run_id == run_id, EVENTS.c.id > after_id)
+        if kinds is not None:
+            query = query.where(EVENTS.c.kind.in_(list(kinds)))
+        return [records.event_record(row) for row in self._all(query.order_by(EVENTS.c.id))]
 
     def run_settings(self, run_id: str, after_id: int = 0) -> list[RunSetting]:
         """The run's settings log, oldest first (the latest row per kind and name is in force)."""

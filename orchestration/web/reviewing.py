@@ -16,6 +16,7 @@ from orchestration.models import BreakpointRecord, RunRecord
 from orchestration.review import resolve_breakpoint
 from orchestration.rules import RuleSet
 from orchestration.runs import interruption, plan_from_stored, run_is_live
+from orchestration.spending import spending_of
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
@@ -47,12 +48,16 @@ def run_summary(
     now = now or datetime.now(UTC)
     counts = state_counts(store, run.id).get(run.id, {})
     open_bps = len(store.breakpoints(run.id, state="open"))
+    now = now or datetime.now(UTC)
+    live = run_is_live(run, now)
+    spending = spending_of(store, run.id, now)
     return schemas.run_out(
         run,
         counts,
-        live=run_is_live(run, now),
+        live=live,
         open_breakpoints=open_bps,
         interrupted=interruption(run, now, db_hint),
+        spending=spending,
     )
 
 
@@ -78,17 +83,21 @@ def all_run_summaries(store: Store, db_hint: str = "") -> list[schemas.RunOut]:
 
 
 def options(bp: BreakpointRecord) -> list[schemas.OptionOut]:
+    """The answers to offer, best first: for a step that failed its gate, approving (accepting
+    it broken, which needs a note) comes last."""
+    red = bp.at == "after" and bp.context.get("gate_passed") is False
     approve = "run the task now" if bp.at == "before" else "accept the result as it is"
-    return [
-        schemas.OptionOut(resolution="approve", meaning=approve),
-        schemas.OptionOut(
-            resolution="retry",
-            meaning="run the task again, with its feedback, your answer as {answer} and any "
-            "changed parameters",
-        ),
-        schemas.OptionOut(resolution="skip", meaning="mark it done without running it"),
-        schemas.OptionOut(resolution="reject", meaning="cancel the task"),
-    ]
+    if red:
+        approve = "accept the step although its quality gate failed (say why in the note)"
+    retry = schemas.OptionOut(
+        resolution="retry",
+        meaning="run the task again, with its feedback, your answer as {answer} and any "
+        "changed parameters",
+    )
+    skip = schemas.OptionOut(resolution="skip", meaning="mark it done without running it")
+    reject = schemas.OptionOut(resolution="reject", meaning="cancel the task")
+    approving = schemas.OptionOut(resolution="approve", meaning=approve)
+    return [retry, reject, skip, approving] if red else [approving, retry, skip, reject]
 
 
 @lru_cache(maxsize=RULE_CACHE_SIZE)

@@ -22,6 +22,7 @@ from orchestration.models import (
     TaskRecord,
     TransitionRecord,
 )
+from orchestration.spending import RunSpending
 
 Resolution = Literal["approve", "reject", "retry", "skip"]
 MAX_NOTE_CHARS = 4000
@@ -38,6 +39,29 @@ class InterruptionOut(_Out):
     last_heartbeat: datetime = Field(description="When the run's engine was last heard from.")
     seconds_ago: float = Field(description="Seconds since then.")
     resume: str = Field(description="The command that continues the run.")
+
+
+class SpentOut(_Out):
+    """What was spent: cost and tokens the actions reported, attempts started, seconds."""
+
+    cost: float = Field(description="Sum of the `cost` the actions reported (their unit).")
+    tokens: int = Field(description="Sum of the `tokens` the actions reported.")
+    attempts: int = Field(description="Attempts started.")
+    seconds: float = Field(
+        description="A run: wall time since it started; a task or agent: time its attempts ran."
+    )
+
+
+class BudgetLimitOut(_Out):
+    limit: float | None = Field(description="The plan's limit, or a changed one; null: none.")
+    used: float
+    share: float | None = Field(description="used / limit; null without a limit.")
+
+
+class RunSpentOut(SpentOut):
+    budget: dict[str, BudgetLimitOut] = Field(
+        description="max_cost, max_tokens, max_attempts, max_wall_seconds: each against use."
+    )
 
 
 class RunOut(_Out):
@@ -58,6 +82,7 @@ class RunOut(_Out):
     finished_at: datetime | None
     counts: dict[str, int] = Field(description="Tasks by state.")
     open_breakpoints: int
+    spent: RunSpentOut | None = Field(None, description="What the run spent, against its budget.")
 
 
 class LogOut(_Out):
@@ -80,6 +105,7 @@ class TaskOut(_Out):
     risk: str
     next_attempt_at: datetime | None
     updated_at: datetime | None
+    spent: SpentOut | None = Field(None, description="What the task's attempts spent.")
 
 
 class TaskDetailOut(TaskOut):
@@ -332,8 +358,10 @@ def run_out(
     live: bool,
     open_breakpoints: int,
     interrupted: dict[str, Any] | None = None,
+    spending: RunSpending | None = None,
 ) -> RunOut:
     return RunOut(
+        spent=RunSpentOut(**spending.as_dict()) if spending is not None else None,
         id=run.id,
         plan=run.plan_name,
         plan_path=run.plan_path,
@@ -349,8 +377,11 @@ def run_out(
     )
 
 
-def task_out(task: TaskRecord) -> TaskOut:
-    return TaskOut(**_task_fields(task))
+def task_out(task: TaskRecord, spending: RunSpending | None = None) -> TaskOut:
+    spent = spending.tasks.get(task.task_id) if spending is not None else None
+    return TaskOut(
+        **_task_fields(task), spent=SpentOut(**spent.as_dict()) if spent is not None else None
+    )
 
 
 def task_detail_out(task: TaskRecord) -> TaskDetailOut:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
-from orchestration.runs import plan_from_stored, ready_since
-from orchestration.scheduler import TaskScheduler
+from orchestration.runs import task_priority
+from orchestration.spending import spending_of
 from orchestration.web import schemas
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.queries import MAX_ROW_ID
@@ -29,16 +29,20 @@ def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetai
     A run stored as running whose engine stopped shows as `interrupted`, with the command that
     continues it."""
     run = store.get_run(run_id)
-    summary = run_summary(store, run, db_hint=config.db_hint)
+    now = datetime.now(UTC)
+    spending = spending_of(store, run_id, now)
+    summary = run_summary(store, run, now, db_hint=config.db_hint)
     return schemas.RunDetailOut(
-        run=summary, tasks=[schemas.task_out(t) for t in store.tasks(run_id)]
+        run=summary, tasks=[schemas.task_out(t, spending) for t in store.tasks(run_id)]
     )
 
 
 @router.get("/runs/{run_id:id}/tasks", response_model=schemas.TasksOut)
 def list_tasks(run_id: str, store: StoreDep) -> schemas.TasksOut:
+    """The run's tasks, each with what its attempts spent."""
     store.get_run(run_id)
-    return schemas.TasksOut(tasks=[schemas.task_out(t) for t in store.tasks(run_id)])
+    spending = spending_of(store, run_id, datetime.now(UTC))
+    return schemas.TasksOut(tasks=[schemas.task_out(t, spending) for t in store.tasks(run_id)])
 
 
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_model=schemas.TaskOneOut)
@@ -61,15 +65,7 @@ def explain(run_id: str, task_id: str, store: StoreDep) -> schemas.ExplainOut:
     """Why a task runs when it does: its effective priority now, and each decision with why."""
     run = store.get_run(run_id)
     task = store.task(run_id, task_id)
-    plan = plan_from_stored(run)
-    scheduler = TaskScheduler(
-        store.tasks(run_id), max_workers=1, pools={}, weights=plan.spec.scheduling
-    )
-    now = datetime.now(UTC)
-    scheduler.push_ready(
-        task_id, ready_since(store.transitions(run_id, task_id), now), task.attempts
-    )
-    parts = scheduler.priority_of(task_id, now)
+    parts = task_priority(store, run, task_id, datetime.now(UTC))
     return schemas.ExplainOut(
         task=task_id,
         state=task.state,

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from orchestration.attempt_logs import log_path, tail_text
 from orchestration.runs import attempt_over
+from orchestration.spending import budget_text, spending_of, spent_cells
 from orchestration.store import Store
 from orchestration.web.api.runs import explain
 from orchestration.web.deps import ConfigDep, StoreDep
@@ -40,9 +41,13 @@ def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
     end = now if summary.live else max([run.updated_at, *(m.at for m in moves)])
     recent = recent_events(store, run_id, RECENT_EVENTS)
     newest = recent[0].id if recent else 0
+    spending = spending_of(store, run_id, now)
     return {
         "run": summary,
         "tasks": tasks,
+        "spending": spending,
+        "budget_text": budget_text(spending),
+        "spent_cells": {t: spent_cells(spent) for t, spent in spending.tasks.items()},
         "graph": render_graph(run_id, tasks),
         "graph_limit": MAX_GRAPH_TASKS,
         "timeline": render_timeline(tasks, moves, run.created_at, end),
