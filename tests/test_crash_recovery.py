@@ -28,13 +28,13 @@ import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orchestration.errors import NotFoundError
 from orchestration.lifecycle import is_legal_path
-from orchestration.models import utcnow
 from orchestration.runs import run_is_live
 from orchestration.store import Store
 from tests.helpers import PY, write_plan
@@ -193,7 +193,7 @@ def snapshot(
         tasks = []
     else:
         # What a user sees at once after kill -9 on the engine's host: the run is not live.
-        assert not run_is_live(run, utcnow()), f"run still looks live after kill {kill}"
+        assert not run_is_live(run, datetime.now(UTC)), f"run still looks live after kill {kill}"
         tasks = store.tasks(run.id)
     # The log after the store: a line of a task completed in this snapshot that lies beyond
     # this length was written after the task was completed.
