@@ -45,17 +45,19 @@ LAYER_WIDTH = 20  # tasks per layer; each task depends on one or two of the laye
 WORKERS = 4
 SLEEP_RANGE_S = (0.05, 0.15)  # what an action sleeps after writing its line
 ORPHAN_WORK_S = 3.0  # how long an action works on once its engine is gone
-# An engine is killed at a random moment. Most kills wait until the engine has taken the run
-# (`orch run` stored it, `orch resume` recorded itself on it, just before its recovery), then a
-# random time, or until it has started a random number of new attempts, whichever comes first:
-# the times let kills land during recovery and while attempts run and end; the attempt counts, at
-# most 1.5 times a fair share of the tasks left, let kills land just after an attempt began and
-# keep the run from finishing before its last kill on any machine. The other kills come at a
-# random time after the process started, whatever it is doing then (mostly starting up).
-KILL_AFTER_TAKEN_S = (0.0, 1.5)
-START_UP_KILL_CHANCE = 0.2
+# An engine is killed at a random moment, of one of three kinds (in a random order, in fixed
+# proportions, so that every run has each kind whatever the machine's speed):
+# - START_UP: a random time after its process started, whatever it does then (mostly starting up;
+#   a kill before `orch run` stored the run leaves nothing).
+# - TAKEN: a random time after it has taken the run (`orch run` stored it, `orch resume` recorded
+#   itself on it, just before its recovery): during recovery, or while attempts run and end.
+# - ATTEMPTS: once it has started a random number of new attempts: just after an attempt began.
+# Every kill also comes once a random number of new attempts have started, at most 1.5 times a
+# fair share of the tasks left, which keeps the run from finishing before its last kill.
+START_UP, TAKEN, ATTEMPTS = "start-up", "taken", "attempts"
 KILL_IN_START_UP_S = (0.0, 1.0)
-TAKE_TIMEOUT_S = 120.0  # an engine that has not taken the run by then is broken
+KILL_AFTER_TAKEN_S = (0.0, 1.5)
+TAKE_TIMEOUT_S = 120.0  # an engine that has neither taken the run nor worked by then is broken
 FAIR_SHARE_FACTOR = 1.5
 POLL_S = 0.005  # how often the log is read while waiting for the moment to kill
 FINAL_TIMEOUT_S = 120.0  # the last resume, which runs the rest of the plan to the end
@@ -79,6 +81,7 @@ class Snapshot:
     kill: int
     command: str  # run | resume
     seconds: float  # how long the engine had been running
+    kind: str  # START_UP, TAKEN or ATTEMPTS
     taken_after: float | None  # when it had taken the run (None: killed before)
     new_attempts: int  # how many attempts it had started (lines in the log)
     states: dict[str, tuple[str, int]]  # task id -> (state, attempts); empty if no run stored
@@ -114,7 +117,7 @@ class Crashes:
             figures = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
             taken = "not taken" if s.taken_after is None else f"taken at {s.taken_after:.2f}s"
             lines.append(
-                f"  kill {s.kill} of `{s.command}` after {s.seconds:.2f}s ({taken}), "
+                f"  kill {s.kill} ({s.kind}) of `{s.command}` after {s.seconds:.2f}s ({taken}), "
                 f"{s.new_attempts} attempts started: "
                 f"{figures or 'no run stored yet'}; cut {len(self.cut(index))} new attempts; "
                 f"log {s.log_lines} lines"
@@ -185,7 +188,7 @@ class Moment:
 
 
 def snapshot(
-    store: Store, kill: int, command: str, seconds: float, moment: Moment, log: Path
+    store: Store, kill: int, command: str, kind: str, seconds: float, moment: Moment, log: Path
 ) -> Snapshot:
     try:
         run = store.get_run(RUN_ID)
@@ -201,6 +204,7 @@ def snapshot(
         kill,
         command,
         seconds,
+        kind,
         moment.taken_after,
         moment.new_attempts,
         {t.task_id: (t.state, t.attempts) for t in tasks},
@@ -218,6 +222,7 @@ def crash_again_and_again(
     crashes = Crashes(seed)
     db = ["--db", db_url, "--quiet"]
     task_ids = [f"t{i}" for i in range(tasks)]
+    kinds = kill_kinds(kills, rng)
     # The test watches the store while engines work on it; it creates the schema first, as a
     # user who ran `orch` on this store before would have, so no engine upgrades it under it.
     with Store.open(db_url) as store:
@@ -230,13 +235,14 @@ def crash_again_and_again(
             )
             fair_share = left / (kills - kill + 2)  # the final resume gets a share too
             max_attempts = rng.randint(1, max(1, int(FAIR_SHARE_FACTOR * fair_share)))
-            in_start_up = rng.random() < START_UP_KILL_CHANCE
-            max_seconds = rng.uniform(*(KILL_IN_START_UP_S if in_start_up else KILL_AFTER_TAKEN_S))
+            kind = kinds[kill - 1]
+            times = KILL_IN_START_UP_S if kind == START_UP else KILL_AFTER_TAKEN_S
+            max_seconds = rng.uniform(*times)
             already = len(read_log(log))
             process = start_orch(args, tmp_path / f"orch-{kill}.err")
             started = time.monotonic()
             try:
-                moment = _wait(process, store, log, already, max_seconds, max_attempts, in_start_up)
+                moment = _wait(process, store, log, already, max_seconds, max_attempts, kind)
             finally:
                 if process.poll() is None:
                     os.kill(process.pid, signal.SIGKILL)  # the engine only: its actions live on
@@ -248,12 +254,21 @@ def crash_again_and_again(
                 f"\n{(tmp_path / f'orch-{kill}.err').read_text()}"
             )
             assert process.returncode == -signal.SIGKILL
-            crashes.snapshots.append(snapshot(store, kill, command, seconds, moment, log))
+            crashes.snapshots.append(snapshot(store, kill, command, kind, seconds, moment, log))
     run_stored = bool(crashes.snapshots[-1].states)
     final = _run_to_completion(_next_engine(run_stored, plan, db), tmp_path / "orch-final.err")
     assert final.returncode == 0, f"{final.stderr}\n{crashes.describe()}"
     crashes.log = read_log(log)
     return crashes, task_ids
+
+
+def kill_kinds(kills: int, rng: random.Random) -> list[str]:
+    """A fifth of the kills in start-up, half once attempts started, the rest after the take."""
+    start_up, attempts = round(kills / 5), (kills + 1) // 2
+    kinds = [START_UP] * start_up + [ATTEMPTS] * attempts
+    kinds += [TAKEN] * (kills - len(kinds))
+    rng.shuffle(kinds)
+    return kinds
 
 
 def _next_engine(run_stored: bool, plan: Path, db: list[str]) -> list[str]:
@@ -269,14 +284,14 @@ def _wait(
     skip: int,
     seconds: float,
     attempts: int,
-    in_start_up: bool,
+    kind: str,
 ) -> Moment:
-    """Wait for the moment to kill the engine: `seconds` after its start (`in_start_up`) or after
-    it has taken the run, or once it has started `attempts` attempts (the log's start lines after
-    its first `skip` lines), whichever comes first."""
+    """Wait for the moment to kill the engine: once it has started `attempts` attempts (the log's
+    start lines after its first `skip` lines), or (START_UP, TAKEN) `seconds` after its start or
+    after it has taken the run, whichever comes first."""
     started = time.monotonic()
     taken_after = None
-    deadline = started + seconds if in_start_up else None
+    deadline = started + seconds if kind == START_UP else None
     new = 0
     while new < attempts:
         now = time.monotonic()
@@ -286,10 +301,11 @@ def _wait(
             return Moment(True, taken_after, new)
         if taken_after is None and _taken(store, process.pid):
             taken_after = time.monotonic() - started
-            if deadline is None:
+            if kind == TAKEN:
                 deadline = time.monotonic() + seconds
-        assert taken_after is not None or now - started < TAKE_TIMEOUT_S, (
-            f"the engine did not take the run in {TAKE_TIMEOUT_S:.0f}s"
+        assert now - started < TAKE_TIMEOUT_S, (
+            f"the engine neither took the run nor started {attempts} attempts "
+            f"in {TAKE_TIMEOUT_S:.0f}s"
         )
         new = sum(not entry.end for entry in read_log(log)[skip:])
         time.sleep(POLL_S)
