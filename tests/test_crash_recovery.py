@@ -4,7 +4,7 @@ The plan's actions are real subprocesses that append `<task id> <attempt>` to a 
 write per line), sleep a little, so most kills land while actions run, and append
 `<task id> <attempt> end` when done. The engine alone is killed, never its actions: they outlive it
 as orphans, as they would after `kill -9` of the engine. An action that finds itself orphaned
-works on for a few seconds, as a long agent call would, so the next `orch resume` must end it
+works on for half a minute, as a long agent call would, so the next `orch resume` must end it
 before it retries the task; an orphan left alive would write its `end` line after its retry began.
 
 The kill moments are counted from when the engine has taken the run (the store names its process),
@@ -44,7 +44,7 @@ RUN_ID = "crash"
 LAYER_WIDTH = 20  # tasks per layer; each task depends on one or two of the layer before
 WORKERS = 4
 SLEEP_RANGE_S = (0.05, 0.15)  # what an action sleeps after writing its line
-ORPHAN_WORK_S = 3.0  # how long an action works on once its engine is gone
+ORPHAN_WORK_S = 30.0  # how long an orphaned action works on: longer than any resume takes to start
 # An engine is killed at a random moment, of one of three kinds (in a random order, in fixed
 # proportions, so that every run has each kind whatever the machine's speed):
 # - START_UP: a random time after its process started, whatever it does then (mostly starting up;
