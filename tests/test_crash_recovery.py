@@ -238,11 +238,18 @@ def crash_again_and_again(
             kind = kinds[kill - 1]
             times = KILL_IN_START_UP_S if kind == START_UP else KILL_AFTER_TAKEN_S
             max_seconds = rng.uniform(*times)
+            # An action the killed engine had just started may write its start line late: only
+            # attempts beyond those the store held at the kill are this engine's.
             already = len(read_log(log))
+            known = (
+                {t: n for t, (_, n) in crashes.snapshots[-1].states.items()} if run_stored else {}
+            )
             process = start_orch(args, tmp_path / f"orch-{kill}.err")
             started = time.monotonic()
             try:
-                moment = _wait(process, store, log, already, max_seconds, max_attempts, kind)
+                moment = _wait(
+                    process, store, log, (already, known), max_seconds, max_attempts, kind
+                )
             finally:
                 if process.poll() is None:
                     os.kill(process.pid, signal.SIGKILL)  # the engine only: its actions live on
@@ -281,13 +288,14 @@ def _wait(
     process: subprocess.Popen[bytes],
     store: Store,
     log: Path,
-    skip: int,
+    before: tuple[int, dict[str, int]],
     seconds: float,
     attempts: int,
     kind: str,
 ) -> Moment:
     """Wait for the moment to kill the engine: once it has started `attempts` attempts (the log's
-    start lines after its first `skip` lines), or (START_UP, TAKEN) `seconds` after its start or
+    start lines after the first `before[0]` lines, of attempts beyond the `before[1]` the store
+    held at the last kill), or (START_UP, TAKEN) `seconds` after its start or
     after it has taken the run, whichever comes first."""
     started = time.monotonic()
     taken_after = None
@@ -307,7 +315,8 @@ def _wait(
             f"the engine neither took the run nor started {attempts} attempts "
             f"in {TAKE_TIMEOUT_S:.0f}s"
         )
-        new = sum(not entry.end for entry in read_log(log)[skip:])
+        skip, known = before
+        new = sum(not e.end and e.attempt > known.get(e.task_id, 0) for e in read_log(log)[skip:])
         time.sleep(POLL_S)
     return Moment(False, taken_after, new)
 
