@@ -4,8 +4,15 @@ The plan's actions are real subprocesses that append `<task id> <attempt>` to a 
 write per line), sleep a little, so most kills land while actions run, and append
 `<task id> <attempt> end` when done. The engine alone is killed, never its actions: they outlive it
 as orphans, as they would after `kill -9` of the engine. An action that finds itself orphaned
-works on for a few seconds, as a long agent call would, so the next `orch resume` must end it
+works on for half a minute, as a long agent call would, so the next `orch resume` must end it
 before it retries the task; an orphan left alive would write its `end` line after its retry began.
+
+The kill moments are counted from when the engine has taken the run (the store names its process),
+not from the start of its process: on a busy machine `orch` needs seconds to start, and kills timed
+from the process start would all land before it has done anything. A few kills still land at a
+random moment of the start-up; one that comes before `orch run` stored the run leaves nothing, and
+the next engine is started with `orch run` again. Every resume is a plain `orch resume`: a killed
+engine on this host is noticed at once, so no `--force` is needed.
 
 After each kill the store is frozen (no engine writes to it), so a snapshot taken then is exactly
 what the dead engine had committed. At the end the store and the log are checked against every
@@ -21,12 +28,14 @@ import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orchestration.errors import NotFoundError
 from orchestration.lifecycle import is_legal_path
+from orchestration.runs import run_is_live
 from orchestration.store import Store
 from tests.helpers import PY, write_plan
 
@@ -35,13 +44,20 @@ RUN_ID = "crash"
 LAYER_WIDTH = 20  # tasks per layer; each task depends on one or two of the layer before
 WORKERS = 4
 SLEEP_RANGE_S = (0.05, 0.15)  # what an action sleeps after writing its line
-ORPHAN_WORK_S = 3.0  # how long an action works on once its engine is gone
-# An engine is killed at a random moment: after a random time, or once it has started a random
-# number of new attempts, whichever comes first. `orch` needs ~0.7 s (imports) before it works,
-# more on a busy machine, so the times let kills land before, during and after recovery; the
-# attempt counts, at most 1.5 times a fair share of the tasks left, let kills land just after an
-# attempt began and keep the run from finishing before its last kill on any machine.
-KILL_AFTER_S = (0.2, 2.5)
+ORPHAN_WORK_S = 30.0  # how long an orphaned action works on: longer than any resume takes to start
+# An engine is killed at a random moment, of one of three kinds (in a random order, in fixed
+# proportions, so that every run has each kind whatever the machine's speed):
+# - START_UP: a random time after its process started, whatever it does then (mostly starting up;
+#   a kill before `orch run` stored the run leaves nothing).
+# - TAKEN: a random time after it has taken the run (`orch run` stored it, `orch resume` recorded
+#   itself on it, just before its recovery): during recovery, or while attempts run and end.
+# - ATTEMPTS: once it has started a random number of new attempts: just after an attempt began.
+# Every kill also comes once a random number of new attempts have started, at most 1.5 times a
+# fair share of the tasks left, which keeps the run from finishing before its last kill.
+START_UP, TAKEN, ATTEMPTS = "start-up", "taken", "attempts"
+KILL_IN_START_UP_S = (0.0, 1.0)
+KILL_AFTER_TAKEN_S = (0.0, 1.5)
+TAKE_TIMEOUT_S = 120.0  # an engine that has neither taken the run nor worked by then is broken
 FAIR_SHARE_FACTOR = 1.5
 POLL_S = 0.005  # how often the log is read while waiting for the moment to kill
 FINAL_TIMEOUT_S = 120.0  # the last resume, which runs the rest of the plan to the end
@@ -65,6 +81,8 @@ class Snapshot:
     kill: int
     command: str  # run | resume
     seconds: float  # how long the engine had been running
+    kind: str  # START_UP, TAKEN or ATTEMPTS
+    taken_after: float | None  # when it had taken the run (None: killed before)
     new_attempts: int  # how many attempts it had started (lines in the log)
     states: dict[str, tuple[str, int]]  # task id -> (state, attempts); empty if no run stored
     log_lines: int
@@ -97,8 +115,9 @@ class Crashes:
             for state, _ in s.states.values():
                 counts[state] += 1
             figures = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            taken = "not taken" if s.taken_after is None else f"taken at {s.taken_after:.2f}s"
             lines.append(
-                f"  kill {s.kill} of `{s.command}` after {s.seconds:.2f}s, "
+                f"  kill {s.kill} ({s.kind}) of `{s.command}` after {s.seconds:.2f}s ({taken}), "
                 f"{s.new_attempts} attempts started: "
                 f"{figures or 'no run stored yet'}; cut {len(self.cut(index))} new attempts; "
                 f"log {s.log_lines} lines"
@@ -158,21 +177,36 @@ def read_log(log: Path) -> list[Entry]:
     return entries
 
 
+@dataclass(frozen=True)
+class Moment:
+    """How an engine's kill went: whether it ended by itself first, when it had taken the run
+    (seconds after its start), and how many attempts it had started."""
+
+    finished: bool
+    taken_after: float | None
+    new_attempts: int
+
+
 def snapshot(
-    db_url: str, kill: int, command: str, seconds: float, new_attempts: int, log: Path
+    store: Store, kill: int, command: str, kind: str, seconds: float, moment: Moment, log: Path
 ) -> Snapshot:
-    with Store.open(db_url) as store:
-        try:
-            tasks = store.tasks(store.get_run(RUN_ID).id)
-        except NotFoundError:  # killed before `orch run` stored the run
-            tasks = []
+    try:
+        run = store.get_run(RUN_ID)
+    except NotFoundError:  # killed before `orch run` stored the run
+        tasks = []
+    else:
+        # What a user sees at once after kill -9 on the engine's host: the run is not live.
+        assert not run_is_live(run, datetime.now(UTC)), f"run still looks live after kill {kill}"
+        tasks = store.tasks(run.id)
     # The log after the store: a line of a task completed in this snapshot that lies beyond
     # this length was written after the task was completed.
     return Snapshot(
         kill,
         command,
         seconds,
-        new_attempts,
+        kind,
+        moment.taken_after,
+        moment.new_attempts,
         {t.task_id: (t.state, t.attempts) for t in tasks},
         len(read_log(log)),
     )
@@ -188,61 +222,112 @@ def crash_again_and_again(
     crashes = Crashes(seed)
     db = ["--db", db_url, "--quiet"]
     task_ids = [f"t{i}" for i in range(tasks)]
-    for kill in range(1, kills + 1):
-        run_stored = bool(crashes.snapshots and crashes.snapshots[-1].states)
-        command = "resume" if run_stored else "run"
-        args = (
-            ["resume", RUN_ID, "--force", *db]
-            if run_stored
-            else ["run", str(plan), "--run-id", RUN_ID, *db]
-        )
-        left = tasks - len(crashes.snapshots[-1].with_state("completed")) if run_stored else tasks
-        fair_share = left / (kills - kill + 2)  # the final resume gets a share too
-        max_attempts = rng.randint(1, max(1, int(FAIR_SHARE_FACTOR * fair_share)))
-        max_seconds = rng.uniform(*KILL_AFTER_S)
-        already = len(read_log(log))
-        process = start_orch(args, tmp_path / f"orch-{kill}.err")
-        started = time.monotonic()
-        try:
-            finished, new_attempts = _wait(process, log, already, max_seconds, max_attempts)
-        finally:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)  # the engine only: its actions live on
-            process.wait()
-        seconds = time.monotonic() - started
-        assert not finished, (
-            f"`orch {command}` ended by itself (exit {process.returncode}) before kill {kill}: "
-            f"the plan is too short for {kills} kills\n{crashes.describe()}"
-        )
-        assert process.returncode == -signal.SIGKILL
-        crashes.snapshots.append(snapshot(db_url, kill, command, seconds, new_attempts, log))
-        if not run_stored and crashes.snapshots[-1].states:
-            _resume_refuses_while_the_heartbeat_is_fresh(db)
-    final = _run_to_completion(["resume", RUN_ID, "--force", *db], tmp_path / "orch-final.err")
+    kinds = kill_kinds(kills, rng)
+    # The test watches the store while engines work on it; it creates the schema first, as a
+    # user who ran `orch` on this store before would have, so no engine upgrades it under it.
+    with Store.open(db_url) as store:
+        for kill in range(1, kills + 1):
+            run_stored = bool(crashes.snapshots and crashes.snapshots[-1].states)
+            command = "resume" if run_stored else "run"
+            args = _next_engine(run_stored, plan, db)
+            left = (
+                tasks - len(crashes.snapshots[-1].with_state("completed")) if run_stored else tasks
+            )
+            fair_share = left / (kills - kill + 2)  # the final resume gets a share too
+            max_attempts = rng.randint(1, max(1, int(FAIR_SHARE_FACTOR * fair_share)))
+            kind = kinds[kill - 1]
+            times = KILL_IN_START_UP_S if kind == START_UP else KILL_AFTER_TAKEN_S
+            max_seconds = rng.uniform(*times)
+            # An action the killed engine had just started may write its start line late: only
+            # attempts beyond those the store held at the kill are this engine's.
+            already = len(read_log(log))
+            known = (
+                {t: n for t, (_, n) in crashes.snapshots[-1].states.items()} if run_stored else {}
+            )
+            process = start_orch(args, tmp_path / f"orch-{kill}.err")
+            started = time.monotonic()
+            try:
+                moment = _wait(
+                    process, store, log, (already, known), max_seconds, max_attempts, kind
+                )
+            finally:
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGKILL)  # the engine only: its actions live on
+                process.wait()
+            seconds = time.monotonic() - started
+            assert not moment.finished, (
+                f"`orch {command}` ended by itself (exit {process.returncode}) before kill "
+                f"{kill}: the plan is too short for {kills} kills\n{crashes.describe()}"
+                f"\n{(tmp_path / f'orch-{kill}.err').read_text()}"
+            )
+            assert process.returncode == -signal.SIGKILL
+            crashes.snapshots.append(snapshot(store, kill, command, kind, seconds, moment, log))
+    run_stored = bool(crashes.snapshots[-1].states)
+    final = _run_to_completion(_next_engine(run_stored, plan, db), tmp_path / "orch-final.err")
     assert final.returncode == 0, f"{final.stderr}\n{crashes.describe()}"
     crashes.log = read_log(log)
     return crashes, task_ids
 
 
+def kill_kinds(kills: int, rng: random.Random) -> list[str]:
+    """A fifth of the kills in start-up, half once attempts started, the rest after the take."""
+    start_up, attempts = round(kills / 5), (kills + 1) // 2
+    kinds = [START_UP] * start_up + [ATTEMPTS] * attempts
+    kinds += [TAKEN] * (kills - len(kinds))
+    rng.shuffle(kinds)
+    return kinds
+
+
+def _next_engine(run_stored: bool, plan: Path, db: list[str]) -> list[str]:
+    """`orch run` again if the killed engine had not stored the run yet, else a plain `orch
+    resume`: the killed engine ran on this host, so it is known gone and no --force is needed."""
+    return ["resume", RUN_ID, *db] if run_stored else ["run", str(plan), "--run-id", RUN_ID, *db]
+
+
 def _wait(
-    process: subprocess.Popen[bytes], log: Path, skip: int, seconds: float, attempts: int
-) -> tuple[bool, int]:
-    """Wait until the process has run `seconds` or started `attempts` attempts (the log's start
-    lines after its first `skip` lines). Returns whether it ended by itself, and its attempts."""
-    deadline = time.monotonic() + seconds
+    process: subprocess.Popen[bytes],
+    store: Store,
+    log: Path,
+    before: tuple[int, dict[str, int]],
+    seconds: float,
+    attempts: int,
+    kind: str,
+) -> Moment:
+    """Wait for the moment to kill the engine: once it has started `attempts` attempts (the log's
+    start lines after the first `before[0]` lines, of attempts beyond the `before[1]` the store
+    held at the last kill), or (START_UP, TAKEN) `seconds` after its start or
+    after it has taken the run, whichever comes first."""
+    started = time.monotonic()
+    taken_after = None
+    deadline = started + seconds if kind == START_UP else None
     new = 0
-    while time.monotonic() < deadline and new < attempts:
+    while new < attempts:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
         if process.poll() is not None:
-            return True, new
-        new = sum(not entry.end for entry in read_log(log)[skip:])
+            return Moment(True, taken_after, new)
+        if taken_after is None and _taken(store, process.pid):
+            taken_after = time.monotonic() - started
+            if kind == TAKEN:
+                deadline = time.monotonic() + seconds
+        assert now - started < TAKE_TIMEOUT_S, (
+            f"the engine neither took the run nor started {attempts} attempts "
+            f"in {TAKE_TIMEOUT_S:.0f}s"
+        )
+        skip, known = before
+        new = sum(not e.end and e.attempt > known.get(e.task_id, 0) for e in read_log(log)[skip:])
         time.sleep(POLL_S)
-    return False, new
+    return Moment(False, taken_after, new)
 
 
-def _resume_refuses_while_the_heartbeat_is_fresh(db: list[str]) -> None:
-    """What a user sees first after kill -9: the dead engine still looks alive, for a while."""
-    refused = _run_to_completion(["resume", RUN_ID, *db], None, timeout=60)
-    assert refused.returncode == 2 and "--force" in refused.stderr, refused.stderr
+def _taken(store: Store, pid: int) -> bool:
+    """Whether the engine process `pid` works on the run: `orch run` stored the run with it,
+    `orch resume` recorded it on the run (just before it recovers the interrupted attempts)."""
+    try:
+        return store.get_run(RUN_ID).engine_pid == pid
+    except NotFoundError:
+        return False
 
 
 def _run_to_completion(

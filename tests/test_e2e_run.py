@@ -11,7 +11,15 @@ import pytest
 
 from orchestration.lifecycle import is_legal_path
 from orchestration.store import Store
-from tests.helpers import PY, orch, orch_in_background, orch_json, shell_task, write_plan
+from tests.helpers import (
+    GATE_WAIT_LIMIT_S,
+    PY,
+    orch,
+    orch_in_background,
+    orch_json,
+    shell_task,
+    write_plan,
+)
 
 
 def db_args(tmp_path: Path) -> list[str]:
@@ -496,11 +504,14 @@ def test_rich_markup_in_user_text_is_printed_literally(tmp_path: Path) -> None:
 def test_resume_ends_an_attempt_that_outlived_its_killed_engine(tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
     pid_file = tmp_path / "attempt.pid"
+    gate = tmp_path / "never"  # attempt 1 waits for it, so it outlives its engine until resumed
     code = (
-        "import os, time; attempt = os.environ['ORCH_ATTEMPT']; "
+        "import os, pathlib, time; attempt = os.environ['ORCH_ATTEMPT']; "
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
         f"open({str(log)!r}, 'a').write(f'start {{attempt}}\\n'); "
-        "time.sleep(30 if attempt == '1' else 0); "
+        f"deadline = time.monotonic() + {GATE_WAIT_LIMIT_S}\n"
+        f"while attempt == '1' and not pathlib.Path({str(gate)!r}).exists()"
+        " and time.monotonic() < deadline: time.sleep(0.01)\n"
         f"open({str(log)!r}, 'a').write(f'end {{attempt}}\\n')"
     )
     plan = write_plan(

@@ -229,7 +229,7 @@ def test_the_engines_stop_reaches_a_running_plugin_kind() -> None:
     started = time.monotonic()
     outcome = run_action(request, stop)
     assert outcome.interrupted and kinds.stopped.is_set()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # not its 30 s timeout
 
 
 def test_a_kind_no_loaded_plugin_provides_fails_for_good_at_run_time() -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from orchestration.demo import copy_example, init_git
 from orchestration.store import Store
-from tests.helpers import orch, orch_in_background, shell_task, write_plan
+from tests.helpers import GATE_WAIT_LIMIT_S, orch, orch_in_background, shell_task, write_plan
 from tests.test_web_api import Server, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,9 @@ pytestmark = pytest.mark.slow
 REQUIRE_ENV = "ORCH_REQUIRE_BROWSER"  # set: a missing chromium fails the test instead of skipping
 DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 WAIT_MS = 30_000  # the longest any step of the review waits in the browser
+# The longest a wait that includes an `orch` process starting and working may take: a busy
+# machine needs seconds to start it.
+ENGINE_WAIT_MS = 120_000
 VIEWPORT = {"width": 1360, "height": 900}
 
 
@@ -125,11 +128,11 @@ def test_review_the_paused_demo_in_the_browser_then_watch_the_run_finish(
         page.click("#resolved-notice a[href='/runs/demo']")
         follow_run(page)
         resumed = orch_in_background("resume", "demo", "--db", db, "--quiet")
-        expect(page.locator("#run-state")).to_have_text("completed", timeout=WAIT_MS)
+        expect(page.locator("#run-state")).to_have_text("completed", timeout=ENGINE_WAIT_MS)
         assert page.inner_text(".tile.state-completed .n") == "5"
         assert page.locator("svg.timeline rect.outcome-retrying").count() == 1  # implement, once
         screenshot(page, artifacts, "run")
-        _, stderr = resumed.communicate(timeout=60)
+        _, stderr = resumed.communicate(timeout=ENGINE_WAIT_MS / 1000)
         assert resumed.returncode == 0, stderr
     finally:
         if resumed is not None and resumed.poll() is None:
@@ -166,7 +169,7 @@ def test_approve_a_step_while_the_engine_works_and_it_goes_on_by_itself(
     # `keep-working` holds the engine busy until `after` (which needs the review) has run.
     keep_working = (
         "import pathlib, time\n"
-        "deadline = time.monotonic() + 60\n"
+        f"deadline = time.monotonic() + {GATE_WAIT_LIMIT_S}\n"
         "while not pathlib.Path('reviewed').exists() and time.monotonic() < deadline:\n"
         "    time.sleep(0.05)\n"
     )
@@ -205,8 +208,8 @@ def test_approve_a_step_while_the_engine_works_and_it_goes_on_by_itself(
         assert "picks it up by itself" in notice.inner_text()
         page.click("#resolved-notice a[href='/runs/live']")
         follow_run(page)
-        expect(page.locator("#run-state")).to_have_text("completed", timeout=WAIT_MS)
-        _, stderr = running.communicate(timeout=60)
+        expect(page.locator("#run-state")).to_have_text("completed", timeout=ENGINE_WAIT_MS)
+        _, stderr = running.communicate(timeout=ENGINE_WAIT_MS / 1000)
         assert running.returncode == 0, stderr
     finally:
         if running.poll() is None:
@@ -216,14 +219,14 @@ def test_approve_a_step_while_the_engine_works_and_it_goes_on_by_itself(
 
 def wait_for_breakpoint(server: Server, running: Any) -> int:
     """Poll the API until the working run stops a step for review."""
-    deadline = time.monotonic() + WAIT_MS / 1000
+    deadline = time.monotonic() + ENGINE_WAIT_MS / 1000
     headers = {"Authorization": f"Bearer {server.token}"}
     while time.monotonic() < deadline:
         assert running.poll() is None, running.communicate()[1]
-        found = httpx.get(f"{server.base}/api/v1/breakpoints", headers=headers, timeout=5)
+        found = httpx.get(f"{server.base}/api/v1/breakpoints", headers=headers, timeout=30)
         breakpoints = found.json()["breakpoints"]
         if breakpoints:
-            run = httpx.get(f"{server.base}/api/v1/runs/live", headers=headers, timeout=5)
+            run = httpx.get(f"{server.base}/api/v1/runs/live", headers=headers, timeout=30)
             assert run.json()["run"]["live"] is True
             return int(breakpoints[0]["id"])
         time.sleep(0.1)

@@ -20,7 +20,7 @@ from orchestration.attempt_logs import log_path, read_from
 from orchestration.store import Store
 from tests.helpers import orch_in_background, shell_task, write_plan
 from tests.test_web_api import start_server, stop_server
-from tests.test_web_browser import VIEWPORT, WAIT_MS, browser, expect, log_in
+from tests.test_web_browser import ENGINE_WAIT_MS, VIEWPORT, WAIT_MS, browser, expect, log_in
 
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
 
@@ -40,7 +40,7 @@ STEPS = (
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_MS / 1000
+    deadline = time.monotonic() + ENGINE_WAIT_MS / 1000  # the engine's start-up included
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
