@@ -30,6 +30,7 @@ from orchestration.signals import StepText, is_auth_failure, step_diff, step_sig
 from orchestration.steps import action_text, after_context, with_quality
 from orchestration.task_expressions import TaskExpressions
 from orchestration.tree_guard import TreeGuard, modified_tree_check, with_modified_tree
+from orchestration.tree_watch import TreeWatch, start_watch
 from orchestration.workspace import (
     Changes,
     Snapshot,
@@ -109,6 +110,7 @@ class AttemptRunner:
         self.environment = plan_environment(plan)  # where validators run the project's commands
 
         self._indexes: dict[Path, Path | None] = {}  # each work tree's kept snapshot index
+        self._watches: dict[Path, TreeWatch | None] = {}  # and its watch of changed files
         self._indexes_lock = threading.Lock()
         self._last_after: dict[str, Snapshot] = {}  # task id -> its worktree after its attempt
 
@@ -119,8 +121,25 @@ class AttemptRunner:
                 self._indexes[workdir] = snapshot_index(workdir, self.run_id)
             return self._indexes[workdir]
 
+    def _watch(self, workdir: Path, index: Path | None) -> TreeWatch | None:
+        """The OS watch of `workdir`'s files (started once per tree; None: full snapshots)."""
+        with self._indexes_lock:
+            if workdir not in self._watches:
+                git_dir = index.parent.parent if index is not None else None  # .git/orchestration
+                self._watches[workdir] = start_watch(workdir, git_dir) if git_dir else None
+            return self._watches[workdir]
+
+    def stop_watches(self) -> None:
+        """Stop the file watches: this engine takes no more snapshots."""
+        with self._indexes_lock:
+            for watch in self._watches.values():
+                if watch is not None:
+                    watch.stop()
+            self._watches.clear()
+
     def discard_indexes(self) -> None:
         """Remove the kept snapshot indexes: the run is over (a paused run keeps them)."""
+        self.stop_watches()
         with self._indexes_lock:
             for index in self._indexes.values():
                 discard_snapshot_index(index)
@@ -129,7 +148,9 @@ class AttemptRunner:
     def _snapshot(self, workdir: Path) -> Snapshot:
         if self.worktrees is not None:  # worktrees come and go: their git dirs are looked up
             return snapshot(workdir, self.ignored_files, index=snapshot_index(workdir, "snapshot"))
-        return snapshot(workdir, self.ignored_files, index=self.snapshot_index(workdir))
+        index = self.snapshot_index(workdir)
+        watch = self._watch(workdir, index) if index is not None else None
+        return snapshot(workdir, self.ignored_files, index=index, watch=watch)
 
     def request(self, task: TaskRecord, attempt: int) -> ActionRequest:
         """What the action of the task's `attempt` is given."""

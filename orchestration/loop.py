@@ -1779,6 +1779,7 @@ class Orchestrator:
             raise
         finally:
             self.executor.shutdown(wait=True)
+            self.attempt_runner.stop_watches()
 
     def stop(self, grace_seconds: float = 0.0) -> None:
         """Start no new work; stop the actions under way after `grace_seconds`.

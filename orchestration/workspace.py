@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.safe_git import run_git
+from orchestration.tree_watch import TreeWatch
 
 logger = logging.getLogger(__name__)
 
@@ -122,18 +123,50 @@ def _seed_index(workdir: Path, index: Path) -> None:
         shutil.copy2(user_index, index)
 
 
-def _kept_tree(workdir: Path, index: Path, ignore: frozenset[str]) -> str:
-    """The work tree as a tree id, through the kept private `index` (seeded when missing)."""
-    with _index_lock(index):
-        if not index.exists():
-            _seed_index(workdir, index)
-        try:
-            return _write_tree(workdir, index, ignore)
-        except subprocess.CalledProcessError:
-            # A seed git cannot use (a split index, another version) or a damaged file:
-            # start again from an empty index, as a fresh snapshot would.
-            index.unlink(missing_ok=True)
-            return _write_tree(workdir, index, ignore)
+def _kept_tree(
+    workdir: Path, index: Path, ignore: frozenset[str], watch: TreeWatch | None = None
+) -> str:
+    """The work tree as a tree id, through the kept private `index` (seeded when missing).
+
+    With a `watch`, only the paths it reports changed are read again; when it cannot say, or
+    before its first full look, the whole tree is (tree_watch explains why it is safe).
+    """
+    with _index_lock(index):  # the watch's changes too: two callers must not split a change
+        changed = watch.changes() if watch is not None else None
+        if watch is not None and changed is not None and watch.last_tree and index.exists():
+            tree = _updated_tree(workdir, index, changed, ignore) if changed else watch.last_tree
+        else:
+            tree = _full_tree(workdir, index, ignore)
+        if watch is not None:
+            watch.last_tree = tree
+        return tree
+
+
+def _full_tree(workdir: Path, index: Path, ignore: frozenset[str]) -> str:
+    if not index.exists():
+        _seed_index(workdir, index)
+    try:
+        return _write_tree(workdir, index, ignore)
+    except subprocess.CalledProcessError:
+        # A seed git cannot use (a split index, another version) or a damaged file:
+        # start again from an empty index, as a fresh snapshot would.
+        index.unlink(missing_ok=True)
+        return _write_tree(workdir, index, ignore)
+
+
+def _updated_tree(workdir: Path, index: Path, changed: set[str], ignore: frozenset[str]) -> str:
+    """The tree after re-reading only `changed` paths into the kept index (as `add -A` would:
+    files git ignores stay out, deleted files leave the index)."""
+    candidates = sorted(path for path in changed if path not in ignore)
+    ignored = _gitignored(workdir, candidates) if candidates else set()
+    paths = [path for path in candidates if path not in ignored]
+    env = {"GIT_INDEX_FILE": str(index)}
+    if paths:
+        run_git(
+            workdir, "update-index", "--add", "--remove", "-z", "--stdin",
+            input="\0".join(paths), extra_env=env, timeout=GIT_TIMEOUT_SECONDS, check=True,
+        )  # fmt: skip
+    return _git(workdir, "write-tree", env=env).strip()
 
 
 def _file_fingerprints(workdir: Path, ignore: frozenset[str]) -> dict[str, str]:
@@ -172,18 +205,23 @@ def fingerprints(workdir: Path, ignore: frozenset[str] = frozenset()) -> dict[st
 
 
 def snapshot(
-    workdir: Path, ignore: frozenset[str] = frozenset(), *, index: Path | None = None
+    workdir: Path,
+    ignore: frozenset[str] = frozenset(),
+    *,
+    index: Path | None = None,
+    watch: TreeWatch | None = None,
 ) -> Snapshot:
     """Record the working directory so that `changes_since` can tell what a step did.
 
     `ignore` names files (relative to workdir) that are not the step's work, e.g. the store.
     `index` (from `snapshot_index`) is a private index kept between snapshots, so a large tree
     costs a stat per file instead of a hash per file; without it each snapshot starts afresh.
+    `watch` (tree_watch.start_watch, with `index`) narrows that to the files the OS reported.
     """
     if is_git_repo(workdir):
         try:
             if index is not None:
-                return Snapshot(tree=_kept_tree(workdir, index, ignore))
+                return Snapshot(tree=_kept_tree(workdir, index, ignore, watch))
             return Snapshot(tree=_git_tree(workdir, ignore))
         except (subprocess.SubprocessError, OSError) as error:
             logger.warning(

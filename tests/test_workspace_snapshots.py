@@ -114,3 +114,75 @@ def test_a_damaged_kept_index_is_started_again(repo: Path) -> None:
 
 def test_no_kept_index_outside_git(tmp_path: Path) -> None:
     assert snapshot_index(tmp_path, "run-4") is None
+
+
+# ---- a file watch narrows a snapshot to what changed -----------------------------------------
+
+
+@pytest.fixture
+def watched_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from orchestration.tree_watch import start_watch
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    for number in range(20):
+        (repo / "src" / f"m{number}.py").write_text(f"V = {number}\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    index = snapshot_index(repo, "watched")
+    assert index is not None
+    watch = start_watch(repo, index.parent.parent)
+    assert watch is not None
+    yield repo, index, watch
+    watch.stop()
+
+
+def test_a_watched_snapshot_equals_a_full_one_after_every_kind_of_change(watched_repo) -> None:  # type: ignore[no-untyped-def]
+    repo, index, watch = watched_repo
+    state = user_state(repo)
+    take = lambda: snapshot(repo, index=index, watch=watch).tree  # noqa: E731
+    full = lambda: snapshot(repo).tree  # noqa: E731
+    assert take() == full()  # the first look is a full one
+    edits = [
+        lambda: (repo / "src" / "m1.py").write_text("V = 'changed'\n"),
+        lambda: (repo / "src" / "m2.py").unlink(),
+        lambda: (repo / "src" / "new.py").write_text("NEW = 1\n"),
+        lambda: (repo / "src" / "debug.log").write_text("ignored by .gitignore\n"),
+        lambda: (repo / "src" / "m3.py").rename(repo / "src" / "m3_renamed.py"),
+        lambda: (repo / "pkg").mkdir(),  # a new folder: the watch cannot vouch, a full look
+        lambda: (repo / "pkg" / "inner.py").write_text("X = 1\n"),
+    ]
+    for edit in edits:
+        edit()
+        assert take() == full()
+    assert take() == full()  # nothing changed since: the last tree, at no cost
+    after = user_state(repo)  # the work tree's status changed by the edits, nothing else did
+    assert (after[0], after[1], after[3], after[4]) == (state[0], state[1], state[3], state[4])
+
+
+def test_an_unchanged_tree_costs_no_git_call_under_a_watch(watched_repo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import orchestration.workspace as workspace
+
+    repo, index, watch = watched_repo
+    first = snapshot(repo, index=index, watch=watch)
+    calls: list[tuple[str, ...]] = []
+    real = workspace._git
+    monkeypatch.setattr(
+        workspace, "_git", lambda *args, **kw: calls.append(args) or real(*args, **kw)
+    )
+    assert snapshot(repo, index=index, watch=watch) == first
+    assert calls == []
+    (repo / "src" / "m5.py").write_text("V = 'again'\n")
+    changed = snapshot(repo, index=index, watch=watch)
+    assert changed != first and changes_between(repo, first, changed).files == ("src/m5.py",)
+
+
+def test_no_watch_when_the_git_folder_is_outside_the_workdir(tmp_path: Path) -> None:
+    from orchestration.tree_watch import start_watch
+
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    git(repo, "init", "-q")
+    assert start_watch(repo / "sub", repo / ".git") is None  # its sync marker would go unseen
