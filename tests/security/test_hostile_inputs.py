@@ -6,12 +6,14 @@ another exception, exit 70, a traceback, a hang, a side effect, or markup the br
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -21,7 +23,8 @@ from orchestration.errors import PlanError, RuleError
 from orchestration.expressions import compile_expression
 from orchestration.plan import load_plan
 from orchestration.rules import evaluate_breakpoints, load_rules
-from tests.helpers import orch
+from tests.helpers import orch, shell_task, write_plan
+from tests.test_web_api import run_plan, start_server, stop_server
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "hostile"
 BOUND_S = 5.0  # per input: a safety net against a hang, not a speed test
@@ -413,3 +416,84 @@ def test_orch_validate_answers_a_sample_with_exit_2_and_the_line(tmp_path: Path)
         if line is not None:
             assert f"{path}:{line}" in done.stderr.replace("\n", ""), (label, done.stderr)
     assert not (tmp_path / "x").exists()  # the python tag and the argv ran nothing
+
+
+# ---- 3. markup in what the dashboard shows --------------------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+IMAGE = '"><img src=x onerror=alert(2)>'
+LINK = "javascript:alert(3)"
+PAYLOAD = f"{SCRIPT} {IMAGE} {LINK}"
+MARKUP_RULES = (
+    "breakpoints:\n"
+    "  - name: look_at_it\n"
+    "    at: after\n"
+    "    when: \"'xss' in tags\"\n"
+    "    priority: 99\n"
+    "    action: pause\n"
+    f"    message: {json.dumps('{title} said ' + PAYLOAD)}\n"
+)
+
+
+def markup_run(directory: Path, url: str) -> None:
+    """A run whose name, titles, output, breakpoint and dead letter all carry the payload."""
+    (directory / "markup.yaml").write_text(MARKUP_RULES)
+    printing = f"import sys; print({PAYLOAD!r}); print({PAYLOAD!r}, file=sys.stderr)"
+    plan = write_plan(
+        directory,
+        {
+            "version": 1,
+            "name": f"xss {PAYLOAD}",
+            "rules": ["markup.yaml"],
+            "tasks": [
+                shell_task(
+                    "fails",
+                    printing + "; sys.exit(127)",
+                    title=f"bad {PAYLOAD}",
+                    priority=10,
+                    when_exhausted="fail",
+                ),
+                shell_task("shows", printing, title=f"t {PAYLOAD}", tags=["xss"], priority=1),
+            ],
+        },
+    )
+    run_plan(plan, url, "xss", expect="paused")
+
+
+def assert_escaped(page: httpx.Response, path: str, *, shown: bool = True) -> None:
+    assert page.status_code == 200, (path, page.status_code)
+    html = page.text
+    assert "<script>alert" not in html, path
+    assert "<img src=x onerror" not in html and "onerror=alert(2)>" not in html, path
+    assert 'href="javascript:' not in html and "href='javascript:" not in html, path
+    assert ("&lt;script&gt;alert(1)&lt;/script&gt;" in html) == shown, path
+
+
+def test_the_dashboard_shows_markup_as_text(tmp_path: Path, sqlite_url: str) -> None:
+    markup_run(tmp_path, sqlite_url)
+    server = start_server(sqlite_url, tmp_path / "token")
+    try:
+        headers = {"Authorization": f"Bearer {server.token}"}
+
+        def get(path: str) -> httpx.Response:
+            return httpx.get(f"{server.base}{path}", headers=headers, timeout=30)
+
+        (breakpoint,) = get("/api/v1/breakpoints?run=xss").json()["breakpoints"]
+        letters = get("/api/v1/dead-letters").json()["dead_letters"]
+        assert [letter["task"] for letter in letters] == ["fails"]
+        pages = [
+            "/runs",
+            "/runs/xss",
+            "/runs/xss/tasks/shows",
+            "/runs/xss/tasks/fails",
+            "/breakpoints",
+            f"/breakpoints/{breakpoint['id']}",
+            f"/dead-letters/{letters[0]['id']}",
+            "/runs/xss/live",
+        ]
+        for path in pages:
+            assert_escaped(get(path), path)
+        for path in ("/dead-letters", "/runs/xss/interventions"):
+            assert_escaped(get(path), path, shown=False)  # pages that show none of the texts
+    finally:
+        stop_server(server)
