@@ -115,6 +115,14 @@ class ShellAction(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float | None = Field(None, gt=0)
 
+    @field_validator("run")
+    @classmethod
+    def _no_nul(cls, run: list[str]) -> list[str]:
+        # the OS cannot pass a NUL byte in an argument: say so now, not when the attempt starts
+        if any("\0" in argument for argument in run):
+            raise ValueError("an argument contains a NUL byte, which no program can receive")
+        return run
+
 
 # The agent CLIs `kind: agent` knows (orchestration/agents/, one module each; docs/agents.md).
 AGENT_PRESETS = ("claude", "codex", "gemini", "aider", "opencode")
