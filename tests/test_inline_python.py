@@ -47,9 +47,9 @@ class CountingStore(Store):
 
     commits = 0
 
-    def commit(self, run_id, batch):  # type: ignore[no-untyped-def]
+    def commit(self, run_id, batch, **options):  # type: ignore[no-untyped-def]
         CountingStore.commits += 1
-        return super().commit(run_id, batch)
+        return super().commit(run_id, batch, **options)
 
 
 def test_inline_attempts_run_in_dependency_order_with_few_commits(tmp_path: Path) -> None:
