@@ -148,7 +148,8 @@ def run_demo(console: Console, err_console: Console, directory: Path | None) -> 
         db_url = f"sqlite:///{directory / '.orchestration/state.db'}"
         console.print(
             f"\n[bold]{summary.state}[/]. Inspect it yourself: "
-            + escape(shell_command("orch", "status", summary.run_id, "--db", db_url))
+            + escape(shell_command("orch", "status", summary.run_id, "--db", db_url)),
+            soft_wrap=True,  # a command wrapped in two would not paste
         )
     finally:
         store.close()
