@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -14,7 +15,6 @@ from simpleeval import InvalidExpression, SimpleEval
 
 from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze
 from orchestration.errors import RuleError
-from orchestration.expression_compiler import BudgetExceeded, UnsupportedNode, compile_tree
 from orchestration.expression_limits import (
     BINARY_OPERATORS,
     BUILTIN_FUNCTIONS,
@@ -88,17 +88,15 @@ MAX_MEMO_ENTRIES = 1024  # remembered results per expression
 class Expression:
     """A rule expression parsed and checked once; `evaluate` runs it against a context.
 
-    `evaluate` runs the closure tree built at load (expression_compiler); `evaluate_reference`
-    walks the same checked tree with simpleeval, the reference the closures are tested against.
-    Both see the same operators, functions, names, freezing and time budget, and fail alike.
+    Evaluation is simpleeval's own tree walk over the tree parsed at load (its
+    `previously_parsed` argument), with this module's operators, functions and time budget.
     """
 
     __slots__ = (
-        "_compiled",
         "_functions",
         "_key_names",
         "_memo",
-        "_timed",
+        "_timed_nodes",
         "_tree",
         "file",
         "line",
@@ -125,9 +123,11 @@ class Expression:
         self.line = line
         self._tree = tree
         self._functions = functions
-        self._compiled, self._timed = compile_tree(tree, functions)
+        # The nodes whose cost depends on the data: the deadline is checked before each of them.
+        self._timed_nodes = _timed_nodes(tree)
         # Results by the values the expression reads: an expression of built-in functions is
-        # pure, and steps repeat the same values (no output, no failures) again and again.
+        # pure, and steps repeat the same values (no output, no failures) again and again, so
+        # the tree is walked only when the values it reads change.
         # None when the expression calls a plugin function, which may not be pure.
         self._key_names = tuple(sorted(names))
         self._memo: dict[tuple[Any, ...], Any] | None = {} if _calls_only_builtins(tree) else None
@@ -143,51 +143,49 @@ class Expression:
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value for `context`; any failure is a RuleError naming the rule."""
-        if isinstance(context, FrozenMap):  # frozen once per check by the caller
-            data = context._data  # read in place: the closures only look names up
-            if not data.keys() >= self.names:
-                self._names(context)  # raises the error naming the missing value
-            memo = self._memo
-            if memo is not None:
-                try:
-                    key = tuple([data[name] for name in self._key_names])
-                    return memo[key]
-                except KeyError:
-                    pass
-                except TypeError:  # a value that cannot be hashed: evaluate without the memo
-                    memo = None
-            # CPU time of this thread: other threads holding the GIL must not fail a rule. A
-            # tree that never reads the deadline (only bounded work) does not read the clock.
-            deadline = _thread_time() + MAX_EVALUATION_SECONDS if self._timed else 0.0
+        if not isinstance(context, FrozenMap):
+            # Freezing is part of the evaluation's budget: a huge context fails, not hangs.
+            deadline = _thread_time() + MAX_EVALUATION_SECONDS
+            return self._walk(self._names(context), deadline)
+        data = context._data  # frozen once per check by the caller: read in place
+        if not data.keys() >= self.names:
+            self._names(context)  # raises the error naming the missing value
+        memo = self._memo
+        if memo is not None:
             try:
-                value = self._compiled(data, deadline)
-            except Exception as error:  # any failure is this rule's error, never the loop's
-                reason = _reason(error)
-                raise self._error(reason) from None
-            if memo is not None:
-                if len(memo) >= MAX_MEMO_ENTRIES:
-                    memo.clear()
-                memo[key] = value
-            return value
-        deadline = _thread_time() + MAX_EVALUATION_SECONDS
-        names = self._names(context)
-        try:
-            if _thread_time() > deadline:
-                raise BudgetExceeded  # freezing a large context used the budget up
-            return self._compiled(names, deadline)
-        except Exception as error:
-            reason = _reason(error)
-        raise self._error(reason)
+                key = tuple([data[name] for name in self._key_names])
+                return memo[key]
+            except KeyError:
+                pass
+            except TypeError:  # a value that cannot be hashed: evaluate without the memo
+                memo = None
+        # CPU time of this thread: other threads holding the GIL must not fail a rule. A tree
+        # with no node of data-dependent cost does not read the clock.
+        deadline = _thread_time() + MAX_EVALUATION_SECONDS if self._timed_nodes else 0.0
+        value = self._walk(data, deadline)
+        if memo is not None:
+            if len(memo) >= MAX_MEMO_ENTRIES:
+                memo.clear()
+            memo[key] = value
+        return value
 
-    def evaluate_reference(self, context: Mapping[str, Any]) -> Any:
-        """`evaluate` through simpleeval's tree walk: slower, kept as the tested reference."""
-        started = _thread_time()
-        names = self._names(context)
-        evaluator = _Evaluator(self._functions, names, started + MAX_EVALUATION_SECONDS)
+    def _walk(self, names: Mapping[str, Any], deadline: float) -> Any:
+        """simpleeval's walk of the parsed tree; any failure is this rule's error."""
+        evaluator = _evaluator()
+        evaluator.busy = True
         try:
+            evaluator.names = names
+            evaluator.functions = self._functions
+            evaluator.timed_nodes = self._timed_nodes
+            evaluator.deadline = deadline
+            if self._timed_nodes and _thread_time() > deadline:
+                raise BudgetExceeded  # freezing a large context used the budget up
             return evaluator.eval(self.source, previously_parsed=self._tree.body)
-        except Exception as error:
+        except Exception as error:  # any failure is this rule's error, never the loop's
             reason = _reason(error)
+        finally:
+            evaluator.busy = False
+            evaluator.names = _NO_NAMES  # hold no context between evaluations
         raise self._error(reason)
 
     def _names(self, context: Mapping[str, Any]) -> dict[Any, Any]:
@@ -217,6 +215,52 @@ def _calls_only_builtins(tree: ast.Expression) -> bool:
     )
 
 
+def _timed_nodes(tree: ast.Expression) -> frozenset[int]:
+    """The ids of the nodes whose cost depends on the data, checked against the deadline.
+
+    Function calls, subscripts with a computed key or a slice, and comparisons that may walk a
+    sequence. Other nodes do constant or size-bounded work (the operators bound what they
+    make), and a tree has no loops, so the work between two checks is bounded by its size.
+    """
+    timed = set()
+    for node in ast.walk(tree):
+        computed_key = isinstance(node, ast.Subscript) and not _is_constant(node.slice)
+        walking_compare = isinstance(node, ast.Compare) and not _cheap_compare(node)
+        if isinstance(node, ast.Call) or computed_key or walking_compare:
+            timed.add(id(node))
+    return frozenset(timed)
+
+
+def _cheap_compare(node: ast.Compare) -> bool:
+    """True when no comparison of the chain can walk data of unbounded size.
+
+    Identity is cheap; so is an ordering or equality with a constant on either side, and a
+    membership test in a constant container. Constants hold only scalars and are bounded by
+    the source length.
+    """
+    operands = (node.left, *node.comparators)
+    for index, op in enumerate(node.ops):
+        if isinstance(op, ast.Is | ast.IsNot):
+            continue
+        left, right = _is_constant(operands[index]), _is_constant(operands[index + 1])
+        if isinstance(op, ast.In | ast.NotIn):
+            if not right:
+                return False
+        elif not (left or right):
+            return False
+    return True
+
+
+def _is_constant(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):  # -1
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(isinstance(item, ast.Constant) for item in node.elts)
+    return False
+
+
 def _reason(error: Exception) -> str:
     """What a failed evaluation tells the rule author."""
     if isinstance(error, BudgetExceeded):
@@ -232,32 +276,55 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class BudgetExceeded(Exception):
+    """The evaluation ran past its time budget."""
+
+
 _OPERATORS = {**BINARY_OPERATORS, **UNARY_OPERATORS, **COMPARE_OPERATORS}
+_NO_NAMES: Mapping[str, Any] = {}
 
 
 class _Evaluator(SimpleEval):
-    """simpleeval with our own operators and functions and a deadline; one per evaluation."""
+    """simpleeval with our own operators and a deadline; one per thread, never shared.
 
-    def __init__(
-        self, functions: Mapping[str, Callable[..., Any]], names: dict[str, Any], deadline: float
-    ) -> None:
-        super().__init__(operators=_OPERATORS, functions=dict(functions), names=names)
+    One evaluator shared across threads gives spurious name errors (PITFALLS.md), and building
+    one costs more than a typical evaluation: each thread keeps its own and sets the
+    expression's names and functions (simpleeval's public attributes) before each walk.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(operators=_OPERATORS, functions={}, names={})
         # Sequence literals become tuples: immutable, and bounded by the operator wrappers.
         self.nodes[ast.List] = self._eval_sequence
         self.nodes[ast.Tuple] = self._eval_sequence
         self.nodes[ast.Set] = self._eval_set
-        self._deadline = deadline
+        self.deadline = 0.0
+        self.timed_nodes: frozenset[int] = frozenset()
+        self.busy = False
 
     def _eval(self, node: ast.AST) -> Any:
-        if _thread_time() > self._deadline:
+        if id(node) in self.timed_nodes and _thread_time() > self.deadline:
             raise BudgetExceeded
         return super()._eval(node)
 
     def _eval_sequence(self, node: ast.List | ast.Tuple) -> tuple[Any, ...]:
-        return tuple(self._eval(item) for item in node.elts)
+        return tuple([self._eval(item) for item in node.elts])
 
     def _eval_set(self, node: ast.Set) -> frozenset[Any]:
-        return frozenset(self._eval(item) for item in node.elts)
+        return frozenset([self._eval(item) for item in node.elts])
+
+
+_PER_THREAD = threading.local()
+
+
+def _evaluator() -> _Evaluator:
+    """This thread's evaluator (a new one if it is in use: a function evaluating a rule)."""
+    evaluator: _Evaluator | None = getattr(_PER_THREAD, "evaluator", None)
+    if evaluator is None or evaluator.busy:
+        evaluator = _Evaluator()
+        if getattr(_PER_THREAD, "evaluator", None) is None:
+            _PER_THREAD.evaluator = evaluator
+    return evaluator
 
 
 def compile_expression(
@@ -295,10 +362,7 @@ def compile_expression(
         return fail(message, None if column is None else column + indent)
 
     used = _check_tree(tree, allowed_names, table, fail_at)
-    try:
-        return Expression(source, tree, used, table, rule=rule, file=file, line=line)
-    except UnsupportedNode as error:  # the checker refuses these first; a last line of defence
-        raise fail(f"`{error}` is not allowed") from None
+    return Expression(source, tree, used, table, rule=rule, file=file, line=line)
 
 
 def _function_table(
