@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import Any, Self, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Insert,
     Row,
     Select,
     Table,
@@ -31,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestration.errors import NotFoundError, OrchestrationError, StoreError
 from orchestration.lifecycle import Move
@@ -843,89 +840,13 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
         _execute_many(conn, _INSERT[table.name], rows)
 
 
-# ---- the driver path: the hot statements of a batch, without SQLAlchemy's per-row work -------
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverStatement:
-    """A Core statement compiled once for a dialect: its SQL text and how to bind a row.
-
-    SQLAlchemy spends more time per row turning a dict of parameters into the driver's tuple
-    (bind processors looked up and applied, parameters re-keyed) than SQLite spends storing it.
-    The SQL, the order of the parameters and the bind processors all come from SQLAlchemy's
-    own compilation, so the values stored are exactly those `conn.execute` would store.
-    """
-
-    sql: str
-    order: Callable[[dict[str, Any]], Any]  # a row's values in the statement's order
-    width: int
-    processors: tuple[tuple[int, Callable[[Any], Any], bool], ...]  # (index, processor, memo)
-
-
-_DRIVER: dict[tuple[str, int, tuple[str, ...]], _DriverStatement] = {}
-
-
-def _driver_statement(conn: Connection, statement: Any, keys: tuple[str, ...]) -> _DriverStatement:
-    dialect = conn.dialect
-    cache_key = (dialect.name, id(statement), keys)
-    found = _DRIVER.get(cache_key)
-    if found is not None:
-        return found
-    # column_keys names the columns of an INSERT; an UPDATE's parameters are its own bindparams.
-    columns = list(keys) if isinstance(statement, Insert) else None
-    compiled = statement.compile(dialect=dialect, column_keys=columns)
-    names = tuple(compiled.positiontup or ())
-    processors = []
-    for index, name in enumerate(names):
-        bind = compiled.binds[name]
-        processor = bind.type._cached_bind_processor(dialect)
-        if processor is not None:
-            # Times repeat within a batch (every row of a commit shares `now`): convert once.
-            memo = isinstance(bind.type, schema.UtcDateTime)
-            processors.append((index, processor, memo))
-    found = _DriverStatement(str(compiled), itemgetter(*names), len(names), tuple(processors))
-    _DRIVER[cache_key] = found
-    # The statement object is kept alive by the module that built it; ids are not reused.
-    return found
-
-
 def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> int:
-    """`conn.execute(statement, rows).rowcount` for rows that all have the same keys."""
-    if conn.dialect.name != "sqlite":  # PostgreSQL: SQLAlchemy's own executemany paths
-        return int(conn.execute(statement, rows if len(rows) > 1 else rows[0]).rowcount)
-    driver = _driver_statement(conn, statement, tuple(rows[0]))
-    order = driver.order
-    values: list[Any] = (
-        [tuple(order(row)) for row in rows] if driver.width > 1 else [(order(row),) for row in rows]
-    )
-    if driver.processors:
-        memos: dict[int, dict[Any, Any]] = {}
-        converted = []
-        for row in values:
-            row = list(row)
-            for index, processor, memo in driver.processors:
-                value = row[index]
-                if memo:
-                    seen = memos.setdefault(index, {})
-                    if value in seen:
-                        row[index] = seen[value]
-                    else:
-                        row[index] = seen[value] = processor(value)
-                else:
-                    row[index] = processor(value)
-            converted.append(tuple(row))
-        values = converted
-    # Straight to the driver's cursor, inside the transaction `conn` began: even
-    # exec_driver_sql costs about 20 µs a call in execution-context set-up, and a commit makes
-    # seven of these calls.
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(driver.sql, values)
-        return int(cursor.rowcount)
-    except sqlite3.Error as error:  # as SQLAlchemy would raise it: callers catch those
-        raise DBAPIError.instance(driver.sql, values, error, sqlite3.Error) from error
-    finally:
-        cursor.close()
+    """`conn.execute(statement, rows).rowcount`: one executemany for rows with the same keys.
+
+    SQLite counts the rows every statement of an executemany changed; the callers compare
+    that with the number of rows they sent.
+    """
+    return int(conn.execute(statement, rows if len(rows) > 1 else rows[0]).rowcount)
 
 
 def _insert_tasks(conn: Connection, run_id: str, tasks: list[TaskRecord], now: datetime) -> None:
