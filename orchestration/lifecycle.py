@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from transitions import Machine, MachineError
+from transitions import Machine
 
 from orchestration.errors import TaskStateError
 
@@ -24,9 +24,8 @@ class TaskState(StrEnum):
     CANCELLED = "cancelled"
 
 
-FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 # `failed` is final for the run but a human may still requeue or skip it.
-NON_FINAL = [s.value for s in TaskState if s not in (TaskState.COMPLETED, TaskState.CANCELLED)]
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 
 # The declarative table of DESIGN section 3: trigger, sources, destination.
 TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -51,8 +50,6 @@ TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # `orch task rerun --downstream`: a dependent waits for the rerun upstream again
     ("reset", ("completed", "failed", "cancelled", "ready", "retrying"), "pending"),
 )
-
-TRIGGERS = tuple(name for name, _, _ in TRANSITIONS)
 
 
 @dataclass(slots=True)
@@ -89,64 +86,40 @@ def _build_machine() -> Machine:
 
 
 # Built once for the whole process. Tasks are never registered with `add_model` (quadratic and
-# never freed); each transition fires the event on a TaskHandle directly (see PITFALLS.md).
+# never freed); `fire` moves a TaskHandle by the machine's own transitions (see PITFALLS.md).
 _MACHINE = _build_machine()
-_LEGAL: dict[str, tuple[str, ...]] = {
-    state.value: tuple(t for t, sources, _ in TRANSITIONS if state.value in sources)
-    for state in TaskState
-}
-_DEST = {trigger: dest for trigger, _, dest in TRANSITIONS}
 
 
-def _compiled_moves(machine: Machine) -> dict[tuple[str, str], str]:
-    """(state, trigger) -> destination, read from the machine's own transitions.
+def _legal_triggers(machine: Machine) -> dict[str, tuple[str, ...]]:
+    """state -> the triggers the machine accepts from it, in the order they were added."""
+    return {state.value: tuple(machine.get_triggers(state.value)) for state in TaskState}
+
+
+def _moves(machine: Machine) -> dict[tuple[str, str], str]:
+    """(state, trigger) -> destination, read from the machine's transitions once at import.
 
     Firing an event costs about 7 µs of `transitions` bookkeeping (event data, callbacks, state
-    objects) against under 1 µs for a table lookup, three times per task on the hot path. The
-    machine has no conditions, callbacks or hooks, so a move is fully described by its (source,
-    trigger) pair: this table is that description, taken from the machine itself so the two
-    cannot disagree. A machine that gains a callback or a condition is refused here (and `fire`
-    would need to go through it again).
+    objects) against under 1 µs for a lookup, three times per task on the hot path. The machine
+    has no callbacks, and a transition with a condition is refused here, so a move is fully
+    described by its (source, trigger) pair.
     """
-    hooks = (
-        machine.prepare_event,
-        machine.before_state_change,
-        machine.after_state_change,
-        machine.finalize_event,
-        machine.on_exception,
-    )
-    state_hooks = [h for state in machine.states.values() for h in (state.on_enter, state.on_exit)]
-    if any(hooks) or any(state_hooks):
-        raise RuntimeError("the task machine has callbacks: a compiled move table would skip them")
     table: dict[tuple[str, str], str] = {}
-    for trigger, event in machine.events.items():
-        for source, transitions in event.transitions.items():
-            transition = transitions[0]
-            if len(transitions) > 1 or transition.conditions:
-                raise RuntimeError(f"conditional transition {trigger} from {source}: not compiled")
-            if transition.prepare or transition.before or transition.after:
-                raise RuntimeError(f"transition {trigger} from {source} has callbacks")
-            if transition.dest is None:  # an internal transition: none in the table above
-                raise RuntimeError(f"internal transition {trigger} from {source}: not compiled")
+    for source, triggers in _legal_triggers(machine).items():
+        for trigger in triggers:
+            (transition, *others) = machine.get_transitions(trigger=trigger, source=source)
+            if others or transition.conditions or transition.dest is None:
+                raise RuntimeError(f"transition {trigger} from {source} is not a plain move")
             table[(source, trigger)] = transition.dest
     return table
 
 
-_MOVES = _compiled_moves(_MACHINE)
+_LEGAL = _legal_triggers(_MACHINE)
+_MOVES = _moves(_MACHINE)
 
 
 def legal_triggers(state: str) -> tuple[str, ...]:
     """The triggers that may be fired from `state`, in table order."""
     return _LEGAL.get(state, ())
-
-
-def destination(trigger: str) -> str:
-    """The state a trigger leads to."""
-    return _DEST[trigger]
-
-
-def is_final(state: str) -> bool:
-    return state in FINAL_STATES
 
 
 def fire(task: TaskHandle, trigger: str, *, reason: str = "", actor: str = "engine") -> Move:
@@ -157,28 +130,3 @@ def fire(task: TaskHandle, trigger: str, *, reason: str = "", actor: str = "engi
         raise TaskStateError(task.task_id, source, trigger, legal_triggers(source))
     task.state = dest
     return Move(task.task_id, source, dest, trigger, reason, actor)
-
-
-def fire_through_machine(
-    task: TaskHandle, trigger: str, *, reason: str = "", actor: str = "engine"
-) -> Move:
-    """`fire` by way of the `transitions` machine itself: the reference `fire` is tested against."""
-    source = task.state
-    event = _MACHINE.events.get(trigger)
-    if event is None:
-        raise TaskStateError(task.task_id, source, trigger, legal_triggers(source))
-    try:
-        event.trigger(task)
-    except MachineError:
-        raise TaskStateError(task.task_id, source, trigger, legal_triggers(source)) from None
-    return Move(task.task_id, source, task.state, trigger, reason, actor)
-
-
-def is_legal_path(moves: list[tuple[str, str, str]]) -> bool:
-    """Whether a stored history (source, dest, trigger) is a legal walk from `pending`."""
-    state = TaskState.PENDING.value
-    for source, dest, trigger in moves:
-        if source != state or trigger not in _LEGAL.get(source, ()) or _DEST[trigger] != dest:
-            return False
-        state = dest
-    return True

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestration.errors import TaskStateError
+from orchestration.lifecycle import TaskHandle, TaskState, fire
 from orchestration.yamlfile import dump_plan
 
 PY = sys.executable
@@ -128,3 +130,18 @@ class StderrWatch:
         if self.process.stdout is not None:
             self.process.stdout.close()
         return "".join(self._lines)
+
+
+def is_legal_path(moves: list[tuple[str, str, str]]) -> bool:
+    """Whether a stored history (source, dest, trigger) is a legal walk from `pending`."""
+    task = TaskHandle("history", TaskState.PENDING.value)
+    for source, dest, trigger in moves:
+        if task.state != source:
+            return False
+        try:
+            fire(task, trigger)
+        except TaskStateError:
+            return False
+        if task.state != dest:
+            return False
+    return True

@@ -34,10 +34,9 @@ from pathlib import Path
 import pytest
 
 from orchestration.errors import NotFoundError
-from orchestration.lifecycle import is_legal_path
 from orchestration.runs import run_is_live
 from orchestration.store import Store
-from tests.helpers import PY, write_plan
+from tests.helpers import PY, is_legal_path, write_plan
 
 SEED_ENV = "ORCH_CRASH_SEED"
 RUN_ID = "crash"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lifecycle import is_legal_path
 from orchestration.store import Store
 from tests.helpers import (
     GATE_WAIT_LIMIT_S,
     PY,
+    is_legal_path,
     orch,
     orch_in_background,
     orch_json,

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from orchestration.hooks import load_plugins
-from orchestration.lifecycle import is_legal_path
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.plan import load_plan
 from orchestration.store import Store
-from tests.helpers import write_plan
+from tests.helpers import is_legal_path, write_plan
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from orchestration.interventions import (
     stop_concluded,
     wait_until_applied,
 )
-from orchestration.lifecycle import is_legal_path
 from orchestration.models import (
     BreakpointRecord,
     DeadLetterRecord,
@@ -30,6 +29,7 @@ from orchestration.models import (
     TaskSpec,
 )
 from orchestration.store import Batch, Store
+from tests.helpers import is_legal_path
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 RUN = "run-1"

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestration.hooks import load_plugins
-from orchestration.lifecycle import FINAL_STATES, TaskState, is_legal_path
+from orchestration.lifecycle import FINAL_STATES, TaskState
 from orchestration.loop import Orchestrator, RunSummary, build_engine
 from orchestration.models import TransitionRecord
 from orchestration.plan import load_plan
 from orchestration.rules import load_rules
 from orchestration.store import Store
-from tests.helpers import write_plan
+from tests.helpers import is_legal_path, write_plan
 
 ACTIONS = "tests.property_actions"
 TRIGGERS = ("all_success", "all_done", "one_failed", "none_failed")
