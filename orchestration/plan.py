@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import graphlib
 import heapq
 import logging
 import os
@@ -90,35 +91,34 @@ def plan_from_dict(
 
 
 def topological_order(tasks: Iterable[_TaskNode]) -> list[str]:
-    """Task ids with every task after its dependencies; ties keep plan order (Kahn's algorithm).
+    """Task ids with every task after its dependencies; ties keep plan order.
 
-    Dependencies on ids that are not among `tasks` are ignored (they are done, or outside this
-    subset); a cycle raises PlanError.
+    graphlib orders the graph; of the tasks it releases at once, the earliest in the plan comes
+    first. Dependencies on ids that are not among `tasks` are ignored (they are done, or outside
+    this subset); a cycle raises PlanError naming the tasks on it.
     """
     nodes = list(tasks)
     index = {task.id: i for i, task in enumerate(nodes)}
-    dependents: list[list[int]] = [[] for _ in nodes]
-    waiting = [0] * len(nodes)
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
     for i, task in enumerate(nodes):
-        for dep in dict.fromkeys(task.depends_on):
-            j = index.get(dep)
-            if j is not None:
-                dependents[j].append(i)
-                waiting[i] += 1
-    ready = [i for i, count in enumerate(waiting) if count == 0]
+        sorter.add(i, *(index[dep] for dep in task.depends_on if dep in index))
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        on_cycle = sorted(set(error.args[1]))
+        shown = ", ".join(nodes[i].id for i in on_cycle[:10]) + (
+            ", ..." if len(on_cycle) > 10 else ""
+        )
+        raise PlanError(f"dependency cycle among tasks: {shown}") from None
+    ready = list(sorter.get_ready())
     heapq.heapify(ready)
     order: list[str] = []
     while ready:
         i = heapq.heappop(ready)
         order.append(nodes[i].id)
-        for j in dependents[i]:
-            waiting[j] -= 1
-            if waiting[j] == 0:
-                heapq.heappush(ready, j)
-    if len(order) < len(nodes):
-        stuck = [nodes[i].id for i, count in enumerate(waiting) if count > 0]
-        shown = ", ".join(stuck[:10]) + (", ..." if len(stuck) > 10 else "")
-        raise PlanError(f"dependency cycle among tasks: {shown}")
+        sorter.done(i)
+        for j in sorter.get_ready():
+            heapq.heappush(ready, j)
     return order
 
 
