@@ -36,9 +36,7 @@ def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:
     check_action_kinds(_with_branch_tasks(plan.spec.tasks), plugins, plan.path)
 
     def override(context: Any, decision: str, reason: str) -> str | None:
-        value = plugins.first_result(
-            "override_decision", context=context, decision=decision, reason=reason
-        )
+        value = plugins.override_decision(context, decision, reason)
         return value if isinstance(value, str) else None
 
     return Engine(

@@ -87,22 +87,23 @@ class Plugins:
                 EVENT_TIMEOUT_SECONDS,
             )
 
-    def first_result(self, hook: str, **kwargs: Any) -> Any:
-        """Call a firstresult hook's implementations one by one, guarded; the first value wins.
+    def override_decision(self, context: Any, decision: str, reason: str) -> Any:
+        """pluggy's firstresult call of `override_decision`, guarded: its value, or None.
 
-        Each has OVERRIDE_TIMEOUT_SECONDS; one that raises or overruns counts as no answer.
+        The call runs on a thread with OVERRIDE_TIMEOUT_SECONDS; an implementation that raises
+        or overruns ends the call with no answer, and the rules' decision stands.
         """
-        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
-            arguments = {k: kwargs[k] for k in impl.argnames}
-            value = self.guard.call(
-                f"{impl.plugin_name}.{hook}",
-                functools.partial(impl.function, **arguments),
-                OVERRIDE_TIMEOUT_SECONDS,
-                consequence="no answer from it; the rules' decision stands",
-            )
-            if value is not None:
-                return value
-        return None
+        caller = self.manager.hook.override_decision
+        implementations = caller.get_hookimpls()
+        if not implementations:  # the common case costs no thread
+            return None
+        plugins = ",".join(impl.plugin_name for impl in reversed(implementations))
+        return self.guard.call(
+            f"{plugins}.override_decision",
+            functools.partial(caller, context=context, decision=decision, reason=reason),
+            OVERRIDE_TIMEOUT_SECONDS,
+            consequence="no answer from it; the rules' decision stands",
+        )
 
     def notify(self, notification: Notification) -> None:
         """Send to every notifier, each in its own thread with a timeout."""

@@ -89,9 +89,10 @@ def override_decision(context: Mapping[str, Any], decision: str, reason: str) ->
     Called after the decision rules chose `decision` (proceed, retry, clarify, escalate or
     checkpoint) for an attempt, because of `reason`, with the attempt's rule `context` (read
     only). Implementations are asked last-registered first; the first one that returns a value
-    other than None wins, and one that raises is logged and skipped. A value that is not one of
-    the five decisions is ignored. An override is stored with rule `plugin-override` and a reason
-    naming the decision it replaced.
+    other than None wins (pluggy's firstresult). One that raises or does not return within 2 s
+    ends the call with no override: it is logged and the rules' decision stands. A value that
+    is not one of the five decisions is ignored. An override is stored with rule
+    `plugin-override` and a reason naming the decision it replaced.
     """
 
 
