@@ -503,20 +503,6 @@ def create_checkpoint(
     return checkpoint
 
 
-def delete_checkpoints(workdir: Path, run_id: str) -> int:
-    """Delete every checkpoint ref of the run; returns how many checkpoints there were."""
-    repo = _open_repo(Path(workdir))
-    if repo is None:
-        return 0
-    with _LOCK:
-        stored = _read_refs(repo, run_id)
-        if stored:
-            folder = run_refs(run_id)
-            lines = "".join(f"delete {folder}{s.name} {s.sha}\n" for s in stored)
-            _git(repo.workdir, "update-ref", "--stdin", stdin=lines)
-    return sum(1 for s in stored if s.name != TIP_NAME)
-
-
 # ---- restoring ------------------------------------------------------------------------------
 
 

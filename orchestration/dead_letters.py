@@ -168,17 +168,6 @@ def _captured(
     )
 
 
-def capture_missing(store: Store, run_id: str) -> list[DeadLetterRecord]:
-    """Capture every failed task of the run whose failure is not in the queue yet."""
-    captured = []
-    for task in store.tasks(run_id):
-        if task.state == "failed":
-            letter = capture_dead_letter(store, run_id, task.task_id)
-            if letter is not None:
-                captured.append(letter)
-    return captured
-
-
 # ---- resubmitting ----------------------------------------------------------------------------
 
 

@@ -99,7 +99,3 @@ class StoreError(OrchestrationError):
 
 class NotFoundError(OrchestrationError):
     """A run, task or breakpoint named by the user does not exist."""
-
-
-class ActionError(OrchestrationError):
-    """An action could not be started at all (missing program, bad callable)."""

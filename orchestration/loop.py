@@ -855,12 +855,9 @@ class Orchestrator:
 
     # ---- interventions and circuit breakers ----------------------------------------------------
 
-    def _apply_interventions(self, now: datetime, *, force: bool = False) -> int:
+    def _apply_interventions(self, now: datetime) -> int:
         """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
-        if (
-            not force
-            and time.monotonic() - self._last_intervention_sync < INTERVENTION_SYNC_SECONDS
-        ):
+        if time.monotonic() - self._last_intervention_sync < INTERVENTION_SYNC_SECONDS:
             return 0
         self._last_intervention_sync = time.monotonic()
         self.flush()

@@ -19,8 +19,6 @@ from pydantic import (
 from orchestration.bounded_regex import PatternError, compile_pattern
 
 PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
-RISKS = ("low", "medium", "high")
-TRIGGER_RULES = ("all_success", "all_done", "one_failed", "none_failed")
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 ACTION_KINDS = ("shell", "agent", "python")  # built in; plugins add more (`register_actions`)
 ACTION_KIND_PATTERN = r"^[a-z][a-z0-9_\-]*$"

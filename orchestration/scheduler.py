@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestration.lifecycle import FINAL_STATES, TaskState
+from orchestration.lifecycle import TaskState
 from orchestration.models import Scheduling, TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -348,7 +348,3 @@ def _count(node: _Node, state: str, outcome: str | None) -> None:
     node.failed += 1
     if outcome == "not_needed":
         node.not_needed += 1
-
-
-def is_final(state: str) -> bool:
-    return state in FINAL_STATES

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestration.dead_letters import capture_dead_letter
 from orchestration.errors import TaskStateError
 from orchestration.lifecycle import TaskHandle, TaskState, fire
+from orchestration.models import DeadLetterRecord
+from orchestration.store import Store
 from orchestration.yamlfile import dump_plan
 
 PY = sys.executable
@@ -145,3 +148,14 @@ def is_legal_path(moves: list[tuple[str, str, str]]) -> bool:
         if task.state != dest:
             return False
     return True
+
+
+def capture_missing(store: Store, run_id: str) -> list[DeadLetterRecord]:
+    """Capture every failed task of the run whose failure is not in the queue yet."""
+    captured = []
+    for task in store.tasks(run_id):
+        if task.state == "failed":
+            letter = capture_dead_letter(store, run_id, task.task_id)
+            if letter is not None:
+                captured.append(letter)
+    return captured

@@ -18,7 +18,6 @@ from orchestration.checkpoints import (
     CheckpointNotFound,
     GitError,
     create_checkpoint,
-    delete_checkpoints,
     is_git_worktree,
     last_checkpoint,
     list_checkpoints,
@@ -274,7 +273,6 @@ def test_not_a_git_workdir(tmp_path: Path) -> None:
     assert create_checkpoint(tmp_path, RUN, "t1") is None
     assert list_checkpoints(tmp_path, RUN) == []
     assert last_checkpoint(tmp_path, RUN) is None
-    assert delete_checkpoints(tmp_path, RUN) == 0
     with pytest.raises(OrchestrationError, match="not inside a git work tree"):
         restore_checkpoint(tmp_path, RUN, "t1")
 
@@ -484,18 +482,6 @@ def test_last_checkpoint_of_approved_tasks(repo: Path) -> None:
     assert approved is not None and approved.task_id == "t2"
     assert last_checkpoint(repo, RUN, approved_only=set()) is None
     assert last_checkpoint(repo, "other-run") is None
-
-
-def test_delete_checkpoints_of_one_run(repo: Path) -> None:
-    create_checkpoint(repo, RUN, "t1")
-    create_checkpoint(repo, RUN, "t2")
-    create_checkpoint(repo, "other", "t1")
-
-    assert delete_checkpoints(repo, RUN) == 2
-    assert list_checkpoints(repo, RUN) == []
-    assert [c.task_id for c in list_checkpoints(repo, "other")] == ["t1"]
-    assert git(repo, "for-each-ref", f"refs/orchestration/{RUN}/") == ""
-    assert delete_checkpoints(repo, RUN) == 0
 
 
 def test_git_failure_names_the_command_and_what_git_said(repo: Path) -> None:

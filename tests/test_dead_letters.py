@@ -14,7 +14,6 @@ import pytest
 
 from orchestration.dead_letters import (
     capture_dead_letter,
-    capture_missing,
     purge,
     resubmit,
     stats,
@@ -34,7 +33,7 @@ from orchestration.models import (
 from orchestration.plan import load_plan
 from orchestration.review import resolve_breakpoint
 from orchestration.store import Batch, Store
-from tests.helpers import PY, shell_task, write_plan
+from tests.helpers import PY, capture_missing, shell_task, write_plan
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 RUN = "run-1"
