@@ -534,10 +534,12 @@ def breakpoints_resolve(
 
     A run that an engine is still working on picks the answer up by itself.
     """
+    from functools import partial
+
     from orchestration.hooks import load_plugins
     from orchestration.overrides import parse_sets
-    from orchestration.review import announce_resolution, resolve_breakpoint
-    from orchestration.runs import run_is_live
+    from orchestration.review import announce_resolution
+    from orchestration.review_actions import resolve_and_announce
 
     chosen = [
         name
@@ -554,38 +556,33 @@ def breakpoints_resolve(
     if (fail or rollback) and not reject:
         raise OrchestrationError("--fail and --rollback go with --reject")
     changes = parse_sets(sets or [])
+    plugins = load_plugins()
+    plugins.muted.add("console")  # this command prints the resolution itself
     store = open_store(db)
     try:
-        if rollback and run_is_live(store.get_run(store.breakpoint(breakpoint_id).run_id), _now()):
-            raise OrchestrationError(
-                "an engine is working on this run; stop it before rejecting with --rollback"
-            )
-        bp = resolve_breakpoint(
+        done = resolve_and_announce(
             store,
             breakpoint_id,
             chosen[0],
             actor=actor or user(),
+            announce=partial(announce_resolution, plugins),
             note=note,
             answer=answer,
             sets=changes,
             reject_as="fail" if fail else "cancel",
+            rollback=rollback,
             force=force,
         )
-        task = store.task(bp.run_id, bp.task_id)
-        live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
-        plugins = load_plugins()
-        plugins.muted.add("console")  # this command prints the resolution itself
-        announce_resolution(plugins, bp)
-        restored = _roll_back_to_last_approved(store, bp.run_id, bp.task_id) if rollback else None
     finally:
         store.close()
-    if restored is not None:
-        console.print(restored, markup=False)
+    if done.rolled_back is not None:
+        console.print(done.rolled_back, markup=False)
+    bp = done.breakpoint
     message = (
-        f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {task.task_id} "
-        f"is now {task.state}."
+        f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {bp.task_id} "
+        f"is now {done.task_state}."
     )
-    if live:
+    if done.run_live:
         message += " The engine working on this run picks it up by itself."
     else:
         message += f" Continue with: {resume_command(bp.run_id)}"
@@ -594,32 +591,6 @@ def breakpoints_resolve(
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _roll_back_to_last_approved(store: Any, run_id: str, rejected: str) -> str:
-    """Restore the run's work tree to its last checkpoint of an accepted task; say what happened."""
-    from orchestration.checkpoints import is_git_worktree, last_checkpoint, restore_checkpoint
-
-    workdir = Path(store.get_run(run_id).workdir)
-    if not is_git_worktree(workdir):
-        return f"no rollback: {workdir} is not a git work tree, so the run has no checkpoints"
-    accepted = {
-        t.task_id
-        for t in store.tasks(run_id)
-        if t.state == "completed"
-        and t.outcome in ("succeeded", "approved")
-        and t.task_id != rejected
-    }
-    checkpoint = last_checkpoint(workdir, run_id, approved_only=accepted)
-    if checkpoint is None:
-        return "no rollback: the run has no checkpoint of an accepted task yet"
-    result = restore_checkpoint(workdir, run_id, checkpoint.task_id)
-    safety = result.safety.task_id
-    return (
-        f"work tree restored to the checkpoint after {checkpoint.task_id}: "
-        f"{len(result.restored)} file(s) written, {len(result.removed)} removed. "
-        f"Undo with: {shell_command('orch', 'rollback', run_id, '--to', safety)}"
-    )
 
 
 # ---- task -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -13,7 +13,7 @@ from typing import Any
 from orchestration import hints, run_views
 from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, RunRecord
-from orchestration.review import resolve_breakpoint
+from orchestration.review_actions import Announce, resolve_and_announce
 from orchestration.rules import RuleSet
 from orchestration.runs import plan_from_stored, run_is_live
 from orchestration.store import Store, StoreConflict
@@ -196,11 +196,11 @@ def resolve(
     store: Store,
     request: ResolveRequest,
     db_hint: str = "",
-    on_resolved: Callable[[BreakpointRecord, schemas.ResolveOut], None] | None = None,
+    on_resolved: Announce | None = None,
 ) -> schemas.ResolveOut:
     """Resolve one breakpoint (409 when it is resolved already) and say what happens next.
 
-    `on_resolved` hears of it afterwards (the plugins are told).
+    `on_resolved` hears of it afterwards (it tells the plugins, in the background).
     """
     bp = store.breakpoint(request.breakpoint_id)
     if bp.state != "open":
@@ -209,11 +209,12 @@ def resolve(
             f"breakpoint {bp.id} is already resolved ({bp.resolution} by {bp.resolved_by})",
         )
     try:
-        resolved = resolve_breakpoint(
+        done = resolve_and_announce(
             store,
             request.breakpoint_id,
             request.resolution,
             actor=request.actor,
+            announce=on_resolved or _told_nobody,
             note=request.note,
             answer=request.answer or None,
             sets=dict(request.params) or None,
@@ -221,17 +222,17 @@ def resolve(
         )
     except StoreConflict as conflict:  # another reviewer was quicker
         raise ApiError(409, str(conflict)) from None
-    task = store.task(resolved.run_id, resolved.task_id)
-    live, follow = next_step(store, resolved.run_id, db_hint)
-    outcome = schemas.ResolveOut(
-        breakpoint=schemas.breakpoint_out(resolved),
-        task_state=task.state,
-        run_live=live,
+    _, follow = next_step(store, done.breakpoint.run_id, db_hint)
+    return schemas.ResolveOut(
+        breakpoint=schemas.breakpoint_out(done.breakpoint),
+        task_state=done.task_state,
+        run_live=done.run_live,
         next=follow,
     )
-    if on_resolved is not None:
-        on_resolved(resolved, outcome)
-    return outcome
+
+
+def _told_nobody(resolved: BreakpointRecord, extra: Mapping[str, Any]) -> None:
+    """No plugins to tell (a caller without an announcer)."""
 
 
 def next_step(store: Store, run_id: str, db_hint: str = "") -> tuple[bool, str]:
