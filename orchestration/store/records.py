@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
-from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Row
@@ -32,9 +31,14 @@ R = TypeVar("R")
 GENERATED = ("id",)  # columns the database fills in on insert
 
 
-@cache
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # each record type's fields, read once
+
+
 def _field_names(record_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(record_type))
+    names = _FIELD_NAMES.get(record_type)
+    if names is None:
+        names = _FIELD_NAMES[record_type] = tuple(f.name for f in fields(record_type))
+    return names
 
 
 def record_of(record_type: type[R], row: Row[Any], **given: Any) -> R:
