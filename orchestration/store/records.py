@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, TypeVar
+from operator import attrgetter, itemgetter
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Row
 
@@ -28,35 +29,42 @@ from orchestration.models import (
 )
 
 R = TypeVar("R")
+Plan: TypeAlias = "tuple[tuple[str, ...], attrgetter[Any], itemgetter[Any]]"
 GENERATED = ("id",)  # columns the database fills in on insert
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # each record type's fields, read once
+# Per record type (and the fields its table leaves out): the field names, and one getter each
+# for a record's attributes and a row's columns, made once (one call fetches them all, several
+# times faster than a lookup per field). Every record has several fields: they return tuples.
+_PLANS: dict[tuple[type, tuple[str, ...]], Plan] = {}
 
 
-def _field_names(record_type: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(record_type)
-    if names is None:
-        names = _FIELD_NAMES[record_type] = tuple(f.name for f in fields(record_type))
-    return names
+def _plan(record_type: type, leave_out: tuple[str, ...]) -> Plan:
+    plan = _PLANS.get((record_type, leave_out))
+    if plan is None:
+        names = tuple(f.name for f in fields(record_type) if f.name not in leave_out)
+        plan = _PLANS[(record_type, leave_out)] = (names, attrgetter(*names), itemgetter(*names))
+    return plan
 
 
 def record_of(record_type: type[R], row: Row[Any], **given: Any) -> R:
     """A record from a row: each field from the column of its name, unless `given`."""
-    columns = row._mapping  # Row's documented mapping view (the underscore avoids column names)
-    for name in _field_names(record_type):
-        if name not in given:
-            given[name] = columns[name]
-    return record_type(**given)
+    names, _, by_column = _plan(record_type, ())
+    columns = by_column(row._mapping)  # Row's public mapping view, whatever the column order
+    if not given:
+        return record_type(*columns)  # the fields in their declared order
+    values = dict(zip(names, columns, strict=True))
+    values.update(given)
+    return record_type(**values)
 
 
 def row_of(record: Any, *, leave_out: tuple[str, ...] = (), **given: Any) -> dict[str, Any]:
     """A row from a record: each column from the field of its name, unless `given`; the fields
     in `leave_out` have no column in the table written."""
-    for name in _field_names(type(record)):
-        if name not in given and name not in leave_out:
-            given[name] = getattr(record, name)
-    return given
+    names, by_field, _ = _plan(type(record), leave_out)
+    values = dict(zip(names, by_field(record), strict=True))
+    values.update(given)
+    return values
 
 
 def run_row(run: RunRecord) -> dict[str, Any]:
