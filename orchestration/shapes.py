@@ -305,6 +305,9 @@ class ResolveOut(_Out):
     task_state: str
     run_live: bool = Field(description="An engine works on the run and picks this up by itself.")
     next: str = Field(description="What to do next, for a person.")
+    rolled_back: str | None = Field(
+        None, description="With rollback: what the rollback did, and the command that undoes it."
+    )
 
 
 class ErrorDetail(_Out):

@@ -190,6 +190,7 @@ class ResolveRequest:
     answer: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # `--set` values
     reject_as: str = "cancel"
+    rollback: bool = False  # with reject: restore the last accepted checkpoint
 
 
 def resolve(
@@ -219,6 +220,7 @@ def resolve(
             answer=request.answer or None,
             sets=dict(request.params) or None,
             reject_as=request.reject_as,
+            rollback=request.rollback,
         )
     except StoreConflict as conflict:  # another reviewer was quicker
         raise ApiError(409, str(conflict)) from None
@@ -228,6 +230,7 @@ def resolve(
         task_state=done.task_state,
         run_live=done.run_live,
         next=follow,
+        rolled_back=done.rolled_back,
     )
 
 

@@ -184,6 +184,12 @@ class ResolveIn(BaseModel):
     reject_as: Literal["cancel", "fail"] = Field(
         "cancel", description="With reject: the task ends cancelled or failed."
     )
+    rollback: bool = Field(
+        False,
+        description="With reject: restore the run's work tree to its last checkpoint of an "
+        "accepted task (as `orch breakpoints resolve --reject --rollback`; refused while an "
+        "engine works on the run).",
+    )
 
 
 class BatchItemIn(ResolveIn):
