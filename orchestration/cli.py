@@ -28,12 +28,12 @@ from orchestration.cli_common import (
     MAX_ID,
     DbOption,
     JsonOption,
-    breakpoint_json,
     console,
     err_console,
     iso,
     open_store,
     print_json,
+    print_shape,
     user,
 )
 from orchestration.errors import OrchestrationError
@@ -366,49 +366,9 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
-def _run_json(
-    run: Any, tasks: list[Any], now: datetime, db_hint: str = "", spending: Any = None
-) -> dict[str, Any]:
-    from orchestration.runs import interruption, shown_state
-
-    counts: dict[str, int] = {}
-    for task in tasks:
-        counts[task.state] = counts.get(task.state, 0) + 1
-    return {
-        "id": run.id,
-        "plan": run.plan_name,
-        "plan_path": run.plan_path,
-        "workdir": run.workdir,
-        "state": shown_state(run, now),
-        "started_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "finished_at": iso(run.finished_at),
-        "counts": counts,
-        "engine": {"host": run.engine_host, "pid": run.engine_pid},
-        "interrupted": interruption(run, now, db_hint),
-        **({"spent": spending.as_dict()} if spending is not None else {}),
-    }
-
-
 def _db_hint(db: str | None) -> str:
     """` --db URL` (quoted) in commands printed to the user, when they named the store that way."""
     return db_hint(db)
-
-
-def _task_json(task: Any, spending: Any = None) -> dict[str, Any]:
-    spent = spending.tasks.get(task.task_id) if spending is not None else None
-    return {
-        "id": task.task_id,
-        "title": task.spec.title,
-        "state": task.state,
-        "outcome": task.outcome,
-        "attempts": task.attempts,
-        "priority": task.priority,
-        "depends_on": task.depends_on,
-        "next_attempt_at": iso(task.next_attempt_at),
-        "updated_at": iso(task.updated_at),
-        **({"spent": spent.as_dict()} if spent is not None else {}),
-    }
 
 
 @app.command()
@@ -432,21 +392,14 @@ def status(
     now = _now()
     try:
         if all_runs:
-            runs = store.list_runs()
             if json_output:
-                now = datetime.now(UTC)
-                hint = _db_hint(db)
-                print_json(
-                    {
-                        "runs": [
-                            _run_json(
-                                r, store.tasks(r.id), now, hint, spending_of(store, r.id, now)
-                            )
-                            for r in runs
-                        ]
-                    }
-                )
+                from orchestration.run_views import all_run_summaries
+                from orchestration.shapes import RunsOut
+
+                summaries = all_run_summaries(store, datetime.now(UTC), _db_hint(db))
+                print_shape(RunsOut(runs=summaries))
                 return
+            runs = store.list_runs()
             for r in runs:
                 state = shown_state(r, datetime.now(UTC))
                 line = f"{r.id}  {state:11} {r.plan_name}  {iso(r.created_at)}"
@@ -455,17 +408,14 @@ def status(
         run_record = store.get_run(run_id) if run_id else store.latest_run()
         if run_record is None:
             raise OrchestrationError(f"no runs in the store {store.url}")
-        tasks = store.tasks(run_record.id)
         now = datetime.now(UTC)
-        spending = spending_of(store, run_record.id, now)
         if json_output:
-            print_json(
-                {
-                    "run": _run_json(run_record, tasks, now, _db_hint(db), spending),
-                    "tasks": [_task_json(t, spending) for t in tasks],
-                }
-            )
+            from orchestration.run_views import run_detail
+
+            print_shape(run_detail(store, run_record, now, _db_hint(db)))
             return
+        tasks = store.tasks(run_record.id)
+        spending = spending_of(store, run_record.id, now)
         state = shown_state(run_record, now)
         title = f"run {escape(run_record.id)} ({state})"
         console.print(task_table(tasks, title=title, spending=spending))
@@ -495,7 +445,9 @@ def breakpoints_list(
     finally:
         store.close()
     if json_output:
-        print_json({"breakpoints": [breakpoint_json(bp) for bp in found]})
+        from orchestration.shapes import BreakpointsOut, breakpoint_out
+
+        print_shape(BreakpointsOut(breakpoints=[breakpoint_out(bp) for bp in found]))
         return
     if not found:
         console.print("no open breakpoints" if not show_all else "no breakpoints")
@@ -521,7 +473,9 @@ def breakpoints_show(
     try:
         bp = store.breakpoint(breakpoint_id)
         if json_output:
-            print_json({"breakpoint": breakpoint_json(bp, with_context=True)})
+            from orchestration.shapes import as_json, breakpoint_out
+
+            print_json({"breakpoint": as_json(breakpoint_out(bp, with_context=True))})
             return
         render_breakpoint(console, store, bp)
     finally:
@@ -580,10 +534,12 @@ def breakpoints_resolve(
 
     A run that an engine is still working on picks the answer up by itself.
     """
+    from functools import partial
+
     from orchestration.hooks import load_plugins
     from orchestration.overrides import parse_sets
-    from orchestration.review import announce_resolution, resolve_breakpoint
-    from orchestration.runs import run_is_live
+    from orchestration.review import announce_resolution
+    from orchestration.review_actions import resolve_and_announce
 
     chosen = [
         name
@@ -600,38 +556,33 @@ def breakpoints_resolve(
     if (fail or rollback) and not reject:
         raise OrchestrationError("--fail and --rollback go with --reject")
     changes = parse_sets(sets or [])
+    plugins = load_plugins()
+    plugins.muted.add("console")  # this command prints the resolution itself
     store = open_store(db)
     try:
-        if rollback and run_is_live(store.get_run(store.breakpoint(breakpoint_id).run_id), _now()):
-            raise OrchestrationError(
-                "an engine is working on this run; stop it before rejecting with --rollback"
-            )
-        bp = resolve_breakpoint(
+        done = resolve_and_announce(
             store,
             breakpoint_id,
             chosen[0],
             actor=actor or user(),
+            announce=partial(announce_resolution, plugins),
             note=note,
             answer=answer,
             sets=changes,
             reject_as="fail" if fail else "cancel",
+            rollback=rollback,
             force=force,
         )
-        task = store.task(bp.run_id, bp.task_id)
-        live = run_is_live(store.get_run(bp.run_id), datetime.now(UTC))
-        plugins = load_plugins()
-        plugins.muted.add("console")  # this command prints the resolution itself
-        announce_resolution(plugins, bp)
-        restored = _roll_back_to_last_approved(store, bp.run_id, bp.task_id) if rollback else None
     finally:
         store.close()
-    if restored is not None:
-        console.print(restored, markup=False)
+    if done.rolled_back is not None:
+        console.print(done.rolled_back, markup=False)
+    bp = done.breakpoint
     message = (
-        f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {task.task_id} "
-        f"is now {task.state}."
+        f"breakpoint {bp.id} resolved: {bp.resolution} by {bp.resolved_by}; task {bp.task_id} "
+        f"is now {done.task_state}."
     )
-    if live:
+    if done.run_live:
         message += " The engine working on this run picks it up by itself."
     else:
         message += f" Continue with: {resume_command(bp.run_id)}"
@@ -640,32 +591,6 @@ def breakpoints_resolve(
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _roll_back_to_last_approved(store: Any, run_id: str, rejected: str) -> str:
-    """Restore the run's work tree to its last checkpoint of an accepted task; say what happened."""
-    from orchestration.checkpoints import is_git_worktree, last_checkpoint, restore_checkpoint
-
-    workdir = Path(store.get_run(run_id).workdir)
-    if not is_git_worktree(workdir):
-        return f"no rollback: {workdir} is not a git work tree, so the run has no checkpoints"
-    accepted = {
-        t.task_id
-        for t in store.tasks(run_id)
-        if t.state == "completed"
-        and t.outcome in ("succeeded", "approved")
-        and t.task_id != rejected
-    }
-    checkpoint = last_checkpoint(workdir, run_id, approved_only=accepted)
-    if checkpoint is None:
-        return "no rollback: the run has no checkpoint of an accepted task yet"
-    result = restore_checkpoint(workdir, run_id, checkpoint.task_id)
-    safety = result.safety.task_id
-    return (
-        f"work tree restored to the checkpoint after {checkpoint.task_id}: "
-        f"{len(result.restored)} file(s) written, {len(result.removed)} removed. "
-        f"Undo with: {shell_command('orch', 'rollback', run_id, '--to', safety)}"
-    )
 
 
 # ---- task -----------------------------------------------------------------------------------
@@ -749,25 +674,13 @@ def task_history(
     finally:
         store.close()
     if json_output:
-        print_json(
-            {
-                "transitions": [
-                    {
-                        "from": m.source,
-                        "to": m.dest,
-                        "trigger": m.trigger,
-                        "reason": m.reason,
-                        "actor": m.actor,
-                        "at": iso(m.at),
-                    }
-                    for m in moves
-                ],
-                "decisions": [
-                    {"attempt": d.attempt, "decision": d.action, "rule": d.rule, "reason": d.reason}
-                    for d in decisions
-                ],
-            }
+        from orchestration.shapes import HistoryOut, decision_out, transition_out
+
+        history = HistoryOut(
+            transitions=[transition_out(m) for m in moves],
+            decisions=[decision_out(d) for d in decisions],
         )
+        print_shape(history)
         return
     for m in moves:
         console.print(
@@ -982,62 +895,32 @@ def explain(
     Each decision shows the rule that chose it, the figures it saw, the weighted score with its
     parts (score rules), and why each other action was not chosen.
     """
-    from orchestration.decisions import explanation_lines, split_stored_figures
-    from orchestration.runs import task_priority
+    from orchestration.decisions import explanation_lines
+    from orchestration.run_views import explain_task
 
     store = open_store(db)
     try:
-        task = store.task(run_id, task_id)
-        parts = task_priority(store, store.get_run(run_id), task_id, datetime.now(UTC))
-        decisions = store.decisions(run_id, task_id)
+        explained = explain_task(store, run_id, task_id, datetime.now(UTC))
     finally:
         store.close()
-    # Decisions store their explanation beside the figures the rule saw (older ones have none).
-    chain = [(d, *split_stored_figures(d.figures)) for d in decisions]
     if json_output:
-        print_json(
-            {
-                "task": task_id,
-                "state": task.state,
-                "priority": {
-                    "base": parts.base,
-                    "deadline_boost": parts.deadline,
-                    "blocking_boost": parts.blocking,
-                    "dependents": parts.dependents,
-                    "retry_penalty": parts.retries,
-                    "failed_attempts": parts.failed_attempts,
-                    "aging": parts.aging,
-                    "waited_seconds": parts.waited_seconds,
-                    "effective": parts.total,
-                },
-                "decisions": [
-                    {
-                        "attempt": d.attempt,
-                        "decision": d.action,
-                        "rule": d.rule,
-                        "reason": d.reason,
-                        "figures": seen,
-                        "explanation": explanation,
-                    }
-                    for d, seen, explanation in chain
-                ],
-            }
-        )
+        print_shape(explained.shape)
         return
-    console.print(f"[bold]{escape(task_id)}[/] ({task.state}), run {escape(run_id)}")
-    waited = "while it waited in the ready queue" if task.state == "ready" else "(not queued now)"
+    state = explained.shape.state
+    console.print(f"[bold]{escape(task_id)}[/] ({state}), run {escape(run_id)}")
+    waited = "while it waited in the ready queue" if state == "ready" else "(not queued now)"
     console.print(f"Effective priority {waited}:")
-    for line in parts.lines():
+    for line in explained.parts.lines():
         console.print(f"  {line}", markup=False)
-    if decisions:
+    if explained.shape.decisions:
         console.print("Decisions:")
-    for d, seen, explanation in chain:
-        figures = ", ".join(f"{k}={v}" for k, v in seen.items())
+    for d in explained.shape.decisions:
+        figures = ", ".join(f"{k}={v}" for k, v in d.figures.items())
         lines = [
-            f"  attempt {d.attempt}: {d.action} (rule {d.rule}) {d.reason}"
+            f"  attempt {d.attempt}: {d.decision} (rule {d.rule}) {d.reason}"
             + (f" [saw {figures}]" if figures else "")
         ]
-        lines += [f"    {line}" for line in explanation_lines(explanation)]
+        lines += [f"    {line}" for line in explanation_lines(d.explanation)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 

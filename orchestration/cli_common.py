@@ -43,6 +43,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def print_shape(shape: Any) -> None:
+    """A record's shape from `orchestration.shapes`, printed as the API sends it."""
+    from orchestration.shapes import as_json
+
+    print_json(as_json(shape))
+
+
 def iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -53,30 +60,3 @@ def user() -> str:
         return getpass.getuser()
     except Exception:
         return "human"
-
-
-def breakpoint_json(bp: Any, *, with_context: bool = False) -> dict[str, Any]:
-    """A breakpoint as `--json` listings show it (documented in docs/guide.md)."""
-    data = {
-        "id": bp.id,
-        "run": bp.run_id,
-        "task": bp.task_id,
-        "rule": bp.rule,
-        "at": bp.at,
-        "severity": bp.severity,
-        "action": bp.action,
-        "scope": bp.scope,
-        "message": bp.message,
-        "state": bp.state,
-        "created_at": iso(bp.created_at),
-        "expires_at": iso(bp.expires_at),
-        "default_resolution": bp.default_resolution,
-        "resolution": bp.resolution,
-        "note": bp.note,
-        "resolved_by": bp.resolved_by,
-        "resolved_at": iso(bp.resolved_at),
-        "params": bp.params,
-    }
-    if with_context:
-        data["context"] = bp.context
-    return data

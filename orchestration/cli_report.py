@@ -135,8 +135,8 @@ def report(
 
 def _resilience_sections(store: Any, run_id: str) -> dict[str, Any]:
     """Tasks by state, the human interventions and the dead letters of a run."""
-    from orchestration.cli_resilience import intervention_json
     from orchestration.interventions import human_pause
+    from orchestration.shapes import as_json, intervention_out
 
     counts: dict[str, int] = {}
     for task in store.tasks(run_id):
@@ -149,7 +149,7 @@ def _resilience_sections(store: Any, run_id: str) -> dict[str, Any]:
             if pause
             else None
         ),
-        "interventions": [intervention_json(i) for i in store.interventions(run_id)],
+        "interventions": [as_json(intervention_out(i)) for i in store.interventions(run_id)],
         "dead_letters": len(store.dead_letters(run_id)),
     }
 

@@ -18,14 +18,13 @@ from orchestration.cli_common import (
     iso,
     open_store,
     print_json,
+    print_shape,
     user,
 )
 from orchestration.durations import parse_duration
 from orchestration.errors import OrchestrationError
 from orchestration.hints import resume_command
 from orchestration.models import (
-    BreakerRecord,
-    DeadLetterRecord,
     InterventionRecord,
     RunRecord,
     TaskRecord,
@@ -110,65 +109,6 @@ def register(app: typer.Typer, task_app: typer.Typer) -> None:
     breakers_app.command("reset")(breakers_reset)
     app.add_typer(breakers_app, name="breakers")
     app.command("prune")(prune)
-
-
-# ---- JSON shapes (documented in docs/guide.md, "Resilience") ------------------------------------
-
-
-def intervention_json(i: InterventionRecord) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "run": i.run_id,
-        "task": i.task_id,
-        "action": i.action,
-        "actor": i.actor,
-        "reason": i.reason,
-        "params": i.params,
-        "state": i.state,
-        "note": i.note,
-        "at": iso(i.at),
-        "applied_at": iso(i.applied_at),
-    }
-
-
-def dead_letter_json(d: DeadLetterRecord, *, full: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": d.id,
-        "run": d.run_id,
-        "task": d.task_id,
-        "failed_at": iso(d.failed_at),
-        "error_kind": d.error_kind,
-        "reason": d.reason,
-        "attempts_count": len(d.attempts),
-        "state": d.state,
-        "resolved_at": iso(d.resolved_at),
-        "resolved_by": d.resolved_by,
-        "note": d.note,
-        "params": d.params,
-    }
-    if full:
-        data.update(
-            spec=d.spec,
-            attempts=d.attempts,
-            quality=d.quality,
-            decisions=d.decisions,
-            breakpoints=d.breakpoints,
-        )
-    return data
-
-
-def breaker_json(b: BreakerRecord) -> dict[str, Any]:
-    return {
-        "key": b.key,
-        "state": b.state,
-        "opened_at": iso(b.opened_at),
-        "calls": len(b.window),
-        "failures": sum(1 for _, ok in b.window if not ok),
-        "probes_in_flight": len(b.probes),
-        "reason": b.reason,
-        "version": b.version,
-        "updated_at": iso(b.updated_at),
-    }
 
 
 # ---- carrying out an intervention ---------------------------------------------------------------
@@ -408,45 +348,36 @@ def task_inspect(
 
 
 def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
+    from orchestration import shapes
     from orchestration.breakers import breaker_key, stored_settings
     from orchestration.dead_letters import ATTEMPT_EVENTS, attempt_entry
-    from orchestration.spending import spending_of
+    from orchestration.run_views import task_detail
 
     task = store.task(run_id, task_id)
     run = store.get_run(run_id)
-    dependents = [t.task_id for t in store.tasks(run_id) if task_id in t.spec.depends_on]
     settings, agent_command = stored_settings(run.plan_json)
     key = breaker_key(task.spec, settings, agent_command)
     stored = store.breaker(key) if key else None
-    spent = spending_of(store, run_id, datetime.now(UTC)).tasks[task_id]
+    shaped = shapes.as_json
     return {
         "run": run_id,
-        "task": {**_task_json(task), "dependents": dependents, "spent": spent.as_dict()},
+        "task": shaped(task_detail(store, run_id, task_id, datetime.now(UTC))),
         "spec": task.spec.model_dump(mode="json"),
         "attempts": [attempt_entry(e) for e in store.task_events(run_id, task_id, ATTEMPT_EVENTS)],
-        "decisions": [
-            {"attempt": d.attempt, "decision": d.action, "rule": d.rule, "reason": d.reason}
-            for d in store.decisions(run_id, task_id)
-        ],
+        "decisions": [shaped(shapes.decision_out(d)) for d in store.decisions(run_id, task_id)],
         "transitions": [
-            {
-                "from": m.source,
-                "to": m.dest,
-                "trigger": m.trigger,
-                "reason": m.reason,
-                "actor": m.actor,
-                "at": iso(m.at),
-            }
-            for m in store.transitions(run_id, task_id)
+            shaped(shapes.transition_out(m)) for m in store.transitions(run_id, task_id)
         ],
         "breakpoints": [
-            {"id": bp.id, "rule": bp.rule, "state": bp.state, "resolution": bp.resolution}
+            shaped(shapes.breakpoint_out(bp))
             for bp in store.breakpoints(run_id)
             if bp.task_id == task_id
         ],
-        "dead_letters": [dead_letter_json(d) for d in store.dead_letters(run_id, task_id)],
+        "dead_letters": [
+            shaped(shapes.dead_letter_out(d)) for d in store.dead_letters(run_id, task_id)
+        ],
         "interventions": [
-            intervention_json(i) for i in store.interventions(run_id, task_id=task_id)
+            shaped(shapes.intervention_out(i)) for i in store.interventions(run_id, task_id=task_id)
         ],
         "breaker": {"key": key, "state": stored.state if stored else ("closed" if key else None)},
         "running": _running_attempt(run, task),
@@ -461,22 +392,6 @@ def _running_attempt(run: RunRecord, task: TaskRecord) -> dict[str, Any] | None:
         return None
     path = log_path(run.plan_path, run.id, task.task_id, task.attempts)
     return {"attempt": task.attempts, "log": str(path), "tail": tail_lines(path, INSPECT_TAIL)}
-
-
-def _task_json(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "id": task.task_id,
-        "state": task.state,
-        "outcome": task.outcome,
-        "attempts": task.attempts,
-        "priority": task.priority,
-        "depends_on": task.depends_on,
-        "last_error_kind": task.last_error_kind,
-        "next_attempt_at": iso(task.next_attempt_at),
-        "feedback": task.feedback,
-        "answer": task.answer,
-        "updated_at": iso(task.updated_at),
-    }
 
 
 # ---- run interventions --------------------------------------------------------------------------
@@ -544,24 +459,17 @@ def runs_inspect(run_id: RunArg, db: DbOption = None, json_output: JsonOption = 
 
 def runs_history(run_id: RunArg, db: DbOption = None, json_output: JsonOption = False) -> None:
     """Every state change of every task and every intervention of the run, oldest first."""
+    from orchestration.shapes import as_json, intervention_out, transition_out
+
     store = open_store(db)
     try:
         store.get_run(run_id)
         entries = [
-            {
-                "at": iso(m.at),
-                "event": "transition",
-                "task": m.task_id,
-                "from": m.source,
-                "to": m.dest,
-                "trigger": m.trigger,
-                "actor": m.actor,
-                "reason": m.reason,
-            }
-            for m in store.transitions(run_id)
+            {"event": "transition", **as_json(transition_out(m))} for m in store.transitions(run_id)
         ]
         entries += [
-            {"event": "intervention", **intervention_json(i)} for i in store.interventions(run_id)
+            {"event": "intervention", **as_json(intervention_out(i))}
+            for i in store.interventions(run_id)
         ]
     finally:
         store.close()
@@ -594,12 +502,13 @@ def report(
 ) -> None:
     """Report on a run; with --interventions, every human intervention with who and why."""
     from orchestration.interventions import human_pause
+    from orchestration.shapes import as_json, dead_letter_out, intervention_out
     from orchestration.spending import budget_text, spending_of
 
     store = open_store(db)
     try:
         run = store.get_run(run_id)
-        done = [intervention_json(i) for i in store.interventions(run_id)]
+        done = [as_json(intervention_out(i)) for i in store.interventions(run_id)]
         if interventions:
             if json_output:
                 print_json({"run": run_id, "interventions": done})
@@ -633,7 +542,7 @@ def report(
         "spent": spending.as_dict(),
         "tasks": {task_id: spent.as_dict() for task_id, spent in spending.tasks.items()},
         "breakpoints": {"open": open_bps, "resolved": len(bps) - open_bps},
-        "dead_letters": [dead_letter_json(d) for d in letters],
+        "dead_letters": [as_json(dead_letter_out(d)) for d in letters],
         "interventions": done,
     }
     if json_output:
@@ -699,7 +608,9 @@ def dlq_list(
     finally:
         store.close()
     if json_output:
-        print_json({"dead_letters": [dead_letter_json(d) for d in letters]})
+        from orchestration.shapes import DeadLettersOut, dead_letter_out
+
+        print_shape(DeadLettersOut(dead_letters=[dead_letter_out(d) for d in letters]))
         return
     if not letters:
         console.print("no dead letters" if state == "all" else f"no {state} dead letters")
@@ -725,9 +636,10 @@ def dlq_show(
         letter = store.dead_letter(dead_letter_id)
     finally:
         store.close()
-    data = dead_letter_json(letter, full=True)
     if json_output:
-        print_json({"dead_letter": data})
+        from orchestration.shapes import DeadLetterOneOut, dead_letter_detail_out
+
+        print_shape(DeadLetterOneOut(dead_letter=dead_letter_detail_out(letter)))
         return
     lines = [
         f"dead letter #{letter.id}: task {letter.task_id} of run {letter.run_id} ({letter.state})",
@@ -843,7 +755,10 @@ def dlq_purge(
     finally:
         store.close()
     if json_output:
-        print_json({"dry_run": dry_run, "dead_letters": [dead_letter_json(d) for d in gone]})
+        from orchestration.shapes import as_json, dead_letter_out
+
+        shown = [as_json(dead_letter_out(d)) for d in gone]
+        print_json({"dry_run": dry_run, "dead_letters": shown})
         return
     verb = "would delete" if dry_run else "deleted"
     console.print(f"{verb} {len(gone)} dead letter(s)", markup=False)
@@ -883,36 +798,25 @@ def dlq_stats(
 
 def breakers_list(db: DbOption = None, json_output: JsonOption = False) -> None:
     """Every circuit breaker: closed (work flows), open (work waits), half_open (probing)."""
+    from orchestration.shapes import BreakersOut, breaker_out
+
     store = open_store(db)
     try:
         found = store.breakers()
         resets = {i.params.get("key"): i for i in store.interventions(store_wide=True)}
     finally:
         store.close()
+    shown = [breaker_out(b, resets.get(b.key)) for b in found]
     if json_output:
-        items = []
-        for b in found:
-            last = resets.get(b.key)
-            items.append(
-                {
-                    **breaker_json(b),
-                    "last_reset": (
-                        {"by": last.actor, "reason": last.reason, "at": iso(last.at)}
-                        if last
-                        else None
-                    ),
-                }
-            )
-        print_json({"breakers": items})
+        print_shape(BreakersOut(breakers=shown))
         return
     if not found:
         console.print("no circuit breakers yet")
         return
-    for b in found:
-        figures = breaker_json(b)
+    for b in shown:
         since = f" since {b.opened_at:%Y-%m-%d %H:%M:%S}Z" if b.opened_at else ""
         console.print(
-            f"{b.key}: {b.state}{since}; {figures['failures']} of {figures['calls']} recent "
+            f"{b.key}: {b.state}{since}; {b.failures} of {b.calls} recent "
             f"attempts failed" + (f"; {b.reason}" if b.reason else ""),
             markup=False,
             highlight=False,

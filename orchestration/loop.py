@@ -52,7 +52,6 @@ from orchestration.retry import next_attempt_at
 from orchestration.review import (
     EXPIRED_ACTOR,
     announce_resolution,
-    resolve_breakpoint,
     resolved_how,
 )
 from orchestration.rules import load_rules
@@ -818,6 +817,8 @@ class Orchestrator:
 
     def _expire_due(self, now: datetime) -> int:
         """Apply the default resolution of open breakpoints whose time is up."""
+        from orchestration.review_actions import resolve_and_announce
+
         expired = 0
         while self.expiries and self.expiries[0][0] <= now:
             _, bp_id = heapq.heappop(self.expiries)
@@ -827,11 +828,12 @@ class Orchestrator:
                 continue
             waited = format_duration((now - bp.created_at).total_seconds())
             try:
-                resolve_breakpoint(
+                resolve_and_announce(
                     self.store,
                     bp_id,
                     bp.default_resolution,
                     actor=EXPIRED_ACTOR,
+                    announce=partial(announce_resolution, self.engine.plugins),
                     note=f"no answer within {waited}; default resolution applied",
                     now=now,
                 )
@@ -841,7 +843,6 @@ class Orchestrator:
             self.observer.message(
                 f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
             )
-            announce_resolution(self.engine.plugins, self.store.breakpoint(bp_id))
             expired += 1
         if expired:
             self._sync_blocked(force=True)

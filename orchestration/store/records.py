@@ -1,9 +1,15 @@
-"""Conversions between the store's table rows and the plain records the engine uses."""
+"""Conversions between the store's table rows and the plain records the engine uses.
+
+One generic mapping does them all: a record's dataclass fields are the columns of the same name.
+Each function below names only what differs from that (a column kept elsewhere, a type to parse).
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Row
 
@@ -22,22 +28,47 @@ from orchestration.models import (
     TransitionRecord,
 )
 
+R = TypeVar("R")
+Plan: TypeAlias = "tuple[tuple[str, ...], attrgetter[Any], itemgetter[Any]]"
+GENERATED = ("id",)  # columns the database fills in on insert
+
+
+# Per record type (and the fields its table leaves out): the field names, and one getter each
+# for a record's attributes and a row's columns, made once (one call fetches them all, several
+# times faster than a lookup per field). Every record has several fields: they return tuples.
+_PLANS: dict[tuple[type, tuple[str, ...]], Plan] = {}
+
+
+def _plan(record_type: type, leave_out: tuple[str, ...]) -> Plan:
+    plan = _PLANS.get((record_type, leave_out))
+    if plan is None:
+        names = tuple(f.name for f in fields(record_type) if f.name not in leave_out)
+        plan = _PLANS[(record_type, leave_out)] = (names, attrgetter(*names), itemgetter(*names))
+    return plan
+
+
+def record_of(record_type: type[R], row: Row[Any], **given: Any) -> R:
+    """A record from a row: each field from the column of its name, unless `given`."""
+    names, _, by_column = _plan(record_type, ())
+    columns = by_column(row._mapping)  # Row's public mapping view, whatever the column order
+    if not given:
+        return record_type(*columns)  # the fields in their declared order
+    values = dict(zip(names, columns, strict=True))
+    values.update(given)
+    return record_type(**values)
+
+
+def row_of(record: Any, *, leave_out: tuple[str, ...] = (), **given: Any) -> dict[str, Any]:
+    """A row from a record: each column from the field of its name, unless `given`; the fields
+    in `leave_out` have no column in the table written."""
+    names, by_field, _ = _plan(type(record), leave_out)
+    values = dict(zip(names, by_field(record), strict=True))
+    values.update(given)
+    return values
+
 
 def run_row(run: RunRecord) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "plan_name": run.plan_name,
-        "plan_path": run.plan_path,
-        "workdir": run.workdir,
-        "state": run.state,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "finished_at": run.finished_at,
-        "engine_host": run.engine_host,
-        "engine_pid": run.engine_pid,
-        "engine_started": run.engine_started,
-        "owner": run.owner,
-    }
+    return row_of(run, leave_out=("plan_json",))  # the plan goes to its own table
 
 
 def run_plan_row(run: RunRecord) -> dict[str, Any]:
@@ -45,269 +76,89 @@ def run_plan_row(run: RunRecord) -> dict[str, Any]:
 
 
 def run_record(row: Row[Any]) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        plan_name=row.plan_name,
-        plan_path=row.plan_path,
-        workdir=row.workdir,
-        state=row.state,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        finished_at=row.finished_at,
-        plan_json=row.plan_json or {},  # a run stored without its plan reads as an empty one
-        engine_host=row.engine_host,
-        engine_pid=row.engine_pid,
-        engine_started=row.engine_started,
-        owner=row.owner,
-    )
+    # A run stored without its plan reads as an empty one.
+    return record_of(RunRecord, row, plan_json=row.plan_json or {})
 
 
 def task_row(task: TaskRecord, seq: int, now: datetime) -> dict[str, Any]:
-    return {
-        "run_id": task.run_id,
-        "task_id": task.task_id,
-        "seq": seq,
-        "state": task.state,
-        "spec": task.spec.model_dump(mode="json"),
-        "attempts": task.attempts,
-        "priority": task.priority,
-        "outcome": task.outcome,
-        "next_attempt_at": task.next_attempt_at,
-        "feedback": task.feedback,
-        "answer": task.answer,
-        "last_error_kind": task.last_error_kind,
-        "updated_at": task.updated_at or now,
-    }
+    spec = task.spec.model_dump(mode="json")
+    return row_of(task, seq=seq, spec=spec, updated_at=task.updated_at or now)
 
 
 def task_record(row: Row[Any]) -> TaskRecord:
-    return TaskRecord(
-        run_id=row.run_id,
-        task_id=row.task_id,
-        state=row.state,
-        spec=(
-            TaskSpec.model_validate_json(row.spec)
-            if isinstance(row.spec, str)
-            else TaskSpec.model_validate(row.spec)
-        ),
-        attempts=row.attempts,
-        priority=row.priority,
-        outcome=row.outcome,
-        next_attempt_at=row.next_attempt_at,
-        feedback=row.feedback,
-        answer=row.answer,
-        last_error_kind=row.last_error_kind,
-        updated_at=row.updated_at,
+    spec = (
+        TaskSpec.model_validate_json(row.spec)
+        if isinstance(row.spec, str)
+        else TaskSpec.model_validate(row.spec)
     )
+    return record_of(TaskRecord, row, spec=spec)
 
 
 def transition_record(row: Row[Any]) -> TransitionRecord:
-    return TransitionRecord(
-        id=row.id,
-        run_id=row.run_id,
-        task_id=row.task_id,
-        source=row.source,
-        dest=row.dest,
-        trigger=row.trigger,
-        reason=row.reason,
-        actor=row.actor,
-        at=row.at,
-    )
-
-
-_BREAKPOINT_FIELDS: tuple[str, ...] = (
-    "task_id",
-    "rule",
-    "at",
-    "severity",
-    "action",
-    "message",
-    "state",
-    "created_at",
-    "context",
-    "resolution",
-    "note",
-    "resolved_by",
-    "resolved_at",
-    "scope",
-    "expires_at",
-    "default_resolution",
-    "params",
-)
+    return record_of(TransitionRecord, row)
 
 
 def breakpoint_row(run_id: str, bp: BreakpointRecord) -> dict[str, Any]:
-    return {"run_id": run_id, **{name: getattr(bp, name) for name in _BREAKPOINT_FIELDS}}
+    return row_of(bp, leave_out=GENERATED, run_id=run_id)
 
 
 def breakpoint_record(row: Row[Any]) -> BreakpointRecord:
-    values = {name: getattr(row, name) for name in _BREAKPOINT_FIELDS}
-    values["params"] = values["params"] or {}
-    return BreakpointRecord(id=row.id, run_id=row.run_id, **values)
+    return record_of(BreakpointRecord, row, params=row.params or {})
 
 
 def setting_row(run_id: str, s: RunSetting) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "kind": s.kind,
-        "name": s.name,
-        "value": s.value,
-        "actor": s.actor,
-        "note": s.note,
-        "at": s.at,
-    }
+    return row_of(s, leave_out=GENERATED, run_id=run_id)
 
 
 def setting_record(row: Row[Any]) -> RunSetting:
-    return RunSetting(
-        id=row.id,
-        run_id=row.run_id,
-        kind=row.kind,
-        name=row.name,
-        value=row.value,
-        actor=row.actor,
-        note=row.note,
-        at=row.at,
-    )
+    return record_of(RunSetting, row)
 
 
 def decision_row(run_id: str, d: DecisionRecord) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "task_id": d.task_id,
-        "attempt": d.attempt,
-        "action": d.action,
-        "rule": d.rule,
-        "reason": d.reason,
-        "figures": d.figures,
-        "at": d.at,
-    }
+    return row_of(d, run_id=run_id)
 
 
 def decision_record(row: Row[Any]) -> DecisionRecord:
-    return DecisionRecord(
-        run_id=row.run_id,
-        task_id=row.task_id,
-        attempt=row.attempt,
-        action=row.action,
-        rule=row.rule,
-        reason=row.reason,
-        figures=row.figures,
-        at=row.at,
-    )
+    return record_of(DecisionRecord, row)
 
 
 def quality_row(run_id: str, q: QualityRecord) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "task_id": q.task_id,
-        "attempt": q.attempt,
-        "score": q.score,
-        "gate_passed": q.gate_passed,
-        "stage_scores": q.stage_scores,
-        "checks": q.checks,
-        "at": q.at,
-    }
+    return row_of(q, run_id=run_id)
 
 
 def quality_record(row: Row[Any]) -> QualityRecord:
-    return QualityRecord(
-        run_id=row.run_id,
-        task_id=row.task_id,
-        attempt=row.attempt,
-        score=row.score,
-        gate_passed=bool(row.gate_passed),
-        stage_scores=row.stage_scores,
-        checks=row.checks,
-        at=row.at,
-    )
+    return record_of(QualityRecord, row, gate_passed=bool(row.gate_passed))
 
 
 def event_row(run_id: str, e: EventRecord) -> dict[str, Any]:
-    return {"run_id": run_id, "kind": e.kind, "task_id": e.task_id, "data": e.data, "at": e.at}
+    return row_of(e, leave_out=GENERATED, run_id=run_id)
 
 
 def event_record(row: Row[Any]) -> EventRecord:
-    return EventRecord(
-        id=row.id, run_id=row.run_id, kind=row.kind, task_id=row.task_id, data=row.data, at=row.at
-    )
+    return record_of(EventRecord, row)
 
 
 def breaker_row(b: BreakerRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "key": b.key,
-        "state": b.state,
-        "opened_at": b.opened_at,
-        "window": [[at, ok] for at, ok in b.window],
-        "probes": list(b.probes),
-        "probe_successes": b.probe_successes,
-        "reason": b.reason,
-        "version": b.version,
-        "updated_at": b.updated_at or now,
-    }
+    window = [[at, ok] for at, ok in b.window]
+    return row_of(b, window=window, probes=list(b.probes), updated_at=b.updated_at or now)
 
 
 def breaker_record(row: Row[Any]) -> BreakerRecord:
-    return BreakerRecord(
-        key=row.key,
-        state=row.state,
-        opened_at=row.opened_at,
-        window=[(float(at), bool(ok)) for at, ok in row.window],
-        probes=[float(at) for at in row.probes],
-        probe_successes=row.probe_successes,
-        reason=row.reason,
-        version=row.version,
-        updated_at=row.updated_at,
-    )
-
-
-_DEAD_LETTER_FIELDS: tuple[str, ...] = (
-    "run_id",
-    "task_id",
-    "transition_id",
-    "failed_at",
-    "error_kind",
-    "reason",
-    "spec",
-    "attempts",
-    "quality",
-    "decisions",
-    "breakpoints",
-    "state",
-    "resolved_at",
-    "resolved_by",
-    "note",
-    "params",
-)
+    window = [(float(at), bool(ok)) for at, ok in row.window]
+    return record_of(BreakerRecord, row, window=window, probes=[float(at) for at in row.probes])
 
 
 def dead_letter_row(d: DeadLetterRecord) -> dict[str, Any]:
-    return {name: getattr(d, name) for name in _DEAD_LETTER_FIELDS}
+    return row_of(d, leave_out=GENERATED)
 
 
 def dead_letter_record(row: Row[Any]) -> DeadLetterRecord:
-    return DeadLetterRecord(id=row.id, **{name: getattr(row, name) for name in _DEAD_LETTER_FIELDS})
-
-
-_INTERVENTION_FIELDS: tuple[str, ...] = (
-    "run_id",
-    "task_id",
-    "action",
-    "actor",
-    "reason",
-    "params",
-    "state",
-    "note",
-    "at",
-    "applied_at",
-)
+    return record_of(DeadLetterRecord, row)
 
 
 def intervention_row(i: InterventionRecord) -> dict[str, Any]:
-    return {name: getattr(i, name) for name in _INTERVENTION_FIELDS}
+    return row_of(i, leave_out=GENERATED)
 
 
 def intervention_record(row: Row[Any]) -> InterventionRecord:
-    return InterventionRecord(
-        id=row.id, **{name: getattr(row, name) for name in _INTERVENTION_FIELDS}
-    )
+    return record_of(InterventionRecord, row)

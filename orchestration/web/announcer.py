@@ -7,6 +7,7 @@ that a slow plugin or receiver never delays a reviewer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +15,6 @@ from orchestration.hooks import Plugins, load_plugins
 from orchestration.models import BreakpointRecord
 from orchestration.plugins.webhook import config_from_env
 from orchestration.review import announce_resolution
-from orchestration.web import schemas
 
 SENDER_THREADS = 2  # announcements under way at once; more wait their turn
 
@@ -35,14 +35,10 @@ class ResolutionAnnouncer:
         plugins.muted.add("console")  # the server's terminal is not where reviewers look
         return cls(plugins)
 
-    def breakpoint_resolved(self, resolved: BreakpointRecord, outcome: schemas.ResolveOut) -> None:
-        extra: dict[str, Any] = {
-            "rule": resolved.rule,
-            "note": resolved.note,
-            "task_state": outcome.task_state,
-            "run_live": outcome.run_live,
-        }
-        self._executor.submit(announce_resolution, self.plugins, resolved, extra)
+    def breakpoint_resolved(self, resolved: BreakpointRecord, extra: Mapping[str, Any]) -> None:
+        """`review_actions.Announce`: `extra` (rule, note, task state, run live) joins the
+        notification's data."""
+        self._executor.submit(announce_resolution, self.plugins, resolved, dict(extra))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

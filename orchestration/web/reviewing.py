@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from orchestration import hints
+from orchestration import hints, run_views
 from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, RunRecord
-from orchestration.review import resolve_breakpoint
+from orchestration.review_actions import Announce, resolve_and_announce
 from orchestration.rules import RuleSet
-from orchestration.runs import interruption, plan_from_stored, run_is_live
-from orchestration.spending import spending_of
+from orchestration.runs import plan_from_stored, run_is_live
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
@@ -45,38 +44,23 @@ BUILT_IN_RULES = {
 def run_summary(
     store: Store, run: RunRecord, now: datetime | None = None, db_hint: str = ""
 ) -> schemas.RunOut:
-    now = now or datetime.now(UTC)
+    """`run_views.run_summary`, its tasks counted in one query."""
     counts = state_counts(store, run.id).get(run.id, {})
-    open_bps = len(store.breakpoints(run.id, state="open"))
-    now = now or datetime.now(UTC)
-    live = run_is_live(run, now)
-    spending = spending_of(store, run.id, now)
-    return schemas.run_out(
-        run,
-        counts,
-        live=live,
-        open_breakpoints=open_bps,
-        interrupted=interruption(run, now, db_hint),
-        spending=spending,
+    return run_views.run_summary(store, run, now or datetime.now(UTC), db_hint, counts=counts)
+
+
+def all_run_summaries(
+    store: Store, db_hint: str = "", *, with_spending: bool = False
+) -> list[schemas.RunOut]:
+    """`run_views.all_run_summaries`, the tasks counted in one query (the runs page leaves
+    out the spending, which reads each run's steps)."""
+    return run_views.all_run_summaries(
+        store,
+        datetime.now(UTC),
+        db_hint,
+        counts=state_counts(store),
+        with_spending=with_spending,
     )
-
-
-def all_run_summaries(store: Store, db_hint: str = "") -> list[schemas.RunOut]:
-    now = datetime.now(UTC)
-    counts = state_counts(store)
-    open_by_run: dict[str, int] = {}
-    for bp in store.breakpoints(state="open"):
-        open_by_run[bp.run_id] = open_by_run.get(bp.run_id, 0) + 1
-    return [
-        schemas.run_out(
-            run,
-            counts.get(run.id, {}),
-            live=run_is_live(run, now),
-            open_breakpoints=open_by_run.get(run.id, 0),
-            interrupted=interruption(run, now, db_hint),
-        )
-        for run in store.list_runs()
-    ]
 
 
 # ---- the review bundle ------------------------------------------------------------------------
@@ -170,7 +154,6 @@ def gather_review(
 ) -> schemas.ReviewOut:
     """Everything the review page and `GET /breakpoints/{id}` show, from the store (and git)."""
     run = store.get_run(bp.run_id)
-    task = store.task(bp.run_id, bp.task_id)
     step = _step(store, bp)
     attempt = bp.context.get("attempt")
     quality = [q for q in store.quality(bp.run_id, bp.task_id) if q.attempt == attempt]
@@ -185,7 +168,7 @@ def gather_review(
     return schemas.ReviewOut(
         breakpoint=schemas.breakpoint_out(bp, with_context=True),
         run=run_summary(store, run),
-        task=schemas.task_detail_out(task),
+        task=run_views.task_detail(store, bp.run_id, bp.task_id, datetime.now(UTC)),
         step=step,
         diff=diff,
         quality=schemas.quality_out(quality[-1]) if quality else None,
@@ -207,17 +190,18 @@ class ResolveRequest:
     answer: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)  # `--set` values
     reject_as: str = "cancel"
+    rollback: bool = False  # with reject: restore the last accepted checkpoint
 
 
 def resolve(
     store: Store,
     request: ResolveRequest,
     db_hint: str = "",
-    on_resolved: Callable[[BreakpointRecord, schemas.ResolveOut], None] | None = None,
+    on_resolved: Announce | None = None,
 ) -> schemas.ResolveOut:
     """Resolve one breakpoint (409 when it is resolved already) and say what happens next.
 
-    `on_resolved` hears of it afterwards (the plugins are told).
+    `on_resolved` hears of it afterwards (it tells the plugins, in the background).
     """
     bp = store.breakpoint(request.breakpoint_id)
     if bp.state != "open":
@@ -226,29 +210,32 @@ def resolve(
             f"breakpoint {bp.id} is already resolved ({bp.resolution} by {bp.resolved_by})",
         )
     try:
-        resolved = resolve_breakpoint(
+        done = resolve_and_announce(
             store,
             request.breakpoint_id,
             request.resolution,
             actor=request.actor,
+            announce=on_resolved or _told_nobody,
             note=request.note,
             answer=request.answer or None,
             sets=dict(request.params) or None,
             reject_as=request.reject_as,
+            rollback=request.rollback,
         )
     except StoreConflict as conflict:  # another reviewer was quicker
         raise ApiError(409, str(conflict)) from None
-    task = store.task(resolved.run_id, resolved.task_id)
-    live, follow = next_step(store, resolved.run_id, db_hint)
-    outcome = schemas.ResolveOut(
-        breakpoint=schemas.breakpoint_out(resolved),
-        task_state=task.state,
-        run_live=live,
+    _, follow = next_step(store, done.breakpoint.run_id, db_hint)
+    return schemas.ResolveOut(
+        breakpoint=schemas.breakpoint_out(done.breakpoint),
+        task_state=done.task_state,
+        run_live=done.run_live,
         next=follow,
+        rolled_back=done.rolled_back,
     )
-    if on_resolved is not None:
-        on_resolved(resolved, outcome)
-    return outcome
+
+
+def _told_nobody(resolved: BreakpointRecord, extra: Mapping[str, Any]) -> None:
+    """No plugins to tell (a caller without an announcer)."""
 
 
 def next_step(store: Store, run_id: str, db_hint: str = "") -> tuple[bool, str]:

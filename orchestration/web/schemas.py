@@ -1,289 +1,166 @@
-"""The API's request and response shapes, which make its OpenAPI document.
+"""The API's request shapes; its response shapes are `orchestration.shapes`, re-exported here.
 
-The fields are those of the CLI's `--json` output, so a script can move between the two.
+The response shapes are those of the CLI's `--json` output too, so a script can move between the
+two.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.models import (
-    BreakerRecord,
-    BreakpointRecord,
-    DeadLetterRecord,
-    DecisionRecord,
-    EventRecord,
-    InterventionRecord,
-    QualityRecord,
-    RunRecord,
-    TaskRecord,
-    TransitionRecord,
+from orchestration.shapes import (
+    BatchItemOut,
+    BatchResolveOut,
+    BatchResubmitItemOut,
+    BatchResubmitOut,
+    BreakerOut,
+    BreakerResetOut,
+    BreakersOut,
+    BreakpointOut,
+    BreakpointsOut,
+    BudgetLimitOut,
+    DeadLetterDetailOut,
+    DeadLetterOneOut,
+    DeadLetterOut,
+    DeadLettersOut,
+    DecisionOut,
+    DecisionsOut,
+    DiffOut,
+    EngineOut,
+    ErrorDetail,
+    ErrorOut,
+    EventOut,
+    EventsOut,
+    ExplainOut,
+    HistoryOut,
+    InterruptionOut,
+    InterventionDoneOut,
+    InterventionOut,
+    InterventionsOut,
+    LastResetOut,
+    LogOut,
+    OptionOut,
+    PriorityOut,
+    QualityListOut,
+    QualityOut,
+    Resolution,
+    ResolveOut,
+    ResubmitOut,
+    ReviewOut,
+    RuleOut,
+    RunDetailOut,
+    RunOut,
+    RunsOut,
+    RunSpentOut,
+    SpentOut,
+    StepOut,
+    TaskDetailOut,
+    TaskOneOut,
+    TaskOut,
+    TasksOut,
+    TransitionOut,
+    TransitionsOut,
+    as_json,
+    breaker_out,
+    breakpoint_out,
+    dead_letter_detail_out,
+    dead_letter_out,
+    decision_out,
+    dependents_of,
+    event_out,
+    intervention_out,
+    quality_out,
+    run_out,
+    task_detail_out,
+    task_out,
+    transition_out,
 )
-from orchestration.spending import RunSpending
 
-Resolution = Literal["approve", "reject", "retry", "skip"]
 MAX_NOTE_CHARS = 4000
 MAX_ANSWER_CHARS = 20_000
 MAX_BATCH = 200  # items in one batch call
 MAX_PARAMS = 50  # changed parameters in one resolution
+MAX_REASON_CHARS = MAX_NOTE_CHARS
+MAX_ACTOR_CHARS = 64
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-
-class InterruptionOut(_Out):
-    last_heartbeat: datetime = Field(description="When the run's engine was last heard from.")
-    seconds_ago: float = Field(description="Seconds since then.")
-    resume: str = Field(description="The command that continues the run.")
-
-
-class SpentOut(_Out):
-    """What was spent: cost and tokens the actions reported, attempts started, seconds."""
-
-    cost: float = Field(description="Sum of the `cost` the actions reported (their unit).")
-    tokens: int = Field(description="Sum of the `tokens` the actions reported.")
-    attempts: int = Field(description="Attempts started.")
-    seconds: float = Field(
-        description="A run: wall time since it started; a task or agent: time its attempts ran."
-    )
-
-
-class BudgetLimitOut(_Out):
-    limit: float | None = Field(description="The plan's limit, or a changed one; null: none.")
-    used: float
-    share: float | None = Field(description="used / limit; null without a limit.")
-
-
-class RunSpentOut(SpentOut):
-    budget: dict[str, BudgetLimitOut] = Field(
-        description="max_cost, max_tokens, max_attempts, max_wall_seconds: each against use."
-    )
-
-
-class RunOut(_Out):
-    id: str
-    plan: str
-    plan_path: str
-    workdir: str
-    state: str = Field(
-        description="running | interrupted (stored as running, but its engine stopped) | "
-        "paused | completed | failed | cancelled"
-    )
-    live: bool = Field(description="An engine is working on the run now (fresh heartbeat).")
-    interrupted: InterruptionOut | None = Field(
-        None, description="For an interrupted run: since when, and the command that continues it."
-    )
-    started_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-    counts: dict[str, int] = Field(description="Tasks by state.")
-    open_breakpoints: int
-    spent: RunSpentOut | None = Field(None, description="What the run spent, against its budget.")
-
-
-class LogOut(_Out):
-    attempt: int = Field(description="The attempt whose output this is (1 for the first).")
-    text: str = Field(description="Output from `offset` on, terminal control sequences removed.")
-    offset: int = Field(description="The byte of the log this text starts at.")
-    next_offset: int = Field(description="Pass as `offset` to read on.")
-    over: bool = Field(description="The attempt is over: the log will not grow any more.")
-
-
-class TaskOut(_Out):
-    id: str
-    title: str
-    state: str
-    outcome: str | None
-    attempts: int
-    priority: int
-    depends_on: list[str]
-    tags: list[str]
-    risk: str
-    next_attempt_at: datetime | None
-    updated_at: datetime | None
-    spent: SpentOut | None = Field(None, description="What the task's attempts spent.")
-
-
-class TaskDetailOut(TaskOut):
-    spec: dict[str, Any] = Field(description="The task as the plan (or a spawn) gave it.")
-    feedback: str
-    answer: str
-    last_error_kind: str
-
-
-class TransitionOut(_Out):
-    id: int
-    task: str
-    from_: str = Field(alias="from")
-    to: str
-    trigger: str
-    reason: str
-    actor: str
-    at: datetime
-
-
-class DecisionOut(_Out):
-    task: str
-    attempt: int
-    decision: str = Field(description="proceed | retry | clarify | escalate | checkpoint")
-    rule: str
-    reason: str
-    figures: dict[str, Any] = Field(description="The values the deciding rule saw.")
-    at: datetime
-
-
-class QualityOut(_Out):
-    task: str
-    attempt: int
-    score: float
-    gate_passed: bool
-    stage_scores: dict[str, float]
-    checks: list[dict[str, Any]] = Field(
-        description="One per validator: name, stage, passed, score, message."
-    )
-    at: datetime
-
-
-class EventOut(_Out):
-    id: int
-    kind: str
-    task: str | None
-    data: dict[str, Any]
-    at: datetime
-
-
-class BreakpointOut(_Out):
-    id: int
-    run: str
-    task: str
-    rule: str
-    at: str = Field(description="before | after the step")
-    severity: str
-    action: str
-    message: str
-    state: str = Field(description="open | resolved")
-    created_at: datetime
-    resolution: str | None
-    note: str
-    resolved_by: str | None
-    resolved_at: datetime | None
-    scope: str = Field(description="task: only this task waits | run: no new work starts")
-    expires_at: datetime | None = Field(description="When the default resolution applies.")
-    default_resolution: str | None
-    params: dict[str, Any] = Field(description="The parameters the resolution changed.")
-    context: dict[str, Any] | None = Field(
-        None, description="The rule context the rule saw (only on a single breakpoint)."
-    )
-
-
-class RunsOut(_Out):
-    runs: list[RunOut]
-
-
-class RunDetailOut(_Out):
-    run: RunOut
-    tasks: list[TaskOut]
-
-
-class TasksOut(_Out):
-    tasks: list[TaskOut]
-
-
-class TaskOneOut(_Out):
-    task: TaskDetailOut
-
-
-class TransitionsOut(_Out):
-    transitions: list[TransitionOut]
-
-
-class DecisionsOut(_Out):
-    decisions: list[DecisionOut]
-
-
-class HistoryOut(_Out):
-    transitions: list[TransitionOut]
-    decisions: list[DecisionOut]
-
-
-class PriorityOut(_Out):
-    base: float
-    deadline_boost: float
-    blocking_boost: float
-    dependents: int
-    retry_penalty: float
-    failed_attempts: int
-    aging: float
-    waited_seconds: float
-    effective: float
-
-
-class ExplainOut(_Out):
-    task: str
-    state: str
-    priority: PriorityOut = Field(description="How the scheduler ranks the task now.")
-    decisions: list[DecisionOut] = Field(description="Every decision taken on it, with why.")
-
-
-class QualityListOut(_Out):
-    quality: list[QualityOut]
-
-
-class EventsOut(_Out):
-    events: list[EventOut]
-    last_id: int = Field(description="Pass as `after` to read on from here.")
-
-
-class BreakpointsOut(_Out):
-    breakpoints: list[BreakpointOut]
-
-
-class RuleOut(_Out):
-    name: str
-    at: str | None
-    when: str | None = Field(description="The rule's condition, as its file says it now.")
-    severity: str | None
-    doc: str
-    file: str | None
-
-
-class StepOut(_Out):
-    attempt: int | None
-    exit_code: int | None
-    timed_out: bool
-    duration_seconds: float | None
-    error_kind: str | None
-    changed_files: list[str]
-    lines_changed: int | None
-    diff_stat: str
-    output_tail: str
-
-
-class DiffOut(_Out):
-    text: str
-    truncated: bool
-    basis: str = Field(description="What the diff compares.")
-
-
-class OptionOut(_Out):
-    resolution: Resolution
-    meaning: str
-
-
-class ReviewOut(_Out):
-    breakpoint: BreakpointOut
-    run: RunOut
-    task: TaskDetailOut
-    step: StepOut | None = Field(description="What the step did (after-step breakpoints).")
-    diff: DiffOut | None
-    quality: QualityOut | None = Field(description="The validators' results for that attempt.")
-    decisions: list[DecisionOut] = Field(description="The decision for that attempt, and why.")
-    rule: RuleOut | None = Field(description="The rule that fired.")
-    options: list[OptionOut]
+__all__ = [
+    "BatchItemIn",
+    "BatchItemOut",
+    "BatchResolveIn",
+    "BatchResolveOut",
+    "BatchResubmitIn",
+    "BatchResubmitItemIn",
+    "BatchResubmitItemOut",
+    "BatchResubmitOut",
+    "BreakerOut",
+    "BreakerResetIn",
+    "BreakerResetOut",
+    "BreakersOut",
+    "BreakpointOut",
+    "BreakpointsOut",
+    "BudgetLimitOut",
+    "DeadLetterDetailOut",
+    "DeadLetterOneOut",
+    "DeadLetterOut",
+    "DeadLettersOut",
+    "DecisionOut",
+    "DecisionsOut",
+    "DiffOut",
+    "EngineOut",
+    "ErrorDetail",
+    "ErrorOut",
+    "EventOut",
+    "EventsOut",
+    "ExplainOut",
+    "HistoryOut",
+    "InterruptionOut",
+    "InterventionAction",
+    "InterventionDoneOut",
+    "InterventionIn",
+    "InterventionOut",
+    "InterventionsOut",
+    "LastResetOut",
+    "LogOut",
+    "OptionOut",
+    "PriorityOut",
+    "QualityListOut",
+    "QualityOut",
+    "Resolution",
+    "ResolveIn",
+    "ResolveOut",
+    "ResubmitIn",
+    "ResubmitOut",
+    "ReviewOut",
+    "RuleOut",
+    "RunDetailOut",
+    "RunOut",
+    "RunSpentOut",
+    "RunsOut",
+    "SpentOut",
+    "StepOut",
+    "TaskDetailOut",
+    "TaskOneOut",
+    "TaskOut",
+    "TasksOut",
+    "TransitionOut",
+    "TransitionsOut",
+    "as_json",
+    "breaker_out",
+    "breakpoint_out",
+    "dead_letter_detail_out",
+    "dead_letter_out",
+    "decision_out",
+    "dependents_of",
+    "event_out",
+    "intervention_out",
+    "quality_out",
+    "run_out",
+    "task_detail_out",
+    "task_out",
+    "transition_out",
+]
 
 
 class ResolveIn(BaseModel):
@@ -307,13 +184,12 @@ class ResolveIn(BaseModel):
     reject_as: Literal["cancel", "fail"] = Field(
         "cancel", description="With reject: the task ends cancelled or failed."
     )
-
-
-class ResolveOut(_Out):
-    breakpoint: BreakpointOut
-    task_state: str
-    run_live: bool = Field(description="An engine works on the run and picks this up by itself.")
-    next: str = Field(description="What to do next, for a person.")
+    rollback: bool = Field(
+        False,
+        description="With reject: restore the run's work tree to its last checkpoint of an "
+        "accepted task (as `orch breakpoints resolve --reject --rollback`; refused while an "
+        "engine works on the run).",
+    )
 
 
 class BatchItemIn(ResolveIn):
@@ -326,210 +202,7 @@ class BatchResolveIn(BaseModel):
     items: list[BatchItemIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class ErrorDetail(_Out):
-    code: str
-    message: str
-
-
-class BatchItemOut(_Out):
-    id: int
-    ok: bool
-    result: ResolveOut | None = None
-    error: ErrorDetail | None = None
-
-
-class BatchResolveOut(_Out):
-    results: list[BatchItemOut]
-    resolved: int
-    failed: int
-
-
-class ErrorOut(_Out):
-    error: ErrorDetail
-
-
-# ---- records to shapes ------------------------------------------------------------------------
-
-
-def run_out(
-    run: RunRecord,
-    counts: dict[str, int],
-    *,
-    live: bool,
-    open_breakpoints: int,
-    interrupted: dict[str, Any] | None = None,
-    spending: RunSpending | None = None,
-) -> RunOut:
-    return RunOut(
-        spent=RunSpentOut(**spending.as_dict()) if spending is not None else None,
-        id=run.id,
-        plan=run.plan_name,
-        plan_path=run.plan_path,
-        workdir=run.workdir,
-        state="interrupted" if interrupted is not None else run.state,
-        live=live,
-        interrupted=InterruptionOut(**interrupted) if interrupted is not None else None,
-        started_at=run.created_at,
-        updated_at=run.updated_at,
-        finished_at=run.finished_at,
-        counts=counts,
-        open_breakpoints=open_breakpoints,
-    )
-
-
-def task_out(task: TaskRecord, spending: RunSpending | None = None) -> TaskOut:
-    spent = spending.tasks.get(task.task_id) if spending is not None else None
-    return TaskOut(
-        **_task_fields(task), spent=SpentOut(**spent.as_dict()) if spent is not None else None
-    )
-
-
-def task_detail_out(task: TaskRecord) -> TaskDetailOut:
-    return TaskDetailOut(
-        **_task_fields(task),
-        spec=task.spec.model_dump(mode="json"),
-        feedback=task.feedback,
-        answer=task.answer,
-        last_error_kind=task.last_error_kind,
-    )
-
-
-def _task_fields(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "id": task.task_id,
-        "title": task.spec.title,
-        "state": task.state,
-        "outcome": task.outcome,
-        "attempts": task.attempts,
-        "priority": task.priority,
-        "depends_on": task.depends_on,
-        "tags": list(task.spec.tags),
-        "risk": task.spec.risk,
-        "next_attempt_at": task.next_attempt_at,
-        "updated_at": task.updated_at,
-    }
-
-
-def transition_out(move: TransitionRecord) -> TransitionOut:
-    return TransitionOut(
-        id=move.id,
-        task=move.task_id,
-        from_=move.source,
-        to=move.dest,
-        trigger=move.trigger,
-        reason=move.reason,
-        actor=move.actor,
-        at=move.at,
-    )
-
-
-def decision_out(decision: DecisionRecord) -> DecisionOut:
-    return DecisionOut(
-        task=decision.task_id,
-        attempt=decision.attempt,
-        decision=decision.action,
-        rule=decision.rule,
-        reason=decision.reason,
-        figures=decision.figures,
-        at=decision.at,
-    )
-
-
-def quality_out(quality: QualityRecord) -> QualityOut:
-    return QualityOut(
-        task=quality.task_id,
-        attempt=quality.attempt,
-        score=quality.score,
-        gate_passed=quality.gate_passed,
-        stage_scores=quality.stage_scores,
-        checks=quality.checks,
-        at=quality.at,
-    )
-
-
-def event_out(event: EventRecord) -> EventOut:
-    return EventOut(id=event.id, kind=event.kind, task=event.task_id, data=event.data, at=event.at)
-
-
-def breakpoint_out(bp: BreakpointRecord, *, with_context: bool = False) -> BreakpointOut:
-    return BreakpointOut(
-        id=bp.id,
-        run=bp.run_id,
-        task=bp.task_id,
-        rule=bp.rule,
-        at=bp.at,
-        severity=bp.severity,
-        action=bp.action,
-        message=bp.message,
-        state=bp.state,
-        created_at=bp.created_at,
-        resolution=bp.resolution,
-        note=bp.note,
-        resolved_by=bp.resolved_by,
-        resolved_at=bp.resolved_at,
-        scope=bp.scope,
-        expires_at=bp.expires_at,
-        default_resolution=bp.default_resolution,
-        params=bp.params,
-        context=bp.context if with_context else None,
-    )
-
-
-# ---- dead letters, circuit breakers, interventions (as `orch dlq|breakers|runs ... --json`) ----
-
 InterventionAction = Literal["pause", "resume", "skip", "retry", "cancel", "rerun"]
-MAX_REASON_CHARS = MAX_NOTE_CHARS
-MAX_ACTOR_CHARS = 64
-
-
-class DeadLetterOut(_Out):
-    id: int
-    run: str
-    task: str
-    failed_at: datetime
-    error_kind: str
-    reason: str
-    attempts_count: int
-    state: str = Field(description="open | resubmitted | closed")
-    resolved_at: datetime | None
-    resolved_by: str | None
-    note: str
-    params: dict[str, Any] = Field(description="The resubmission: --set values, new run.")
-
-
-class DeadLetterDetailOut(DeadLetterOut):
-    spec: dict[str, Any]
-    attempts: list[dict[str, Any]] = Field(description="Each attempt with its output tail.")
-    quality: list[dict[str, Any]]
-    decisions: list[dict[str, Any]]
-    breakpoints: list[dict[str, Any]]
-
-
-class DeadLettersOut(_Out):
-    dead_letters: list[DeadLetterOut]
-
-
-class DeadLetterOneOut(_Out):
-    dead_letter: DeadLetterDetailOut
-
-
-class InterventionOut(_Out):
-    id: int
-    run: str | None
-    task: str | None
-    action: str
-    actor: str
-    reason: str
-    params: dict[str, Any]
-    state: str = Field(description="requested (an engine applies it) | applied | refused")
-    note: str
-    at: datetime
-    applied_at: datetime | None
-
-
-class InterventionsOut(_Out):
-    run: str
-    interventions: list[InterventionOut]
 
 
 class _Reasoned(BaseModel):
@@ -557,13 +230,6 @@ class ResubmitIn(_Reasoned):
     new_run: bool = Field(False, description="Run the task alone in a new run of the same plan.")
 
 
-class ResubmitOut(_Out):
-    dead_letter: DeadLetterOut
-    intervention: InterventionOut | None = Field(description="In the task's own run.")
-    new_run: str | None = Field(description="With new_run: the run to start.")
-    next: str = Field(description="What to do next, for a person.")
-
-
 class BatchResubmitItemIn(ResubmitIn):
     id: int = Field(ge=1, le=2**63 - 1)
 
@@ -574,48 +240,8 @@ class BatchResubmitIn(BaseModel):
     items: list[BatchResubmitItemIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class BatchResubmitItemOut(_Out):
-    id: int
-    ok: bool
-    result: ResubmitOut | None = None
-    error: ErrorDetail | None = None
-
-
-class BatchResubmitOut(_Out):
-    results: list[BatchResubmitItemOut]
-    resubmitted: int
-    failed: int
-
-
-class LastResetOut(_Out):
-    by: str
-    reason: str
-    at: datetime
-
-
-class BreakerOut(_Out):
-    key: str
-    state: str = Field(description="closed (work flows) | open (work waits) | half_open (probing)")
-    opened_at: datetime | None
-    calls: int = Field(description="Recent attempts in the window.")
-    failures: int
-    probes_in_flight: int
-    reason: str
-    version: int
-    updated_at: datetime | None
-    last_reset: LastResetOut | None = None
-
-
-class BreakersOut(_Out):
-    breakers: list[BreakerOut]
-
-
 class BreakerResetIn(_Reasoned):
     pass
-
-
-class BreakerResetOut(_Out):
-    breaker: BreakerOut
 
 
 class InterventionIn(_Reasoned):
@@ -626,76 +252,3 @@ class InterventionIn(_Reasoned):
     task: str | None = Field(None, max_length=200, description="The task; none: the whole run.")
     params: dict[str, Any] = _params_field()
     downstream: bool = Field(False, description="With rerun: the tasks depending on it too.")
-
-
-class InterventionDoneOut(_Out):
-    intervention: InterventionOut
-    run_state: str
-    next: str = Field(description="What to do next, for a person.")
-
-
-def dead_letter_out(letter: DeadLetterRecord) -> DeadLetterOut:
-    return DeadLetterOut(**_dead_letter_fields(letter))
-
-
-def dead_letter_detail_out(letter: DeadLetterRecord) -> DeadLetterDetailOut:
-    return DeadLetterDetailOut(
-        **_dead_letter_fields(letter),
-        spec=letter.spec,
-        attempts=letter.attempts,
-        quality=letter.quality,
-        decisions=letter.decisions,
-        breakpoints=letter.breakpoints,
-    )
-
-
-def _dead_letter_fields(letter: DeadLetterRecord) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "run": letter.run_id,
-        "task": letter.task_id,
-        "failed_at": letter.failed_at,
-        "error_kind": letter.error_kind,
-        "reason": letter.reason,
-        "attempts_count": len(letter.attempts),
-        "state": letter.state,
-        "resolved_at": letter.resolved_at,
-        "resolved_by": letter.resolved_by,
-        "note": letter.note,
-        "params": letter.params,
-    }
-
-
-def intervention_out(record: InterventionRecord) -> InterventionOut:
-    return InterventionOut(
-        id=record.id,
-        run=record.run_id,
-        task=record.task_id,
-        action=record.action,
-        actor=record.actor,
-        reason=record.reason,
-        params=record.params,
-        state=record.state,
-        note=record.note,
-        at=record.at,
-        applied_at=record.applied_at,
-    )
-
-
-def breaker_out(breaker: BreakerRecord, last_reset: InterventionRecord | None = None) -> BreakerOut:
-    return BreakerOut(
-        key=breaker.key,
-        state=breaker.state,
-        opened_at=breaker.opened_at,
-        calls=len(breaker.window),
-        failures=sum(1 for _, ok in breaker.window if not ok),
-        probes_in_flight=len(breaker.probes),
-        reason=breaker.reason,
-        version=breaker.version,
-        updated_at=breaker.updated_at,
-        last_reset=(
-            LastResetOut(by=last_reset.actor, reason=last_reset.reason, at=last_reset.at)
-            if last_reset is not None
-            else None
-        ),
-    )

@@ -50,6 +50,7 @@ def _request(breakpoint_id: int, body: schemas.ResolveIn, principal: Principal) 
         body.answer,
         body.params,
         body.reject_as,
+        body.rollback,
     )
 
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
-from orchestration.runs import task_priority
+from orchestration.run_views import explain_task, run_detail, task_detail
 from orchestration.spending import spending_of
 from orchestration.web import schemas
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.queries import MAX_ROW_ID
-from orchestration.web.reviewing import all_run_summaries, run_summary
+from orchestration.web.reviewing import all_run_summaries
 
 router = APIRouter(tags=["runs"])
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["runs"])
 @router.get("/runs", response_model=schemas.RunsOut)
 def list_runs(store: StoreDep, config: ConfigDep) -> schemas.RunsOut:
     """Every run in the store, newest first, with its tasks counted by state."""
-    return schemas.RunsOut(runs=all_run_summaries(store, config.db_hint))
+    return schemas.RunsOut(runs=all_run_summaries(store, config.db_hint, with_spending=True))
 
 
 @router.get("/runs/{run_id:id}", response_model=schemas.RunDetailOut)
@@ -28,13 +28,7 @@ def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetai
 
     A run stored as running whose engine stopped shows as `interrupted`, with the command that
     continues it."""
-    run = store.get_run(run_id)
-    now = datetime.now(UTC)
-    spending = spending_of(store, run_id, now)
-    summary = run_summary(store, run, now, db_hint=config.db_hint)
-    return schemas.RunDetailOut(
-        run=summary, tasks=[schemas.task_out(t, spending) for t in store.tasks(run_id)]
-    )
+    return run_detail(store, store.get_run(run_id), datetime.now(UTC), config.db_hint)
 
 
 @router.get("/runs/{run_id:id}/tasks", response_model=schemas.TasksOut)
@@ -47,7 +41,7 @@ def list_tasks(run_id: str, store: StoreDep) -> schemas.TasksOut:
 
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_model=schemas.TaskOneOut)
 def get_task(run_id: str, task_id: str, store: StoreDep) -> schemas.TaskOneOut:
-    return schemas.TaskOneOut(task=schemas.task_detail_out(store.task(run_id, task_id)))
+    return schemas.TaskOneOut(task=task_detail(store, run_id, task_id, datetime.now(UTC)))
 
 
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}/history", response_model=schemas.HistoryOut)
@@ -63,25 +57,7 @@ def task_history(run_id: str, task_id: str, store: StoreDep) -> schemas.HistoryO
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}/explain", response_model=schemas.ExplainOut)
 def explain(run_id: str, task_id: str, store: StoreDep) -> schemas.ExplainOut:
     """Why a task runs when it does: its effective priority now, and each decision with why."""
-    run = store.get_run(run_id)
-    task = store.task(run_id, task_id)
-    parts = task_priority(store, run, task_id, datetime.now(UTC))
-    return schemas.ExplainOut(
-        task=task_id,
-        state=task.state,
-        priority=schemas.PriorityOut(
-            base=parts.base,
-            deadline_boost=parts.deadline,
-            blocking_boost=parts.blocking,
-            dependents=parts.dependents,
-            retry_penalty=parts.retries,
-            failed_attempts=parts.failed_attempts,
-            aging=parts.aging,
-            waited_seconds=parts.waited_seconds,
-            effective=parts.total,
-        ),
-        decisions=[schemas.decision_out(d) for d in store.decisions(run_id, task_id)],
-    )
+    return explain_task(store, run_id, task_id, datetime.now(UTC)).shape
 
 
 @router.get("/runs/{run_id:id}/transitions", response_model=schemas.TransitionsOut)

@@ -1,0 +1,132 @@
+"""Runs, tasks and a task's priority read from a store in the shapes of `orchestration.shapes`.
+
+The CLI's `--json` and the API call these same functions, so both show a record the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from orchestration import shapes
+from orchestration.models import RunRecord, TaskRecord
+from orchestration.runs import interruption, run_is_live, task_priority
+from orchestration.scheduler import PriorityParts
+from orchestration.spending import RunSpending, spending_of
+
+if TYPE_CHECKING:
+    from orchestration.store import Store
+
+
+def state_counts_of(tasks: list[TaskRecord]) -> dict[str, int]:
+    """How many of the tasks are in each state."""
+    return dict(Counter(task.state for task in tasks))
+
+
+def run_summary(
+    store: Store,
+    run: RunRecord,
+    now: datetime,
+    db_hint: str = "",
+    *,
+    counts: Mapping[str, int] | None = None,
+    spending: RunSpending | None = None,
+    with_spending: bool = True,
+) -> shapes.RunOut:
+    """One run: its state (interrupted when its engine stopped), task counts, open breakpoints,
+    and what it spent against its budget. `counts` and `spending` save reading them again."""
+    if counts is None:
+        counts = state_counts_of(store.tasks(run.id))
+    if spending is None and with_spending:
+        spending = spending_of(store, run.id, now)
+    return shapes.run_out(
+        run,
+        dict(counts),
+        live=run_is_live(run, now),
+        open_breakpoints=len(store.breakpoints(run.id, state="open")),
+        interrupted=interruption(run, now, db_hint),
+        spending=spending,
+    )
+
+
+def all_run_summaries(
+    store: Store,
+    now: datetime,
+    db_hint: str = "",
+    *,
+    counts: Mapping[str, Mapping[str, int]] | None = None,
+    with_spending: bool = True,
+) -> list[shapes.RunOut]:
+    """Every run in the store, newest first (`counts` by run saves reading each run's tasks)."""
+    open_by_run = Counter(bp.run_id for bp in store.breakpoints(state="open"))
+    summaries = []
+    for run in store.list_runs():
+        if counts is not None:
+            run_counts = dict(counts.get(run.id, {}))
+        else:
+            run_counts = state_counts_of(store.tasks(run.id))
+        summaries.append(
+            shapes.run_out(
+                run,
+                run_counts,
+                live=run_is_live(run, now),
+                open_breakpoints=open_by_run.get(run.id, 0),
+                interrupted=interruption(run, now, db_hint),
+                spending=spending_of(store, run.id, now) if with_spending else None,
+            )
+        )
+    return summaries
+
+
+def run_detail(
+    store: Store, run: RunRecord, now: datetime, db_hint: str = ""
+) -> shapes.RunDetailOut:
+    """A run and its tasks, each with what it spent (`orch status RUN`, `GET /runs/{id}`)."""
+    tasks = store.tasks(run.id)
+    spending = spending_of(store, run.id, now)
+    counts = state_counts_of(tasks)
+    summary = run_summary(store, run, now, db_hint, counts=counts, spending=spending)
+    return shapes.RunDetailOut(run=summary, tasks=[shapes.task_out(t, spending) for t in tasks])
+
+
+def task_detail(store: Store, run_id: str, task_id: str, now: datetime) -> shapes.TaskDetailOut:
+    """One task with its spec, answers, direct dependents and what its attempts spent."""
+    task = store.task(run_id, task_id)
+    dependents = shapes.dependents_of(task_id, store.tasks(run_id))
+    return shapes.task_detail_out(task, dependents, spending_of(store, run_id, now))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskExplanation:
+    """Why a task runs when it does: the shape, and the priority parts a terminal prints."""
+
+    shape: shapes.ExplainOut
+    parts: PriorityParts
+
+
+def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> TaskExplanation:
+    """A task's effective priority now (the scheduler's view, rebuilt from the store by
+    `runs.task_priority`) and every decision taken on it, with why."""
+    run = store.get_run(run_id)
+    task = store.task(run_id, task_id)
+    parts = task_priority(store, run, task_id, now)
+    shape = shapes.ExplainOut(
+        task=task_id,
+        state=task.state,
+        priority=shapes.PriorityOut(
+            base=parts.base,
+            deadline_boost=parts.deadline,
+            blocking_boost=parts.blocking,
+            dependents=parts.dependents,
+            retry_penalty=parts.retries,
+            failed_attempts=parts.failed_attempts,
+            aging=parts.aging,
+            waited_seconds=parts.waited_seconds,
+            effective=parts.total,
+        ),
+        decisions=[shapes.decision_out(d) for d in store.decisions(run_id, task_id)],
+    )
+    return TaskExplanation(shape, parts)
