@@ -29,8 +29,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from orchestration.errors import NotFoundError, OrchestrationError, StoreError
@@ -724,9 +722,14 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
 
 def _insert_ignoring_duplicates(conn: Connection, table: Table) -> Any:
     """INSERT that skips rows whose unique key is taken (another writer got there first)."""
+    # Imported here: each dialect's module is loaded only by a store that uses it.
     if conn.dialect.name == "postgresql":
-        return pg_dialect.insert(table).on_conflict_do_nothing()
-    return sqlite_dialect.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _update_dead_letter(
