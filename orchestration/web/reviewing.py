@@ -21,7 +21,6 @@ from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import state_counts, task_events
 from orchestration.worktrees import task_worktree
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def run_summary(
     store: Store, run: RunRecord, now: datetime | None = None, db_hint: str = ""
 ) -> schemas.RunOut:
     now = now or datetime.now(UTC)
-    counts = state_counts(store, run.id).get(run.id, {})
+    counts = store.task_state_counts(run.id).get(run.id, {})
     open_bps = len(store.breakpoints(run.id, state="open"))
     now = now or datetime.now(UTC)
     live = run_is_live(run, now)
@@ -63,7 +62,7 @@ def run_summary(
 
 def all_run_summaries(store: Store, db_hint: str = "") -> list[schemas.RunOut]:
     now = datetime.now(UTC)
-    counts = state_counts(store)
+    counts = store.task_state_counts()
     open_by_run: dict[str, int] = {}
     for bp in store.breakpoints(state="open"):
         open_by_run[bp.run_id] = open_by_run.get(bp.run_id, 0) + 1
@@ -149,7 +148,7 @@ def _step(store: Store, bp: BreakpointRecord) -> schemas.StepOut | None:
     attempt = context.get("attempt")
     diff_stat = str(context.get("diff_stat") or "")
     if not diff_stat:  # the step event carries the diff stat; the rule context does not
-        for event in task_events(store, bp.run_id, bp.task_id, "step"):
+        for event in store.task_events(bp.run_id, bp.task_id, kinds=["step"]):
             if event.data.get("attempt") == attempt:
                 diff_stat = str(event.data.get("diff_stat") or "")
     return schemas.StepOut(
