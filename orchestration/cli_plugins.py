@@ -39,8 +39,6 @@ def plugins_command(json_output: JsonOption = False) -> None:
     problems of
     plugins that failed to register.
     """
-    from orchestration.hooks import load_plugins
-
     try:
         plugins = load_plugins()
     except Exception as error:  # an entry point that fails to import stops pluggy's loading
@@ -57,6 +55,13 @@ def plugins_command(json_output: JsonOption = False) -> None:
     console.print(_table(listing["plugins"]))
     for problem in listing["problems"]:
         console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
+
+
+def load_plugins() -> Plugins:
+    """The installed plugins (hooks is imported here: `orch --help` loads no plugin machinery)."""
+    from orchestration.hooks import load_plugins as load_installed
+
+    return load_installed()
 
 
 # ---- what each plugin provides ------------------------------------------------------------
