@@ -13,7 +13,13 @@ import pytest
 from orchestration import extension
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGIN_FILES = sorted((ROOT / "plugins").glob("*.py"))
+# The bundled plugins and the worked example's package (its tests may use internals).
+PLUGIN_FILES = sorted(
+    [
+        *(ROOT / "plugins").glob("*.py"),
+        *(ROOT / "examples" / "plugin-example" / "orch_plugin_example").glob("*.py"),
+    ]
+)
 WEB_FILES = sorted((ROOT / "orchestration" / "web").rglob("*.py"))
 # What a plugin may import from the engine: the marker and the extension API.
 PLUGIN_ALLOWED_MODULES = ("orchestration.extension",)
@@ -84,6 +90,9 @@ def violations(files: list[Path], rule: object) -> list[str]:
 
 def test_the_files_are_found() -> None:
     assert ROOT / "plugins" / "webhook.py" in PLUGIN_FILES
+    assert (
+        ROOT / "examples" / "plugin-example" / "orch_plugin_example" / "plugin.py" in PLUGIN_FILES
+    )
     assert ROOT / "orchestration" / "web" / "__main__.py" in WEB_FILES
 
 
