@@ -9,7 +9,6 @@ directory inside orchestration/; this finder, consulted after every other one, s
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -25,7 +24,10 @@ MAPPED = {
 }
 
 
-class SourceCheckoutFinder(importlib.abc.MetaPathFinder):
+class SourceCheckoutFinder:
+    """A meta path finder (the protocol is `find_spec`; importlib.abc is not imported: it is
+    slow to import and every `orch` command starts here)."""
+
     def find_spec(
         self,
         fullname: str,

@@ -940,17 +940,25 @@ def demo(
     raise typer.Exit(run_demo(console, err_console, keep))
 
 
+def _print_version(value: bool) -> None:
+    # Eager, so it runs while the options are parsed: before typer converts the others, which
+    # would import pydantic (`orch --version` stays fast).
+    if value:
+        console.print(f"orch {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Show the version.", is_eager=True, callback=_print_version),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
 ) -> None:
     handler = logging.StreamHandler()  # log lines quote agents' output: cleaned for the terminal
     handler.setFormatter(TerminalLogFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
-    if version:
-        console.print(f"orch {__version__}")
-        raise typer.Exit(0)
 
 
 def main() -> None:

@@ -6,12 +6,14 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchestration.store import Store, resolve_db_url
 from orchestration.terminal_text import TerminalConsole
+
+if TYPE_CHECKING:
+    from orchestration.store import Store
 
 # Every line the CLI prints goes through strip_control: plans, agents and tools supply the text.
 console = TerminalConsole()
@@ -36,6 +38,9 @@ ActorOption = Annotated[
 
 
 def open_store(db: str | None, plan_dir: Path | None = None) -> Store:
+    # Imported here: `orch --help` and `--version` must not pay for SQLAlchemy.
+    from orchestration.store import Store, resolve_db_url
+
     return Store.open(resolve_db_url(db, plan_dir))
 
 

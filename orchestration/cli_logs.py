@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestration.attempt_logs import follow, log_path, printable, read_from
 from orchestration.cli_common import DbOption, err_console, open_store
 from orchestration.errors import OrchestrationError
-from orchestration.runs import attempt_over
-from orchestration.store import Store
+
+if TYPE_CHECKING:
+    from orchestration.store import Store
 
 
 def logs(
@@ -38,6 +38,8 @@ def logs(
     (the first 9 MiB and the last 1 MiB of a longer output). Terminal control sequences in the
     output are removed before printing.
     """
+    from orchestration.attempt_logs import follow, log_path, read_from
+
     store = open_store(db)
     try:
         run = store.get_run(run_id)
@@ -71,12 +73,16 @@ def logs(
 
 
 def _over(store: Store, run_id: str, task_id: str, attempt: int) -> bool:
+    from orchestration.runs import attempt_over
+
     return attempt_over(
         store.get_run(run_id), store.task(run_id, task_id), attempt, datetime.now(UTC)
     )
 
 
 def _write(text: str) -> None:
+    from orchestration.attempt_logs import printable
+
     sys.stdout.write(printable(text))
     sys.stdout.flush()
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pluggy
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from orchestration.cli_common import JsonOption, console, err_console, print_json
-from orchestration.extension import ActionKind, Notifier, Validator
-from orchestration.hooks import Plugins, action_kind_problem, load_plugins
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from orchestration.hooks import Plugins
 
 EXIT_LOAD_FAILED = 1
 REGISTER_HOOKS = (
@@ -55,6 +57,13 @@ def plugins_command(json_output: JsonOption = False) -> None:
         console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
 
 
+def load_plugins() -> Plugins:
+    """The installed plugins (hooks is imported here: `orch --help` loads no plugin machinery)."""
+    from orchestration.hooks import load_plugins as load_installed
+
+    return load_installed()
+
+
 # ---- what each plugin provides ------------------------------------------------------------
 
 
@@ -69,6 +78,9 @@ def describe_plugins(plugins: Plugins) -> dict[str, Any]:
     replaced it), `notifiers` and `rule_functions` (names) and `hooks` (the other hooks it
     implements: events and `override_decision`).
     """
+    from orchestration.extension import ActionKind, Notifier, Validator
+    from orchestration.hooks import action_kind_problem
+
     manager = plugins.manager
     distributions = {id(p): d for p, d in manager.list_plugin_distinfo()}
     actions = {  # kinds refused at registration are listed under the problems only

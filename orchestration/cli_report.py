@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,15 +14,10 @@ from rich.table import Table
 from orchestration.cli_common import DbOption, JsonOption, console, open_store, print_json
 from orchestration.durations import format_duration
 from orchestration.errors import OrchestrationError
-from orchestration.spending import RunSpending, budget_text, spending_of, spent_cells
-from orchestration.trends import (
-    Change,
-    PlanTrends,
-    RunFigures,
-    latest_run_of,
-    plan_trends,
-    run_figures,
-)
+
+if TYPE_CHECKING:
+    from orchestration.spending import RunSpending
+    from orchestration.trends import Change, PlanTrends, RunFigures
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +96,9 @@ def report(
         return
     if by not in (None, "agent"):
         raise OrchestrationError(f"--by {by!r}: expected --by agent")
+    from orchestration.spending import budget_text, spending_of
+    from orchestration.trends import latest_run_of, plan_trends, run_figures
+
     sections: dict[str, Any] = {}
     printers: list[Callable[[], None]] = []
     store = open_store(db)
@@ -184,6 +182,8 @@ def _print_run(run: RunFigures) -> None:
 
 
 def _agents_table(spending: RunSpending) -> Table:
+    from orchestration.spending import spent_cells
+
     table = Table(title="spent per agent")
     for column in ("agent", "cost", "tokens", "attempts", "attempt time"):
         table.add_column(column, justify="left" if column == "agent" else "right")

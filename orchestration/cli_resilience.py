@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,12 +24,14 @@ from orchestration.cli_common import (
 from orchestration.durations import parse_duration
 from orchestration.errors import OrchestrationError
 from orchestration.hints import resume_command
-from orchestration.models import (
-    InterventionRecord,
-    RunRecord,
-    TaskRecord,
-)
-from orchestration.store import Store
+
+if TYPE_CHECKING:
+    from orchestration.models import (
+        InterventionRecord,
+        RunRecord,
+        TaskRecord,
+    )
+    from orchestration.store import Store
 
 DEFAULT_WAIT_SECONDS = 10.0  # how long a command waits for a running engine to apply a request
 INSPECT_TAIL = 10  # lines of a running attempt's output shown by `orch task inspect`

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestration.breakpoint_stats import RuleStats, breakpoint_stats, total_stats
 from orchestration.cli_common import (
     ActorOption,
     DbOption,
@@ -23,8 +22,11 @@ from orchestration.cli_common import (
 )
 from orchestration.durations import format_duration
 from orchestration.errors import OrchestrationError
-from orchestration.models import BreakpointRecord, RunSetting
-from orchestration.store import Batch, Store
+
+if TYPE_CHECKING:
+    from orchestration.breakpoint_stats import RuleStats
+    from orchestration.models import BreakpointRecord, RunSetting
+    from orchestration.store import Store
 
 RunOption = Annotated[str | None, typer.Option("--run", help="Only this run.")]
 
@@ -46,6 +48,8 @@ def breakpoints_stats(
 ) -> None:
     """Per breakpoint type: triggered, resolved by a human, auto-resolved, expired, open, and the
     mean and median time a human took to resolve one."""
+    from orchestration.breakpoint_stats import breakpoint_stats, total_stats
+
     store = open_store(db)
     try:
         per_rule = breakpoint_stats(store.breakpoints(run_id))
@@ -225,6 +229,9 @@ def rules_disable(
 def _switch_rule(
     name: str, run_id: str, enabled: bool, note: str, actor: str | None, db: str | None
 ) -> None:
+    from orchestration.models import RunSetting
+    from orchestration.store import Batch
+
     store = open_store(db)
     try:
         known = _rule_names(store, run_id)
@@ -252,6 +259,9 @@ def rules_add(
 
     Rules named like existing ones retune them, as in the plan's own rule files.
     """
+    from orchestration.models import RunSetting
+    from orchestration.store import Batch
+
     store = open_store(db)
     try:
         text = _read_rule_file(file)

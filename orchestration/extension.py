@@ -1,26 +1,116 @@
-"""The values plugins exchange with the engine: action kinds, validators, notifiers, their data."""
+"""The public extension API: everything a plugin may import from the engine (docs/plugins.md).
+
+Plugins, the bundled ones included, import only `orchestration.hookimpl` and this module
+(tests/test_boundaries.py checks it). Here are the values plugins exchange with the engine
+(action kinds, validators, notifiers and their data) and, under stable names, the engine's
+helpers a plugin may use: running a program safely, rule expressions, the requirements check,
+signed webhooks.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.attempt_logs import OutputWriter
+from orchestration.errors import OrchestrationError, RuleError
 from orchestration.models import TaskSpec
 from orchestration.safe_git import run_git
 from orchestration.terminal_text import strip_control
 
-# Re-exported for plugins: a plugin that prints untrusted text cleans it; one that runs git
-# runs it the safe way.
-__all__ = ["run_git", "strip_control"]
+if TYPE_CHECKING:
+    from orchestration.actions import (
+        OUTPUT_TAIL_CHARS,
+        ProcessResult,
+        fill_placeholders,
+        run_process,
+    )
+    from orchestration.expressions import Expression, compile_expression
+    from orchestration.quality import acceptance_check
+    from orchestration.webhooks import (
+        WebhookConfig,
+        WebhookConfigError,
+        WebhookSender,
+        webhook_notifier,
+    )
+    from orchestration.webhooks import config_from_env as webhook_config_from_env
+    from orchestration.webhooks import verify_signature as verify_webhook_signature
+
+# Engine helpers re-exported under stable names: {public name: (module, name there)}. They are
+# imported on first use, because those modules import this one (and most plugins need few).
+LAZY_EXPORTS: dict[str, tuple[str, str]] = {
+    "run_process": ("orchestration.actions", "run_process"),
+    "ProcessResult": ("orchestration.actions", "ProcessResult"),
+    "fill_placeholders": ("orchestration.actions", "fill_placeholders"),
+    "OUTPUT_TAIL_CHARS": ("orchestration.actions", "OUTPUT_TAIL_CHARS"),
+    "Expression": ("orchestration.expressions", "Expression"),
+    "compile_expression": ("orchestration.expressions", "compile_expression"),
+    "acceptance_check": ("orchestration.quality", "acceptance_check"),
+    "WebhookConfig": ("orchestration.webhooks", "WebhookConfig"),
+    "WebhookConfigError": ("orchestration.webhooks", "WebhookConfigError"),
+    "WebhookSender": ("orchestration.webhooks", "WebhookSender"),
+    "webhook_config_from_env": ("orchestration.webhooks", "config_from_env"),
+    "webhook_notifier": ("orchestration.webhooks", "webhook_notifier"),
+    "verify_webhook_signature": ("orchestration.webhooks", "verify_signature"),
+}
+
+__all__ = [
+    "ERROR_KINDS",
+    "NOTIFY_TIMEOUT_SECONDS",
+    "OUTPUT_TAIL_CHARS",
+    "STAGES",
+    "ActionInput",
+    "ActionKind",
+    "ActionResult",
+    "BaselineInput",
+    "CheckResult",
+    "Expression",
+    "Notification",
+    "Notifier",
+    "OrchestrationError",
+    "PreflightInput",
+    "ProcessResult",
+    "ProjectEnvironment",
+    "RuleError",
+    "TaskSpec",
+    "ValidationInput",
+    "Validator",
+    "WebhookConfig",
+    "WebhookConfigError",
+    "WebhookSender",
+    "acceptance_check",
+    "compile_expression",
+    "fill_placeholders",
+    "run_git",  # a plugin that runs git runs it the safe way
+    "run_process",
+    "strip_control",  # a plugin that prints untrusted text cleans it
+    "verify_webhook_signature",
+    "webhook_config_from_env",
+    "webhook_notifier",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine helper `name` of LAZY_EXPORTS, imported on first use."""
+    try:
+        module_name, attribute = LAZY_EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value  # later lookups find it without this function
+    return value
+
 
 STAGES = ("syntax", "requirements", "quality", "testing")
 ERROR_KINDS = ("transient", "permanent", "timeout")
+# How long the engine waits for a notifier's `notify` (seconds); a webhook's retries fit in it.
+NOTIFY_TIMEOUT_SECONDS = 10.0
 # Variables that would make a tool colour its output for a terminal nobody reads.
 COLOUR_FORCING_VARIABLES = ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS")
 

@@ -15,7 +15,13 @@ from typing import Any
 import pluggy
 
 from orchestration import hookspecs
-from orchestration.extension import ActionKind, Notification, Notifier, Validator
+from orchestration.extension import (
+    NOTIFY_TIMEOUT_SECONDS,
+    ActionKind,
+    Notification,
+    Notifier,
+    Validator,
+)
 from orchestration.guarded import call_in_thread
 from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
 from orchestration.outbox import MAX_WAITING, Outbox
@@ -38,7 +44,7 @@ DEFAULT_PLUGINS = (
 # its thread and the loop goes on. A plugin's hook that overruns SKIP_AFTER_TIMEOUTS times in a
 # row is not called again by this engine (noted), so a hanging plugin costs the loop at most
 # SKIP_AFTER_TIMEOUTS timeouts, not one per call.
-NOTIFY_TIMEOUT_SECONDS = 10.0  # a notifier (a webhook may cross the network)
+# NOTIFY_TIMEOUT_SECONDS (a notifier's) is part of the extension API: a notifier plans by it.
 EVENT_TIMEOUT_SECONDS = 2.0  # an event hook (on_transition, on_decision, ...)
 OVERRIDE_TIMEOUT_SECONDS = 2.0  # override_decision; past it the rules' decision stands
 SKIP_AFTER_TIMEOUTS = 2

@@ -17,7 +17,6 @@ from orchestration.engine_identity import owner_alive
 from orchestration.errors import OrchestrationError
 from orchestration.lifecycle import TaskState
 from orchestration.models import Plan, RunRecord, TaskRecord, TransitionRecord
-from orchestration.plan import plan_from_dict
 
 HEARTBEAT_SECONDS = 2.0  # how often a working engine marks its run as alive
 STALE_RUN_SECONDS = 15.0  # a `running` run not heard from for this long has lost its engine
@@ -109,6 +108,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 
 def plan_from_stored(run: RunRecord) -> Plan:
     """The plan exactly as it was when the run started (the file may have changed since)."""
+    from orchestration.plan import plan_from_dict  # here: `orch status` needs no plan parser
+
     stored = run.plan_json
     plan = plan_from_dict(
         stored["spec"], path=Path(stored["path"]), check_paths=False, action_kinds=None

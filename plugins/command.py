@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import hookimpl
-from orchestration.actions import OUTPUT_TAIL_CHARS, fill_placeholders, run_process
 from orchestration.extension import (
+    OUTPUT_TAIL_CHARS,
     CheckResult,
     PreflightInput,
     ProjectEnvironment,
     ValidationInput,
     Validator,
+    fill_placeholders,
+    run_process,
 )
 
 DEFAULT_TIMEOUT_SECONDS = 600.0

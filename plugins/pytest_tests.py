@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import hookimpl
-from orchestration.actions import run_process
 from orchestration.extension import (
     BaselineInput,
     CheckResult,
@@ -18,6 +17,7 @@ from orchestration.extension import (
     ProjectEnvironment,
     ValidationInput,
     Validator,
+    run_process,
 )
 
 NAME = "pytest"

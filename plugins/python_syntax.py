@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 from orchestration import hookimpl
-from orchestration.actions import run_process
-from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.extension import CheckResult, ValidationInput, Validator, run_process
 
 NAME = "python_syntax"
 STAGE = "syntax"

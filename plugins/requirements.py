@@ -5,10 +5,15 @@ from __future__ import annotations
 import functools
 
 from orchestration import hookimpl
-from orchestration.errors import RuleError
-from orchestration.expressions import Expression, compile_expression
-from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.quality import acceptance_check
+from orchestration.extension import (
+    CheckResult,
+    Expression,
+    RuleError,
+    ValidationInput,
+    Validator,
+    acceptance_check,
+    compile_expression,
+)
 
 NAME = "requirements"
 STAGE = "requirements"

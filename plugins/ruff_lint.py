@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import hookimpl
-from orchestration.actions import run_process
 from orchestration.extension import (
     CheckResult,
     PreflightInput,
     ProjectEnvironment,
     ValidationInput,
     Validator,
+    run_process,
 )
 
 NAME = "ruff"

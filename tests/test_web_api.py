@@ -36,11 +36,11 @@ from orchestration.extension import Notifier
 from orchestration.hooks import Plugins, load_plugins
 from orchestration.loop import Orchestrator, build_engine
 from orchestration.plan import load_plan
-from orchestration.plugins.webhook import verify_signature
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.auth import SESSION_COOKIE
 from orchestration.web.config import ServerConfig
+from orchestration.webhooks import verify_signature
 from tests.helpers import PY, shell_task, write_plan
 
 TOKEN = "test-token-0123456789abcdefghij"

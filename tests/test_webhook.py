@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from orchestration import hooks
+from orchestration import hooks, webhooks
 from orchestration.extension import Notification
 from orchestration.plugins import webhook
-from orchestration.plugins.webhook import (
+from orchestration.webhooks import (
     WebhookConfig,
     WebhookConfigError,
     WebhookDeliveryError,
@@ -43,11 +43,11 @@ NOTE = Notification(
     {"rule": "needs_review", "figures": [1, 2.5]},
 )
 ENV_NAMES = (
-    webhook.ENV_URL,
-    webhook.ENV_SECRET,
-    webhook.ENV_TIMEOUT,
-    webhook.ENV_RETRIES,
-    webhook.ENV_KINDS,
+    webhooks.ENV_URL,
+    webhooks.ENV_SECRET,
+    webhooks.ENV_TIMEOUT,
+    webhooks.ENV_RETRIES,
+    webhooks.ENV_KINDS,
 )
 
 
@@ -340,7 +340,7 @@ def test_connection_refused_is_retried_then_reported_without_secrets(
 def test_retry_decisions(
     status: int | None, retry_after: float | None, tries_done: int, expected: float | None
 ) -> None:
-    result = webhook.TryResult(status, "", retry_after)
+    result = webhooks.TryResult(status, "", retry_after)
     assert retry_wait(result, tries_done, backoff_base=0.5) == expected
 
 
@@ -349,17 +349,17 @@ def test_retry_decisions(
 
 def test_configuration_from_the_environment() -> None:
     assert config_from_env({}) is None
-    assert config_from_env({webhook.ENV_URL: "  "}) is None
-    assert config_from_env({webhook.ENV_URL: "https://hooks.example/x"}) == WebhookConfig(
+    assert config_from_env({webhooks.ENV_URL: "  "}) is None
+    assert config_from_env({webhooks.ENV_URL: "https://hooks.example/x"}) == WebhookConfig(
         "https://hooks.example/x"
     )
     config = config_from_env(
         {
-            webhook.ENV_URL: "http://127.0.0.1:8080/x",
-            webhook.ENV_SECRET: SECRET,
-            webhook.ENV_TIMEOUT: "2.5",
-            webhook.ENV_RETRIES: "0",
-            webhook.ENV_KINDS: "breakpoint_raised, run_finished,",
+            webhooks.ENV_URL: "http://127.0.0.1:8080/x",
+            webhooks.ENV_SECRET: SECRET,
+            webhooks.ENV_TIMEOUT: "2.5",
+            webhooks.ENV_RETRIES: "0",
+            webhooks.ENV_KINDS: "breakpoint_raised, run_finished,",
         }
     )
     assert config == WebhookConfig(
@@ -375,24 +375,24 @@ def test_configuration_from_the_environment() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        (webhook.ENV_URL, "ftp://example.com/x", "must be an http:// or https:// URL"),
-        (webhook.ENV_URL, "hooks.example.com/x", "must be an http:// or https:// URL"),
-        (webhook.ENV_URL, "http://example.com:port/x", "must be an http:// or https:// URL"),
-        (webhook.ENV_SECRET, "", "must not be empty"),
-        (webhook.ENV_TIMEOUT, "soon", "must be a number of seconds above 0 and at most 9"),
-        (webhook.ENV_TIMEOUT, "0", "must be a number of seconds"),
-        (webhook.ENV_TIMEOUT, "30", "must be a number of seconds"),
-        (webhook.ENV_TIMEOUT, "nan", "must be a number of seconds"),
-        (webhook.ENV_RETRIES, "-1", "must be a whole number from 0 to 10"),
-        (webhook.ENV_RETRIES, "2.5", "must be a whole number"),
-        (webhook.ENV_RETRIES, "11", "must be a whole number"),
-        (webhook.ENV_KINDS, "breakpoint raised", "must be a comma-separated list of kinds"),
+        (webhooks.ENV_URL, "ftp://example.com/x", "must be an http:// or https:// URL"),
+        (webhooks.ENV_URL, "hooks.example.com/x", "must be an http:// or https:// URL"),
+        (webhooks.ENV_URL, "http://example.com:port/x", "must be an http:// or https:// URL"),
+        (webhooks.ENV_SECRET, "", "must not be empty"),
+        (webhooks.ENV_TIMEOUT, "soon", "must be a number of seconds above 0 and at most 9"),
+        (webhooks.ENV_TIMEOUT, "0", "must be a number of seconds"),
+        (webhooks.ENV_TIMEOUT, "30", "must be a number of seconds"),
+        (webhooks.ENV_TIMEOUT, "nan", "must be a number of seconds"),
+        (webhooks.ENV_RETRIES, "-1", "must be a whole number from 0 to 10"),
+        (webhooks.ENV_RETRIES, "2.5", "must be a whole number"),
+        (webhooks.ENV_RETRIES, "11", "must be a whole number"),
+        (webhooks.ENV_KINDS, "breakpoint raised", "must be a comma-separated list of kinds"),
     ],
 )
 def test_bad_values_name_the_variable_and_what_was_expected(
     variable: str, value: str, expected: str
 ) -> None:
-    environ = {webhook.ENV_URL: "http://127.0.0.1:1/x", variable: value}
+    environ = {webhooks.ENV_URL: "http://127.0.0.1:1/x", variable: value}
     with pytest.raises(WebhookConfigError) as raised:
         config_from_env(environ)
     assert isinstance(raised.value, ValueError)
@@ -403,7 +403,7 @@ def test_bad_values_name_the_variable_and_what_was_expected(
 
 def test_a_bad_url_is_shown_without_its_credentials() -> None:
     with pytest.raises(WebhookConfigError) as raised:
-        config_from_env({webhook.ENV_URL: "ftp://bob:hunter2@example.com/x?key=1"})
+        config_from_env({webhooks.ENV_URL: "ftp://bob:hunter2@example.com/x?key=1"})
     assert "hunter2" not in str(raised.value) and "key=1" not in str(raised.value)
 
 
@@ -414,19 +414,19 @@ def test_without_a_url_no_notifier_is_registered() -> None:
 
 
 def test_a_bad_setting_is_reported_as_a_plugin_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(webhook.ENV_URL, "http://127.0.0.1:1/x")
-    monkeypatch.setenv(webhook.ENV_RETRIES, "many")
+    monkeypatch.setenv(webhooks.ENV_URL, "http://127.0.0.1:1/x")
+    monkeypatch.setenv(webhooks.ENV_RETRIES, "many")
     plugins = plugins_with_webhook()
     assert "webhook" not in {n.name for n in plugins.notifiers}
-    assert any(webhook.ENV_RETRIES in problem for problem in plugins.problems)
+    assert any(webhooks.ENV_RETRIES in problem for problem in plugins.problems)
 
 
 def test_the_engine_sends_only_the_configured_kinds(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(webhook.ENV_URL, receiver.url)
-    monkeypatch.setenv(webhook.ENV_SECRET, SECRET)
-    monkeypatch.setenv(webhook.ENV_KINDS, "breakpoint_raised")
+    monkeypatch.setenv(webhooks.ENV_URL, receiver.url)
+    monkeypatch.setenv(webhooks.ENV_SECRET, SECRET)
+    monkeypatch.setenv(webhooks.ENV_KINDS, "breakpoint_raised")
     plugins = plugins_with_webhook()
     plugins.muted.add("console")
     plugins.notify(Notification("run_finished", "run-1", "run completed", "3 tasks done"))
@@ -440,9 +440,9 @@ def test_the_engine_sends_only_the_configured_kinds(
 def test_a_failing_webhook_is_logged_by_the_engine_not_raised(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv(webhook.ENV_URL, f"http://127.0.0.1:{closed_port()}/x")
-    monkeypatch.setenv(webhook.ENV_SECRET, SECRET)
-    monkeypatch.setenv(webhook.ENV_RETRIES, "0")
+    monkeypatch.setenv(webhooks.ENV_URL, f"http://127.0.0.1:{closed_port()}/x")
+    monkeypatch.setenv(webhooks.ENV_SECRET, SECRET)
+    monkeypatch.setenv(webhooks.ENV_RETRIES, "0")
     plugins = plugins_with_webhook()
     plugins.muted.add("console")
     plugins.notify(NOTE)
@@ -453,8 +453,8 @@ def test_a_failing_webhook_is_logged_by_the_engine_not_raised(
 
 def test_every_variable_is_documented() -> None:
     for name in ENV_NAMES:
-        assert name in (webhook.__doc__ or "")
-        assert f"| `{name}` |" in webhook.CONFIGURATION_DOC
+        assert name in (webhooks.__doc__ or "")
+        assert f"| `{name}` |" in webhooks.CONFIGURATION_DOC
 
 
 # ---- end to end -----------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ def test_orch_run_posts_a_signed_breakpoint(receiver: Receiver, tmp_path: Path) 
             "tasks": [shell_task("design", "pass", tags=["architecture"])],
         },
     )
-    environment = {webhook.ENV_URL: receiver.url, webhook.ENV_SECRET: SECRET}
+    environment = {webhooks.ENV_URL: receiver.url, webhooks.ENV_SECRET: SECRET}
     paused = orch(
         "run",
         str(plan),

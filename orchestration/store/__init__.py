@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestration.store.db import resolve_db_url
+from orchestration.store.db import masked_url, resolve_db_url
 from orchestration.store.store import Batch, BreakerUpdate, Store, StoreConflict
 
-__all__ = ["Batch", "BreakerUpdate", "Store", "StoreConflict", "resolve_db_url"]
+__all__ = ["Batch", "BreakerUpdate", "Store", "StoreConflict", "masked_url", "resolve_db_url"]

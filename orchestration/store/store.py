@@ -26,8 +26,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestration.errors import NotFoundError, OrchestrationError, StoreError
@@ -531,6 +529,56 @@ class Store:
             query = query.where(EVENTS.c.kind.in_(list(kinds)))
         return [records.event_record(row) for row in self._all(query.order_by(EVENTS.c.id))]
 
+    # ---- pages and counts for readers that poll (the dashboard) ------------------------------
+
+    def events_page(self, run_id: str, after_id: int, limit: int) -> list[EventRecord]:
+        """Like `events`, but at most `limit` of them (the oldest first): one poll's page."""
+        query = (
+            select(EVENTS)
+            .where(EVENTS.c.run_id == run_id, EVENTS.c.id > after_id)
+            .order_by(EVENTS.c.id)
+            .limit(limit)
+        )
+        return [records.event_record(row) for row in self._all(query)]
+
+    def transitions_page(self, run_id: str, after_id: int, limit: int) -> list[TransitionRecord]:
+        """Like `transitions`, but at most `limit` of them (the oldest first)."""
+        query = (
+            select(TRANSITIONS)
+            .where(TRANSITIONS.c.run_id == run_id, TRANSITIONS.c.id > after_id)
+            .order_by(TRANSITIONS.c.id)
+            .limit(limit)
+        )
+        return [records.transition_record(row) for row in self._all(query)]
+
+    def recent_events(self, run_id: str, limit: int) -> list[EventRecord]:
+        """The run's `limit` newest events, newest first."""
+        query = (
+            select(EVENTS)
+            .where(EVENTS.c.run_id == run_id)
+            .order_by(EVENTS.c.id.desc())
+            .limit(limit)
+        )
+        return [records.event_record(row) for row in self._all(query)]
+
+    def last_event_id(self, run_id: str) -> int:
+        """The id of the run's newest event (0 without any): where a live reader starts."""
+        query = select(func.max(EVENTS.c.id)).where(EVENTS.c.run_id == run_id)
+        with self._reader.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def task_state_counts(self, run_id: str | None = None) -> dict[str, dict[str, int]]:
+        """For every run (or only `run_id`), how many of its tasks are in each state: one query."""
+        query = select(TASKS.c.run_id, TASKS.c.state, func.count().label("tasks")).group_by(
+            TASKS.c.run_id, TASKS.c.state
+        )
+        if run_id is not None:
+            query = query.where(TASKS.c.run_id == run_id)
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._all(query):
+            counts.setdefault(row.run_id, {})[row.state] = int(row.tasks)
+        return counts
+
     # ---- circuit breakers (store-wide, not owned by a run) -------------------------------------
 
     def breakers(self) -> list[BreakerRecord]:
@@ -721,9 +769,14 @@ def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[i
 
 def _insert_ignoring_duplicates(conn: Connection, table: Table) -> Any:
     """INSERT that skips rows whose unique key is taken (another writer got there first)."""
+    # Imported here: each dialect's module is loaded only by a store that uses it.
     if conn.dialect.name == "postgresql":
-        return pg_dialect.insert(table).on_conflict_do_nothing()
-    return sqlite_dialect.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _update_dead_letter(

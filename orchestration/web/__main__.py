@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from orchestration.cli_serve import register
 from orchestration.errors import OrchestrationError
 from orchestration.terminal_text import strip_control
+from orchestration.web.command import register
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from orchestration.hooks import Plugins, load_plugins
 from orchestration.models import BreakpointRecord
-from orchestration.plugins.webhook import config_from_env
 from orchestration.review import announce_resolution
+from orchestration.webhooks import config_from_env
 
 SENDER_THREADS = 2  # announcements under way at once; more wait their turn
 

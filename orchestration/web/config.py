@@ -14,6 +14,8 @@ AUTH_FAILURES_PER_MINUTE = 10  # failed authentications per client address, then
 STREAMS_PER_CLIENT = 100  # open event streams per client address, then 429
 STREAM_POLL_SECONDS = 0.5  # how often the event stream looks for new events in the store
 STREAM_MAX_SECONDS = 300.0  # a stream then ends; EventSource reconnects with Last-Event-ID
+PAGE_LIMIT = 500  # rows one poll of the event stream (or one page of events) reads at most
+MAX_ROW_ID = 2**63 - 1  # the largest id either store holds (BIGINT): a larger cursor is refused
 
 
 @dataclass(frozen=True, slots=True)

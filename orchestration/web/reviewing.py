@@ -20,7 +20,6 @@ from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import state_counts, task_events
 from orchestration.worktrees import task_worktree
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def run_summary(
     store: Store, run: RunRecord, now: datetime | None = None, db_hint: str = ""
 ) -> schemas.RunOut:
     """`run_views.run_summary`, its tasks counted in one query."""
-    counts = state_counts(store, run.id).get(run.id, {})
+    counts = store.task_state_counts(run.id).get(run.id, {})
     return run_views.run_summary(store, run, now or datetime.now(UTC), db_hint, counts=counts)
 
 
@@ -58,7 +57,7 @@ def all_run_summaries(
         store,
         datetime.now(UTC),
         db_hint,
-        counts=state_counts(store),
+        counts=store.task_state_counts(),
         with_spending=with_spending,
     )
 
@@ -133,7 +132,7 @@ def _step(store: Store, bp: BreakpointRecord) -> schemas.StepOut | None:
     attempt = context.get("attempt")
     diff_stat = str(context.get("diff_stat") or "")
     if not diff_stat:  # the step event carries the diff stat; the rule context does not
-        for event in task_events(store, bp.run_id, bp.task_id, "step"):
+        for event in store.task_events(bp.run_id, bp.task_id, kinds=["step"]):
             if event.data.get("attempt") == attempt:
                 diff_stat = str(event.data.get("diff_stat") or "")
     return schemas.StepOut(

@@ -12,8 +12,7 @@ from typing import TextIO
 
 from orchestration.errors import OrchestrationError
 from orchestration.hints import db_hint
-from orchestration.store import resolve_db_url
-from orchestration.store.db import masked_url
+from orchestration.store import masked_url, resolve_db_url
 from orchestration.web.auth import load_or_create_token
 from orchestration.web.config import (
     AUTH_FAILURES_PER_MINUTE,

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestration.models import EventRecord, TransitionRecord
 from orchestration.store import Store
+from orchestration.web.config import PAGE_LIMIT
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import PAGE_LIMIT, events_after, transitions_after
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class Found:
 
 def read_after(store: Store, run_id: str, cursor: Cursor) -> Found:
     return Found(
-        events_after(store, run_id, cursor[0]), transitions_after(store, run_id, cursor[1])
+        store.events_page(run_id, cursor[0], PAGE_LIMIT),
+        store.transitions_page(run_id, cursor[1], PAGE_LIMIT),
     )
 
 

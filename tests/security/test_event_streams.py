@@ -21,7 +21,6 @@ import pytest
 from orchestration.models import EventRecord
 from orchestration.store import Batch, Store
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import last_event_id
 from orchestration.web.streams import Found, StreamHub, read_after
 from tests.test_web_api import Server, bearer, paused_run, start_server, stop_server
 
@@ -133,7 +132,7 @@ async def follow_with_many(store: Store) -> None:
     assert refused.value.status == 429
     assert hub.admit("10.0.0.9")  # another address has its own allowance
 
-    start = (last_event_id(store, "r1"), store.last_transition_id("r1"))  # from now on
+    start = (store.last_event_id("r1"), store.last_transition_id("r1"))  # from now on
     async with AsyncExitStack() as stack:
         queues = [
             await stack.enter_async_context(hub.follow("r1", start)) for _ in range(FOLLOWERS)
@@ -146,7 +145,7 @@ async def follow_with_many(store: Store) -> None:
 
         now = datetime.now(UTC)
         store.commit("r1", Batch(events=[EventRecord("r1", "note", None, {"n": 1}, now)]))
-        newest = last_event_id(store, "r1")
+        newest = store.last_event_id("r1")
         got = await asyncio.wait_for(asyncio.gather(*(q.get() for q in queues)), WAIT_BOUND)
         assert all(item.events[-1].id == newest for item in got)
     assert hub.feeds() == 0  # the last follower left: the feed and its poller are gone

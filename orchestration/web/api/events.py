@@ -22,10 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.auth import client_address
+from orchestration.web.config import MAX_ROW_ID, PAGE_LIMIT
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.errors import ApiError
-from orchestration.web.queries import MAX_ROW_ID, PAGE_LIMIT, events_after
-from orchestration.web.queries import last_event_id as newest_event_id
 from orchestration.web.streams import Cursor, Found, StreamHub
 
 router = APIRouter(tags=["events"])
@@ -43,7 +42,7 @@ def list_events(
 ) -> schemas.EventsOut:
     """A page of the run's events, oldest first; pass `last_id` as `after` for the next."""
     store.get_run(run_id)
-    found = events_after(store, run_id, after, limit)
+    found = store.events_page(run_id, after, limit)
     last = found[-1].id if found else after
     return schemas.EventsOut(events=[schemas.event_out(e) for e in found], last_id=last)
 
@@ -103,7 +102,7 @@ async def stream_events(
             cursor = await run_in_threadpool(parse_cursor, raw, store, run_id)
         else:
             cursor = await run_in_threadpool(
-                lambda: (newest_event_id(store, run_id), store.last_transition_id(run_id))
+                lambda: (store.last_event_id(run_id), store.last_transition_id(run_id))
             )
     except BaseException:
         release()

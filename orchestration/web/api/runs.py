@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from orchestration.run_views import explain_task, run_detail, task_detail
 from orchestration.spending import spending_of
 from orchestration.web import schemas
+from orchestration.web.config import MAX_ROW_ID
 from orchestration.web.deps import ConfigDep, StoreDep
-from orchestration.web.queries import MAX_ROW_ID
 from orchestration.web.reviewing import all_run_summaries
 
 router = APIRouter(tags=["runs"])

@@ -15,7 +15,6 @@ from orchestration.store import Store
 from orchestration.web.api.runs import explain
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.pages.common import render
-from orchestration.web.queries import recent_events
 from orchestration.web.reviewing import all_run_summaries, resume_command, run_summary
 from orchestration.web.task_graph import MAX_GRAPH_TASKS, render_graph
 from orchestration.web.timeline import render_timeline
@@ -39,7 +38,7 @@ def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
     moves = store.transitions(run_id)
     now = datetime.now(UTC)
     end = now if summary.live else max([run.updated_at, *(m.at for m in moves)])
-    recent = recent_events(store, run_id, RECENT_EVENTS)
+    recent = store.recent_events(run_id, RECENT_EVENTS)
     newest = recent[0].id if recent else 0
     spending = spending_of(store, run_id, now)
     return {
