@@ -616,37 +616,21 @@ def task_add(
     """
     from orchestration.errors import PlanError
     from orchestration.hooks import load_plugins
-    from orchestration.models import EventRecord
     from orchestration.runs import run_is_live
-    from orchestration.spawning import SpawnError, parse_specs, prepare_tasks
-    from orchestration.store import Batch
+    from orchestration.task_adding import add_tasks
     from orchestration.yamlfile import load_yaml_file
 
     data, _ = load_yaml_file(file, error=PlanError)
     items = data if isinstance(data, list) else [data]
     store = open_store(db)
     try:
-        run_record = store.get_run(run_id)
-        existing = {t.task_id: t for t in store.tasks(run_id)}
-        try:
-            specs = parse_specs(items, str(file))
-            kinds = load_plugins().action_kinds  # the kinds an engine here could run
-            records = prepare_tasks(specs, existing, run_id, str(file), kinds)
-        except SpawnError as error:
-            raise OrchestrationError(error.message) from None
+        kinds = load_plugins().action_kinds  # the kinds an engine here could run
         now = datetime.now(UTC)
-        data_event = {
-            "source": f"orch task add --file {file}",
-            "tasks": [r.task_id for r in records],
-        }
-        store.commit(
-            run_id,
-            Batch(
-                new_tasks=records,
-                events=[EventRecord(run_id, "tasks_added", None, data_event, now)],
-            ),
+        source = f"orch task add --file {file}"
+        records = add_tasks(
+            store, run_id, items, source=source, where=str(file), action_kinds=kinds, now=now
         )
-        live = run_is_live(run_record, now)
+        live = run_is_live(store.get_run(run_id), now)
     finally:
         store.close()
     ids = ", ".join(r.task_id for r in records)

@@ -99,7 +99,13 @@ def load_yaml_file(
 ) -> tuple[Any, LineMap]:
     """Read one YAML document strictly; any problem raises `error` naming the file and line."""
     display = str(path)
-    text = _read_text(path, display, error)
+    return load_yaml_text(_read_text(path, display, error), display, error=error)
+
+
+def load_yaml_text(
+    text: str, display: str, *, error: type[OrchestrationError] = PlanError
+) -> tuple[Any, LineMap]:
+    """Parse one YAML document strictly (e.g. an uploaded plan); errors name `display`."""
     if not text.strip():
         raise error("the file is empty", file=display)
     loader = None

@@ -15,6 +15,7 @@ from orchestration.web.api import (
     dead_letters,
     events,
     interventions,
+    launches,
     logs,
     runs,
 )
@@ -22,7 +23,7 @@ from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions)
+AREAS = (runs, launches, events, logs, breakpoints, dead_letters, breakers, interventions)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
