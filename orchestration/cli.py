@@ -16,6 +16,7 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_event_log,
     cli_logs,
     cli_plugins,
     cli_report,
@@ -71,6 +72,7 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
+cli_event_log.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
