@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
+from orchestration.alerts import EngineAlerts
 from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
@@ -82,6 +83,7 @@ MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
 RISK_GATE = "risk_gate"
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
+DEAD_LETTER_ARCHIVE_DIR = "dead-letters"  # under .orchestration/ beside the plan
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
@@ -290,6 +292,13 @@ class Orchestrator:
             tasks=self.tasks,
             expressions=self.expressions,
             worktrees=self.worktrees,
+        )
+        self.alerts = EngineAlerts(
+            store,
+            run.id,
+            engine.plugins,
+            dead_letter_days=plan.spec.retention.dead_letter_days,
+            archive_dir=Path(plan.path).parent / ".orchestration" / DEAD_LETTER_ARCHIVE_DIR,
         )
         self._load_history()
 
@@ -810,6 +819,7 @@ class Orchestrator:
         if not self.stop_event.is_set():
             work += self._start_ready(now)
         self._send_due_digests(now)
+        self.batch.events.extend(self.alerts.poll(now))
         self.flush()
         return work
 
@@ -1810,6 +1820,7 @@ class Orchestrator:
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
         self.flush()
+        last_alerts = self.alerts.poll(now, force=True)  # e.g. the dead letters just captured
         if stored_state != "paused":
             self.attempt_runner.discard_indexes()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
@@ -1832,6 +1843,7 @@ class Orchestrator:
         # The run was released with its final state: what the guard noted of those last plugin
         # calls is stored without a claim (only events; no task moves after this).
         self.run.owner = None
+        self.batch.events.extend(last_alerts)
         self.flush()
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())

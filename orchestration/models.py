@@ -389,6 +389,9 @@ class Retention(_Strict):
 
     keep_days: float | None = Field(None, gt=0, le=36_500)
     keep_failed: bool = False  # failed runs of this plan are never pruned
+    # Dead letters older than this are archived (.orchestration/dead-letters/*.jsonl beside the
+    # plan) and purged by the engine working on a run of this plan (None: kept until purged).
+    dead_letter_days: float | None = Field(None, gt=0, le=36_500)
 
 
 class EnvironmentSpec(_Strict):
