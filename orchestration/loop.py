@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
+from orchestration.alerts import EngineAlerts
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
-from orchestration.alerts import EngineAlerts
 from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
 from orchestration.budgets import BudgetSettingError, RunBudget
