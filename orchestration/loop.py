@@ -72,6 +72,7 @@ from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
+from orchestration.tracing import trace_finished_run
 from orchestration.workspace import store_files_in
 from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
@@ -1845,6 +1846,7 @@ class Orchestrator:
         self.run.owner = None
         self.batch.events.extend(last_alerts)
         self.flush()
+        trace_finished_run(self.store, self.run.id, stored_state)
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 
