@@ -39,7 +39,7 @@ def attempt_windows(
     moves: Iterable[TransitionRecord],
 ) -> list[tuple[int, datetime, datetime, str]]:
     """(attempt number, start, end, where it went) for each stay of one task in `running`."""
-    windows = []
+    windows: list[tuple[int, datetime, datetime, str]] = []
     started: datetime | None = None
     for move in moves:
         if move.dest == TaskState.RUNNING:

@@ -160,7 +160,7 @@ def add_run_tasks(
 def _run_action(
     action: str, run_id: str, body: schemas.RunActionIn, principal: Any, store: Store, hint: str
 ) -> schemas.InterventionDoneOut:
-    request = schemas.InterventionIn(action=action, reason=body.reason, actor=body.actor)  # type: ignore[arg-type]
+    request = schemas.InterventionIn(action=action, reason=body.reason, actor=body.actor)
     return carry_out(store, run_id, request, actor_of(body.actor, principal), hint)
 
 
