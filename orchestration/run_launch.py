@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from orchestration.runs import check_run_id, run_id_for
 
 logger = logging.getLogger(__name__)
 
+LAUNCH_DIR_NAME = "launches"  # beside a SQLite store: the plans and logs of launched runs
+
 
 @dataclass(frozen=True)
 class LaunchedRun:
@@ -25,6 +29,16 @@ class LaunchedRun:
 
     run_id: str
     pid: int
+
+
+def default_launch_dir(db_url: str) -> Path:
+    """Where launched runs' plan files and logs go: beside a SQLite file, else a temp dir."""
+    from orchestration.store.db import sqlite_file
+
+    database = sqlite_file(db_url)
+    if database is not None:
+        return database.resolve().parent / LAUNCH_DIR_NAME
+    return Path(tempfile.gettempdir()) / f"orchestration-{LAUNCH_DIR_NAME}-{os.getuid()}"
 
 
 def run_command(

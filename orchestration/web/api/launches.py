@@ -5,14 +5,11 @@ Same authentication, CSRF and rate limits as every other endpoint (the router's 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, status
-from sqlalchemy.engine import make_url
 
 from orchestration.errors import OrchestrationError, PlanError
 from orchestration.runs import check_run_id, run_id_for, run_is_live
@@ -29,17 +26,12 @@ from orchestration.web.reviewing import resume_command
 
 router = APIRouter(tags=["acting on runs"])
 
-LAUNCH_DIR_NAME = "launches"  # beside a SQLite store: the plans and logs of launched runs
-
 
 def launch_dir(config: ServerConfig) -> Path:
     """Where launched runs' plan files and logs go: configured, else beside the SQLite file."""
-    if config.launch_dir:
-        return Path(config.launch_dir)
-    url = make_url(config.db_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(str(url.database)).resolve().parent / LAUNCH_DIR_NAME
-    return Path(tempfile.gettempdir()) / f"orchestration-{LAUNCH_DIR_NAME}-{os.getuid()}"
+    from orchestration.run_launch import default_launch_dir
+
+    return Path(config.launch_dir) if config.launch_dir else default_launch_dir(config.db_url)
 
 
 def _stored_plan_data(store: Store, run_id: str) -> dict[str, Any]:
