@@ -24,9 +24,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from orchestration.breakers import CLOSED, HALF_OPEN, OPEN
 from orchestration.breakpoint_stats import breakpoint_stats, total_stats
 from orchestration.lifecycle import TaskState
-from orchestration.models import RunRecord
+from orchestration.models import RunRecord, TaskRecord
 from orchestration.runs import ready_since
-from orchestration.spending import spending_of
+from orchestration.spending import compute_spending
 from orchestration.store import Store
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
         runs = reported_runs(self.store, now)
+        tasks = {run.id: self.store.tasks(run.id) for run in runs}  # read once per scrape
         yield from self._runs(runs)
-        yield from self._spending(runs, now)
-        yield from self._queues(runs, now)
+        yield from self._spending(runs, tasks, now)
+        yield from self._queues(runs, tasks, now)
         yield from self._breakpoints(runs)
         yield self._breakers()
         yield self._schedule_lag(now)
@@ -84,7 +85,9 @@ class StoreCollector(Collector):
         yield info
         yield tasks
 
-    def _spending(self, runs: list[RunRecord], now: datetime) -> Iterator[Metric]:
+    def _spending(
+        self, runs: list[RunRecord], tasks: Mapping[str, list[TaskRecord]], now: datetime
+    ) -> Iterator[Metric]:
         attempts = CounterMetricFamily("orch_attempts", "Attempts started, by run", labels=["run"])
         durations = SummaryMetricFamily(
             "orch_task_attempt_seconds",
@@ -94,7 +97,9 @@ class StoreCollector(Collector):
         cost = CounterMetricFamily("orch_cost", "Cost the actions reported", labels=["run"])
         tokens = CounterMetricFamily("orch_tokens", "Tokens the actions reported", labels=["run"])
         for run in runs:
-            spent = spending_of(self.store, run.id, now)
+            steps = self.store.events(run.id, kinds=("step",))
+            settings = self.store.run_settings(run.id)
+            spent = compute_spending(run, tasks[run.id], steps, settings, now)
             ran = [s for s in spent.tasks.values() if s.seconds > 0]
             attempts.add_metric([run.id], spent.run.attempts)
             durations.add_metric([run.id], len(ran), sum(s.seconds for s in ran))
@@ -102,7 +107,9 @@ class StoreCollector(Collector):
             tokens.add_metric([run.id], spent.run.tokens)
         yield from (attempts, durations, cost, tokens)
 
-    def _queues(self, runs: list[RunRecord], now: datetime) -> Iterator[Metric]:
+    def _queues(
+        self, runs: list[RunRecord], tasks: Mapping[str, list[TaskRecord]], now: datetime
+    ) -> Iterator[Metric]:
         depth = GaugeMetricFamily("orch_queue_depth", "Tasks ready to start", labels=["run"])
         wait = GaugeMetricFamily(
             "orch_queue_wait_seconds",
@@ -110,7 +117,7 @@ class StoreCollector(Collector):
             labels=["run"],
         )
         for run in runs:
-            ready = [t.task_id for t in self.store.tasks(run.id) if t.state == TaskState.READY]
+            ready = [t.task_id for t in tasks[run.id] if t.state == TaskState.READY]
             longest = 0.0
             if ready:
                 moves: dict[str, list[Any]] = {}
