@@ -196,3 +196,26 @@ def test_pause_resume_and_cancel_a_run_no_engine_works_on(
         ("cancel", "requested", "api"),
     ]
     assert client.post("/api/v1/runs/nope/cancel", headers=AUTH, json={}).status_code == 404
+
+
+def test_launch_command_passes_params_only_when_given_and_checks_the_run_id(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    from orchestration.errors import OrchestrationError
+    from orchestration.run_launch import launch_run, run_command
+
+    plan = tmp_path / "plan.yaml"
+    bare = run_command(plan, "sqlite:///s.db", "r1")
+    assert bare == [
+        sys.executable, "-m", "orchestration", "run", str(plan),
+        "--db", "sqlite:///s.db", "--run-id", "r1", "--quiet",
+    ]  # fmt: skip
+    with_params = run_command(plan, "sqlite:///s.db", "r1", {"b": 2, "a": "x y"})
+    assert with_params[-2:] == ["--params", '{"a": "x y", "b": 2}']
+    write_plan(tmp_path, {"version": 1, "name": "p", "tasks": [shell_task("a", "pass")]})
+    with pytest.raises(OrchestrationError, match=r"run id '\.\./x' is not allowed"):
+        launch_run(plan, db_url="sqlite:///s.db", run_id="../x")
+    with pytest.raises(OrchestrationError, match="does not exist"):
+        launch_run(tmp_path / "missing.yaml", db_url="sqlite:///s.db")

@@ -124,3 +124,21 @@ def test_follow_prints_one_run_as_json_lines(sqlite_url: str, tmp_path: Path) ->
     written = orch("events", "follow", "--to", str(tmp_path / "out"), "--once", "--db", sqlite_url)
     assert written.returncode == 0, written.stderr
     assert {e["run"] for e in lines_of(tmp_path / "out")} == {"ra", "rb"}
+
+
+def test_the_journal_follows_every_table_after_a_cursor_on_both_stores(
+    db_url: str, tmp_path: Path
+) -> None:
+    paused_run(tmp_path / "p", db_url, "j1")
+    with Store.open(db_url) as store:
+        cursor = Cursor()
+        first = read_new(store, cursor, "j1")
+        assert read_new(store, cursor, "j1") == []
+        moves = store.transitions("j1")
+        assert [e["id"] for e in first if e["type"] == "state_change"] == [
+            f"transition:{m.id}" for m in moves
+        ]
+        at_end = Cursor.at_end(store)
+        assert at_end.after == cursor.after
+        page = store.journal("transition", 0, 2)
+        assert [row_id for row_id, _ in page] == [m.id for m in moves[:2]]
