@@ -219,3 +219,23 @@ def test_launch_command_passes_params_only_when_given_and_checks_the_run_id(
         launch_run(plan, db_url="sqlite:///s.db", run_id="../x")
     with pytest.raises(OrchestrationError, match="does not exist"):
         launch_run(tmp_path / "missing.yaml", db_url="sqlite:///s.db")
+
+
+def test_a_signed_in_write_needs_the_csrf_token(client: TestClient, tmp_path: Path) -> None:
+    import re
+
+    form = client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf is not None
+    done = client.post(
+        "/login", data={"token": TOKEN, "name": "alice", "next": "/runs", "csrf_token": csrf[1]}
+    )
+    assert done.status_code == 303
+    page = client.get("/runs")
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found is not None
+    body = {"tasks": [shell_task("x", "pass")]}
+    refused = client.post("/api/v1/runs/nope/tasks", json=body)
+    assert refused.status_code == 403
+    missing = client.post("/api/v1/runs/nope/tasks", json=body, headers={"X-CSRF-Token": found[1]})
+    assert missing.status_code == 404  # past the CSRF check: the run does not exist
