@@ -186,3 +186,37 @@ def export_once(
         cursor.save(cursor_path)  # after the lines: a crash between repeats, never loses
     files.prune((clock or (lambda: datetime.now(UTC)))())
     return written
+
+
+class EventLogShipper:
+    """Writes the event log from a background thread (`orch serve --event-log DIR`, a daemon).
+
+    Every `poll_seconds` it exports what is new; `stop` exports once more, then returns.
+    """
+
+    def __init__(self, store: Store, files: EventLogFiles, poll_seconds: float = 1.0) -> None:
+        import threading
+
+        self.store = store
+        self.files = files
+        self.poll_seconds = poll_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event log", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping.is_set()
+            try:
+                export_once(self.store, self.files)
+            except Exception:  # a full disk or a lost store connection: try again next time
+                logger.exception("event log not written this time")
+            if stopping:
+                return
+            self._stopping.wait(self.poll_seconds)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from orchestration.event_log import CURSOR_FILE, Cursor, EventLogFiles, export_once, read_new
 from orchestration.loop import Orchestrator, build_engine
+from orchestration.models import EventRecord
 from orchestration.plan import load_plan
-from orchestration.store import Store
+from orchestration.store import Batch, Store
 from tests.helpers import orch, shell_task, write_plan
 
 RULES = (
@@ -142,3 +143,22 @@ def test_the_journal_follows_every_table_after_a_cursor_on_both_stores(
         assert at_end.after == cursor.after
         page = store.journal("transition", 0, 2)
         assert [row_id for row_id, _ in page] == [m.id for m in moves[:2]]
+
+
+def test_the_shipper_writes_in_the_background_and_once_more_when_stopped(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from orchestration.event_log import EventLogShipper
+
+    paused_run(tmp_path / "p", sqlite_url, "s1")
+    with Store.open(sqlite_url) as store:
+        shipper = EventLogShipper(store, EventLogFiles(tmp_path / "log"), poll_seconds=3600)
+        shipper.start()  # writes what is stored at once, then waits for the next poll
+        at = store.get_run("s1").updated_at
+        store.commit("s1", Batch(events=[EventRecord("s1", "late", None, {"n": 1}, at)]))
+        shipper.stop()  # ...and what came since, before it returns
+        total = len(read_new(store, Cursor(), "s1"))
+    logged = lines_of(tmp_path / "log")
+    assert len(logged) == total
+    assert "late" in {e.get("kind") for e in logged}
+    assert len({e["id"] for e in logged}) == total
