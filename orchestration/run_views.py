@@ -1,4 +1,4 @@
-"""Runs, tasks and a task's priority read from a store in the shapes of `orchestration.shapes`.
+"""Runs, tasks and a task's priority read from a store in the shapes of `shapes.py`.
 
 The CLI's `--json` and the API call these same functions, so both show a record the same way.
 """
