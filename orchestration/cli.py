@@ -266,7 +266,7 @@ def _next_step_hint(store: Any, bp: Any, run_id: str, store_hint: str) -> str:
     """What to do about the first open breakpoint: never "approve" first for a red step."""
     from orchestration.review import failed_gate
 
-    # Every id and the store URL are quoted: a pasted hint runs exactly this (orchestration.hints)
+    # Every id and the store URL are quoted: a pasted hint runs exactly this (hints)
     resume = f"&& {resume_command(run_id, store_hint)}"
     resolve = shell_command("orch", "breakpoints", "resolve", bp.id)
     lines = [f"Review with: {shell_command('orch', 'breakpoints', 'show', bp.id)}{store_hint}"]

@@ -47,6 +47,7 @@ from orchestration.models import (
     TaskRecord,
 )
 from orchestration.orphans import AttemptRegistry
+from orchestration.plan import plan_from_stored, plan_json
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
@@ -61,8 +62,6 @@ from orchestration.runs import (
     STALE_RUN_SECONDS,
     check_run_id,
     new_run_id,
-    plan_from_stored,
-    plan_json,
     run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler

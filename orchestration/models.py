@@ -307,7 +307,7 @@ class Defaults(_Strict):
 
 
 class SignalSettings(_Strict):
-    """Review signals the engine computes per step (orchestration/signals.py, docs/rules.md)."""
+    """Review signals the engine computes per step (signals.py, docs/rules.md)."""
 
     # Extra named patterns for `destructive_operations`, added to the built-in ones.
     destructive_patterns: dict[str, str] = Field(default_factory=dict)
@@ -399,7 +399,7 @@ class EnvironmentSpec(_Strict):
 
     `python`: its interpreter (relative to the workdir, or a name on PATH); `run`: a prefix for
     every validator command (e.g. `[uv, run]`); `env`: variables for those commands. Without it,
-    a `.venv` or `venv` in the workdir, else the python3 on PATH (orchestration/environment.py).
+    a `.venv` or `venv` in the workdir, else the python3 on PATH (environment.py).
     """
 
     python: str | None = Field(None, min_length=1)

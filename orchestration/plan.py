@@ -9,7 +9,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from types import UnionType
@@ -22,7 +22,15 @@ from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
+from orchestration.models import (
+    ACTION_KINDS,
+    PLUGIN_TAG,
+    AgentAction,
+    Plan,
+    PlanSpec,
+    RunRecord,
+    TaskSpec,
+)
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -826,3 +834,22 @@ def _format_path(path: TaskPath) -> str:
 
 
 __all__ = ["MAX_TASKS", "load_plan", "plan_from_dict", "topological_order"]
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as a run stores it, so that `plan_from_stored` gives it back unchanged."""
+    return {
+        "spec": plan.spec.model_dump(mode="json"),
+        "path": plan.path,
+        "workdir": plan.workdir,
+        "rule_files": list(plan.rule_files),
+    }
+
+
+def plan_from_stored(run: RunRecord) -> Plan:
+    """The plan exactly as it was when the run started (the file may have changed since)."""
+    stored = run.plan_json
+    plan = plan_from_dict(
+        stored["spec"], path=Path(stored["path"]), check_paths=False, action_kinds=None
+    )
+    return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))
