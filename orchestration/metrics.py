@@ -25,7 +25,7 @@ from orchestration.breakers import CLOSED, HALF_OPEN, OPEN
 from orchestration.breakpoint_stats import breakpoint_stats, total_stats
 from orchestration.lifecycle import TaskState
 from orchestration.models import RunRecord, TaskRecord
-from orchestration.runs import ready_since
+from orchestration.run_views import ready_since
 from orchestration.spending import compute_spending
 from orchestration.store import Store
 
