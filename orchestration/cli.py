@@ -297,14 +297,23 @@ def run(
             "without executing them.",
         ),
     ] = False,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help='Values of the plan\'s parameters as a JSON object, e.g. \'{"branch": "main"}\'.',
+        ),
+    ] = None,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
     from orchestration.hooks import load_plugins
     from orchestration.loop import Orchestrator, build_engine
     from orchestration.plan import load_plan
+    from orchestration.plan_params import parse_params_json
 
+    values = parse_params_json(params) if params is not None else {}
     plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
-    loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+    loaded = load_plan(plan, action_kinds=plugins.action_kinds, params=values)
     engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
     display = _display(len(loaded.spec.tasks), quiet)

@@ -8,7 +8,7 @@ import heapq
 import logging
 import os
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,6 +22,7 @@ from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
+from orchestration.plan_params import apply_params
 from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
@@ -43,7 +44,11 @@ class _TaskNode(Protocol):
 
 
 def load_plan(
-    path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS, check_programs: bool = False
+    path: str | Path,
+    *,
+    action_kinds: Collection[str] = ACTION_KINDS,
+    check_programs: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem.
 
@@ -51,9 +56,12 @@ def load_plan(
     loaded plugins (`Plugins.action_kinds`), so that an unknown kind is placed on its line.
     `check_programs`: an agent preset's program must be on PATH here (`orch validate`; a run
     may start where it is missing, and its attempts then fail with the same message).
+    `params`: the values of the plan's parameters for a run (orchestration/plan_params.py);
+    None checks the plan without them.
     """
     path = Path(path)
     data, lines = load_yaml_file(path)
+    data = apply_params(data, params, display=str(path), lines=lines)
     with collection_paused():
         return _build_plan(
             data,
