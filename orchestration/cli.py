@@ -16,11 +16,14 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_daemon,
+    cli_events,
     cli_logs,
     cli_plugins,
     cli_report,
     cli_resilience,
     cli_review,
+    cli_schedule,
     cli_serve,
 )
 from orchestration.cli_common import (
@@ -71,6 +74,9 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
+cli_schedule.register(app)
+cli_events.register(app)
+cli_daemon.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.plan_params import apply_params
 from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
+from orchestration.plan_params import apply_params
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Plan parameters: `params:` with defaults, values from `--params` or a trigger, `{name}` filled in.
+"""Plan parameters: `params:` with defaults, values from `--params` or a trigger, `{name}` filled.
 
 One plan serves many triggered runs: a schedule or an event passes values, and every string in
 the plan's tasks (prompts, argv, commands...) has `{name}` replaced for each declared parameter.

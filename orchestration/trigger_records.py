@@ -8,16 +8,18 @@ from typing import Any
 
 OVERLAP_POLICIES = ("skip", "queue", "cancel_previous")
 
-# What a firing did. `starting`: stored, its run being launched; `started` / `added_tasks`: done;
+# What a firing did. `starting`: stored, its run being launched; `launched`: its process runs;
+# `started` / `added_tasks`: done;
 # `queued`: waits for the schedule's previous run to finish; `skipped`: the previous run was still
 # active; `failed_to_start`: the launch failed or the launched run never appeared.
 STARTING = "starting"
+LAUNCHED = "launched"  # its process runs; its run's row has not appeared yet
 STARTED = "started"
 ADDED_TASKS = "added_tasks"
 QUEUED = "queued"
 SKIPPED = "skipped"
 FAILED_TO_START = "failed_to_start"
-FIRING_OUTCOMES = (STARTING, STARTED, ADDED_TASKS, QUEUED, SKIPPED, FAILED_TO_START)
+FIRING_OUTCOMES = (STARTING, LAUNCHED, STARTED, ADDED_TASKS, QUEUED, SKIPPED, FAILED_TO_START)
 
 
 @dataclass(frozen=True, slots=True)

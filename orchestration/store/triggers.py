@@ -165,7 +165,9 @@ class TriggerStore:
         if undispatched:
             rows = self._all(query.order_by(TRIGGER_EVENTS.c.id).limit(limit))
         else:
-            rows = list(reversed(self._all(query.order_by(TRIGGER_EVENTS.c.id.desc()).limit(limit))))
+            rows = list(
+                reversed(self._all(query.order_by(TRIGGER_EVENTS.c.id.desc()).limit(limit)))
+            )
         return [record_of(TriggerEventRecord, row) for row in rows]
 
     def mark_dispatched(self, event_id: int, now: datetime) -> None:
