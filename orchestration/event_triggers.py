@@ -26,6 +26,7 @@ from orchestration.launches import (
     reconcile,
     run_of,
 )
+from orchestration.models import TRIGGER_EVENT_NAMES
 from orchestration.runs import run_id_for
 from orchestration.trigger_records import (
     ADDED_TASKS,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVENT_NAMES = frozenset({"event", "data", "key", "source", "run_id"})  # what `when` may read
+EVENT_NAMES = TRIGGER_EVENT_NAMES  # what `when` and trigger params may read
 MAX_EVENT_NAME = 200
 MAX_KEY_CHARS = 400
 

@@ -409,6 +409,10 @@ ParamValue = str | int | float | bool | None
 PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
+# The names an event trigger's `when` and `params` expressions may read.
+TRIGGER_EVENT_NAMES = frozenset({"event", "data", "key", "source", "run_id"})
+
+
 class EventTrigger(_Strict):
     """`on: {event: NAME, when: EXPR}`: an event that starts a run (or adds tasks to one).
 

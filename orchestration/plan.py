@@ -22,7 +22,15 @@ from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
+from orchestration.models import (
+    ACTION_KINDS,
+    PLUGIN_TAG,
+    TRIGGER_EVENT_NAMES,
+    AgentAction,
+    Plan,
+    PlanSpec,
+    TaskSpec,
+)
 from orchestration.plan_params import apply_params
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
@@ -212,6 +220,8 @@ def _build_plan(
     _check_pools(problems, data, tasks)
     _check_agent_commands(problems, data, tasks)
     _check_expressions(problems, tasks)
+    if spec is not None:
+        _check_triggers(problems, spec)
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)
     rule_files = _resolve_rule_files(problems, data, plan_file.parent, check_paths)
@@ -766,6 +776,20 @@ def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:
                 if failure.column is not None:
                     message += f" (column {failure.column} of the expression)"
                 problems.add(message, at, task=task.id, field=field)
+
+
+def _check_triggers(problems: _Problems, spec: PlanSpec) -> None:
+    """The `on:` triggers' expressions, over the event's names (orchestration/event_triggers)."""
+    for index, trigger in enumerate(spec.on):
+        sources = [("when", trigger.when)] + [(f"params.{k}", v) for k, v in trigger.params.items()]
+        for name, source in sources:
+            if source is None:
+                continue
+            try:
+                compile_expression(source, names=TRIGGER_EVENT_NAMES)
+            except RuleError as error:
+                at: TaskPath = ("on", index, *name.split("."))
+                problems.add(str(error), at, task=None, field=f"on[{index}].{name}")
 
 
 def _expressions_of(task: _RawTask) -> Iterator[tuple[TaskPath, str, str]]:

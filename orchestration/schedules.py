@@ -26,7 +26,7 @@ from orchestration.models import EventTrigger, ParamValue
 if TYPE_CHECKING:
     from orchestration.trigger_records import ScheduleRecord
 
-SCHEDULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TICK_GRACE_SECONDS = 60.0  # an occurrence stays fireable this long even without a catch-up window
 MAX_FIRINGS_PER_TICK = 100  # occurrences of one schedule fired by one tick (a long catch-up)
 MAX_JITTER_SECONDS = 86_400.0
