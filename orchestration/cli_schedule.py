@@ -246,7 +246,7 @@ def _describe(shape: Any) -> list[str]:
 
 @schedule_app.command("enable")
 def enable(name: NameArg, db: DbOption = None) -> None:
-    """Fire the schedule again (occurrences while it was disabled are not caught up)."""
+    """Fire the schedule again (occurrences missed meanwhile fire only inside the catch-up)."""
     _set_enabled(name, True, db)
 
 
