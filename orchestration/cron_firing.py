@@ -38,11 +38,15 @@ def tick_schedules(store: Store, ctx: LaunchContext, now: datetime) -> list[Firi
     """Fire what is due at `now`; the firings stored by this tick (started, queued, skipped)."""
     schedules = store.triggers.schedules()
     reconcile(store, ctx, {s.name: s.plan_path for s in schedules}, now)
+    queued: dict[str, list[FiringRecord]] = {}
+    for firing in store.triggers.firings(outcomes=(QUEUED,)):  # one query for every schedule
+        queued.setdefault(firing.schedule, []).append(firing)
     fired: list[FiringRecord] = []
     for schedule in schedules:
         if not schedule.enabled:
             continue
-        fired += _start_queued(store, schedule, ctx, now)
+        if schedule.name in queued:
+            fired += _start_queued(store, schedule, queued[schedule.name], ctx, now)
         fired += _fire_due(store, schedule, ctx, now)
     return fired
 
@@ -100,10 +104,13 @@ def _fire_one(
 
 
 def _start_queued(
-    store: Store, schedule: ScheduleRecord, ctx: LaunchContext, now: datetime
+    store: Store,
+    schedule: ScheduleRecord,
+    queued: list[FiringRecord],
+    ctx: LaunchContext,
+    now: datetime,
 ) -> list[FiringRecord]:
     """Start the oldest queued firing once the schedule's previous run has finished."""
-    queued = store.triggers.firings(schedule.name, outcomes=(QUEUED,))
     if not queued or active_runs(store, schedule.name):
         return []
     firing = queued[0]

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.errors import NotFoundError
 from orchestration.schedules import SCHEDULE_NAME, ScheduleSpec, next_occurrences
@@ -26,14 +25,6 @@ from orchestration.web.errors import ApiError
 router = APIRouter(tags=["schedules"])
 
 ScheduleName = Path(pattern=SCHEDULE_NAME.pattern, description="The schedule's name.")
-
-
-class ScheduleDetailOut(ScheduleOut):
-    firings: list[Any] = Field(description="The latest firings, oldest first (FiringOut).")
-
-
-class EnabledIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 @router.get("/schedules", response_model=SchedulesOut)
