@@ -23,13 +23,16 @@ from orchestration.launches import (
     fail_firing,
     holder,
     launch_firing,
+    orphaned,
     reconcile,
     run_of,
+    take_over,
 )
 from orchestration.models import TRIGGER_EVENT_NAMES
 from orchestration.runs import run_id_for
 from orchestration.trigger_records import (
     ADDED_TASKS,
+    ADDING,
     STARTING,
     FiringRecord,
     ScheduleRecord,
@@ -84,6 +87,7 @@ def dispatch_events(store: Store, ctx: LaunchContext, now: datetime) -> list[Fir
     """Match every undispatched event against the enabled schedules' triggers and act."""
     schedules = [s for s in store.triggers.schedules() if s.enabled and s.triggers]
     reconcile(store, ctx, {s.name: s.plan_path for s in store.triggers.schedules()}, now)
+    finish_adding(store, now)
     fired: list[FiringRecord] = []
     for event in store.triggers.trigger_events(undispatched=True):
         assert event.id is not None
@@ -165,7 +169,7 @@ def _fire(
             kind="event",
             event_id=event.id,
             due_at=event.received_at,
-            outcome=STARTING,
+            outcome=ADDING if running else STARTING,
             fired_at=now,
             updated_at=now,
             run_id=running[-1] if running else run_id_for(schedule.name, now),
@@ -176,7 +180,7 @@ def _fire(
     if firing is None:
         return None  # fired already (by another dispatcher, or before a restart)
     if reason:
-        fail_firing(store, firing, f"cannot compute the params: {reason}", now, (STARTING,))
+        fail_firing(store, firing, f"cannot compute the params: {reason}", now, (firing.outcome,))
     elif running:
         _add_tasks(store, schedule, firing, now)
     else:
@@ -185,7 +189,11 @@ def _fire(
 
 
 def _add_tasks(store: Store, schedule: ScheduleRecord, firing: FiringRecord, now: datetime) -> None:
-    """Add the plan's tasks (with the firing's params) to the schedule's running run."""
+    """Add the plan's tasks (with the firing's params) to the schedule's running run.
+
+    The run's `tasks_added` event names the firing: a dispatcher that died between adding the
+    tasks and recording it finds them there (`finish_adding`) instead of adding them twice.
+    """
     from orchestration.hooks import load_plugins
     from orchestration.models import EventRecord
     from orchestration.plan import load_plan
@@ -200,16 +208,40 @@ def _add_tasks(store: Store, schedule: ScheduleRecord, firing: FiringRecord, now
         existing = {t.task_id: t for t in store.tasks(run_id)}
         source = f"schedule {schedule.name}, event {firing.event_id}"
         records = prepare_tasks(plan.spec.tasks, existing, run_id, source, kinds)
-        data = {"source": source, "tasks": [r.task_id for r in records]}
+        data = {"source": source, "tasks": [r.task_id for r in records], "firing": firing.id}
         event = EventRecord(run_id, "tasks_added", None, data, now)
         store.commit(run_id, Batch(new_tasks=records, events=[event]))
     except OrchestrationError as exc:
-        fail_firing(store, firing, f"cannot add tasks to run {run_id}: {exc}", now, (STARTING,))
+        fail_firing(store, firing, f"cannot add tasks to run {run_id}: {exc}", now, (ADDING,))
         return
+    _added(store, firing, [r.task_id for r in records], now)
+
+
+def _added(store: Store, firing: FiringRecord, tasks: list[str], now: datetime) -> None:
+    assert firing.id is not None
     store.triggers.update_firing(
-        firing.id,
-        (STARTING,),
-        outcome=ADDED_TASKS,
-        tasks=[r.task_id for r in records],
-        updated_at=now,
+        firing.id, (ADDING,), outcome=ADDED_TASKS, tasks=tasks, updated_at=now
     )
+
+
+def finish_adding(store: Store, now: datetime) -> None:
+    """Complete `adding` firings whose dispatcher died: record the tasks it added, else add them."""
+    for firing in store.triggers.firings(outcomes=(ADDING,)):
+        if firing.run_id is None or not orphaned(firing, now):
+            continue
+        if not take_over(store, firing, now):
+            continue
+        added = [
+            e.data.get("tasks", [])
+            for e in store.events(firing.run_id, kinds=["tasks_added"])
+            if e.data.get("firing") == firing.id
+        ]
+        if added:
+            _added(store, firing, list(added[0]), now)
+            continue
+        try:
+            schedule = store.triggers.schedule(firing.schedule)
+        except OrchestrationError as exc:
+            fail_firing(store, firing, str(exc), now, (ADDING,))
+            continue
+        _add_tasks(store, schedule, firing, now)

@@ -116,12 +116,8 @@ def reconcile(store: Store, ctx: LaunchContext, plans: dict[str, str], now: date
             )
         elif firing.outcome == LAUNCHED:
             _check_launched(store, firing, ctx, now)
-        elif _orphaned(firing, now) and firing.schedule in plans:
-            taken = store.triggers.update_firing(
-                firing.id, (STARTING,), holder=holder(), updated_at=now
-            )
-            if taken and _holder_is(store, firing.id):
-                launch_firing(store, firing, plans[firing.schedule], ctx, now)
+        elif orphaned(firing, now) and firing.schedule in plans and take_over(store, firing, now):
+            launch_firing(store, firing, plans[firing.schedule], ctx, now)
 
 
 def _check_launched(store: Store, firing: FiringRecord, ctx: LaunchContext, now: datetime) -> None:
@@ -136,7 +132,7 @@ def _check_launched(store: Store, firing: FiringRecord, ctx: LaunchContext, now:
     fail_firing(store, firing, _launch_output(ctx, firing.run_id or ""), now, (LAUNCHED,))
 
 
-def _orphaned(firing: FiringRecord, now: datetime) -> bool:
+def orphaned(firing: FiringRecord, now: datetime) -> bool:
     """A `starting` firing whose launcher is gone (dead here, or silent too long elsewhere)."""
     host, _, pid = (firing.holder or "").rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
@@ -144,9 +140,16 @@ def _orphaned(firing: FiringRecord, now: datetime) -> bool:
     return now - firing.updated_at >= timedelta(seconds=ORPHAN_SECONDS)
 
 
-def _holder_is(store: Store, firing_id: int) -> bool:
-    rows = [f for f in store.triggers.firings(outcomes=(STARTING,)) if f.id == firing_id]
-    return bool(rows) and rows[0].holder == holder()
+def take_over(store: Store, firing: FiringRecord, now: datetime) -> bool:
+    """Make this process the holder of an orphaned firing; False if another one took it."""
+    assert firing.id is not None
+    return store.triggers.update_firing(
+        firing.id,
+        (firing.outcome,),
+        taking_from=firing.holder or "",
+        holder=holder(),
+        updated_at=now,
+    )
 
 
 def _pid_alive(pid: int) -> bool:

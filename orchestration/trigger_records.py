@@ -10,16 +10,27 @@ OVERLAP_POLICIES = ("skip", "queue", "cancel_previous")
 
 # What a firing did. `starting`: stored, its run being launched; `launched`: its process runs;
 # `started` / `added_tasks`: done;
+# `adding` / `added_tasks`: an event's tasks being added / added to a running run;
 # `queued`: waits for the schedule's previous run to finish; `skipped`: the previous run was still
 # active; `failed_to_start`: the launch failed or the launched run never appeared.
 STARTING = "starting"
 LAUNCHED = "launched"  # its process runs; its run's row has not appeared yet
+ADDING = "adding"  # an event trigger's tasks being added to a running run
 STARTED = "started"
 ADDED_TASKS = "added_tasks"
 QUEUED = "queued"
 SKIPPED = "skipped"
 FAILED_TO_START = "failed_to_start"
-FIRING_OUTCOMES = (STARTING, LAUNCHED, STARTED, ADDED_TASKS, QUEUED, SKIPPED, FAILED_TO_START)
+FIRING_OUTCOMES = (
+    STARTING,
+    LAUNCHED,
+    ADDING,
+    STARTED,
+    ADDED_TASKS,
+    QUEUED,
+    SKIPPED,
+    FAILED_TO_START,
+)
 
 
 @dataclass(frozen=True, slots=True)

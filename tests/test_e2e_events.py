@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestration.store import Store
+from orchestration.trigger_records import ADDING, FiringRecord
 from tests.helpers import PY, StderrWatch, orch, orch_in_background, orch_json, write_plan
 from tests.trigger_helpers import (
     finished_run,
@@ -180,3 +183,51 @@ def test_the_daemon_drains_on_sigterm_and_resumes_the_run_after_a_restart(
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=DAEMON_EXIT_S) == 0
     assert run_ids(sqlite_url) == [run_id]
+
+
+def test_tasks_a_dead_dispatcher_was_adding_are_added_once(tmp_path: Path, sqlite_url: str) -> None:
+    gate = tmp_path / "gate"
+    plan = held_plan(
+        tmp_path, gate, on=[{"event": "start"}, {"event": "more", "then": "add_tasks"}]
+    )
+    assert orch("schedule", "add", "held", "--plan", str(plan), "--db", sqlite_url).returncode == 0
+    [started] = emit(sqlite_url, "start", "{}")["event"]["firings"]
+    run_id = started["run_id"]
+    wait_until(lambda: finished_or_running(sqlite_url, run_id), "the run to be working")
+    event = emit(sqlite_url, "more", "{}", "--no-dispatch")["event"]
+    gone = subprocess.run(
+        [PY, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    now = datetime.now(UTC)
+    with Store.open(sqlite_url) as store:
+        stored = store.triggers.insert_firing(  # stored by a dispatcher that died at once
+            FiringRecord(
+                key=f"event:held:{event['id']}:1",
+                schedule="held",
+                kind="event",
+                due_at=now,
+                outcome=ADDING,
+                fired_at=now,
+                updated_at=now,
+                event_id=event["id"],
+                run_id=run_id,
+                holder=f"{socket.gethostname()}:{int(gone.stdout)}",
+            )
+        )
+    assert stored is not None
+    for _ in range(2):
+        assert orch("schedule", "tick", "--db", sqlite_url).returncode == 0
+    [firing] = [f for f in firings(sqlite_url) if f.event_id == event["id"]]
+    assert (firing.outcome, firing.tasks) == ("added_tasks", ["hold-2"])
+    gate.touch()
+    assert finished_run(sqlite_url, run_id).state == "completed"
+    with Store.open(sqlite_url) as store:
+        assert sorted(t.task_id for t in store.tasks(run_id)) == ["hold", "hold-2"]
+
+
+def finished_or_running(url: str, run_id: str) -> bool:
+    with Store.open(url) as store:
+        try:
+            return any(t.state == "running" for t in store.tasks(run_id))
+        except Exception:
+            return False

@@ -93,13 +93,20 @@ class TriggerStore:
             raise StoreError(f"cannot store firing {firing.key}: {_line(exc)}") from exc
         return None if new_id is None else replace(firing, id=int(new_id))
 
-    def update_firing(self, firing_id: int, expected: Sequence[str], **values: Any) -> bool:
-        """Change a firing whose outcome is one of `expected`; False if another process moved it."""
-        statement = (
-            update(FIRINGS)
-            .where(FIRINGS.c.id == firing_id, FIRINGS.c.outcome.in_(list(expected)))
-            .values(**values)
+    def update_firing(
+        self, firing_id: int, expected: Sequence[str], *, taking_from: Any = None, **values: Any
+    ) -> bool:
+        """Change a firing whose outcome is one of `expected` (and, with `taking_from`, whose
+        holder is that one); False if another process moved or took it first."""
+        statement = update(FIRINGS).where(
+            FIRINGS.c.id == firing_id, FIRINGS.c.outcome.in_(list(expected))
         )
+        if taking_from is not None:
+            holder = FIRINGS.c.holder
+            statement = statement.where(
+                holder.is_(None) if taking_from == "" else holder == taking_from
+            )
+        statement = statement.values(**values)
         try:
             with self._engine.begin() as conn:
                 return bool(conn.execute(statement).rowcount == 1)
