@@ -287,6 +287,21 @@ def test_schedule_commands_enable_disable_remove_and_explain_bad_input(
     )
     assert unknown.returncode == 2 and "unknown parameter(s) whom" in unknown.stderr
     assert str(plan) in unknown.stderr
+    when = orch(
+        "schedule",
+        "add",
+        "x",
+        "--plan",
+        str(plan),
+        "--on",
+        "push",
+        "--when",
+        "data[",
+        "--db",
+        sqlite_url,
+    )
+    assert when.returncode == 2 and "schedule x" in when.stderr and "on.when" in when.stderr
+    assert orch_json("schedule", "list", "--db", sqlite_url)["schedules"] == []
 
 
 def test_a_schedule_file_is_applied(tmp_path: Path, sqlite_url: str) -> None:
