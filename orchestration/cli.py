@@ -16,12 +16,14 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
-    cli_event_log,
+    cli_daemon,
+    cli_events,
     cli_logs,
     cli_plugins,
     cli_report,
     cli_resilience,
     cli_review,
+    cli_schedule,
     cli_serve,
 )
 from orchestration.cli_common import (
@@ -72,7 +74,9 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
-cli_event_log.register(app)
+cli_schedule.register(app)
+cli_events.register(app)
+cli_daemon.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -299,14 +303,23 @@ def run(
             "without executing them.",
         ),
     ] = False,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help='Values of the plan\'s parameters as a JSON object, e.g. \'{"branch": "main"}\'.',
+        ),
+    ] = None,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
     from orchestration.hooks import load_plugins
     from orchestration.loop import Orchestrator, build_engine
     from orchestration.plan import load_plan
+    from orchestration.plan_params import parse_params_json
 
+    values = parse_params_json(params) if params is not None else {}
     plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
-    loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+    loaded = load_plan(plan, action_kinds=plugins.action_kinds, params=values)
     engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
     display = _display(len(loaded.spec.tasks), quiet)

@@ -75,12 +75,5 @@ def follow(
 
 
 def register_follow(events_app: typer.Typer) -> None:
-    """Add `follow` to the `orch events` group (made by cli_events, or by `register` here)."""
+    """Add `follow` to the `orch events` group that cli_events makes."""
     events_app.command("follow")(follow)
-
-
-def register(app: typer.Typer) -> None:
-    """A minimal `orch events` group holding `follow` (the triggers' module adds the rest)."""
-    events_app = typer.Typer(help="The event log: follow it, or write it to files.")
-    register_follow(events_app)
-    app.add_typer(events_app, name="events")

@@ -35,17 +35,6 @@ FINISHED_WINDOW_SECONDS = 3600.0  # finished runs keep their series this long af
 BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
 TASK_STATES = tuple(state.value for state in TaskState)
 
-# Schedule lag: how late each schedule fired, in seconds, by schedule name. The schedules module
-# registers a source here (`register_schedule_lag`); with none, the family is exported empty.
-ScheduleLagSource = Callable[[Store, datetime], Mapping[str, float]]
-SCHEDULE_LAG_SOURCES: list[ScheduleLagSource] = []
-
-
-def register_schedule_lag(source: ScheduleLagSource) -> None:
-    """Add a reader of schedule lag (name -> seconds late) to every scrape."""
-    if source not in SCHEDULE_LAG_SOURCES:
-        SCHEDULE_LAG_SOURCES.append(source)
-
 
 def reported_runs(store: Store, now: datetime) -> list[RunRecord]:
     """The runs a scrape reports: unfinished ones, and those finished within the window."""
@@ -69,7 +58,7 @@ class StoreCollector(Collector):
         yield from self._queues(runs, tasks, now)
         yield from self._breakpoints(runs)
         yield self._breakers()
-        yield self._schedule_lag(now)
+        yield self._schedule_lag()
 
     def _runs(self, runs: list[RunRecord]) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -159,20 +148,14 @@ class StoreCollector(Collector):
                 family.add_metric([breaker.key, state], 1 if breaker.state == state else 0)
         return family
 
-    def _schedule_lag(self, now: datetime) -> Metric:
+    def _schedule_lag(self) -> Metric:
         family = GaugeMetricFamily(
             "orch_schedule_lag_seconds",
-            "How late each schedule's last occurrence fired",
+            "How late each schedule's newest cron occurrence fired",
             labels=["schedule"],
         )
-        for source in SCHEDULE_LAG_SOURCES:
-            try:
-                lags = source(self.store, now)
-            except Exception:  # one broken source must not fail the whole scrape
-                logger.exception("schedule lag source %r failed", source)
-                continue
-            for name, seconds in sorted(lags.items()):
-                family.add_metric([name], seconds)
+        for name, seconds in sorted(self.store.triggers.schedule_lags().items()):
+            family.add_metric([name], seconds)
         return family
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -407,6 +408,27 @@ class EnvironmentSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+ParamValue = str | int | float | bool | None
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+# The names an event trigger's `when` and `params` expressions may read.
+TRIGGER_EVENT_NAMES = frozenset({"event", "data", "key", "source", "run_id"})
+
+
+class EventTrigger(_Strict):
+    """`on: {event: NAME, when: EXPR}`: an event that starts a run (or adds tasks to one).
+
+    `when` is a rule expression over `event` (the name), `data` (the event's data) and `key`;
+    `params` maps plan parameters to expressions over the same names; `then` says what to do.
+    """
+
+    event: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(None, min_length=1)
+    params: dict[str, str] = Field(default_factory=dict)
+    then: Literal["start_run", "add_tasks"] = "start_run"
+
+
 class PlanSpec(_Strict):
     version: Literal[1]
     name: str = Field(min_length=1, max_length=200)
@@ -426,7 +448,28 @@ class PlanSpec(_Strict):
     isolation: Literal["worktree", "shared"] | None = None
     # In worktree isolation: run each task's validators on the merged result before its merge.
     validate_after_merge: bool = False
+    # Plan parameters and their defaults (None: required), used as `{name}` in the tasks'
+    # text (orchestration/plan_params.py); `orch run --params` and triggers give values.
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    # Events that start a run of this plan or add its tasks to a running one (docs/triggers.md).
+    on: list[EventTrigger] = Field(default_factory=list)
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name in params:
+            if not PARAM_NAME.fullmatch(name):
+                raise ValueError(
+                    f"parameter name {name!r} must be letters, digits and '_', not starting "
+                    "with a digit"
+                )
+        return params
 
 
 Branch.model_rebuild()

@@ -8,7 +8,7 @@ import heapq
 import logging
 import os
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -25,12 +25,14 @@ from orchestration.expressions import compile_expression
 from orchestration.models import (
     ACTION_KINDS,
     PLUGIN_TAG,
+    TRIGGER_EVENT_NAMES,
     AgentAction,
     Plan,
     PlanSpec,
     RunRecord,
     TaskSpec,
 )
+from orchestration.plan_params import apply_params
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,11 @@ class _TaskNode(Protocol):
 
 
 def load_plan(
-    path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS, check_programs: bool = False
+    path: str | Path,
+    *,
+    action_kinds: Collection[str] = ACTION_KINDS,
+    check_programs: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem.
 
@@ -59,9 +65,12 @@ def load_plan(
     loaded plugins (`Plugins.action_kinds`), so that an unknown kind is placed on its line.
     `check_programs`: an agent preset's program must be on PATH here (`orch validate`; a run
     may start where it is missing, and its attempts then fail with the same message).
+    `params`: the values of the plan's parameters for a run (orchestration/plan_params.py);
+    None checks the plan without them.
     """
     path = Path(path)
     data, lines = load_yaml_file(path)
+    data = apply_params(data, params, display=str(path), lines=lines)
     with collection_paused():
         return _build_plan(
             data,
@@ -212,6 +221,8 @@ def _build_plan(
     _check_pools(problems, data, tasks)
     _check_agent_commands(problems, data, tasks)
     _check_expressions(problems, tasks)
+    if spec is not None:
+        _check_triggers(problems, spec)
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)
     rule_files = _resolve_rule_files(problems, data, plan_file.parent, check_paths)
@@ -766,6 +777,20 @@ def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:
                 if failure.column is not None:
                     message += f" (column {failure.column} of the expression)"
                 problems.add(message, at, task=task.id, field=field)
+
+
+def _check_triggers(problems: _Problems, spec: PlanSpec) -> None:
+    """The `on:` triggers' expressions, over the event's names (orchestration/event_triggers)."""
+    for index, trigger in enumerate(spec.on):
+        sources = [("when", trigger.when)] + [(f"params.{k}", v) for k, v in trigger.params.items()]
+        for name, source in sources:
+            if source is None:
+                continue
+            try:
+                compile_expression(source, names=TRIGGER_EVENT_NAMES)
+            except RuleError as error:
+                at: TaskPath = ("on", index, *name.split("."))
+                problems.add(str(error), at, task=None, field=f"on[{index}].{name}")
 
 
 def _expressions_of(task: _RawTask) -> Iterator[tuple[TaskPath, str, str]]:

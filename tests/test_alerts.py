@@ -171,3 +171,27 @@ def test_dlq_archive_command(sqlite_url: str, tmp_path: Path) -> None:
         assert store.dead_letters() == []
     (path,) = (tmp_path / "a").glob("dead-letters-*.jsonl")
     assert len(path.read_text().splitlines()) == 2
+
+
+def test_a_schedule_that_failed_to_start_a_run_is_alerted() -> None:
+    from datetime import UTC, datetime
+
+    from orchestration.launches import _report_start_failure
+    from orchestration.trigger_records import FiringRecord
+
+    listeners = Listeners()
+    at = datetime(2026, 1, 5, 2, tzinfo=UTC)
+    firing = FiringRecord(
+        key="cron:nightly:2026-01-05T02:00:00+00:00",
+        schedule="nightly",
+        kind="cron",
+        due_at=at,
+        outcome="failed_to_start",
+        fired_at=at,
+        updated_at=at,
+        run_id="nightly-1",
+    )
+    _report_start_failure(firing, "plan has no tasks", plugins_with(listeners))
+    [sent] = listeners.heard["pager"]
+    assert (sent.kind, sent.severity, sent.run_id) == ("schedule_failed", "high", "nightly-1")
+    assert sent.data["schedule"] == "nightly" and "plan has no tasks" in sent.message

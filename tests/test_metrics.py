@@ -21,10 +21,8 @@ with warnings.catch_warnings():
 
 from orchestration.hooks import load_plugins
 from orchestration.metrics import (
-    SCHEDULE_LAG_SOURCES,
     StoreCollector,
     metrics_registry,
-    register_schedule_lag,
 )
 from orchestration.run_launch import launch_run
 from orchestration.spending import spending_of
@@ -164,14 +162,8 @@ def test_queue_wait_breakers_and_schedule_lag_with_a_fixed_clock(
         now = max(moves.values()) + timedelta(seconds=42)
         store.update_breaker("shell:git", lambda _current: _breaker("shell:git", "open"))
 
-        def lag(_store: Store, at: Any) -> dict[str, float]:
-            return {"nightly": (at - now).total_seconds() + 7.5}
-
-        register_schedule_lag(lag)
-        try:
-            found = samples(_exposition(store, now))
-        finally:
-            SCHEDULE_LAG_SOURCES.remove(lag)
+        _fired_late(store, plan, now, seconds=7.5)
+        found = samples(_exposition(store, now))
     expected_wait = (now - min(moves.values())).total_seconds()
     assert found[("orch_queue_wait_seconds", (("run", "q"),))] == pytest.approx(expected_wait)
     assert found[("orch_queue_depth", (("run", "q"),))] == 2
@@ -179,6 +171,41 @@ def test_queue_wait_breakers_and_schedule_lag_with_a_fixed_clock(
     assert found[("orch_breaker_state", (("key", "shell:git"), ("state", "closed")))] == 0
     assert found[("orch_schedule_lag_seconds", (("schedule", "nightly"),))] == 7.5
     assert isinstance(StoreCollector(store).clock(), type(now))
+
+
+def _fired_late(store: Store, plan: Path, now: Any, seconds: float) -> None:
+    """A schedule `nightly` whose two occurrences fired on time, then `seconds` late."""
+    from orchestration.trigger_records import FiringRecord, ScheduleRecord
+
+    store.triggers.add_schedule(
+        ScheduleRecord(
+            name="nightly",
+            plan_path=str(plan),
+            cron="0 2 * * *",
+            tz="UTC",
+            params={},
+            overlap="skip",
+            catch_up_seconds=3600.0,
+            jitter_seconds=0.0,
+            triggers=[],
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    for late, due in ((0.0, now - timedelta(days=1)), (seconds, now)):
+        fired = due + timedelta(seconds=late)
+        store.triggers.insert_firing(
+            FiringRecord(
+                key=f"cron:nightly:{due.isoformat()}",
+                schedule="nightly",
+                kind="cron",
+                due_at=due,
+                outcome="started",
+                fired_at=fired,
+                updated_at=fired,
+            )
+        )
 
 
 def _breaker(key: str, state: str) -> Any:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from sqlalchemy import (
     Connection,
@@ -53,6 +53,9 @@ from orchestration.store.db import (
     sqlite_file,
     upgrade_schema,
 )
+
+if TYPE_CHECKING:
+    from orchestration.store.triggers import TriggerStore
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +280,13 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def triggers(self) -> TriggerStore:
+        """Schedules, their firings and trigger events (orchestration/store/triggers.py)."""
+        from orchestration.store.triggers import TriggerStore
+
+        return TriggerStore(self._engine, self._reader)
 
     def __enter__(self) -> Self:
         return self

@@ -17,7 +17,7 @@ from orchestration.hooks import Plugins
 from orchestration.metrics import metrics_registry
 from orchestration.store import Store
 from orchestration.web.announcer import ResolutionAnnouncer
-from orchestration.web.api import PREFIX, api_router
+from orchestration.web.api import PREFIX, api_router, trigger_events
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
 from orchestration.web.errors import error_body, install_error_handlers
@@ -143,6 +143,7 @@ def create_app(
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(api_router())
+    app.include_router(trigger_events.webhook_router)  # signed by HMAC, not by the API token
     app.include_router(page_router())
     app.include_router(metrics_router)
 

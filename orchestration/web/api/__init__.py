@@ -18,12 +18,25 @@ from orchestration.web.api import (
     launches,
     logs,
     runs,
+    schedules,
+    trigger_events,
 )
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, launches, events, logs, breakpoints, dead_letters, breakers, interventions)
+AREAS = (
+    runs,
+    launches,
+    events,
+    logs,
+    breakpoints,
+    dead_letters,
+    breakers,
+    interventions,
+    schedules,
+    trigger_events,
+)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
