@@ -22,6 +22,7 @@ from orchestration import (
     cli_resilience,
     cli_review,
     cli_serve,
+    cli_workers,
 )
 from orchestration.cli_common import (
     EXIT_BAD_INPUT,
@@ -71,6 +72,7 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
+cli_workers.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -297,8 +299,20 @@ def run(
             "without executing them.",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=0,
+            help="0: execute nothing here; worker processes (`orch worker`) run the attempts "
+            "and this process conducts the run (as `orch submit`).",
+        ),
+    ] = None,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
+    if workers == 0:
+        raise typer.Exit(cli_workers.conduct(plan, db, run_id, quiet))
     from orchestration.hooks import load_plugins
     from orchestration.loop import Orchestrator, build_engine
     from orchestration.plan import load_plan

@@ -1,0 +1,144 @@
+"""An executor whose attempts run on worker processes: offered in the store, results collected.
+
+The loop submits attempts to it as to its thread pool and waits on the same futures; this one
+offers each attempt in the work queue and completes its future when a worker reports the
+result. It also offers again the attempts whose worker's lease ran out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from orchestration.attempt_wire import request_payload, result_of
+from orchestration.work_queue import REPORT_CHANNEL, Waker, WorkQueue, store_errors
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from orchestration.actions import ActionRequest
+    from orchestration.attempts import AttemptResult
+    from orchestration.models import Plan
+    from orchestration.store import Store
+
+logger = logging.getLogger(__name__)
+
+POSTGRES_POLL_SECONDS = 1.0  # longest wait between looks when NOTIFY wakes the conductor
+SQLITE_POLL_SECONDS = 0.1  # SQLite has no NOTIFY: the conductor looks this often
+
+
+class AttemptWithdrawn(Exception):
+    """The run stopped while the attempt was on a worker: it is taken back, retried later."""
+
+
+def attempt_executor(
+    plan: Plan, store: Store, run_id: str, kill_event: threading.Event | None = None
+) -> Executor:
+    """The loop's executor: its thread pool, or worker processes when the plan says so
+    (`concurrency.executor: workers`, set by `orch run --workers 0` and `orch submit`)."""
+    concurrency = plan.spec.concurrency
+    if concurrency.executor != "workers":
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(concurrency.max_workers, thread_name_prefix="orch-worker")
+    return StoreExecutor(plan, store.url, run_id, kill_event or threading.Event())
+
+
+class StoreExecutor:
+    """Offers attempts to worker processes; completes their futures with the results."""
+
+    def __init__(self, plan: Plan, url: str, run_id: str, kill_event: threading.Event) -> None:
+        self.run_id = run_id
+        self.lease_seconds = plan.spec.concurrency.lease_seconds
+        self.capabilities = set(plan.spec.concurrency.capabilities)
+        self.kill_event = kill_event
+        self.queue = WorkQueue.open(url)
+        # A conductor taking the run over takes back what its predecessor offered: those
+        # tasks are retried by the loop (at-least-once), and a late report of them is refused.
+        taken = self.queue.withdraw(run_id=run_id)
+        if taken:
+            logger.info("withdrew %d attempt(s) offered by the run's previous conductor", taken)
+        self.pending: dict[int, tuple[Future[AttemptResult], Any]] = {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        poll = POSTGRES_POLL_SECONDS if self.queue.postgres else SQLITE_POLL_SECONDS
+        self.waker = Waker(url, REPORT_CHANNEL, poll)
+        self.thread = threading.Thread(target=self._collect, name="orch-collector", daemon=True)
+        self.thread.start()
+
+    def submit(
+        self, fn: Any, request: ActionRequest, context: dict[str, Any]
+    ) -> Future[AttemptResult]:
+        """Offer the attempt `fn(request, context)` would run; its future completes when a
+        worker reports it. `fn` is the loop's AttemptRunner.execute: its runner is told the
+        agent session the attempt ended with, as running it here would have."""
+        runner = getattr(fn, "__self__", None)
+        seconds = getattr(runner, "task_seconds", {}).get(request.task.id, 0.0)
+        payload = request_payload(request, context, seconds)
+        requires = sorted(set(request.task.tags) & self.capabilities)
+        future: Future[AttemptResult] = Future()
+        item = self.queue.offer(
+            self.run_id,
+            request.task.id,
+            request.attempt,
+            payload,
+            requires=requires,
+            lease_seconds=self.lease_seconds,
+        )
+        with self.lock:
+            self.pending[item] = (future, runner)
+        return future
+
+    def _collect(self) -> None:
+        while not self.done.is_set():
+            if self.kill_event.is_set():
+                self._withdraw_all("the run stopped while the attempt ran on a worker")
+            with self.lock:
+                ids = list(self.pending)
+            if ids:
+                try:
+                    self.queue.expire(run_id=self.run_id)
+                    reported = self.queue.collect(self.run_id, ids)
+                except store_errors() as error:  # the database is away: look again later
+                    logger.warning("cannot collect results from the store: %s", error)
+                    self.waker.wait()
+                    continue
+                for found in reported:
+                    self._complete(found.id, found.result)
+            self.waker.wait()
+        self.waker.close()
+
+    def _complete(self, item: int, data: dict[str, Any]) -> None:
+        with self.lock:
+            future, runner = self.pending.pop(item)
+        try:
+            result = result_of(data)
+        except Exception as error:  # a result this engine cannot read: the task is retried
+            future.set_exception(error)
+            return
+        if runner is not None and hasattr(runner, "remember_session"):
+            runner.remember_session(result.task_id, result.outcome.result)
+        future.set_result(result)
+
+    def _withdraw_all(self, reason: str) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        if not pending:
+            return
+        try:
+            self.queue.withdraw(list(pending))
+        except store_errors() as error:  # the next conductor withdraws them anyway
+            logger.warning("cannot withdraw offered attempts: %s", error)
+        for future, _runner in pending.values():
+            future.set_exception(AttemptWithdrawn(reason))
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop collecting; attempts still offered are taken back (their workers' reports are
+        refused; the loop retries their tasks when the run continues)."""
+        self.done.set()
+        if wait:
+            self.thread.join()
+        self._withdraw_all("the conductor stopped")
+        self.queue.close()
