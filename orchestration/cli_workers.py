@@ -165,6 +165,8 @@ def conduct(plan_file: Path, db: str | None, run_id: str | None, quiet: bool) ->
 
 
 def _conduct_until_done(store: Store, orchestrator: Any, quiet: bool) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from orchestration.cli import _display, _run_loop
     from orchestration.errors import StoreError
     from orchestration.store.claims import ClaimLost
@@ -174,7 +176,7 @@ def _conduct_until_done(store: Store, orchestrator: Any, quiet: bool) -> int:
             return _run_loop(orchestrator, quiet, None, _display(len(orchestrator.tasks), quiet))
         except ClaimLost:
             raise
-        except StoreError as error:
+        except (StoreError, SQLAlchemyError) as error:
             err_console.print(
                 f"the store went away ({error}); taking the run back when it returns",
                 style="yellow",
@@ -186,6 +188,8 @@ def _conduct_until_done(store: Store, orchestrator: Any, quiet: bool) -> int:
 def _take_back(store: Store, run_id: str, owner: str | None) -> Any:
     """Resume the run once the database answers again: this conductor's own claim is taken
     back at once; a run another conductor took in the meantime is left to it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from orchestration.errors import StoreError
     from orchestration.loop import Orchestrator
 
@@ -194,7 +198,7 @@ def _take_back(store: Store, run_id: str, owner: str | None) -> Any:
         try:
             held_by_me = store.get_run(run_id).owner == owner
             return Orchestrator.resume(store, run_id, force=held_by_me)
-        except StoreError:
+        except (StoreError, SQLAlchemyError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(RECONNECT_PAUSE_SECONDS)
