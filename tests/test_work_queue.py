@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,3 +116,40 @@ def test_orch_workers_shows_the_store_figures(db_url: str, queue: WorkQueue) -> 
     assert shown["w2"]["success_rate"] is None
     stored = {w.name: w for w in queue.workers()}
     assert shown["w1"]["last_heartbeat"].startswith(stored["w1"].last_heartbeat.isoformat()[:19])
+
+
+def test_the_dashboard_shows_the_workers_as_stored(sqlite_url: str) -> None:
+    with warnings.catch_warnings():
+        # Starlette 1.x asks for httpx2 behind its TestClient; httpx still works the same
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    from orchestration.web.app import create_app
+    from orchestration.web.config import ServerConfig
+
+    with Store.open(sqlite_url) as store:
+        _run(store)
+    queue = WorkQueue.open(sqlite_url)
+    queue.register_worker("w1", "host-a", 11, ["gpu"], 2, None)
+    queue.offer("r1", "a", 1, {}, lease_seconds=60)
+    held = queue.claim("w1", now=T0)
+    assert held is not None
+    assert queue.report(held, "w1", {}, succeeded=True, now=T0 + timedelta(seconds=4))
+    queue.offer("r1", "b", 3, {})
+    assert queue.claim("w1") is not None
+    queue.close()
+    token = {"Authorization": "Bearer t0ken-for-tests-only"}
+    with Store.open(sqlite_url) as store:
+        app = create_app(
+            ServerConfig(db_url=sqlite_url, token=token["Authorization"][7:]), store=store
+        )
+        with TestClient(app, follow_redirects=False) as client:
+            api = client.get("/api/v1/workers", headers=token).json()["workers"]
+            page = client.get("/workers", headers=token).text
+        stored = store.workers()
+    [shown] = api
+    [one] = stored
+    assert shown["current"] == list(one.current) == ["r1/b#3"]
+    assert shown["reported"] == one.reported == 1 and shown["success_rate"] == 1.0
+    assert shown["mean_duration_seconds"] == one.mean_duration_seconds == pytest.approx(4.0)
+    assert "host-a" in page and "r1/b#3" in page and "100% of 1" in page and "4.00s" in page

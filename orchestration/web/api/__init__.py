@@ -17,12 +17,13 @@ from orchestration.web.api import (
     interventions,
     logs,
     runs,
+    workers,
 )
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions)
+AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions, workers)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
