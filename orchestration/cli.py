@@ -123,6 +123,7 @@ def validate(
                     "command_prefix": list(environment.command_prefix),
                     "source": environment.source,
                 },
+                "workers": cli_workers.worker_reach(loaded),
             }
         )
         return
@@ -133,6 +134,9 @@ def validate(
         f"validators {', '.join(sorted(engine.plugins.validators))} available"
     )
     console.print(f"validators run with {escape(environment.describe())}")
+    note = cli_workers.worker_note(loaded)
+    if note:
+        console.print(escape(note))
 
 
 def _problem(error: OrchestrationError) -> dict[str, Any]:

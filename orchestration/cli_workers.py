@@ -204,6 +204,24 @@ def _take_back(store: Store, run_id: str, owner: str | None) -> Any:
             time.sleep(RECONNECT_PAUSE_SECONDS)
 
 
+def worker_reach(plan: Plan) -> str:
+    """Where worker processes may run the plan's attempts: `any` machine (its workdir is a git
+    repository they can clone) or `local` (this machine's workers only, sharing the workdir)."""
+    from orchestration.checkpoints import is_git_worktree
+
+    return "any" if is_git_worktree(Path(plan.workdir)) else "local"
+
+
+def worker_note(plan: Plan) -> str | None:
+    """What `orch validate` says about a plan for worker processes that runs on local ones only."""
+    if plan.spec.concurrency.executor != "workers" or worker_reach(plan) == "any":
+        return None
+    return (
+        f"workdir {plan.workdir} is not a git repository: its attempts run on worker processes "
+        "of this machine only (a worker elsewhere could not get its work tree)"
+    )
+
+
 def _masked(url: str) -> str:
     from orchestration.store.db import masked_url
 

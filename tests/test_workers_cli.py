@@ -1,0 +1,69 @@
+"""`orch validate` on plans for worker processes, and a run shared by workers on SQLite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from orchestration.store import Store
+from tests.helpers import PY, orch, orch_json, write_plan
+
+WAIT_LIMIT_S = 300
+
+
+def _plan(tmp_path: Path, tasks: list[dict], **concurrency: object) -> Path:
+    (tmp_path / "work").mkdir(exist_ok=True)
+    settings = {"executor": "workers", **concurrency}
+    plan = {"version": 1, "name": "w", "workdir": "work", "concurrency": settings, "tasks": tasks}
+    return write_plan(tmp_path, plan)
+
+
+def _task(task_id: str, records: Path) -> dict:
+    line = f'echo "$WORKER" >> {records / task_id}'
+    return {"id": task_id, "action": {"kind": "shell", "run": ["sh", "-c", line]}}
+
+
+def test_validate_says_a_workdir_without_git_runs_on_local_workers(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, [_task("a", tmp_path)])
+    done = orch("validate", str(plan))
+    assert done.returncode == 0, done.stderr
+    assert "is not a git repository" in done.stdout and "this machine only" in done.stdout
+    assert orch_json("validate", str(plan))["workers"] == "local"
+    subprocess.run(["git", "init", "-q", str(tmp_path / "work")], check=True)
+    done = orch("validate", str(plan))
+    assert "not a git repository" not in done.stdout
+    assert orch_json("validate", str(plan))["workers"] == "any"
+
+
+def test_local_workers_share_a_run_on_sqlite(tmp_path: Path, sqlite_url: str) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    ids = [f"t{i}" for i in range(12)]
+    plan = _plan(tmp_path, [_task(i, records) for i in ids], max_workers=4, lease_seconds=5)
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    workers = []
+    for name in ("a", "b"):
+        argv = [PY, "-m", "orchestration", "worker", "--db", sqlite_url, "--name", name]
+        with (tmp_path / f"{name}.log").open("wb") as log:
+            started = subprocess.Popen(argv, env={**env, "WORKER": name}, stdout=log, stderr=log)
+        workers.append(started)
+    try:
+        done = orch(
+            "submit", str(plan), "--db", sqlite_url, "-q", "--run-id", "r", timeout=WAIT_LIMIT_S
+        )
+    finally:
+        for worker in workers:
+            worker.terminate()  # SIGTERM: finish what runs, then stop
+        for worker in workers:
+            worker.wait(timeout=WAIT_LIMIT_S)
+    assert done.returncode == 0, done.stderr
+    with Store.open(sqlite_url) as store:
+        assert {t.state for t in store.tasks("r")} == {"completed"}
+        shown = {w.name: w for w in store.workers()}
+    ran = {i: (records / i).read_text().split() for i in ids}
+    assert all(len(names) == 1 for names in ran.values())
+    assert sum(w.reported for w in shown.values()) == len(ids)
+    assert {w.state for w in shown.values()} == {"stopped"}
+    for name, worker in shown.items():
+        assert worker.reported == sum(names == [name] for names in ran.values())
