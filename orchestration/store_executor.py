@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from orchestration.attempt_wire import request_payload, result_of
 from orchestration.work_queue import REPORT_CHANNEL, Waker, WorkQueue, store_errors
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
     from orchestration.actions import ActionRequest
     from orchestration.attempts import AttemptResult
     from orchestration.models import Plan
@@ -46,7 +44,7 @@ def attempt_executor(
     return StoreExecutor(plan, store.url, run_id, kill_event or threading.Event())
 
 
-class StoreExecutor:
+class StoreExecutor(Executor):
     """Offers attempts to worker processes; completes their futures with the results."""
 
     def __init__(self, plan: Plan, url: str, run_id: str, kill_event: threading.Event) -> None:
@@ -68,12 +66,13 @@ class StoreExecutor:
         self.thread = threading.Thread(target=self._collect, name="orch-collector", daemon=True)
         self.thread.start()
 
-    def submit(
-        self, fn: Any, request: ActionRequest, context: dict[str, Any]
-    ) -> Future[AttemptResult]:
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Offer the attempt `fn(request, context)` would run; its future completes when a
         worker reports it. `fn` is the loop's AttemptRunner.execute: its runner is told the
         agent session the attempt ended with, as running it here would have."""
+        request: ActionRequest
+        context: dict[str, Any]
+        request, context = args
         runner = getattr(fn, "__self__", None)
         seconds = getattr(runner, "task_seconds", {}).get(request.task.id, 0.0)
         payload = request_payload(request, context, seconds)

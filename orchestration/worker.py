@@ -15,9 +15,11 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from orchestration.actions import StopSignal
 from orchestration.work_queue import WORK_CHANNEL, Claim, Waker, WorkQueue, store_errors
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ class Held:
     """An attempt this worker runs: its claim and how to stop it when the lease is lost."""
 
     claim: Claim
-    stop: threading.Event
+    stop: StopSignal
     lost: bool = False
 
 
@@ -115,17 +117,15 @@ class Worker:
                 continue
             if claim is None:
                 break
-            from orchestration.actions import StopSignal
-
             held = Held(claim, StopSignal(self.kill_event))
             with self.lock:
                 self.held[claim.id] = held
             future: Future[None] = pool.submit(self._attempt, held)
-            future.add_done_callback(lambda _f, item=claim.id: self._release(item))
+            future.add_done_callback(partial(self._release, claim.id))
             claimed += 1
         return claimed
 
-    def _release(self, item: int) -> None:
+    def _release(self, item: int, _done: Future[None] | None = None) -> None:
         with self.lock:
             self.held.pop(item, None)
 
