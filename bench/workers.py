@@ -1,6 +1,6 @@
 """Worker processes on PostgreSQL: run throughput with 1, 2 and 4 workers, and claim latency.
 
-    python -m bench.workers [--db postgresql+psycopg://.../postgres] [--tasks 300]
+    python -m bench.workers [--db postgresql+psycopg://.../postgres] [--tasks 300] [--concurrency 1]
 
 Without --db it starts a throwaway server from Debian's PostgreSQL binaries (as the test suite
 does). Throughput: a conductor (`orch run --workers 0`) and N `orch worker` processes run
@@ -82,7 +82,7 @@ def orch(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def throughput(url: str, tasks: int, workers: int) -> float:
+def throughput(url: str, tasks: int, workers: int, concurrency: int = 1) -> float:
     """Tasks per second of a run whose attempts `workers` worker processes execute."""
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         (Path(tmp) / "work").mkdir()
@@ -90,7 +90,7 @@ def throughput(url: str, tasks: int, workers: int) -> float:
             "version": 1,
             "name": "bench-workers",
             "workdir": "work",
-            "concurrency": {"executor": "workers", "max_workers": 4 * workers},
+            "concurrency": {"executor": "workers", "max_workers": 4 * workers * concurrency},
             "tasks": [
                 {"id": f"t{i}", "action": {"kind": "shell", "run": ["true"]}} for i in range(tasks)
             ],
@@ -99,7 +99,10 @@ def throughput(url: str, tasks: int, workers: int) -> float:
         path.write_text(dump_plan(plan))
         started = time.perf_counter()
         conductor = orch("run", str(path), "--db", url, "--workers", "0", "-q")
-        pool = [orch("worker", "--db", url, "--name", f"w{i}") for i in range(workers)]
+        pool = [
+            orch("worker", "--db", url, "--name", f"w{i}", "-c", str(concurrency))
+            for i in range(workers)
+        ]
         code = conductor.wait()
         elapsed = time.perf_counter() - started
         for worker in pool:
@@ -145,13 +148,15 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--claims", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1, help="attempts per worker")
     args = parser.parse_args()
     server = contextmanager(lambda: iter([args.db]))() if args.db else throwaway_server()
     with server as admin:
+        print(f"concurrency {args.concurrency} per worker")
         print(f"{'workers':>8} {'tasks':>6} {'tasks/s':>8}")
         for count in args.workers:
             with fresh_database(admin, f"bench_workers_{count}") as url:
-                rate = throughput(url, args.tasks, count)
+                rate = throughput(url, args.tasks, count, args.concurrency)
             print(f"{count:>8} {args.tasks:>6} {rate:>8.1f}")
         print(f"\n{'claimers':>8} {'claims':>6} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
         for threads in (1, 4):

@@ -69,6 +69,7 @@ class Worker:
         self.stop_event = threading.Event()
         self.kill_event = threading.Event()
         self.held: dict[int, Held] = {}
+        self.freed = threading.Event()  # set when an attempt ends: a slot is free to claim
         self.lock = threading.Lock()
         self.runs: dict[str, RunTools] = {}
         self.queue: WorkQueue | None = None
@@ -88,9 +89,12 @@ class Worker:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="orch-attempt")
         try:
             while not self.stop_event.is_set():
+                self.freed.clear()
                 claimed = self._claim_free_slots(pool)
-                if not claimed:
-                    waker.wait()
+                if len(self.held) >= self.concurrency:
+                    self.freed.wait(poll)  # full: the next claim follows an attempt's end
+                elif not claimed:
+                    waker.wait()  # nothing offered that this worker may take
         finally:
             pool.shutdown(wait=True)
             self.kill_event.set()
@@ -128,6 +132,7 @@ class Worker:
     def _release(self, item: int, _done: Future[None] | None = None) -> None:
         with self.lock:
             self.held.pop(item, None)
+        self.freed.set()
 
     # ---- one attempt --------------------------------------------------------------------------
 
