@@ -27,8 +27,22 @@ POSTGRES_POLL_SECONDS = 1.0  # longest wait between looks when NOTIFY wakes the 
 SQLITE_POLL_SECONDS = 0.1  # SQLite has no NOTIFY: the conductor looks this often
 
 
-class AttemptWithdrawn(Exception):
-    """The run stopped while the attempt was on a worker: it is taken back, retried later."""
+def interrupted(task_id: str, attempt: int, reason: str) -> AttemptResult:
+    """An attempt taken back from the workers because the run stopped: concluded as an attempt
+    the engine stopped in one process is (its task waits for a retry; nothing is counted)."""
+    from orchestration.actions import ActionOutcome
+    from orchestration.attempts import AttemptResult
+    from orchestration.quality import QualityReport
+    from orchestration.workspace import Changes
+
+    outcome = ActionOutcome(None, False, 0.0, f"[orchestration] {reason}", interrupted=True)
+    return AttemptResult(
+        task_id, attempt, outcome, Changes((), 0), QualityReport(0.0, False, {}, ()), {}
+    )
+
+
+def pending_attempts(pending: dict[int, tuple[Any, Any, str, int]]) -> list[tuple[Any, str, int]]:
+    return [(future, task_id, attempt) for future, _r, task_id, attempt in pending.values()]
 
 
 def attempt_executor(
@@ -58,7 +72,8 @@ class StoreExecutor(Executor):
         taken = self.queue.withdraw(run_id=run_id)
         if taken:
             logger.info("withdrew %d attempt(s) offered by the run's previous conductor", taken)
-        self.pending: dict[int, tuple[Future[AttemptResult], Any]] = {}
+        # item id -> (its future, the loop's runner, task id, attempt number)
+        self.pending: dict[int, tuple[Future[AttemptResult], Any, str, int]] = {}
         self.lock = threading.Lock()
         self.done = threading.Event()
         poll = POSTGRES_POLL_SECONDS if self.queue.postgres else SQLITE_POLL_SECONDS
@@ -87,7 +102,7 @@ class StoreExecutor(Executor):
             lease_seconds=self.lease_seconds,
         )
         with self.lock:
-            self.pending[item] = (future, runner)
+            self.pending[item] = (future, runner, request.task.id, request.attempt)
         return future
 
     def _collect(self) -> None:
@@ -111,7 +126,7 @@ class StoreExecutor(Executor):
 
     def _complete(self, item: int, data: dict[str, Any]) -> None:
         with self.lock:
-            future, runner = self.pending.pop(item)
+            future, runner, _task, _attempt = self.pending.pop(item)
         try:
             result = result_of(data)
         except Exception as error:  # a result this engine cannot read: the task is retried
@@ -130,8 +145,8 @@ class StoreExecutor(Executor):
             self.queue.withdraw(list(pending))
         except store_errors() as error:  # the next conductor withdraws them anyway
             logger.warning("cannot withdraw offered attempts: %s", error)
-        for future, _runner in pending.values():
-            future.set_exception(AttemptWithdrawn(reason))
+        for future, task_id, attempt in pending_attempts(pending):
+            future.set_result(interrupted(task_id, attempt, reason))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop collecting; attempts still offered are taken back (their workers' reports are

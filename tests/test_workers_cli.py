@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from orchestration.store import Store
-from tests.helpers import PY, orch, orch_json, write_plan
+from tests.helpers import PY, orch, orch_json, wait_for_file, write_plan
 
 WAIT_LIMIT_S = 300
 
@@ -67,3 +67,40 @@ def test_local_workers_share_a_run_on_sqlite(tmp_path: Path, sqlite_url: str) ->
     assert {w.state for w in shown.values()} == {"stopped"}
     for name, worker in shown.items():
         assert worker.reported == sum(names == [name] for names in ran.values())
+
+
+def test_a_stopped_conductor_takes_its_attempts_back_and_resume_finishes(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    code = f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+    code += f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.02)\n"
+    task = {"id": "slow", "action": {"kind": "shell", "run": [PY, "-c", code]}}
+    plan = _plan(tmp_path, [task], shutdown_grace_seconds=0)
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    argv = [PY, "-m", "orchestration", "worker", "--db", sqlite_url, "--name", "a"]
+    with (tmp_path / "a.log").open("wb") as log:
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    conductor = subprocess.Popen(
+        [PY, "-m", "orchestration", "submit", str(plan), "--db", sqlite_url, "-q", "--run-id", "r"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_file(started)
+        conductor.terminate()  # SIGTERM with no grace: the attempt on the worker is taken back
+        assert conductor.wait(timeout=WAIT_LIMIT_S) == 143
+        with Store.open(sqlite_url) as store:
+            slow = store.task("r", "slow")
+        assert (slow.state, slow.attempts) == ("retrying", 1)
+        gate.touch()
+        done = orch("resume", "r", "--db", sqlite_url, "-q", timeout=WAIT_LIMIT_S)
+        assert done.returncode == 0, done.stderr
+    finally:
+        worker.terminate()
+        worker.wait(timeout=WAIT_LIMIT_S)
+        if conductor.poll() is None:
+            conductor.kill()
+            conductor.wait()
