@@ -41,6 +41,12 @@ def interrupted(task_id: str, attempt: int, reason: str) -> AttemptResult:
     )
 
 
+def _stop_set(runner: Any, task_id: str) -> bool:
+    """Whether the loop asked the attempt of `task_id` to stop (its RunningAttempt's signal)."""
+    running = getattr(runner, "running", {}).get(task_id)
+    return running is not None and running.stop.is_set()
+
+
 def pending_attempts(pending: dict[int, tuple[Any, Any, str, int]]) -> list[tuple[Any, str, int]]:
     return [(future, task_id, attempt) for future, _r, task_id, attempt in pending.values()]
 
@@ -109,6 +115,7 @@ class StoreExecutor(Executor):
         while not self.done.is_set():
             if self.kill_event.is_set():
                 self._withdraw_all("the run stopped while the attempt ran on a worker")
+            self._withdraw_stopped()
             with self.lock:
                 ids = list(self.pending)
             if ids:
@@ -136,9 +143,23 @@ class StoreExecutor(Executor):
             runner.remember_session(result.task_id, result.outcome.result)
         future.set_result(result)
 
+    def _withdraw_stopped(self) -> None:
+        """Take back the attempts the loop stopped (an `at: during` rule set their stop): the
+        worker's renewal is refused and it stops the action, as a thread here would."""
+        with self.lock:
+            stopped = {
+                item: entry for item, entry in self.pending.items() if _stop_set(entry[1], entry[2])
+            }
+            for item in stopped:
+                del self.pending[item]
+        self._withdraw(stopped, "the attempt was stopped by the engine")
+
     def _withdraw_all(self, reason: str) -> None:
         with self.lock:
             pending, self.pending = self.pending, {}
+        self._withdraw(pending, reason)
+
+    def _withdraw(self, pending: dict[int, tuple[Any, Any, str, int]], reason: str) -> None:
         if not pending:
             return
         try:

@@ -104,3 +104,44 @@ def test_a_stopped_conductor_takes_its_attempts_back_and_resume_finishes(
         if conductor.poll() is None:
             conductor.kill()
             conductor.wait()
+
+
+def test_a_during_rule_stops_an_attempt_on_a_worker(tmp_path: Path, sqlite_url: str) -> None:
+    marker = tmp_path / "slow-once"
+    # The first attempt waits until stopped; the second finds the marker and ends at once.
+    code = (
+        f"import pathlib, time\np = pathlib.Path({str(marker)!r})\n"
+        "if not p.exists():\n    p.touch()\n    time.sleep(600)\n"
+    )
+    (tmp_path / "rules.yaml").write_text(
+        "breakpoints:\n  - {name: time_threshold_exceeded, when: 'duration_seconds >= 1'}\n"
+    )
+    (tmp_path / "work").mkdir()
+    plan = write_plan(
+        tmp_path,
+        {
+            "version": 1,
+            "name": "w",
+            "workdir": "work",
+            "rules": ["rules.yaml"],
+            "defaults": {"retry": {"max_attempts": 3, "base_seconds": 0, "jitter": False}},
+            "concurrency": {"executor": "workers"},
+            "tasks": [{"id": "a", "action": {"kind": "shell", "run": [PY, "-c", code]}}],
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    argv = [PY, "-m", "orchestration", "worker", "--db", sqlite_url, "--name", "a"]
+    with (tmp_path / "a.log").open("wb") as log:
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    try:
+        done = orch(
+            "submit", str(plan), "--db", sqlite_url, "-q", "--run-id", "r", timeout=WAIT_LIMIT_S
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=WAIT_LIMIT_S)
+    assert done.returncode == 0, done.stderr
+    with Store.open(sqlite_url) as store:
+        assert store.task("r", "a").attempts == 2
+        stopped = [e for e in store.events("r") if e.kind == "attempt_stopped"]
+    assert len(stopped) == 1 and stopped[0].data["rule"] == "time_threshold_exceeded"
