@@ -82,6 +82,8 @@ class Worker:
     def run(self) -> None:
         """Work until `stop()`; attempts under way finish and are reported first."""
         self._connect()
+        if self.queue is None:
+            return  # stopped before the database ever answered
         poll = POLL_SECONDS if self._queue().postgres else SQLITE_POLL_SECONDS
         waker = Waker(self.url, WORK_CHANNEL, poll)
         beat = threading.Thread(target=self._beat, name="orch-lease", daemon=True)
