@@ -25,6 +25,7 @@ from orchestration import (
     cli_review,
     cli_schedule,
     cli_serve,
+    cli_workers,
 )
 from orchestration.cli_common import (
     EXIT_BAD_INPUT,
@@ -77,6 +78,7 @@ cli_resilience.register(app, task_app)
 cli_schedule.register(app)
 cli_events.register(app)
 cli_daemon.register(app)
+cli_workers.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -127,6 +129,7 @@ def validate(
                     "command_prefix": list(environment.command_prefix),
                     "source": environment.source,
                 },
+                "workers": cli_workers.worker_reach(loaded),
             }
         )
         return
@@ -137,6 +140,9 @@ def validate(
         f"validators {', '.join(sorted(engine.plugins.validators))} available"
     )
     console.print(f"validators run with {escape(environment.describe())}")
+    note = cli_workers.worker_note(loaded)
+    if note:
+        console.print(escape(note))
 
 
 def _problem(error: OrchestrationError) -> dict[str, Any]:
@@ -310,14 +316,27 @@ def run(
             help='Values of the plan\'s parameters as a JSON object, e.g. \'{"branch": "main"}\'.',
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            max=0,
+            help="0: execute nothing here; worker processes (`orch worker`) run the attempts "
+            "and this process conducts the run (as `orch submit`).",
+        ),
+    ] = None,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
-    from orchestration.hooks import load_plugins
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
     from orchestration.plan_params import parse_params_json
 
     values = parse_params_json(params) if params is not None else {}
+    if workers == 0:
+        raise typer.Exit(cli_workers.conduct(plan, db, run_id, quiet, params=values))
+    from orchestration.hooks import load_plugins
+    from orchestration.loop import Orchestrator, build_engine
+    from orchestration.plan import load_plan
+
     plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
     loaded = load_plan(plan, action_kinds=plugins.action_kinds, params=values)
     engine = build_engine(loaded, plugins)

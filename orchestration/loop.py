@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -69,6 +69,7 @@ from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
+from orchestration.store_executor import attempt_executor
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
 from orchestration.tracing import trace_finished_run
@@ -211,15 +212,14 @@ class Orchestrator:
             weights=plan.spec.scheduling,
             max_running=concurrency.max_running,
         )
-        self.executor = ThreadPoolExecutor(
-            concurrency.max_workers, thread_name_prefix="orch-worker"
-        )
         self.futures: dict[Future[AttemptResult], str] = {}
         self._starting = 0
         # Attempts run in the loop's own thread (inline python), concluded on the next tick.
         self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
         self.stop_event = threading.Event()  # set: no new attempt starts (draining)
         self.kill_event = threading.Event()  # set: attempts under way are stopped now
+        # Threads of this process, or worker processes (concurrency.executor: workers).
+        self.executor = attempt_executor(plan, store, run.id, self.kill_event)
         self._kill_at: float | None = None  # when draining turns into stopping (monotonic)
         self.batch = Batch()
         self.pending_notifications: list[Notification] = []

@@ -346,6 +346,15 @@ class Concurrency(_Strict):
     inline_python: bool = False
     # On Ctrl-C / SIGTERM, how long running actions may go on before they are stopped.
     shutdown_grace_seconds: float = Field(30.0, ge=0, le=86_400)
+    # Who executes the attempts: this process's threads, or worker processes (`orch worker`)
+    # that claim them from the store (PostgreSQL, or SQLite for workers on this machine).
+    executor: Literal["threads", "workers"] = "threads"
+    # How long a worker's claim on an attempt holds without a heartbeat; past it the attempt
+    # is offered again and the late worker's result is refused.
+    lease_seconds: float = Field(30.0, ge=1, le=86_400)
+    # Task tags that are worker capabilities: a task tagged with one runs only on a worker
+    # started with `--capabilities` naming it.
+    capabilities: list[str] = Field(default_factory=list)
 
     @field_validator("pools")
     @classmethod

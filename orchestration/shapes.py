@@ -665,3 +665,44 @@ class TasksAddedOut(BaseModel):
         description="An engine works on the run and picks them up by itself; else resume it."
     )
     next: str = Field(description="What happens next, as the CLI says it.")
+
+
+class WorkerOut(_Out):
+    """A worker process (`orch worker`) and the attempts it ran, as the store records them."""
+
+    name: str = Field(description="The worker's name (--name, else host:pid).")
+    host: str = Field(description="The machine it runs on.")
+    pid: int = Field(description="Its process id on that machine.")
+    capabilities: list[str] = Field(description="Tags of the tasks it may run (--capabilities).")
+    concurrency: int = Field(description="How many attempts it runs at once.")
+    run_id: str | None = Field(description="The only run it works for (--run), or null: any.")
+    state: str = Field(description="working, or stopped (it ended cleanly).")
+    started_at: datetime
+    last_heartbeat: datetime = Field(description="When it last said it was alive.")
+    current: list[str] = Field(description="Attempts it holds a lease on now: run/task#attempt.")
+    reported: int = Field(description="Attempts it ran and reported.")
+    succeeded: int = Field(description="Of those, attempts whose quality gate passed.")
+    success_rate: float | None = Field(description="succeeded / reported; null before any.")
+    mean_duration_seconds: float | None = Field(
+        description="Mean time from claim to report of its reported attempts."
+    )
+
+
+def worker_out(worker: Any) -> WorkerOut:
+    """The shape of a `work_queue.WorkerFigures`."""
+    return WorkerOut(
+        name=worker.name,
+        host=worker.host,
+        pid=worker.pid,
+        capabilities=list(worker.capabilities),
+        concurrency=worker.concurrency,
+        run_id=worker.run_id,
+        state=worker.state,
+        started_at=worker.started_at,
+        last_heartbeat=worker.last_heartbeat,
+        current=list(worker.current),
+        reported=worker.reported,
+        succeeded=worker.succeeded,
+        success_rate=worker.success_rate,
+        mean_duration_seconds=worker.mean_duration_seconds,
+    )

@@ -36,6 +36,8 @@ STORE_TABLES = {
     "quality_results",
     "events",
     "run_settings",
+    "work_items",
+    "workers",
     "circuit_breakers",
     "dead_letters",
     "interventions",

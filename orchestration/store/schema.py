@@ -393,3 +393,52 @@ class TriggerCursor(Base):
 
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
+
+
+class WorkItem(Base):
+    """One attempt offered to worker processes (migration 0011): who holds it, until when, and
+    the fencing token its report must carry."""
+
+    __tablename__ = "work_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), _run_fk())
+    task_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    attempt: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]]
+    requires: Mapped[list[Any]]  # capability tags a worker must have to claim it
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))  # offered | claimed | reported
+    lease_owner: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    lease_expires: Mapped[datetime | None]
+    lease_seconds: Mapped[float] = mapped_column(Float)
+    token: Mapped[int] = mapped_column(Integer)  # bumped by every claim: fences late reports
+    deliveries: Mapped[int] = mapped_column(Integer)  # how many times it was claimed
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    succeeded: Mapped[bool | None] = mapped_column(Boolean)  # the attempt's gate passed
+    duration_seconds: Mapped[float | None] = mapped_column(Float)  # claimed to reported
+    offered_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    reported_at: Mapped[datetime | None]
+    reported_by: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+
+    __table_args__ = (
+        Index("ix_work_items_state_id", "state", "id"),
+        Index("ix_work_items_run_id_state", "run_id", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class WorkerRow(Base):
+    """A worker process (migration 0011): where it runs, what it can do, when it was last heard."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    host: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    pid: Mapped[int] = mapped_column(Integer)
+    capabilities: Mapped[list[Any]]
+    concurrency: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))  # --run: only that run's work
+    started_at: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(STATE_LENGTH))  # working | stopped

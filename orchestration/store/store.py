@@ -255,6 +255,15 @@ class Store:
             raise StoreError(f"cannot open the store at {masked_url(url)}: {reason}") from exc
         return cls(url, engine)
 
+    def workers(self) -> list[Any]:
+        """The worker processes recorded (`orch worker`), with their figures (WorkerFigures)."""
+        from orchestration.work_queue import WorkQueue
+
+        try:
+            return WorkQueue(self._engine).workers()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the workers: {_first_line(exc)}") from exc
+
     def check_file(self) -> None:
         """Raise StoreError if the SQLite file opened is gone or another file took its place."""
         if self._file is None or self._identity is None:

@@ -20,6 +20,7 @@ from orchestration.web.api import (
     runs,
     schedules,
     trigger_events,
+    workers,
 )
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
@@ -36,6 +37,7 @@ AREAS = (
     interventions,
     schedules,
     trigger_events,
+    workers,
 )
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}

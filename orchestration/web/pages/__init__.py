@@ -16,9 +16,10 @@ from orchestration.web.pages import (
     interventions,
     login,
     runs,
+    workers,
 )
 
-AREAS = (runs, breakpoints, dead_letters, breakers, interventions)
+AREAS = (runs, breakpoints, dead_letters, breakers, interventions, workers)
 
 
 def page_router() -> APIRouter:
