@@ -16,6 +16,13 @@ from pydantic import (
     model_validator,
 )
 
+from orchestration.agent_specs import (
+    AgentSpec,
+    AssignmentSettings,
+    HealthSettings,
+    RetryOn,
+    WavesSpec,
+)
 from orchestration.bounded_regex import PatternError, compile_pattern
 
 PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
@@ -270,6 +277,8 @@ class TaskSpec(_Strict):
     # Out of attempts with a failed gate: hand the task to a human, or fail it (trigger rules and
     # failure branches then go on). None: the plan's `defaults.when_exhausted`.
     when_exhausted: Literal["escalate", "fail"] | None = None
+    requires: list[str] = Field(default_factory=list)  # capabilities its agent must have
+    retry_on: RetryOn | None = None  # None: the plan's assignment.retry_on
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -423,6 +432,10 @@ class PlanSpec(_Strict):
     isolation: Literal["worktree", "shared"] | None = None
     # In worktree isolation: run each task's validators on the merged result before its merge.
     validate_after_merge: bool = False
+    agents: list[AgentSpec] = Field(default_factory=list)  # or a file name (agent_specs.py)
+    assignment: AssignmentSettings = Field(default_factory=AssignmentSettings)
+    waves: WavesSpec | None = None  # None: waves are shown, not enforced
+    health: HealthSettings = Field(default_factory=HealthSettings)
     tasks: list[TaskSpec] = Field(min_length=1)
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origi
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
+from orchestration.agent_specs import agent_problems, resolve_agents_file
 from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
@@ -186,6 +187,8 @@ def _build_plan(
 ) -> Plan:
     _check_shape(data, lines, display)
     problems = _Problems(display, lines)
+    data, agent_file_problems = resolve_agents_file(data, plan_path.parent, display)
+    problems.found.extend(agent_file_problems)
     spec: PlanSpec | None = None
     try:
         spec = PlanSpec.model_validate(data)
@@ -203,6 +206,8 @@ def _build_plan(
     _check_cycles(problems, tasks)
     _check_pools(problems, data, tasks)
     _check_agent_commands(problems, data, tasks)
+    for message, at, task_id, field in agent_problems(data, [(t.path, t.data) for t in tasks]):
+        problems.add(message, at, task=task_id, field=field)
     _check_expressions(problems, tasks)
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)
@@ -701,6 +706,8 @@ def _check_pools(problems: _Problems, data: dict[str, Any], tasks: list[_RawTask
 def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list[_RawTask]) -> None:
     defaults = data.get("defaults")
     if isinstance(defaults, dict) and defaults.get("agent_command") is not None:
+        return
+    if data.get("agents"):  # the plan's agents run its agent tasks (agent_specs.assignable)
         return
     for task in tasks:
         action = task.data.get("action")
