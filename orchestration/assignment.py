@@ -98,9 +98,7 @@ def choose(ask: TaskAsk, snapshot: Snapshot) -> Choice:
     agent, reason, scores = rank(ask, free, snapshot)
     if ask.requires:
         reason = f"has {', '.join(sorted(ask.requires))}; {reason}"
-    return Choice(
-        agent.name, reason + retry_note, round(agent.predicted, 6), scores, capable=names
-    )
+    return Choice(agent.name, reason + retry_note, round(agent.predicted, 6), scores, capable=names)
 
 
 def _retry_filter(
