@@ -132,15 +132,17 @@ def resolve_agents_file(data: Any, base: Path, display: str) -> tuple[Any, list[
         )
         return {k: v for k, v in data.items() if k != "agents"}, problems
     prefix: tuple[str | int, ...] = ("agents",) if isinstance(loaded, dict) else ()
+    valid = []
     for i, raw in enumerate(agents):
         try:
             AgentSpec.model_validate(raw)
+            valid.append(raw)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 field = ".".join(str(p) for p in error["loc"]) or "agent"
                 name = raw.get("name") if isinstance(raw, dict) else None
                 line = lines.line_of((*prefix, i, *error["loc"]))
-                message = str(error.get("ctx", {}).get("error", error["msg"]))
+                message = _message(error)
                 problems.append(
                     PlanError(
                         f"agent {name or i}: {message}",
@@ -149,7 +151,24 @@ def resolve_agents_file(data: Any, base: Path, display: str) -> tuple[Any, list[
                         field=f"agents[{i}].{field}",
                     )
                 )
-    return {**data, "agents": agents}, problems
+    # The agents in error are reported against their file, not again against the plan.
+    return {**data, "agents": valid}, problems
+
+
+_BOUNDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+
+
+def _message(error: Any) -> str:
+    """A pydantic error in the words of plan errors: what was given, what was expected."""
+    ctx = error.get("ctx") or {}
+    if "error" in ctx:
+        return str(ctx["error"])
+    bounds = [f"{_BOUNDS[k]} {v}" for k, v in ctx.items() if k in _BOUNDS]
+    if bounds:
+        return f"{error.get('input')!r} is out of range; expected {' and '.join(bounds)}"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field; expected one of: {', '.join(AgentSpec.model_fields)}"
+    return f"{error['msg']}, got {error.get('input')!r}"
 
 
 def agent_problems(data: dict[str, Any], tasks: list[tuple[Any, dict[str, Any]]]) -> list[Any]:

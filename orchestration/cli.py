@@ -16,6 +16,7 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_fleet,
     cli_logs,
     cli_plugins,
     cli_report,
@@ -71,6 +72,7 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
+cli_fleet.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -922,6 +924,8 @@ def explain(
         ]
         lines += [f"    {line}" for line in explanation_lines(d.explanation)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    for a in explained.shape.assignments:  # agents declared by the plan (fleet.py)
+        console.print(f"  attempt {a.attempt}: why this agent: {a.agent}, {a.reason}", markup=False)
 
 
 # ---- demo -----------------------------------------------------------------------------------

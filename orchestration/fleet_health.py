@@ -14,6 +14,7 @@ Health = 100 * weighted mean of four parts, each from 0 to 1 (weights from the p
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -229,3 +230,83 @@ __all__ = [
     "jain_index",
     "p95",
 ]
+
+
+def run_health(store: Any, run_id: str) -> Any:
+    """`orch health RUN` and the dashboard: the run's figures, score, waves and anomalies."""
+    from orchestration.agent_specs import HealthSettings
+    from orchestration.fleet_shapes import (
+        AgentOut,
+        AnomalyOut,
+        HealthOut,
+        HealthPartsOut,
+        WaveHealthOut,
+    )
+    from orchestration.waves import plan_waves
+
+    run = store.get_run(run_id)
+    spec = (run.plan_json or {}).get("spec", {})
+    agents = [a["name"] for a in spec.get("agents", [])]
+    costs = {a["name"]: float(a.get("cost_per_unit", 0.0)) for a in spec.get("agents", [])}
+    weights = HealthSettings.model_validate(spec.get("health", {})).weights.model_dump()
+    events = store.events(run_id, kinds=[ASSIGNED, STEP, ANOMALY])
+    attempts = attempt_figures(events, costs)
+    assignments = assignments_from(events)
+    whole = health(attempts, assignments, agents, weights)
+    named = agent_figures("run", [dataclasses.replace(a, agent="run") for a in attempts])
+    waves = []
+    for number, wave in enumerate(plan_waves(t.spec for t in store.tasks(run_id)), start=1):
+        ids = set(wave)
+        part = health(
+            [a for a in attempts if a.task_id in ids],
+            [a for a in assignments if a.task_id in ids],
+            agents,
+            weights,
+        )
+        parts = HealthPartsOut(**part.parts)
+        waves.append(WaveHealthOut(wave=number, tasks=wave, score=part.score, parts=parts))
+    return HealthOut(
+        run=run_id,
+        score=whole.score,
+        parts=HealthPartsOut(**whole.parts),
+        weights=whole.weights,
+        attempts=len(attempts),
+        success_rate=named.success_rate,
+        calibration_error=named.calibration_error,
+        mean_duration_seconds=named.mean_duration_seconds,
+        p95_duration_seconds=named.p95_duration_seconds,
+        cost=named.cost,
+        agents=[AgentOut(**dataclasses.asdict(agent_figures(name, attempts))) for name in agents],
+        waves=waves,
+        anomalies=[
+            AnomalyOut(
+                kind=str(e.data.get("kind")),
+                subject=str(e.data.get("subject")),
+                message=str(e.data.get("message")),
+                task=e.task_id,
+                at=e.at.isoformat(),
+                figures=dict(e.data.get("figures") or {}),
+            )
+            for e in events
+            if e.kind == ANOMALY
+        ],
+    )
+
+
+def task_assignments(store: Any, run_id: str, task_id: str) -> list[Any]:
+    """Each attempt's agent and why (`orch explain`: why this agent)."""
+    from orchestration.fleet_shapes import AssignmentOut
+
+    return [
+        AssignmentOut(
+            task=a.task_id,
+            attempt=a.attempt,
+            agent=a.agent,
+            strategy=a.strategy,
+            reason=a.reason,
+            predicted=a.predicted,
+            waited_seconds=a.waited_seconds,
+            scores=a.scores,
+        )
+        for a in assignments_from(store.task_events(run_id, task_id, kinds=[ASSIGNED]))
+    ]

@@ -24,6 +24,7 @@ from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
 from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
+from orchestration.waves import gate_problem
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,8 @@ def _build_plan(
     _check_agent_commands(problems, data, tasks)
     for message, at, task_id, field in agent_problems(data, [(t.path, t.data) for t in tasks]):
         problems.add(message, at, task=task_id, field=field)
+    if (wave_gate := gate_problem(data)) is not None:
+        problems.add(wave_gate, ("waves", "gate"), task=None, field="waves.gate")
     _check_expressions(problems, tasks)
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)

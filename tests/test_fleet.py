@@ -1,0 +1,194 @@
+"""Agents, waves and anomalies in real runs: scripted agent processes on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.errors import PlanErrors
+from orchestration.hooks import load_plugins
+from orchestration.loop import Orchestrator, build_engine
+from orchestration.plan import load_plan
+from orchestration.review import resolve_breakpoint
+from orchestration.store import Store
+from tests.helpers import PY, orch, orch_json, shell_task, write_plan
+
+AGENT = str(Path(__file__).parent / "data" / "fleet" / "agent.py")
+RETRY = {"max_attempts": 2, "base_seconds": 0, "jitter": False}
+
+
+@pytest.fixture
+def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    opened = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    yield opened
+    opened.close()
+
+
+def agent(name: str, log: Path, **more: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "command": [PY, AGENT, "{prompt}"],
+        "env": {"FLEET_LOG": str(log)},
+        **more,
+    }
+
+
+def agent_task(task_id: str, prompt: str = "work", **more: Any) -> dict[str, Any]:
+    return {"id": task_id, "action": {"kind": "agent", "prompt": prompt}, **more}
+
+
+def run_plan(tmp_path: Path, store: Store, plan: dict[str, Any]) -> Any:
+    loaded = load_plan(write_plan(tmp_path, {"version": 1, "name": "fleet", **plan}))
+    engine = build_engine(loaded, load_plugins(entry_points=False))
+    return Orchestrator.start(loaded, store, run_id="r", engine=engine).run_until_stopped()
+
+
+def log_lines(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def test_round_robin_capabilities_and_retry_on_another_agent(tmp_path: Path, store: Store) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": RETRY},
+        "agents": [
+            agent("alpha", log, capabilities=["python"]),
+            agent("beta", log, capabilities=["python", "docs"]),
+        ],
+        "assignment": {"strategy": "round_robin"},
+        "tasks": [
+            agent_task("t1", "fail-on:alpha", retry_on="other_agent", requires=["python"]),
+            agent_task("t2", depends_on=["t1"], requires=["docs"]),
+        ],
+    }
+    summary = run_plan(tmp_path, store, plan)
+    assert summary.state == "completed"
+    # t1: turn 1 goes to alpha, which fails; the retry must go to another agent: beta
+    assert log_lines(log) == ["t1 1 alpha", "t1 2 beta", "t2 1 beta"]
+    chosen = [
+        (e.task_id, e.data["attempt"], e.data["agent"])
+        for e in store.events("r", kinds=["agent_assigned"])
+    ]
+    assert chosen == [("t1", 1, "alpha"), ("t1", 2, "beta"), ("t2", 1, "beta")]
+    retry = store.events("r", kinds=["agent_assigned"])[1].data
+    assert "another agent than alpha" in retry["reason"]
+    explained = orch_json("explain", "r", "t1", "--db", store.url)
+    assert [(a["attempt"], a["agent"]) for a in explained["assignments"]] == [
+        (1, "alpha"),
+        (2, "beta"),
+    ]
+    text = orch("explain", "r", "t2", "--db", store.url).stdout
+    assert "why this agent" in text.lower() and "has docs" in text
+
+
+def test_max_concurrent_makes_tasks_wait_for_a_free_agent(tmp_path: Path, store: Store) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "concurrency": {"max_workers": 3},
+        "agents": [agent("solo", log, max_concurrent=1)],
+        "tasks": [agent_task(f"t{i}") for i in range(3)],
+    }
+    assert run_plan(tmp_path, store, plan).state == "completed"
+    assert sorted(line.split()[0] for line in log_lines(log)) == ["t0", "t1", "t2"]
+    waited = [e.data["waited_seconds"] for e in store.events("r", kinds=["agent_assigned"])]
+    assert waited[0] == 0.0 and all(w > 0 for w in waited[1:])  # one slot: the others waited
+    health = orch_json("health", "r", "--db", store.url)
+    assert health["parts"]["availability"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_wave_gate_holds_the_next_wave_until_a_human_approves(tmp_path: Path, store: Store) -> None:
+    plan = {
+        "concurrency": {"max_workers": 3},
+        "defaults": {"retry": {"max_attempts": 1}, "when_exhausted": "fail"},
+        "waves": {"gate": "failed == 0"},
+        "tasks": [
+            shell_task("a", "pass"),
+            shell_task("b", "raise SystemExit(1)"),
+            shell_task("c", "pass", depends_on=["a"]),
+        ],
+    }
+    summary = run_plan(tmp_path, store, plan)
+    assert summary.state == "paused"
+    (bp,) = store.breakpoints("r", state="open")
+    assert bp.rule == "wave_gate" and bp.task_id == "c" and bp.scope == "run"
+    assert bp.context["wave"] == 1 and bp.context["failed"] == 1 and bp.context["succeeded"] == 1
+    (gate,) = store.events("r", kinds=["wave_gate"])
+    assert gate.data["holds"] is False and gate.data["figures"]["tasks"] == 2
+    assert store.task("r", "c").attempts == 0
+    resolve_breakpoint(store, bp.id, "approve", actor="tester")
+    summary = Orchestrator.resume(store, "r").run_until_stopped()
+    assert store.task("r", "c").state == "completed"
+    assert summary.state == "failed"  # b failed for good; c ran because a human opened wave 2
+
+
+def test_an_agents_failure_streak_is_an_anomaly_event_and_breakpoint(
+    tmp_path: Path, store: Store
+) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": {"max_attempts": 1}, "when_exhausted": "fail"},
+        "agents": [agent("flaky", log)],
+        "tasks": [agent_task(f"t{i}", "fail-on:flaky", trigger="all_done") for i in range(3)],
+    }
+    run_plan(tmp_path, store, plan)
+    (event,) = store.events("r", kinds=["anomaly_detected"])
+    assert event.data["kind"] == "failure_pattern" and event.data["subject"] == "flaky"
+    notes = [bp for bp in store.breakpoints("r") if bp.rule == "anomaly_detected"]
+    assert len(notes) == 1 and notes[0].action == "notify" and notes[0].state == "resolved"
+    health = orch_json("health", "r", "--db", store.url)
+    assert health["anomalies"][0]["kind"] == "failure_pattern"
+    (flaky,) = health["agents"]
+    assert (flaky["attempts"], flaky["succeeded"], flaky["success_rate"]) == (3, 0, 0.0)
+    assert health["parts"]["success"] == 0.0
+
+
+def test_plan_errors_name_the_file_the_field_and_what_was_expected(tmp_path: Path) -> None:
+    shared = tmp_path / "agents.yaml"
+    shared.write_text(
+        "agents:\n  - name: a\n    command: [x]\n    max_concurrent: 0\n"
+        "  - name: b\n    command: [x]\n    capabilities: [python]\n"
+    )
+    plan = {
+        "version": 1,
+        "name": "p",
+        "agents": "agents.yaml",
+        "tasks": [agent_task("t", requires=["gpu"])],
+    }
+    with pytest.raises(PlanErrors) as raised:
+        load_plan(write_plan(tmp_path, plan))
+    messages = [str(e) for e in raised.value.errors]
+    assert any(str(shared) in m and "max_concurrent" in m and "at least 1" in m for m in messages)
+    assert any(
+        "task 't'" in m and "requires" in m and "gpu" in m and "python" in m for m in messages
+    )
+    shared.write_text("agents:\n  - name: a\n    command: [x]\n    capabilities: [gpu]\n")
+    loaded = load_plan(write_plan(tmp_path, plan))
+    assert [a.name for a in loaded.spec.agents] == ["a"]  # the plan keeps the agents themselves
+    bad_gate = {**plan, "waves": {"gate": "tests_failed == 0"}}
+    with pytest.raises(PlanErrors, match=r"waves\.gate"):
+        load_plan(write_plan(tmp_path, bad_gate))
+
+
+def test_plan_waves_shows_waves_and_the_load_balance_score(tmp_path: Path) -> None:
+    plan = {
+        "version": 1,
+        "name": "p",
+        "agents": [
+            {"name": "a", "command": ["x"], "expected_seconds": 60},
+            {"name": "b", "command": ["x"], "expected_seconds": 60},
+        ],
+        "assignment": {"strategy": "round_robin"},
+        "tasks": [
+            agent_task("t1"),
+            agent_task("t2"),
+            agent_task("t3"),
+            agent_task("t4", depends_on=["t1", "t2"]),
+        ],
+    }
+    shown = orch_json("plan", "waves", str(write_plan(tmp_path, plan)))
+    assert shown["waves"] == [["t1", "t2", "t3"], ["t4"]]
+    # round robin: t1 a, t2 b, t3 a, t4 b -> a 120 s, b 120 s: even, 100
+    assert shown["assignment"] == {"t1": "a", "t2": "b", "t3": "a", "t4": "b"}
+    assert shown["loads"] == {"a": 120.0, "b": 120.0} and shown["load_balance"] == 100.0
