@@ -87,6 +87,9 @@ class AnomalySettings(_Strict):
     imbalance_threshold: float = Field(0.6, gt=0, le=1)  # Jain's index below this
     outlier_min_samples: int = Field(5, ge=3)
     outlier_z: float = Field(3.5, gt=0)  # modified z-score (Iglewicz and Hoaglin)
+    # a duration this close to the median is no anomaly, whatever its z-score (short tasks
+    # vary by more than their spread from one run to the next)
+    outlier_min_excess_seconds: float = Field(10.0, ge=0)
 
 
 class HealthSettings(_Strict):

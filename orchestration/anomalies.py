@@ -13,7 +13,8 @@ Each detector reads a snapshot and the plan's `health.anomalies` thresholds (def
   Hoaglin's cut-off), once `outlier_min_samples` (5) earlier attempts exist. Only values above
   the median count (a fast, cheap attempt is no anomaly). When the MAD is 0 the mean absolute
   deviation times 1.2533 stands in for it (the usual fallback); when that is 0 too, nothing is
-  flagged.
+  flagged. A duration less than `outlier_min_excess_seconds` (10) above the median is never
+  an outlier.
 Each anomaly has a `key` (kind and subject): a run reports each key once.
 """
 
@@ -148,6 +149,8 @@ def outlier(
     if z is None or z <= settings.outlier_z:
         return None
     median = statistics.median(history)
+    if what == "duration" and value - median < settings.outlier_min_excess_seconds:
+        return None
     subject = f"{attempt.task_id}#{attempt.attempt}"
     return Anomaly(
         f"{what}_outlier",

@@ -76,7 +76,7 @@ def test_empty_run_is_healthy_and_small_figures() -> None:
 
 
 def test_duration_outlier_by_median_and_mad() -> None:
-    settings = AnomalySettings()
+    settings = AnomalySettings(outlier_min_excess_seconds=0)
     earlier = [
         attempt(f"e{i}", True, duration_seconds=d) for i, d in enumerate([10, 12, 11, 13, 9])
     ]
@@ -91,6 +91,8 @@ def test_duration_outlier_by_median_and_mad() -> None:
     assert outlier("duration", attempt("x", True, duration_seconds=1), earlier, settings) is None
     # fewer than 5 earlier attempts of the kind: not enough to judge
     assert outlier("duration", slow, earlier[:4], settings) is None
+    # 9 s above the median is within the default 10 s floor
+    assert outlier("duration", slow, earlier, AnomalySettings()) is None
 
 
 def test_cost_outlier_falls_back_on_mean_deviation_when_mad_is_zero() -> None:

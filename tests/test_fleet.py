@@ -192,3 +192,51 @@ def test_plan_waves_shows_waves_and_the_load_balance_score(tmp_path: Path) -> No
     # round robin: t1 a, t2 b, t3 a, t4 b -> a 120 s, b 120 s: even, 100
     assert shown["assignment"] == {"t1": "a", "t2": "b", "t3": "a", "t4": "b"}
     assert shown["loads"] == {"a": 120.0, "b": 120.0} and shown["load_balance"] == 100.0
+
+
+def test_dashboard_run_page_shows_health_parts_and_anomalies(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from tests.test_web_api import bearer, make_client
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": {"max_attempts": 1}, "when_exhausted": "fail"},
+        "agents": [agent("flaky", log), agent("steady", log)],
+        "assignment": {"strategy": "round_robin"},
+        "tasks": [
+            agent_task(f"t{i}", "fail-on:flaky", trigger="all_done", depends_on=[f"t{i - 1}"])
+            if i
+            else agent_task("t0", "fail-on:flaky")
+            for i in range(6)
+        ],
+    }
+    with Store.open(url) as store:
+        run_plan(tmp_path, store, plan)
+        # from the store itself: which attempts passed their gate, who ran them
+        passed = {q.task_id: q.gate_passed for q in store.quality("r")}
+        agents = {e.task_id: e.data["agent"] for e in store.events("r", kinds=["agent_assigned"])}
+        kinds = [e.data["kind"] for e in store.events("r", kinds=["anomaly_detected"])]
+        assigned = store.events("r", kinds=["agent_assigned"])
+        predicted = [pytest.approx(e.data["predicted"], abs=1e-6) for e in assigned]
+    assert sum(passed.values()) == 3 and set(agents.values()) == {"flaky", "steady"}
+    assert kinds == ["failure_pattern"]
+    for client in make_client(url):
+        api = client.get("/api/v1/runs/r/health", headers=bearer()).json()
+        page = client.get("/runs/r", headers=bearer()).text
+    # Predictions, (s + 1) / (n + 2) as each agent's record grows: flaky 1/2, 1/3, 1/4 (all
+    # failed), steady 1/2, 2/3, 3/4 (all passed). Brier = 2 * (1/4 + 1/9 + 1/16) / 6 = 0.141204.
+    # success 3/6, availability 1, 3 and 3 attempts per agent -> load balance 1:
+    # 100 * (0.4 * 0.5 + 0.2 * 1 + 0.2 * 0.858796 + 0.2 * 1) = 77.18
+    assert predicted == [0.5, 0.5, 1 / 3, 2 / 3, 0.25, 0.75]
+    assert api["parts"] == {
+        "success": 0.5,
+        "availability": 1.0,
+        "prediction": 0.858796,
+        "load_balance": 1.0,
+    }
+    assert api["score"] == 77.18
+    assert [(a["agent"], a["succeeded"]) for a in api["agents"]] == [("flaky", 0), ("steady", 3)]
+    assert '<span id="health-score">77.18</span>' in page
+    assert '<tr data-part="prediction"><td>prediction</td><td class="value">0.858796</td>' in page
+    assert 'data-anomaly="failure_pattern"' in page

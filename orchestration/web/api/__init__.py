@@ -14,6 +14,7 @@ from orchestration.web.api import (
     breakpoints,
     dead_letters,
     events,
+    health,
     interventions,
     logs,
     runs,
@@ -22,7 +23,7 @@ from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions)
+AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions, health)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
