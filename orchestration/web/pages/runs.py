@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from orchestration.fleet_health import run_health
 from orchestration.attempt_logs import log_path, tail_text
+from orchestration.fleet_health import run_health
 from orchestration.runs import attempt_over
 from orchestration.spending import budget_text, spending_of, spent_cells
 from orchestration.store import Store
