@@ -221,6 +221,10 @@ class Fleet:
             given += self._give_back(set(self.waiting), lambda t: True, keep=True)
         return given
 
+    def holding(self) -> int:
+        """Ready tasks held until their wave opens: they wait for other work, not for time."""
+        return sum(1 for t in self.held if self.o.tasks[t].state == TaskState.READY)
+
     # ---- helpers ---------------------------------------------------------------------------
 
     def _give_back(self, ids: set[str], allowed: Any, keep: bool = False) -> int:

@@ -1716,7 +1716,7 @@ class Orchestrator:
             return "paused"  # a breakpoint holds the whole run: nothing starts until it is answered
         if self.scheduler.queued_count:
             return None
-        if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY]:
+        if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY] > self.fleet.holding():
             return None
         if self.counts[TaskState.BLOCKED]:
             return "paused"

@@ -240,3 +240,24 @@ def test_dashboard_run_page_shows_health_parts_and_anomalies(tmp_path: Path) -> 
     assert '<span id="health-score">77.18</span>' in page
     assert '<tr data-part="prediction"><td>prediction</td><td class="value">0.858796</td>' in page
     assert 'data-anomaly="failure_pattern"' in page
+
+
+def test_a_wave_waiting_on_a_human_pauses_the_run(tmp_path: Path, store: Store) -> None:
+    plan = {
+        "concurrency": {"max_workers": 2},
+        "defaults": {"retry": {"max_attempts": 1}},
+        "waves": {},
+        "tasks": [
+            shell_task("a", "raise SystemExit(1)"),  # out of attempts: escalated to a human
+            shell_task("d", "pass"),
+            shell_task("c", "pass", depends_on=["d"]),
+        ],
+    }
+    summary = run_plan(tmp_path, store, plan)
+    assert summary.state == "paused"  # c is ready but held for wave 1; a waits for a human
+    assert store.task("r", "a").state == "blocked"
+    assert store.task("r", "c").state == "ready" and store.task("r", "c").attempts == 0
+    (bp,) = store.breakpoints("r", state="open")
+    resolve_breakpoint(store, bp.id, "skip", actor="tester")
+    assert Orchestrator.resume(store, "r").run_until_stopped().state == "completed"
+    assert store.task("r", "c").state == "completed"
