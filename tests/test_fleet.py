@@ -261,3 +261,43 @@ def test_a_wave_waiting_on_a_human_pauses_the_run(tmp_path: Path, store: Store) 
     resolve_breakpoint(store, bp.id, "skip", actor="tester")
     assert Orchestrator.resume(store, "r").run_until_stopped().state == "completed"
     assert store.task("r", "c").state == "completed"
+
+
+def test_coordination_anomaly_when_tasks_wait_for_a_busy_agent_while_another_idles(
+    tmp_path: Path, store: Store
+) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "concurrency": {"max_workers": 2},
+        "agents": [agent("gpu", log, capabilities=["gpu"]), agent("plain", log)],
+        "tasks": [agent_task("t1", requires=["gpu"]), agent_task("t2", requires=["gpu"])],
+    }
+    assert run_plan(tmp_path, store, plan).state == "completed"
+    (event,) = store.events("r", kinds=["anomaly_detected"])
+    assert event.data["kind"] == "coordination"
+    assert event.data["figures"] == {"waiting": ["t2"], "idle": ["plain"]}
+
+
+def test_confidence_based_learns_from_earlier_runs_of_the_plan(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": {"max_attempts": 1}, "when_exhausted": "fail"},
+        "agents": [agent("bad", log), agent("good", log)],
+        "assignment": {"strategy": "confidence_based", "exploration": 0.1},
+        "tasks": [
+            agent_task(f"t{i}", "fail-on:bad", tags=["fix"], trigger="all_done") for i in range(2)
+        ],
+    }
+    path = write_plan(tmp_path, {"version": 1, "name": "learning", **plan})
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        for run_id in ("one", "two"):
+            loaded = load_plan(path)
+            engine = build_engine(loaded, load_plugins(entry_points=False))
+            Orchestrator.start(loaded, store, run_id=run_id, engine=engine).run_until_stopped()
+        first = [e.data["agent"] for e in store.events("one", kinds=["agent_assigned"])]
+        second = store.events("two", kinds=["agent_assigned"])
+    # run one: both new (tie -> declared order) -> bad fails (1/3), then good (1/2 + bonus)
+    assert first == ["bad", "good"]
+    # run two knows bad 0/1 and good 1/1 on 'fix': good, predicted 2/3
+    assert second[0].data["agent"] == "good"
+    assert second[0].data["predicted"] == pytest.approx(2 / 3, abs=1e-6)
