@@ -179,17 +179,21 @@ def agent_problems(data: dict[str, Any], tasks: list[tuple[Any, dict[str, Any]]]
 
     `tasks`: (path, raw task) pairs. Returns (message, path, task id, field) tuples.
     """
-    agents = data.get("agents") if isinstance(data.get("agents"), list) else []
+    raw_agents = data.get("agents")
+    agents: list[Any] = raw_agents if isinstance(raw_agents, list) else []
     found: list[Any] = []
     seen: set[str] = set()
     offered: set[str] = set()
-    for i, agent in enumerate(a for a in agents if isinstance(a, dict)):
+    for i, agent in enumerate(agents):
+        if not isinstance(agent, dict):
+            continue
         name = agent.get("name")
         if isinstance(name, str) and name in seen:
             found.append((f"duplicate agent name '{name}'", ("agents", i, "name"), None, "name"))
         seen.add(str(name))
         caps = agent.get("capabilities")
-        offered.update(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else None
+        if isinstance(caps, list):
+            offered.update(c for c in caps if isinstance(c, str))
     for path, task in tasks:
         requires = task.get("requires")
         if not isinstance(requires, list) or not requires:

@@ -370,7 +370,7 @@ class Fleet:
         ).score
         figures = wave_figures(number, ends, attempts, score)
         try:
-            holds, error = bool(self.gate.evaluate(figures)), ""  # type: ignore[union-attr]
+            holds, error = bool(self.gate.evaluate(figures)), ""
         except RuleError as failure:
             holds, error = False, failure.message
         data = {
@@ -379,7 +379,7 @@ class Fleet:
             "holds": holds,
             "figures": figures,
             "error": error,
-        }  # type: ignore[union-attr]
+        }
         self.o.batch.events.append(EventRecord(self.o.run.id, "wave_gate", None, data, now))
         if holds:
             return True
@@ -390,7 +390,7 @@ class Fleet:
             return None
         shown = ", ".join(f"{k}={v}" for k, v in figures.items())
         why = f" ({error})" if error else ""
-        message = f"wave {number} did not pass its gate `{self.gate.source}`{why}: {shown}"  # type: ignore[union-attr]
+        message = f"wave {number} did not pass its gate `{self.gate.source}`{why}: {shown}"
         self.gate_tasks[number] = waiting[0]
         self._raise(
             self.o.tasks[waiting[0]],

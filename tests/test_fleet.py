@@ -301,3 +301,37 @@ def test_confidence_based_learns_from_earlier_runs_of_the_plan(tmp_path: Path) -
     # run two knows bad 0/1 and good 1/1 on 'fix': good, predicted 2/3
     assert second[0].data["agent"] == "good"
     assert second[0].data["predicted"] == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_inline_agents_errors_and_the_text_of_plan_waves_and_health(
+    tmp_path: Path, store: Store
+) -> None:
+    dup = {
+        "version": 1,
+        "name": "p",
+        "agents": [{"name": "a", "command": ["x"]}, {"name": "a", "preset": "claude"}],
+        "tasks": [agent_task("t")],
+    }
+    with pytest.raises(PlanErrors, match="duplicate agent name 'a'"):
+        load_plan(write_plan(tmp_path, dup))
+    log = tmp_path / "runs.log"
+    plan = {
+        "agents": [agent("solo", log, cost_per_unit=6.0)],
+        "tasks": [agent_task("t1"), agent_task("t2", depends_on=["t1"])],
+    }
+    run_plan(tmp_path, store, plan)
+    waves = orch("plan", "waves", str(tmp_path / "plan.yaml"))
+    assert waves.returncode == 0, waves.stderr
+    assert "wave 1 (1 tasks): t1 -> solo" in waves.stdout
+    assert "wave 2 (1 tasks): t2 -> solo" in waves.stdout
+    assert "load balance 100/100" in waves.stdout
+    report = orch_json("health", "r", "--db", store.url)
+    steps = store.events("r", kinds=["step"])
+    seconds = [e.data["duration_seconds"] for e in steps]
+    # no cost reported by the turns: 6 per minute of running time
+    assert report["cost"] == pytest.approx(round(6.0 * sum(seconds) / 60, 6), abs=1e-6)
+    assert report["agents"][0]["mean_duration_seconds"] == pytest.approx(sum(seconds) / 2, abs=1e-6)
+    text = orch("health", "r", "--db", store.url).stdout
+    assert f"run r: health {report['score']:g}/100" in text
+    assert "solo: 2/2 (100%)" in text
+    assert "wave 1: health" in text and "wave 2: health" in text
