@@ -240,6 +240,11 @@ def test_dashboard_run_page_shows_health_parts_and_anomalies(tmp_path: Path) -> 
     assert '<span id="health-score">77.18</span>' in page
     assert '<tr data-part="prediction"><td>prediction</td><td class="value">0.858796</td>' in page
     assert 'data-anomaly="failure_pattern"' in page
+    # one task per wave: t0 (flaky, failed) is wave 1, scored from its own attempt alone:
+    # success 0, availability 1, prediction 1 - 0.25, loads 1 and 0 -> Jain 0.5:
+    # 100 * (0 + 0.2 + 0.2 * 0.75 + 0.2 * 0.5) = 45
+    assert api["waves"][0]["score"] == 45.0
+    assert '<span data-wave="1">wave 1: 45.0</span>' in page
 
 
 def test_a_wave_waiting_on_a_human_pauses_the_run(tmp_path: Path, store: Store) -> None:
