@@ -79,7 +79,8 @@ class HealthWeights(_Strict):
 class AnomalySettings(_Strict):
     """Thresholds of the anomaly detectors (orchestration/anomalies.py documents each)."""
 
-    action: Literal["notify", "off"] = "notify"  # the anomaly_detected breakpoint's action
+    # the anomaly_detected breakpoint's action; pause: the next task to start waits for a human
+    action: Literal["notify", "pause", "off"] = "notify"
     failure_streak: int = Field(3, ge=2, le=100)
     drift_window: int = Field(10, ge=3, le=10_000)
     drift_threshold: float = Field(0.3, gt=0, le=1)

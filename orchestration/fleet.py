@@ -63,6 +63,7 @@ class Fleet:
         self.attempts: list[AttemptFigure] = []
         self.assignments: list[Assignment] = []
         self.reported: set[str] = set()
+        self.to_pause: list[Anomaly] = []  # anomalies whose breakpoint holds the next start
         self.turn = 0
         self.gate = compile_gate(spec.waves.gate) if spec.waves and spec.waves.gate else None
         self.waves_on = spec.waves is not None
@@ -113,6 +114,20 @@ class Fleet:
 
     def admit(self, task: Any, now: datetime) -> bool:
         """Whether the ready task may start now; if not it is held and given back later."""
+        if self.to_pause:  # `health.anomalies.action: pause`: a human looks first
+            anomaly = self.to_pause.pop(0)
+            context = {"kind": anomaly.kind, "subject": anomaly.subject, **anomaly.figures}
+            self._raise(
+                task,
+                "anomaly_detected",
+                "high",
+                "pause",
+                anomaly.message,
+                context,
+                now,
+                scope="run",
+            )
+            return False
         if self.waves_on and self._wave_of(task.task_id) > self.passed + 1:
             self.held.add(task.task_id)
             return False
@@ -306,6 +321,9 @@ class Fleet:
         self.o.observer.message(f"anomaly: {anomaly.message}")
         from orchestration.loop import Raised
 
+        if self.spec.health.anomalies.action == "pause":
+            self.to_pause.append(anomaly)
+            return
         raised = Raised("anomaly_detected", "after", "medium", "notify", anomaly.message)
         self.o._add_breakpoint(
             task, raised, {"task_id": task.task_id, **data}, now, state="resolved"

@@ -340,3 +340,24 @@ def test_inline_agents_errors_and_the_text_of_plan_waves_and_health(
     assert f"run r: health {report['score']:g}/100" in text
     assert "solo: 2/2 (100%)" in text
     assert "wave 1: health" in text and "wave 2: health" in text
+
+
+def test_anomaly_action_pause_holds_the_next_task_for_a_human(tmp_path: Path, store: Store) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": {"max_attempts": 1}, "when_exhausted": "fail"},
+        "agents": [agent("flaky", log)],
+        "health": {"anomalies": {"action": "pause", "failure_streak": 2}},
+        "tasks": [
+            agent_task("t0", "fail-on:flaky"),
+            agent_task("t1", "fail-on:flaky", depends_on=["t0"], trigger="all_done"),
+            agent_task("t2", depends_on=["t1"], trigger="all_done"),
+        ],
+    }
+    assert run_plan(tmp_path, store, plan).state == "paused"
+    (bp,) = store.breakpoints("r", state="open")
+    assert (bp.rule, bp.task_id, bp.action, bp.scope) == ("anomaly_detected", "t2", "pause", "run")
+    assert bp.context["kind"] == "failure_pattern" and store.task("r", "t2").attempts == 0
+    resolve_breakpoint(store, bp.id, "approve", actor="tester")
+    Orchestrator.resume(store, "r").run_until_stopped()
+    assert store.task("r", "t2").state == "completed"
