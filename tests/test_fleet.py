@@ -361,3 +361,19 @@ def test_anomaly_action_pause_holds_the_next_task_for_a_human(tmp_path: Path, st
     resolve_breakpoint(store, bp.id, "approve", actor="tester")
     Orchestrator.resume(store, "r").run_until_stopped()
     assert store.task("r", "t2").state == "completed"
+
+
+def test_assignment_and_health_on_each_store(tmp_path: Path, db_url: str) -> None:
+    log = tmp_path / "runs.log"
+    plan = {
+        "defaults": {"retry": RETRY},
+        "agents": [agent("alpha", log), agent("beta", log)],
+        "assignment": {"strategy": "load_balanced"},
+        "tasks": [agent_task("t1", "fail-on:alpha", retry_on="other_agent")],
+    }
+    with Store.open(db_url) as store:
+        assert run_plan(tmp_path, store, plan).state == "completed"
+        chosen = [e.data["agent"] for e in store.events("r", kinds=["agent_assigned"])]
+        assert chosen == ["alpha", "beta"]
+        report = orch_json("health", "r", "--db", db_url)
+    assert report["parts"]["success"] == 0.5 and report["attempts"] == 2
