@@ -377,12 +377,13 @@ class Fleet:
             return True
         if number in self.gate_tasks:
             return self._gate_answered(number, now)
-        attempts = [a for a in self.attempts if a.task_id in set(wave)]
+        members = set(wave)
+        attempts = [a for a in self.attempts if a.task_id in members]
         ends = [TaskEnd(t, self.o.tasks[t].state, self.o.tasks[t].outcome) for t in wave]
         weights = self.spec.health.weights.model_dump()
         score = health(
             attempts,
-            [a for a in self.assignments if a.task_id in set(wave)],
+            [a for a in self.assignments if a.task_id in members],
             list(self.agents),
             weights,
         ).score
