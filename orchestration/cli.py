@@ -16,12 +16,15 @@ from rich.markup import escape
 from orchestration import (
     __version__,
     cli_checkpoints,
+    cli_daemon,
+    cli_events,
     cli_fleet,
     cli_logs,
     cli_plugins,
     cli_report,
     cli_resilience,
     cli_review,
+    cli_schedule,
     cli_serve,
 )
 from orchestration.cli_common import (
@@ -72,6 +75,9 @@ cli_plugins.register(app)
 cli_report.register(app)
 cli_logs.register(app)
 cli_resilience.register(app, task_app)
+cli_schedule.register(app)
+cli_events.register(app)
+cli_daemon.register(app)
 cli_fleet.register(app)
 
 
@@ -266,7 +272,7 @@ def _next_step_hint(store: Any, bp: Any, run_id: str, store_hint: str) -> str:
     """What to do about the first open breakpoint: never "approve" first for a red step."""
     from orchestration.review import failed_gate
 
-    # Every id and the store URL are quoted: a pasted hint runs exactly this (orchestration.hints)
+    # Every id and the store URL are quoted: a pasted hint runs exactly this (hints)
     resume = f"&& {resume_command(run_id, store_hint)}"
     resolve = shell_command("orch", "breakpoints", "resolve", bp.id)
     lines = [f"Review with: {shell_command('orch', 'breakpoints', 'show', bp.id)}{store_hint}"]
@@ -299,14 +305,23 @@ def run(
             "without executing them.",
         ),
     ] = False,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help='Values of the plan\'s parameters as a JSON object, e.g. \'{"branch": "main"}\'.',
+        ),
+    ] = None,
 ) -> None:
     """Start a new run of a plan and work until it completes or waits for a human (exit 3)."""
     from orchestration.hooks import load_plugins
     from orchestration.loop import Orchestrator, build_engine
     from orchestration.plan import load_plan
+    from orchestration.plan_params import parse_params_json
 
+    values = parse_params_json(params) if params is not None else {}
     plugins = load_plugins()  # first: a plan may name the action kinds plugins provide
-    loaded = load_plan(plan, action_kinds=plugins.action_kinds)
+    loaded = load_plan(plan, action_kinds=plugins.action_kinds, params=values)
     engine = build_engine(loaded, plugins)
     store = open_store(db, Path(loaded.path).parent)
     display = _display(len(loaded.spec.tasks), quiet)
@@ -618,37 +633,21 @@ def task_add(
     """
     from orchestration.errors import PlanError
     from orchestration.hooks import load_plugins
-    from orchestration.models import EventRecord
     from orchestration.runs import run_is_live
-    from orchestration.spawning import SpawnError, parse_specs, prepare_tasks
-    from orchestration.store import Batch
+    from orchestration.task_adding import add_tasks
     from orchestration.yamlfile import load_yaml_file
 
     data, _ = load_yaml_file(file, error=PlanError)
     items = data if isinstance(data, list) else [data]
     store = open_store(db)
     try:
-        run_record = store.get_run(run_id)
-        existing = {t.task_id: t for t in store.tasks(run_id)}
-        try:
-            specs = parse_specs(items, str(file))
-            kinds = load_plugins().action_kinds  # the kinds an engine here could run
-            records = prepare_tasks(specs, existing, run_id, str(file), kinds)
-        except SpawnError as error:
-            raise OrchestrationError(error.message) from None
+        kinds = load_plugins().action_kinds  # the kinds an engine here could run
         now = datetime.now(UTC)
-        data_event = {
-            "source": f"orch task add --file {file}",
-            "tasks": [r.task_id for r in records],
-        }
-        store.commit(
-            run_id,
-            Batch(
-                new_tasks=records,
-                events=[EventRecord(run_id, "tasks_added", None, data_event, now)],
-            ),
+        source = f"orch task add --file {file}"
+        records = add_tasks(
+            store, run_id, items, source=source, where=str(file), action_kinds=kinds, now=now
         )
-        live = run_is_live(run_record, now)
+        live = run_is_live(store.get_run(run_id), now)
     finally:
         store.close()
     ids = ", ".join(r.task_id for r in records)

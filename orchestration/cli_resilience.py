@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -98,6 +99,7 @@ def register(app: typer.Typer, task_app: typer.Typer) -> None:
         ("show", dlq_show),
         ("resubmit", dlq_resubmit),
         ("purge", dlq_purge),
+        ("archive", dlq_archive),
         ("stats", dlq_stats),
     )
     for name, command in dlq_commands:
@@ -766,6 +768,36 @@ def dlq_purge(
     console.print(f"{verb} {len(gone)} dead letter(s)", markup=False)
     for d in gone if dry_run else []:
         console.print(f"  #{d.id} {d.run_id}/{d.task_id} ({d.state})", markup=False)
+
+
+def dlq_archive(
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", help="Dead letters that failed longer ago (30d, 12h)."),
+    ],
+    to: Annotated[
+        Path,
+        typer.Option("--to", help="The directory of the archive (dead-letters-YYYY-MM.jsonl)."),
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, move nothing.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write dead letters older than a period to a JSONL archive, then delete them.
+
+    Every letter (open ones too) with its whole story, one JSON object per line, as `orch dlq
+    show --json` prints it. A plan's `retention.dead_letter_days` makes its engine do this itself.
+    """
+    from orchestration.dead_letter_archive import archive_dead_letters
+
+    seconds = _duration_option("--older-than", older_than)
+    assert seconds is not None  # the option is required
+    store = open_store(db)
+    try:
+        gone, path = archive_dead_letters(store, to, seconds, datetime.now(UTC), dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would archive" if dry_run else "archived"
+    console.print(f"{verb} {len(gone)} dead letter(s) to {path}", markup=False, soft_wrap=True)
 
 
 def dlq_stats(

@@ -316,8 +316,8 @@ def _read_rule_file(file: Path) -> str:
 def _run_rules(store: Store, run_id: str, extra: tuple[str, str] | None = None) -> Any:
     """The rule set of a stored run (its plan's files and the files added to it)."""
     from orchestration.hooks import load_plugins
+    from orchestration.plan import plan_from_stored
     from orchestration.rules import load_rules
-    from orchestration.runs import plan_from_stored
 
     plan = plan_from_stored(store.get_run(run_id))
     texts = [

@@ -190,7 +190,7 @@ def elapsed(seconds: float) -> str:
 
 
 def task_table(tasks: list[TaskRecord], title: str = "", spending: Any = None) -> Table:
-    """The tasks of a run; with `spending` (orchestration.spending), what each one spent."""
+    """The tasks of a run; with `spending` (see spending.py), what each one spent."""
     from orchestration.spending import spent_cells
 
     table = Table(title=title or None)

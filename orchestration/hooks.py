@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from orchestration.extension import (
 from orchestration.guarded import call_in_thread
 from orchestration.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
 from orchestration.outbox import MAX_WAITING, Outbox
+from orchestration.severity import minimums_from_env, reaches
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Plugins:
     muted: set[str] = field(default_factory=set)  # notifiers not called (the CLI shows it itself)
     guard: PluginGuard = field(default_factory=lambda: PluginGuard())
     outbox: Outbox | None = None  # made on the first notify_later
+    # Each notifier's minimum severity (ORCH_NOTIFY_MIN_SEVERITY[_NAME]); none: it gets all.
+    min_severity: dict[str, str] = field(default_factory=dict)
 
     @property
     def action_kinds(self) -> tuple[str, ...]:
@@ -115,6 +119,8 @@ class Plugins:
         """Send to every notifier, each in its own thread with a timeout."""
         for notifier in self.notifiers:
             if notifier.name in self.muted:
+                continue
+            if not reaches(notification.severity, self.min_severity.get(notifier.name)):
                 continue
             self.guard.call(
                 notifier.name,
@@ -317,6 +323,7 @@ def load_plugins(*, entry_points: bool = True, extra: Iterable[object] = ()) -> 
         )
     plugins = Plugins(manager, problems=problems)
     _collect(plugins)
+    plugins.min_severity = minimums_from_env(os.environ, (n.name for n in plugins.notifiers))
     for problem in plugins.problems:
         logger.warning("plugin problem: %s", problem)
     return plugins

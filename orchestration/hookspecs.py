@@ -40,7 +40,7 @@ def register_actions() -> list[ActionKind]:
 def register_validators() -> list[Validator]:
     """Return the validators this plugin provides. Not firstresult: every plugin's list is kept.
 
-    Called once when the plugins load (`orchestration.hooks.load_plugins`), before any plan runs.
+    Called once when the plugins load (`hooks.load_plugins`), before any plan runs.
     Each `Validator` has a `name` (what plans list under `validators:`), the quality `stage` it
     scores (syntax, requirements, quality or testing; a plan entry may set another), a
     `check(ValidationInput) -> CheckResult` callable and optionally a `baseline(BaselineInput)`

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
+from orchestration.alerts import EngineAlerts
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
@@ -47,6 +48,7 @@ from orchestration.models import (
     TaskRecord,
 )
 from orchestration.orphans import AttemptRegistry
+from orchestration.plan import plan_from_stored, plan_json
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
 from orchestration.retry import next_attempt_at
@@ -61,8 +63,6 @@ from orchestration.runs import (
     STALE_RUN_SECONDS,
     check_run_id,
     new_run_id,
-    plan_from_stored,
-    plan_json,
     run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
@@ -72,6 +72,7 @@ from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
+from orchestration.tracing import trace_finished_run
 from orchestration.workspace import store_files_in
 from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
@@ -83,6 +84,7 @@ MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
 RISK_GATE = "risk_gate"
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
+DEAD_LETTER_ARCHIVE_DIR = "dead-letters"  # under .orchestration/ beside the plan
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
@@ -291,6 +293,13 @@ class Orchestrator:
             tasks=self.tasks,
             expressions=self.expressions,
             worktrees=self.worktrees,
+        )
+        self.alerts = EngineAlerts(
+            store,
+            run.id,
+            engine.plugins,
+            dead_letter_days=plan.spec.retention.dead_letter_days,
+            archive_dir=Path(plan.path).parent / ".orchestration" / DEAD_LETTER_ARCHIVE_DIR,
         )
         self._load_history()
         self.fleet = open_fleet(self)  # agents, waves and anomalies (orchestration/fleet.py)
@@ -813,6 +822,7 @@ class Orchestrator:
         if not self.stop_event.is_set():
             work += self._start_ready(now)
         self._send_due_digests(now)
+        self.batch.events.extend(self.alerts.poll(now))
         self.flush()
         return work
 
@@ -1816,6 +1826,7 @@ class Orchestrator:
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
         self.flush()
+        last_alerts = self.alerts.poll(now, force=True)  # e.g. the dead letters just captured
         if stored_state != "paused":
             self.attempt_runner.discard_indexes()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}
@@ -1838,7 +1849,9 @@ class Orchestrator:
         # The run was released with its final state: what the guard noted of those last plugin
         # calls is stored without a claim (only events; no task moves after this).
         self.run.owner = None
+        self.batch.events.extend(last_alerts)
         self.flush()
+        trace_finished_run(self.store, self.run.id, stored_state)
         open_bps = self.store.breakpoints(self.run.id, state="open") if state == "paused" else []
         return RunSummary(self.run.id, state, counts, open_bps, stuck, self._waiting())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -316,7 +317,7 @@ class Defaults(_Strict):
 
 
 class SignalSettings(_Strict):
-    """Review signals the engine computes per step (orchestration/signals.py, docs/rules.md)."""
+    """Review signals the engine computes per step (signals.py, docs/rules.md)."""
 
     # Extra named patterns for `destructive_operations`, added to the built-in ones.
     destructive_patterns: dict[str, str] = Field(default_factory=dict)
@@ -398,6 +399,9 @@ class Retention(_Strict):
 
     keep_days: float | None = Field(None, gt=0, le=36_500)
     keep_failed: bool = False  # failed runs of this plan are never pruned
+    # Dead letters older than this are archived (.orchestration/dead-letters/*.jsonl beside the
+    # plan) and purged by the engine working on a run of this plan (None: kept until purged).
+    dead_letter_days: float | None = Field(None, gt=0, le=36_500)
 
 
 class EnvironmentSpec(_Strict):
@@ -405,12 +409,33 @@ class EnvironmentSpec(_Strict):
 
     `python`: its interpreter (relative to the workdir, or a name on PATH); `run`: a prefix for
     every validator command (e.g. `[uv, run]`); `env`: variables for those commands. Without it,
-    a `.venv` or `venv` in the workdir, else the python3 on PATH (orchestration/environment.py).
+    a `.venv` or `venv` in the workdir, else the python3 on PATH (environment.py).
     """
 
     python: str | None = Field(None, min_length=1)
     run: list[str] | None = Field(None, min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
+
+
+ParamValue = str | int | float | bool | None
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+# The names an event trigger's `when` and `params` expressions may read.
+TRIGGER_EVENT_NAMES = frozenset({"event", "data", "key", "source", "run_id"})
+
+
+class EventTrigger(_Strict):
+    """`on: {event: NAME, when: EXPR}`: an event that starts a run (or adds tasks to one).
+
+    `when` is a rule expression over `event` (the name), `data` (the event's data) and `key`;
+    `params` maps plan parameters to expressions over the same names; `then` says what to do.
+    """
+
+    event: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(None, min_length=1)
+    params: dict[str, str] = Field(default_factory=dict)
+    then: Literal["start_run", "add_tasks"] = "start_run"
 
 
 class PlanSpec(_Strict):
@@ -432,11 +457,32 @@ class PlanSpec(_Strict):
     isolation: Literal["worktree", "shared"] | None = None
     # In worktree isolation: run each task's validators on the merged result before its merge.
     validate_after_merge: bool = False
+    # Plan parameters and their defaults (None: required), used as `{name}` in the tasks'
+    # text (orchestration/plan_params.py); `orch run --params` and triggers give values.
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    # Events that start a run of this plan or add its tasks to a running one (docs/triggers.md).
+    on: list[EventTrigger] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)  # or a file name (agent_specs.py)
     assignment: AssignmentSettings = Field(default_factory=AssignmentSettings)
     waves: WavesSpec | None = None  # None: waves are shown, not enforced
     health: HealthSettings = Field(default_factory=HealthSettings)
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name in params:
+            if not PARAM_NAME.fullmatch(name):
+                raise ValueError(
+                    f"parameter name {name!r} must be letters, digits and '_', not starting "
+                    "with a digit"
+                )
+        return params
 
 
 Branch.model_rebuild()

@@ -8,8 +8,8 @@ import heapq
 import logging
 import os
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from types import UnionType
@@ -23,7 +23,17 @@ from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
 from orchestration.expressions import compile_expression
-from orchestration.models import ACTION_KINDS, PLUGIN_TAG, AgentAction, Plan, PlanSpec, TaskSpec
+from orchestration.models import (
+    ACTION_KINDS,
+    PLUGIN_TAG,
+    TRIGGER_EVENT_NAMES,
+    AgentAction,
+    Plan,
+    PlanSpec,
+    RunRecord,
+    TaskSpec,
+)
+from orchestration.plan_params import apply_params
 from orchestration.waves import gate_problem
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
@@ -45,7 +55,11 @@ class _TaskNode(Protocol):
 
 
 def load_plan(
-    path: str | Path, *, action_kinds: Collection[str] = ACTION_KINDS, check_programs: bool = False
+    path: str | Path,
+    *,
+    action_kinds: Collection[str] = ACTION_KINDS,
+    check_programs: bool = False,
+    params: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Read, validate and resolve a plan file; raise PlanError / PlanErrors naming every problem.
 
@@ -53,9 +67,12 @@ def load_plan(
     loaded plugins (`Plugins.action_kinds`), so that an unknown kind is placed on its line.
     `check_programs`: an agent preset's program must be on PATH here (`orch validate`; a run
     may start where it is missing, and its attempts then fail with the same message).
+    `params`: the values of the plan's parameters for a run (orchestration/plan_params.py);
+    None checks the plan without them.
     """
     path = Path(path)
     data, lines = load_yaml_file(path)
+    data = apply_params(data, params, display=str(path), lines=lines)
     with collection_paused():
         return _build_plan(
             data,
@@ -212,6 +229,8 @@ def _build_plan(
     if (wave_gate := gate_problem(data)) is not None:
         problems.add(wave_gate, ("waves", "gate"), task=None, field="waves.gate")
     _check_expressions(problems, tasks)
+    if spec is not None:
+        _check_triggers(problems, spec)
     plan_file = plan_path.expanduser().resolve()
     workdir = _resolve_workdir(problems, data, plan_file.parent, check_paths)
     rule_files = _resolve_rule_files(problems, data, plan_file.parent, check_paths)
@@ -770,6 +789,20 @@ def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:
                 problems.add(message, at, task=task.id, field=field)
 
 
+def _check_triggers(problems: _Problems, spec: PlanSpec) -> None:
+    """The `on:` triggers' expressions, over the event's names (orchestration/event_triggers)."""
+    for index, trigger in enumerate(spec.on):
+        sources = [("when", trigger.when)] + [(f"params.{k}", v) for k, v in trigger.params.items()]
+        for name, source in sources:
+            if source is None:
+                continue
+            try:
+                compile_expression(source, names=TRIGGER_EVENT_NAMES)
+            except RuleError as error:
+                at: TaskPath = ("on", index, *name.split("."))
+                problems.add(str(error), at, task=None, field=f"on[{index}].{name}")
+
+
 def _expressions_of(task: _RawTask) -> Iterator[tuple[TaskPath, str, str]]:
     acceptance = task.data.get("acceptance")
     if isinstance(acceptance, list):
@@ -836,3 +869,22 @@ def _format_path(path: TaskPath) -> str:
 
 
 __all__ = ["MAX_TASKS", "load_plan", "plan_from_dict", "topological_order"]
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as a run stores it, so that `plan_from_stored` gives it back unchanged."""
+    return {
+        "spec": plan.spec.model_dump(mode="json"),
+        "path": plan.path,
+        "workdir": plan.workdir,
+        "rule_files": list(plan.rule_files),
+    }
+
+
+def plan_from_stored(run: RunRecord) -> Plan:
+    """The plan exactly as it was when the run started (the file may have changed since)."""
+    stored = run.plan_json
+    plan = plan_from_dict(
+        stored["spec"], path=Path(stored["path"]), check_paths=False, action_kinds=None
+    )
+    return replace(plan, workdir=stored["workdir"], rule_files=tuple(stored["rule_files"]))

@@ -1,4 +1,4 @@
-"""Runs, tasks and a task's priority read from a store in the shapes of `orchestration.shapes`.
+"""Runs, tasks and a task's priority read from a store in the shapes of `shapes.py`.
 
 The CLI's `--json` and the API call these same functions, so both show a record the same way.
 """
@@ -6,15 +6,16 @@ The CLI's `--json` and the API call these same functions, so both show a record 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from orchestration import shapes
 from orchestration.fleet_health import task_assignments
-from orchestration.models import RunRecord, TaskRecord
-from orchestration.runs import interruption, run_is_live, task_priority
+from orchestration.lifecycle import TaskState
+from orchestration.models import RunRecord, TaskRecord, TransitionRecord
+from orchestration.runs import interruption, run_is_live
 from orchestration.scheduler import PriorityParts
 from orchestration.spending import RunSpending, spending_of
 
@@ -110,7 +111,7 @@ class TaskExplanation:
 
 def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> TaskExplanation:
     """A task's effective priority now (the scheduler's view, rebuilt from the store by
-    `runs.task_priority`) and every decision taken on it, with why."""
+    `task_priority`) and every decision taken on it, with why."""
     run = store.get_run(run_id)
     task = store.task(run_id, task_id)
     parts = task_priority(store, run, task_id, now)
@@ -132,3 +133,29 @@ def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> Task
         assignments=task_assignments(store, run_id, task_id),
     )
     return TaskExplanation(shape, parts)
+
+
+def ready_since(history: Iterable[TransitionRecord], now: datetime) -> datetime:
+    """When a task last became ready (now, if it is not waiting in the ready queue)."""
+    since = now
+    for move in history:
+        since = move.at if move.dest == TaskState.READY else now
+    return since
+
+
+def task_priority(store: Store, run: RunRecord, task_id: str, now: datetime) -> PriorityParts:
+    """A task's effective priority as `orch explain` and the dashboard show it: its failed
+    attempts are those whose quality gate failed, its dependents each counted once."""
+    # Here, not at the top: `orch status` needs neither the plan parser nor a scheduler.
+    from orchestration.plan import plan_from_stored
+    from orchestration.scheduler import TaskScheduler
+
+    plan = plan_from_stored(run)
+    scheduler = TaskScheduler(
+        store.tasks(run.id), max_workers=1, pools={}, weights=plan.spec.scheduling
+    )
+    failed = sum(1 for q in store.quality(run.id, task_id) if not q.gate_passed)
+    since = ready_since(store.transitions(run.id, task_id), now)
+    scheduler.push_ready(task_id, since, failed_attempts=failed)
+    parts = scheduler.priority_of(task_id, now)
+    return replace(parts, dependents=scheduler.distinct_downstream(task_id))

@@ -645,3 +645,27 @@ def breaker_out(breaker: BreakerRecord, last_reset: InterventionRecord | None = 
             else None
         ),
     )
+
+
+# ---- acting through the API: runs started, tasks added -----------------------------------------
+
+
+class RunStartedOut(BaseModel):
+    """A run started in the background by `POST /api/v1/runs`."""
+
+    run: str = Field(description="The new run's id: follow it at /api/v1/runs/{run}.")
+    pid: int = Field(description="The process working on it (`orch run ... --quiet`).")
+    plan_file: str = Field(description="The plan file the run was started from.")
+    log_file: str = Field(description="Where the run's process writes its output.")
+    state: Literal["starting"] = "starting"
+
+
+class TasksAddedOut(BaseModel):
+    """Tasks added to a run by `POST /api/v1/runs/{run}/tasks` (as `orch task add`)."""
+
+    run: str
+    tasks: list[str] = Field(description="The ids given to the new tasks (a taken id gets -2...).")
+    engine_live: bool = Field(
+        description="An engine works on the run and picks them up by itself; else resume it."
+    )
+    next: str = Field(description="What happens next, as the CLI says it.")

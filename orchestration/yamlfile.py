@@ -99,7 +99,13 @@ def load_yaml_file(
 ) -> tuple[Any, LineMap]:
     """Read one YAML document strictly; any problem raises `error` naming the file and line."""
     display = str(path)
-    text = _read_text(path, display, error)
+    return load_yaml_text(_read_text(path, display, error), display, error=error)
+
+
+def load_yaml_text(
+    text: str, display: str, *, error: type[OrchestrationError] = PlanError
+) -> tuple[Any, LineMap]:
+    """Parse one YAML document strictly (e.g. an uploaded plan); errors name `display`."""
     if not text.strip():
         raise error("the file is empty", file=display)
     loader = None
@@ -265,7 +271,11 @@ class _StrictComposer:
     def _key(self, frame: _Frame, event: Any, value: Any, line: int) -> str:
         if type(event) is not ScalarEvent:
             self._fail(event, "mapping keys must be plain text, not a list or a mapping")
-        if not isinstance(value, str) or self._tag(event) != _STR_TAG:
+        if value is True and event.value == "on" and event.implicit[0]:
+            # `on:` declares a plan's event triggers (docs/triggers.md), as in CI files; YAML 1.1
+            # reads it as true, which would make the trigger's own key an error.
+            value = "on"
+        elif not isinstance(value, str) or self._tag(event) != _STR_TAG:
             what = _KEY_KINDS.get(self._tag(event), "not text")
             self._fail(event, f"the key {event.value!r} is read as {what}; put the key in quotes")
         if value in frame.value:

@@ -40,6 +40,10 @@ STORE_TABLES = {
     "dead_letters",
     "interventions",
     "run_plans",
+    "schedules",
+    "trigger_firings",
+    "trigger_events",
+    "trigger_cursors",
 }
 
 

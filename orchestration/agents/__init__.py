@@ -1,8 +1,8 @@
 """Agent CLI presets for `kind: agent`: each knows its CLI's turn, output, session and errors.
 
 One module per CLI (claude, codex, gemini, aider, opencode); docs/agents.md lists what each
-runs and reads. This package knows commands and formats only; orchestration/actions.py runs the
-process and turns the report into the attempt's outcome.
+runs and reads. This package knows commands and formats only; the engine's actions module runs
+the process and turns the report into the attempt's outcome.
 """
 
 from __future__ import annotations

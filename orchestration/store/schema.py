@@ -312,3 +312,84 @@ class Intervention(Base):
         Index("ix_interventions_run_id_state", "run_id", "state"),
         {"sqlite_autoincrement": True},
     )
+
+
+class Schedule(Base):
+    """A stored trigger: a plan started by a cron expression and/or by events (migration 0007)."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    plan_path: Mapped[str] = mapped_column(Text)
+    cron: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    tz: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    params: Mapped[dict[str, Any]]
+    overlap: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    catch_up_seconds: Mapped[float] = mapped_column(Float)
+    jitter_seconds: Mapped[float] = mapped_column(Float)
+    triggers: Mapped[list[Any]]  # [{event, when, params, then}, ...]
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TriggerFiring(Base):
+    """One firing of a schedule: a cron occurrence or a matched event, and what it started.
+
+    `key` is unique: the row is inserted before the run is launched, so two scheduler processes
+    (or one restarted after a crash) fire each occurrence and each event once.
+    """
+
+    __tablename__ = "trigger_firings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    schedule: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    kind: Mapped[str] = mapped_column(String(STATE_LENGTH))  # cron | event
+    occurrence: Mapped[datetime | None]
+    event_id: Mapped[int | None] = mapped_column(BigId)
+    due_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(STATE_LENGTH))
+    run_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    params: Mapped[dict[str, Any]]
+    tasks: Mapped[list[Any]]
+    holder: Mapped[str | None] = mapped_column(String(NAME_LENGTH))  # host:pid launching it
+    pid: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    fired_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_trigger_firings_schedule_id", "schedule", "id"),
+        Index("ix_trigger_firings_outcome", "outcome"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class TriggerEvent(Base):
+    """An event that may fire triggers: sent from outside, or read from a run's history."""
+
+    __tablename__ = "trigger_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    key: Mapped[str] = mapped_column(String(400), unique=True)  # deduplication
+    source: Mapped[str] = mapped_column(String(STATE_LENGTH))  # cli | api | webhook | run
+    run_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    data: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_trigger_events_dispatched_at", "dispatched_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class TriggerCursor(Base):
+    """How far the trigger dispatcher has read one of the run tables (the last id seen)."""
+
+    __tablename__ = "trigger_cursors"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)

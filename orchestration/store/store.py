@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from sqlalchemy import (
     Connection,
@@ -53,6 +53,9 @@ from orchestration.store.db import (
     sqlite_file,
     upgrade_schema,
 )
+
+if TYPE_CHECKING:
+    from orchestration.store.triggers import TriggerStore
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +280,13 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def triggers(self) -> TriggerStore:
+        """Schedules, their firings and trigger events (orchestration/store/triggers.py)."""
+        from orchestration.store.triggers import TriggerStore
+
+        return TriggerStore(self._engine, self._reader)
 
     def __enter__(self) -> Self:
         return self
@@ -578,6 +588,22 @@ class Store:
         for row in self._all(query):
             counts.setdefault(row.run_id, {})[row.state] = int(row.tasks)
         return counts
+
+    def journal(
+        self, kind: str, after_id: int, limit: int, run_id: str | None = None
+    ) -> list[tuple[int, Any]]:
+        """(row id, record) of one journal table, store-wide or one run's, with ids above
+        `after_id`, oldest first, at most `limit`: what the JSONL event log follows.
+
+        `kind`: transition | decision | breakpoint | event. Ids grow across runs, so one
+        cursor per kind follows the whole store.
+        """
+        table, convert = _JOURNALS[kind]
+        query = select(table).where(table.c.id > after_id)
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        rows = self._all(query.order_by(table.c.id).limit(limit))
+        return [(int(row.id), convert(row)) for row in rows]
 
     # ---- circuit breakers (store-wide, not owned by a run) -------------------------------------
 
@@ -1048,3 +1074,12 @@ def _for_task(query: Select[Any], table: Table, run_id: str, task_id: str | None
 def _first_line(exc: BaseException) -> str:
     message = str(getattr(exc, "orig", None) or exc)
     return message.splitlines()[0] if message else type(exc).__name__
+
+
+# The tables the event log follows, and how each row becomes its record.
+_JOURNALS: dict[str, tuple[Any, Callable[[Row[Any]], Any]]] = {
+    "transition": (TRANSITIONS, records.transition_record),
+    "decision": (DECISIONS, records.decision_record),
+    "breakpoint": (BREAKPOINTS, records.breakpoint_record),
+    "event": (EVENTS, records.event_record),
+}

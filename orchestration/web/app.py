@@ -14,13 +14,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration import __version__
 from orchestration.hooks import Plugins
+from orchestration.metrics import metrics_registry
 from orchestration.store import Store
 from orchestration.web.announcer import ResolutionAnnouncer
-from orchestration.web.api import PREFIX, api_router
+from orchestration.web.api import PREFIX, api_router, trigger_events
 from orchestration.web.auth import Authenticator, require_principal
 from orchestration.web.config import ServerConfig
 from orchestration.web.errors import error_body, install_error_handlers
 from orchestration.web.gate import BodyLimit, CredentialsFirst
+from orchestration.web.metrics import router as metrics_router
 from orchestration.web.pages import page_router
 from orchestration.web.pages.common import make_templates
 from orchestration.web.paths import EncodedPaths
@@ -131,6 +133,7 @@ def create_app(
     app.state.auth_failures = FailedAuthLimiter(config.auth_failures_per_minute)
     app.state.streams = StreamHub(opened, config.stream_poll_seconds, config.streams_per_client)
     app.state.templates = make_templates()
+    app.state.metrics = metrics_registry(opened)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(CredentialsFirst)  # before the size: a stranger learns nothing more
@@ -140,7 +143,9 @@ def create_app(
         app.add_middleware(AllowedHosts, hosts=config.allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(api_router())
+    app.include_router(trigger_events.webhook_router)  # signed by HMAC, not by the API token
     app.include_router(page_router())
+    app.include_router(metrics_router)
 
     @app.get(
         f"{PREFIX}/openapi.json",

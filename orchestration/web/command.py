@@ -93,6 +93,17 @@ def serve(
             help="Event streams a client address may hold open at once; then 429.",
         ),
     ] = STREAMS_PER_CLIENT,
+    event_log: Annotated[
+        Path | None,
+        typer.Option(
+            "--event-log",
+            help="Also write the JSONL event log to DIR/events-YYYY-MM-DD.jsonl while serving "
+            "(as `orch events follow --to DIR`).",
+        ),
+    ] = None,
+    event_log_days: Annotated[
+        int, typer.Option("--event-log-days", min=1, help="Delete event log files older than this.")
+    ] = 14,
 ) -> None:
     """Serve the review dashboard and REST API while runs go on in other processes.
 
@@ -115,6 +126,8 @@ def serve(
         max_body_bytes=max_body_bytes,
         auth_failures_per_minute=auth_failures,
         streams_per_client=streams_per_client,
+        event_log=event_log,
+        event_log_days=event_log_days,
     )
     run_server(options, sys.stdout)
 

@@ -35,3 +35,6 @@ class ServerConfig:
     db_hint: str = ""  # ` --db URL` (shell-quoted) for `orch resume` hints: `hints.db_hint`
     allowed_hosts: tuple[str, ...] = ()  # Host headers accepted; empty: any (behind a proxy)
     secure_cookies: bool = False  # mark cookies Secure (served over HTTPS, e.g. behind a proxy)
+    launch_dir: str = ""  # plans and logs of runs started by the API; empty: beside the store
+    # HMAC-SHA256 secret of forge webhooks (/api/v1/webhooks/NAME); empty: from the environment
+    webhook_secret: str = ""

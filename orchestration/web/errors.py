@@ -18,6 +18,7 @@ from orchestration.store import StoreConflict
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+MACHINE_PATHS = frozenset({"/metrics"})  # read by programs: errors as JSON, never a login page
 CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -72,7 +73,7 @@ def status_of(error: OrchestrationError) -> int:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(API_PREFIX)
+    return request.url.path.startswith(API_PREFIX) or request.url.path in MACHINE_PATHS
 
 
 def error_response(request: Request, error: ApiError) -> Response:

@@ -13,9 +13,10 @@ from typing import Any
 from orchestration import hints, run_views
 from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, RunRecord
+from orchestration.plan import plan_from_stored
 from orchestration.review_actions import Announce, resolve_and_announce
 from orchestration.rules import RuleSet
-from orchestration.runs import plan_from_stored, run_is_live
+from orchestration.runs import run_is_live
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff

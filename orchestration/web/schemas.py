@@ -252,3 +252,48 @@ class InterventionIn(_Reasoned):
     task: str | None = Field(None, max_length=200, description="The task; none: the whole run.")
     params: dict[str, Any] = _params_field()
     downstream: bool = Field(False, description="With rerun: the tasks depending on it too.")
+
+
+MAX_PLAN_CHARS = 1_000_000  # an uploaded plan's text
+MAX_ADDED_TASKS = 1_000  # tasks in one request to add tasks (spawning's limit)
+
+
+class RunStartIn(BaseModel):
+    """Start a run: from the plan a stored run recorded, or from an uploaded plan's text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_run: str | None = Field(
+        None,
+        max_length=200,
+        description="Start a new run of the plan this run recorded when it started (the plan "
+        "as it was then, with its working directory and rule files).",
+    )
+    plan: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PLAN_CHARS,
+        description="The text of a plan file (YAML, as for `orch run`).",
+    )
+    base_dir: str | None = Field(
+        None,
+        max_length=4096,
+        description="With `plan`: the absolute directory its relative `workdir` and `rules` "
+        "paths are resolved from (default: the directory `orch serve` was started in).",
+    )
+    run_id: str | None = Field(None, max_length=200, description="Name the run (as --run-id).")
+    params: dict[str, Any] | None = Field(
+        None, max_length=MAX_PARAMS, description="Plan parameters (passed as `--params`)."
+    )
+
+
+class TasksAddIn(BaseModel):
+    """Tasks to add to a run, in the plan's format (as the file of `orch task add`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ADDED_TASKS)
+
+
+class RunActionIn(_Reasoned):
+    """Pause, resume or cancel a whole run: who and why are stored with it."""

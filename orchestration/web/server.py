@@ -8,7 +8,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from orchestration.errors import OrchestrationError
 from orchestration.hints import db_hint
@@ -40,6 +40,8 @@ class ServeOptions:
     max_body_bytes: int = MAX_BODY_BYTES
     auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
     streams_per_client: int = STREAMS_PER_CLIENT
+    event_log: Path | None = None  # write the JSONL event log here while serving
+    event_log_days: int = 14  # ...deleting its files older than this
 
 
 def is_loopback(host: str) -> bool:
@@ -150,4 +152,20 @@ def serve(options: ServeOptions, out: TextIO) -> None:
             proxy_headers=False,
         )
     )
-    server.run()
+    shipper = _event_log_shipper(options, store)
+    try:
+        server.run()
+    finally:
+        if shipper is not None:
+            shipper.stop()
+
+
+def _event_log_shipper(options: ServeOptions, store: Any) -> Any:
+    """The background writer of the JSONL event log, started (None without --event-log)."""
+    if options.event_log is None:
+        return None
+    from orchestration.event_log import EventLogFiles, EventLogShipper
+
+    shipper = EventLogShipper(store, EventLogFiles(options.event_log, options.event_log_days))
+    shipper.start()
+    return shipper

@@ -16,14 +16,29 @@ from orchestration.web.api import (
     events,
     health,
     interventions,
+    launches,
     logs,
     runs,
+    schedules,
+    trigger_events,
 )
 from orchestration.web.auth import require_principal
 from orchestration.web.schemas import ErrorOut
 
 PREFIX = "/api/v1"
-AREAS = (runs, events, logs, breakpoints, dead_letters, breakers, interventions, health)
+AREAS = (
+    runs,
+    launches,
+    events,
+    logs,
+    breakpoints,
+    dead_letters,
+    breakers,
+    interventions,
+    schedules,
+    trigger_events,
+    health,
+)
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}
     for status, meaning in (
