@@ -18,6 +18,7 @@ from orchestration import (
     cli_checkpoints,
     cli_daemon,
     cli_events,
+    cli_fleet,
     cli_logs,
     cli_plugins,
     cli_report,
@@ -79,6 +80,7 @@ cli_schedule.register(app)
 cli_events.register(app)
 cli_daemon.register(app)
 cli_workers.register(app)
+cli_fleet.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -940,6 +942,8 @@ def explain(
         ]
         lines += [f"    {line}" for line in explanation_lines(d.explanation)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    for a in explained.shape.assignments:  # agents declared by the plan (fleet.py)
+        console.print(f"  attempt {a.attempt}: why this agent: {a.agent}, {a.reason}", markup=False)
 
 
 # ---- demo -----------------------------------------------------------------------------------

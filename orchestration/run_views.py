@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from orchestration import shapes
+from orchestration.fleet_health import task_assignments
 from orchestration.lifecycle import TaskState
 from orchestration.models import RunRecord, TaskRecord, TransitionRecord
 from orchestration.runs import interruption, run_is_live
@@ -129,6 +130,7 @@ def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> Task
             effective=parts.total,
         ),
         decisions=[shapes.decision_out(d) for d in store.decisions(run_id, task_id)],
+        assignments=task_assignments(store, run_id, task_id),
     )
     return TaskExplanation(shape, parts)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.decisions import split_stored_figures
+from orchestration.fleet_shapes import AssignmentOut
 from orchestration.models import (
     BreakerRecord,
     BreakpointRecord,
@@ -241,6 +242,9 @@ class ExplainOut(_Out):
     state: str
     priority: PriorityOut = Field(description="How the scheduler ranks the task now.")
     decisions: list[DecisionOut] = Field(description="Every decision taken on it, with why.")
+    assignments: list[AssignmentOut] = Field(
+        default_factory=list, description="Each attempt's agent and why it was chosen."
+    )
 
 
 class QualityListOut(_Out):

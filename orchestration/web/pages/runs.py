@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from orchestration.attempt_logs import log_path, tail_text
+from orchestration.fleet_health import run_health
 from orchestration.runs import attempt_over
 from orchestration.spending import budget_text, spending_of, spent_cells
 from orchestration.store import Store
@@ -45,6 +46,7 @@ def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
         "run": summary,
         "tasks": tasks,
         "spending": spending,
+        "health": run_health(store, run_id),
         "budget_text": budget_text(spending),
         "spent_cells": {t: spent_cells(spent) for t, spent in spending.tasks.items()},
         "graph": render_graph(run_id, tasks),
