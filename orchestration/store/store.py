@@ -81,6 +81,7 @@ RUN_TABLES = (
     TASKS,
     RUN_PLANS,
 )
+CREATE_SLICE = 5_000  # task rows built and inserted at a time when a run is stored
 BREAKER_RETRIES = 5  # read-modify-write attempts of one breaker before giving up
 
 FINAL_RUN_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -292,8 +293,12 @@ class Store:
             with self._engine.begin() as conn:
                 conn.execute(_INSERT[RUNS.name], [records.run_row(run)])
                 conn.execute(_INSERT[RUN_PLANS.name], [records.run_plan_row(run)])
-                if tasks:
-                    rows = [records.task_row(t, seq, run.updated_at) for seq, t in enumerate(tasks)]
+                # in slices, one transaction: a 100,000-task run never holds every row at once
+                for first in range(0, len(tasks), CREATE_SLICE):
+                    rows = [
+                        records.task_row(t, seq, run.updated_at)
+                        for seq, t in enumerate(tasks[first : first + CREATE_SLICE], first)
+                    ]
                     _execute_many(conn, _INSERT[TASKS.name], rows)
         except IntegrityError as exc:
             if self._run_exists(run.id):
