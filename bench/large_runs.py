@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestration.lifecycle import Move
 from orchestration.models import BreakpointRecord, EventRecord, RunRecord, TaskRecord, TaskSpec
@@ -149,7 +149,8 @@ tracemalloc.start()
 orchestrator = Orchestrator.start(plan, store, run_id="memory", engine=engine)
 gc.collect()
 heap = tracemalloc.get_traced_memory()[0] / 2**20
-rss = [int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmRSS")]
+status = open("/proc/self/status").read().splitlines()
+rss = [int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS")]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"engine for {len(plan.spec.tasks)} tasks: peak RSS {peak:.0f} MiB, "
       f"RSS after start {rss[0]:.0f} MiB, engine heap after start {heap:.0f} MiB")
