@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument("--project", type=Path, required=True, help="a library with its tests")
     parser.add_argument("--package", required=True, help="its source folder inside --project")
     parser.add_argument("--tests", nargs="+", required=True, help="its test paths")
-    parser.add_argument("--args", nargs="*", default=[], help="more pytest arguments")
+    parser.add_argument(
+        "--arg", dest="args", action="append", default=[], help="a pytest argument (repeat it)"
+    )
     parser.add_argument("--attempts", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
