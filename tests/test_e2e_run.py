@@ -51,7 +51,7 @@ def test_200_random_shell_tasks_run_in_dependency_order(tmp_path: Path) -> None:
     )
     done = orch("run", str(plan), "--run-id", "dag-1", *db_args(tmp_path), "--quiet")
     assert done.returncode == 0, done.stderr
-    status = orch_json("status", "dag-1", *db_args(tmp_path))
+    status = orch_json("status", "dag-1", "--page-size", "200", *db_args(tmp_path))
     assert status["run"]["state"] == "completed"
     assert len(status["tasks"]) == 200
     assert {t["state"] for t in status["tasks"]} == {"completed"}

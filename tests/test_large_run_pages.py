@@ -1,4 +1,5 @@
-"""Paged reads of a run: store pages and totals, `orch status` paging, the API and run page.
+"""Paged reads of a run: store pages and totals, `orch status` paging, the API and run page;
+and the milestone flag validators see (what `select: affected` runs every test on).
 
 A small run stands for a large one (the same queries; `python -m bench.large_runs` times them on
 100,000 tasks). Every figure shown is checked against the store's full reads.
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from bench.large_runs import RUN, build_run
+from orchestration import hookimpl
+from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.hooks import load_plugins
 from orchestration.models import EventRecord
 from orchestration.run_pages import DEFAULT_PAGE_SIZE
 from orchestration.spending import spending_of
@@ -132,3 +136,57 @@ def test_api_and_run_page_are_paged(sqlite_run: str, tmp_path: Path) -> None:
         page = client.get(f"/runs/{RUN}")
         assert page.status_code == 200
         assert 'data-task="t39"' in page.text  # one page of 100 holds all 40
+
+
+def test_run_page_shows_a_page_with_the_tasks_it_depends_on(sqlite_url: str) -> None:
+    with Store.open(sqlite_url) as store:
+        build_run(store, 150)  # a chain: t100 depends on t99
+    for client in make_client(sqlite_url):
+        login(client)
+        first = client.get(f"/runs/{RUN}")
+        assert first.status_code == 200
+        assert "Tasks 1\u2013100 of 150" in first.text and "?page=2" in first.text
+        second = client.get(f"/runs/{RUN}", params={"page": 2})
+        assert second.status_code == 200
+        assert "page 2 of 2" in second.text
+        assert '<tr data-task="t100">' in second.text and '<tr data-task="t99">' not in second.text
+        assert 'class="node state-completed" data-task="t99"' in second.text  # the graph's
+        live = client.get(f"/runs/{RUN}/live", params={"page": 2})
+        assert '<tr data-task="t149">' in live.text
+
+
+class MilestoneRecorder:
+    """A validator that records, per task, whether the engine called it a milestone."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, bool] = {}
+
+    @hookimpl
+    def register_validators(self) -> list[Validator]:
+        def check(step: ValidationInput) -> CheckResult:
+            self.seen[step.task.id] = step.milestone
+            return CheckResult("milestone_seen", "testing", True, 1.0)
+
+        return [Validator("milestone_seen", "testing", check)]
+
+
+def test_the_engine_tells_validators_which_tasks_are_milestones(tmp_path: Path) -> None:
+    from orchestration.loop import Orchestrator, build_engine
+    from orchestration.plan import load_plan
+    from tests.helpers import shell_task, write_plan
+
+    tasks = [
+        shell_task("step", "pass", validators=["milestone_seen"]),
+        shell_task("release", "pass", validators=["milestone_seen"], tags=["milestone"]),
+    ]
+    plan = load_plan(write_plan(tmp_path, {"version": 1, "name": "m", "tasks": tasks}))
+    recorder = MilestoneRecorder()
+    plugins = load_plugins(entry_points=False, extra=[recorder])
+    plugins.muted.add("console")
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        engine = build_engine(plan, plugins)
+        summary = Orchestrator.start(plan, store, run_id="m", engine=engine).run_until_stopped()
+        held = [(bp.task_id, bp.rule) for bp in store.breakpoints("m")]
+    # a default rule holds a finished milestone for a person: after its validators ran
+    assert summary.state == "paused" and held == [("release", "milestone_completion")]
+    assert recorder.seen == {"step": False, "release": True}
