@@ -232,7 +232,8 @@ def test_status_json_shape(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, {"version": 1, "name": "one", "tasks": [shell_task("a", "pass")]})
     assert orch("run", str(plan), "--run-id", "s1", *db_args(tmp_path), "--quiet").returncode == 0
     status = orch_json("status", "s1", *db_args(tmp_path))
-    assert set(status) == {"run", "tasks"}
+    assert set(status) == {"run", "tasks", "page", "recent", "breakpoints"}
+    assert status["page"]["total"] == 1 and status["recent"][0]["task"] == "a"
     assert {"id", "plan", "state", "started_at"} <= set(status["run"])
     assert status["run"]["plan"] == "one"
     assert {"id", "state", "attempts", "priority", "depends_on"} <= set(status["tasks"][0])
