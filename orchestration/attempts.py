@@ -64,6 +64,7 @@ class AttemptResult:
     report: QualityReport
     context: dict[str, Any]
 
+
 MILESTONE_TAG = "milestone"  # a task with this tag asks validators for a full check
 
 
