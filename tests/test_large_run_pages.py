@@ -190,3 +190,9 @@ def test_the_engine_tells_validators_which_tasks_are_milestones(tmp_path: Path) 
     # a default rule holds a finished milestone for a person: after its validators ran
     assert summary.state == "paused" and held == [("release", "milestone_completion")]
     assert recorder.seen == {"step": False, "release": True}
+
+
+def test_the_cli_default_page_size_is_the_shared_one() -> None:
+    from orchestration.cli import STATUS_PAGE_SIZE
+
+    assert STATUS_PAGE_SIZE == DEFAULT_PAGE_SIZE
