@@ -232,6 +232,15 @@ __all__ = [
 ]
 
 
+def shown_health(store: Any, run_id: str) -> Any:
+    """The run page's health: for a run whose plan declares agents, waves or health settings;
+    None for the others (their page stays one indexed read, even at 100,000 tasks)."""
+    spec = (store.get_run(run_id).plan_json or {}).get("spec", {})
+    if not (spec.get("agents") or spec.get("waves") or spec.get("health")):
+        return None
+    return run_health(store, run_id)
+
+
 def run_health(store: Any, run_id: str) -> Any:
     """`orch health RUN` and the dashboard: the run's figures, score, waves and anomalies."""
     from orchestration.agent_specs import HealthSettings

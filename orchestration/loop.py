@@ -346,6 +346,7 @@ class Orchestrator:
                 for spec in plan.spec.tasks
             ]
             store.create_run(run, tasks)
+            run.plan_json = {}  # stored; the engine never reads it back: no copy of the plan kept
             # The records as stored: reading the run and its tasks back (the plan's JSON parsed,
             # each spec validated again) would cost a tenth of a 10,000-task run for nothing new.
             orchestrator = cls(store, run, plan, engine, tasks=tasks, **options)

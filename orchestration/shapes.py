@@ -199,13 +199,31 @@ class RunsOut(_Out):
     runs: list[RunOut]
 
 
+class PageOut(_Out):
+    """Which page of a run's tasks a listing holds (tasks in the order they were added)."""
+
+    page: int = Field(description="The page shown, from 1.")
+    page_size: int = Field(description="Tasks per page.")
+    total: int = Field(description="Tasks the listing pages through (of the state, if given).")
+    pages: int = Field(description="How many pages there are (at least 1).")
+    state: str | None = Field(None, description="Only tasks in this state, if given.")
+
+
 class RunDetailOut(_Out):
     run: RunOut
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(description="One page of the run's tasks (see `page`).")
+    page: PageOut | None = Field(None, description="Which page `tasks` is.")
+    recent: list[TransitionOut] = Field(
+        default_factory=list, description="The run's newest state changes, newest first."
+    )
+    breakpoints: list[BreakpointOut] = Field(
+        default_factory=list, description="The run's open breakpoints."
+    )
 
 
 class TasksOut(_Out):
     tasks: list[TaskOut]
+    page: PageOut | None = Field(None, description="Which page `tasks` is.")
 
 
 class TaskOneOut(_Out):

@@ -145,6 +145,7 @@ class Transition(Base):
             ["run_id", "task_id"], ["tasks.run_id", "tasks.task_id"], ondelete="CASCADE"
         ),
         Index("ix_transitions_run_id_task_id", "run_id", "task_id"),
+        Index("ix_transitions_run_id_id", "run_id", "id"),  # a run's newest moves (0010)
         # ids only grow (never reused), so `after_id` polling sees every new row
         {"sqlite_autoincrement": True},
     )
@@ -244,6 +245,8 @@ class Event(Base):
 
     __table_args__ = (
         Index("ix_events_run_id_id", "run_id", "id"),
+        Index("ix_events_run_id_task_id", "run_id", "task_id"),  # a page's events (0010)
+        Index("ix_events_run_id_kind", "run_id", "kind"),  # a run's steps (0010)
         {"sqlite_autoincrement": True},
     )
 
