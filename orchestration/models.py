@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -618,6 +619,18 @@ class RunSetting:
     note: str
     at: datetime
     id: int = 0
+
+
+EXPLANATION_KEY = "explanation"  # where the explanation goes in the stored decision figures
+
+
+def split_stored_figures(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A stored decision's figures as (what the rule saw, its explanation or None if older)."""
+    seen = {k: v for k, v in stored.items() if k != EXPLANATION_KEY}
+    explanation = stored.get(EXPLANATION_KEY)
+    return seen, explanation if isinstance(explanation, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

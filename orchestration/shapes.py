@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.decisions import split_stored_figures
 from orchestration.fleet_shapes import AssignmentOut
 from orchestration.models import (
     BreakerRecord,
@@ -24,6 +23,7 @@ from orchestration.models import (
     RunRecord,
     TaskRecord,
     TransitionRecord,
+    split_stored_figures,
 )
 from orchestration.spending import RunSpending, Spent
 
