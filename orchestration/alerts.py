@@ -1,7 +1,7 @@
 """Alerts: a breaker opening, a dead letter, an anomaly, a schedule that failed to start.
 
 Sent through the notifier plugins (`register_notifiers`) like breakpoint notifications, in the
-background, each notifier only what reaches its minimum severity (orchestration.severity).
+background, each notifier only what reaches its minimum severity (severity.py).
 `raise_alert` is the one way in; an engine's `EngineAlerts` watches the store for what it should
 raise and applies the dead-letter retention.
 """
