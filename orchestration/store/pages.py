@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, Table, and_, case, func, select
+from sqlalchemy import ColumnElement, Float, Select, and_, case, func, select
 from sqlalchemy import cast as sql_cast
 
 from orchestration.store import schema
 
-TASKS = cast(Table, schema.Task.__table__)
-TRANSITIONS = cast(Table, schema.Transition.__table__)
-EVENTS = cast(Table, schema.Event.__table__)
+TASKS = schema.Task
+TRANSITIONS = schema.Transition
+EVENTS = schema.Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
     Connection,
@@ -59,18 +59,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RUNS = cast(Table, schema.Run.__table__)
-RUN_PLANS = cast(Table, schema.RunPlan.__table__)
-TASKS = cast(Table, schema.Task.__table__)
-TRANSITIONS = cast(Table, schema.Transition.__table__)
-BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
-DECISIONS = cast(Table, schema.Decision.__table__)
-QUALITY = cast(Table, schema.QualityResult.__table__)
-EVENTS = cast(Table, schema.Event.__table__)
-SETTINGS = cast(Table, schema.RunSettingRow.__table__)
-BREAKERS = cast(Table, schema.CircuitBreaker.__table__)
-DEAD_LETTERS = cast(Table, schema.DeadLetter.__table__)
-INTERVENTIONS = cast(Table, schema.Intervention.__table__)
+RUNS = schema.Run
+RUN_PLANS = schema.RunPlan
+TASKS = schema.Task
+TRANSITIONS = schema.Transition
+BREAKPOINTS = schema.Breakpoint
+DECISIONS = schema.Decision
+QUALITY = schema.QualityResult
+EVENTS = schema.Event
+SETTINGS = schema.RunSettingRow
+BREAKERS = schema.CircuitBreaker
+DEAD_LETTERS = schema.DeadLetter
+INTERVENTIONS = schema.Intervention
 # The tables holding a run's rows, children first: how `prune_run` deletes a run.
 RUN_TABLES = (
     TRANSITIONS,
