@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestration import shapes
-from orchestration.fleet_health import task_assignments
 from orchestration.lifecycle import TaskState
 from orchestration.models import RunRecord, TaskRecord, TransitionRecord
 from orchestration.runs import interruption, run_is_live
@@ -129,7 +128,7 @@ def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> Task
             effective=parts.total,
         ),
         decisions=[shapes.decision_out(d) for d in store.decisions(run_id, task_id)],
-        assignments=task_assignments(store, run_id, task_id),
+        assignments=_assignments(store, run_id, task_id),
     )
     return TaskExplanation(shape, parts)
 
@@ -158,3 +157,10 @@ def task_priority(store: Store, run: RunRecord, task_id: str, now: datetime) -> 
     scheduler.push_ready(task_id, since, failed_attempts=failed)
     parts = scheduler.priority_of(task_id, now)
     return replace(parts, dependents=scheduler.distinct_downstream(task_id))
+
+
+def _assignments(store: Store, run_id: str, task_id: str) -> list[shapes.AssignmentOut]:
+    # Here, not at the top: `orch status` needs no fleet figures (nor `statistics`).
+    from orchestration.fleet_health import task_assignments
+
+    return task_assignments(store, run_id, task_id)
