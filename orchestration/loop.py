@@ -19,7 +19,7 @@ from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
-from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
+from orchestration.breakpoints import BreakpointCheck, BreakpointHit
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.context import frozen_or_plain, jsonable
@@ -226,7 +226,6 @@ class Orchestrator:
         self.task_seconds: dict[str, float] = defaultdict(float)
         self.consecutive_failures = 0
         self.run_failures = 0
-        self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
         # When each retrying task wakes: a heap, so a tick costs nothing while none is due.
         self._retry_times: list[tuple[datetime, str]] = [
             (t.next_attempt_at or run.created_at, t.task_id)
@@ -292,6 +291,11 @@ class Orchestrator:
             worktrees=self.worktrees,
         )
         self._load_history()
+
+    def use_engine(self, engine: Engine) -> None:
+        """Hold a new Engine (rules, switches or baselines changed): the loop's parts use it."""
+        self.engine = engine
+        self.attempt_runner.engine = engine
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -370,7 +374,7 @@ class Orchestrator:
             )
         seconds = time.monotonic() - started
         self.observer.message(f"baseline measured in {seconds:.1f}s: {baseline_summary(taken)}")
-        self.engine.quality.baselines = taken
+        self.use_engine(self.engine.with_baselines(taken))
         return taken
 
     @classmethod
@@ -449,7 +453,7 @@ class Orchestrator:
                 event.kind == "intervention" and event.data.get("action") == "rerun"
             )
             if event.kind == "run_started" and event.data.get("baselines"):
-                self.engine.quality.baselines = event.data["baselines"]
+                self.use_engine(self.engine.with_baselines(event.data["baselines"]))
             if event.kind == "step" and event.task_id:
                 seconds = event.data.get("duration_seconds") or 0
                 self.task_seconds[event.task_id] += float(seconds)
@@ -505,7 +509,7 @@ class Orchestrator:
 
     def _rule_inputs(self, rule_name: str, context: Mapping[str, Any]) -> str:
         """What a rule saw, minus the attempt counter: an approval holds until that changes."""
-        rule = self._rules_by_name.get(rule_name)
+        rule = self.engine.rules_by_name.get(rule_name)
         names = sorted(rule.when.names - VOLATILE_NAMES) if rule is not None else []
         return repr([(name, jsonable(context.get(name))) for name in names])
 
@@ -1381,7 +1385,7 @@ class Orchestrator:
         self.batch.events.append(
             EventRecord(self.run.id, "attempt_stopped", task.task_id, data, now)
         )
-        rule = self._rules_by_name.get(raised.rule)
+        rule = self.engine.rules_by_name.get(raised.rule)
         auto = rule.auto if rule is not None else None
         policy = self.plan.retry_policy(task.spec)
         if raised.action == "auto" and auto is not None and task.attempts < policy.max_attempts:
@@ -1570,7 +1574,7 @@ class Orchestrator:
         if setting.kind == "rule":
             self.rule_switches[setting.name] = bool(setting.value)
             disabled = {name for name, on in self.rule_switches.items() if not on}
-            self.engine.breakpoints.disabled = frozenset(disabled)
+            self.use_engine(self.engine.with_disabled(frozenset(disabled)))
             state = "enabled" if setting.value else "disabled"
             self.observer.message(f"rule {setting.name} {state} for this run by {setting.actor}")
         elif setting.kind == "run" and setting.name == "paused":
@@ -1601,10 +1605,7 @@ class Orchestrator:
         except OrchestrationError as error:  # e.g. a plugin function gone since it was added
             self.observer.message(f"warning: added rules not loaded: {error}")
             return
-        disabled = self.engine.breakpoints.disabled
-        self.engine.rules = rules
-        self.engine.breakpoints = BreakpointManager(rules, disabled)
-        self._rules_by_name = {rule.name: rule for rule in rules.breakpoints}
+        self.use_engine(self.engine.with_rules(rules))
 
     def _sync_added_tasks(self, *, force: bool = False) -> int:
         """Pick up tasks that `orch task add` stored while this engine runs."""
