@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
@@ -71,6 +70,7 @@ from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
+from orchestration.timer_wheel import TimerWheel
 from orchestration.workspace import store_files_in
 from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
@@ -85,6 +85,20 @@ GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is rep
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
+# The kinds of wake-up on the timer wheel: one-off ones keyed by what they wake...
+RETRY, BREAKER, EXPIRY, DEADLINE, DIGEST = "retry", "breaker", "expiry", "deadline", "digest"
+# ...and periodic duties, each with its own period and first turn (seconds from the start).
+HEARTBEAT, SETTINGS, INTERVENTIONS = "heartbeat", "settings", "interventions"
+BLOCKED, ADDED, DURING = "blocked", "added", "during"
+PERIODIC_SECONDS = {
+    HEARTBEAT: HEARTBEAT_SECONDS,
+    SETTINGS: ADDED_SYNC_SECONDS,
+    INTERVENTIONS: INTERVENTION_SYNC_SECONDS,
+    BLOCKED: BLOCKED_SYNC_SECONDS,
+    ADDED: ADDED_SYNC_SECONDS,
+    DURING: DURING_CHECK_SECONDS,
+}
+PERIODIC_FIRST = {HEARTBEAT: 0, SETTINGS: 1, INTERVENTIONS: 0, BLOCKED: 0, ADDED: 1, DURING: 0}
 # Context names that change by themselves between attempts; an approval ignores them.
 VOLATILE_NAMES = frozenset(
     {"attempt", "task_elapsed_seconds", "run_elapsed_seconds", "now_hour", "completed_count"}
@@ -226,25 +240,14 @@ class Orchestrator:
         self.task_seconds: dict[str, float] = defaultdict(float)
         self.consecutive_failures = 0
         self.run_failures = 0
-        # When each retrying task wakes: a heap, so a tick costs nothing while none is due.
-        self._retry_times: list[tuple[datetime, str]] = [
-            (t.next_attempt_at or run.created_at, t.task_id)
-            for t in self.tasks.values()
-            if t.state == TaskState.RETRYING
-        ]
-        heapq.heapify(self._retry_times)
-        self._deadlines = sorted(
-            (t.spec.deadline, t.task_id)
-            for t in self.tasks.values()
-            if t.spec.deadline is not None and t.state not in FINAL_STATES
-        )
-        self._last_heartbeat = 0.0
+        # Every wake-up of the loop, of every kind, on one heap: a tick costs nothing while
+        # none is due.
+        self.wheel = TimerWheel()
+        self._schedule_initial_wakes(run, clock())
         # Beside the plan, like the default store: where this engine notes its actions' processes.
         attempts_dir = Path(plan.path).parent / ".orchestration" / "attempts" / run.id
         self.attempts = AttemptRegistry(attempts_dir)
-        self._last_added_sync = time.monotonic()
         self._last_guard_note = -GUARD_NOTE_SECONDS
-        self._last_blocked_sync = 0.0
         self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
         self.budget = RunBudget.of(plan.spec.budget)
         self.checkpointing = is_git_worktree(Path(plan.workdir))
@@ -258,21 +261,17 @@ class Orchestrator:
         self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
         self.breakers = CircuitBreakers(store, plan.spec.breakers)
         self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
-        self._breaker_waits: list[tuple[datetime, str]] = []  # (retry at, task id), a heap
         self._breaker_noted: set[str] = set()
         self._probes: dict[str, tuple[str, bool]] = {}  # task id -> (breaker key, is a probe)
         self._human_stops: dict[str, Stop] = {}
         self.human_paused = False
         self.run_cancelled = False
-        self._last_intervention_sync = 0.0
-        self.expiries: list[tuple[datetime, int]] = []  # (expires_at, breakpoint id), a heap
         self.digests = DigestBuffer()
         self.running_attempts: dict[str, RunningAttempt] = {}
         self.stopped_by_rule: dict[str, Raised] = {}
         self.rule_switches: dict[str, bool] = {}
         self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
         self._settings_seen = 0
-        self._last_during_check = 0.0
         self._held_noted = False
         self.expressions = TaskExpressions(plan.path, engine.plugins)
         self.worktrees: RunWorktrees | None = open_isolation(plan, run.id)
@@ -291,6 +290,47 @@ class Orchestrator:
             worktrees=self.worktrees,
         )
         self._load_history()
+
+    def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
+        """Retries and deadlines of the tasks, and the first turn of each periodic duty."""
+        wheel = self.wheel
+        for task in self.tasks.values():
+            if task.state == TaskState.RETRYING:
+                wheel.schedule(task.next_attempt_at or run.created_at, RETRY, task.task_id)
+            if task.spec.deadline is not None and task.state not in FINAL_STATES:
+                wheel.schedule(task.spec.deadline, DEADLINE, task.task_id)
+        for duty, first in PERIODIC_FIRST.items():
+            wheel.schedule(now + timedelta(seconds=first), duty)
+
+    def _wake(self, kind: str, key: Any, due: datetime, now: datetime) -> int:
+        """Do what came due on the timer wheel; periodic duties schedule their next turn."""
+        if kind == RETRY:
+            return self._wake_retry(key, due)
+        if kind == BREAKER:
+            return self._wake_breaker(key)
+        if kind == EXPIRY:
+            return self._expire(key, now)
+        if kind == DEADLINE:
+            self._deadline_missed(key, due, now)
+            return 0
+        if kind == DIGEST:
+            self._send_due_digests(now)
+            return 0
+        self.wheel.schedule(now + timedelta(seconds=PERIODIC_SECONDS[kind]), kind)
+        if kind == HEARTBEAT:
+            self.batch.run_state = "running"  # also refreshes the run's updated_at
+            return 0
+        if kind == SETTINGS:
+            self._sync_settings()
+            return 0
+        if kind == DURING:
+            self._check_running(now)
+            return 0
+        if kind == INTERVENTIONS:
+            return self._apply_interventions(now)
+        if kind == BLOCKED:
+            return self._sync_blocked()
+        return self._sync_added_tasks()
 
     def use_engine(self, engine: Engine) -> None:
         """Hold a new Engine (rules, switches or baselines changed): the loop's parts use it."""
@@ -472,7 +512,7 @@ class Orchestrator:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
-        self._sync_settings(force=True)
+        self._sync_settings()
 
     def _note_checkpoint_owed(self, event: EventRecord) -> None:
         """A step a human accepted while no engine ran is owed its checkpoint (taken on resume)."""
@@ -501,7 +541,7 @@ class Orchestrator:
         if bp.scope == "run":
             self.run_holds.add(bp.id)
         if bp.expires_at is not None:
-            heapq.heappush(self.expiries, (bp.expires_at, bp.id))
+            self.wheel.schedule(bp.expires_at, EXPIRY, bp.id)
 
     def _remember_approval(self, bp: BreakpointRecord) -> None:
         if bp.at == "before" and bp.resolution in ("approve", "retry"):
@@ -573,7 +613,7 @@ class Orchestrator:
         self.batch.task_updates.append((task.task_id, fields))
         wake_at = task.next_attempt_at
         if "next_attempt_at" in fields and wake_at is not None and task.state == "retrying":
-            heapq.heappush(self._retry_times, (wake_at, task.task_id))
+            self.wheel.schedule(wake_at, RETRY, task.task_id)
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush in one transaction, then announce it."""
@@ -801,56 +841,44 @@ class Orchestrator:
     def tick(self, now: datetime | None = None) -> int:
         """One cycle: human answers, due retries, finished and new attempts. Returns work done."""
         now = now or self.clock()
-        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            self._last_heartbeat = time.monotonic()
-            self.batch.run_state = "running"  # also refreshes the run's updated_at
-        self._report_missed_deadlines(now)
-        self._sync_settings()
-        work = self._apply_interventions(now)
-        work += self._expire_due(now) + self._sync_blocked() + self._sync_added_tasks()
-        work += self._wake_due(now) + self._wake_breaker_waits(now)
-        self._check_running(now)
+        work = 0
+        for due, kind, key in self.wheel.pop_due(now):
+            work += self._wake(kind, key, due, now)
         work += self._collect_finished(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
-        self._send_due_digests(now)
         self.flush()
         return work
 
     # ---- breakpoints that expire, hold the run, or are sent as digests ---------------------
 
-    def _expire_due(self, now: datetime) -> int:
-        """Apply the default resolution of open breakpoints whose time is up."""
+    def _expire(self, bp_id: int, now: datetime) -> int:
+        """Apply the default resolution of an open breakpoint whose time is up."""
         from orchestration.review_actions import resolve_and_announce
 
-        expired = 0
-        while self.expiries and self.expiries[0][0] <= now:
-            _, bp_id = heapq.heappop(self.expiries)
-            self.flush()  # what this engine recorded goes first
-            bp = self.store.breakpoint(bp_id)
-            if bp.state != "open" or bp.default_resolution is None:
-                continue
-            waited = format_duration((now - bp.created_at).total_seconds())
-            try:
-                resolve_and_announce(
-                    self.store,
-                    bp_id,
-                    bp.default_resolution,
-                    actor=EXPIRED_ACTOR,
-                    announce=partial(announce_resolution, self.engine.plugins),
-                    note=f"no answer within {waited}; default resolution applied",
-                    now=now,
-                )
-            except OrchestrationError as error:  # a human answered at the same moment
-                logger.info("breakpoint %s did not expire: %s", bp_id, error)
-                continue
-            self.observer.message(
-                f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
+        self.flush()  # what this engine recorded goes first
+        bp = self.store.breakpoint(bp_id)
+        if bp.state != "open" or bp.default_resolution is None:
+            return 0
+        waited = format_duration((now - bp.created_at).total_seconds())
+        try:
+            resolve_and_announce(
+                self.store,
+                bp_id,
+                bp.default_resolution,
+                actor=EXPIRED_ACTOR,
+                announce=partial(announce_resolution, self.engine.plugins),
+                note=f"no answer within {waited}; default resolution applied",
+                now=now,
             )
-            expired += 1
-        if expired:
-            self._sync_blocked(force=True)
-        return expired
+        except OrchestrationError as error:  # a human answered at the same moment
+            logger.info("breakpoint %s did not expire: %s", bp_id, error)
+            return 0
+        self.observer.message(
+            f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
+        )
+        self._sync_blocked()
+        return 1
 
     def _run_held(self) -> bool:
         """An open breakpoint with `scope: run` (stored, or raised and not yet committed)."""
@@ -862,9 +890,6 @@ class Orchestrator:
 
     def _apply_interventions(self, now: datetime) -> int:
         """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
-        if time.monotonic() - self._last_intervention_sync < INTERVENTION_SYNC_SECONDS:
-            return 0
-        self._last_intervention_sync = time.monotonic()
         self.flush()
         try:
             applied = apply_requested(
@@ -909,7 +934,7 @@ class Orchestrator:
             if task.state == TaskState.READY:
                 self._queue(task)
             elif task.state == TaskState.RETRYING and task.next_attempt_at is not None:
-                heapq.heappush(self._retry_times, (task.next_attempt_at, task_id))
+                self.wheel.schedule(task.next_attempt_at, RETRY, task_id)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task_id)
             elif task.state in FINAL_STATES and not reopened:
@@ -949,7 +974,7 @@ class Orchestrator:
             self._breaker_noted.discard(key)
             return True
         retry_at = admission.retry_at or now + timedelta(seconds=1)
-        heapq.heappush(self._breaker_waits, (retry_at, task.task_id))
+        self.wheel.schedule(retry_at, BREAKER, task.task_id)
         if key not in self._breaker_noted:  # once per opening, not once per waiting task
             self._breaker_noted.add(key)
             data = {"key": key, "reason": admission.reason, "until": retry_at.isoformat()}
@@ -959,15 +984,12 @@ class Orchestrator:
             self.observer.message(f"circuit breaker {key} is open: {admission.reason}")
         return False
 
-    def _wake_breaker_waits(self, now: datetime) -> int:
-        woken = 0
-        while self._breaker_waits and self._breaker_waits[0][0] <= now:
-            _, task_id = heapq.heappop(self._breaker_waits)
-            task = self.tasks[task_id]
-            if task.state == TaskState.READY:
-                self._queue(task)
-                woken += 1
-        return woken
+    def _wake_breaker(self, task_id: str) -> int:
+        task = self.tasks[task_id]
+        if task.state != TaskState.READY:
+            return 0
+        self._queue(task)
+        return 1
 
     def _record_breaker(self, task_id: str, outcome: ActionOutcome | None, now: datetime) -> None:
         key, probe = self._probes.pop(task_id, (None, False))
@@ -997,27 +1019,20 @@ class Orchestrator:
         if len(self.digests):
             self.pending_notifications.extend(self.digests.due(now, everything=everything))
 
-    def _wake_due(self, now: datetime) -> int:
-        woken = 0
-        while self._retry_times and self._retry_times[0][0] <= now:
-            when, task_id = heapq.heappop(self._retry_times)
-            task = self.tasks[task_id]
-            moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
-            if task.state != TaskState.RETRYING or moved_on:
-                continue  # a stale entry: the task moved on, or got a new retry time
-            self._move(task, "wake", "retry time reached")
-            self._update(task, next_attempt_at=None)
-            self._queue(task)
-            woken += 1
-        return woken
+    def _wake_retry(self, task_id: str, when: datetime) -> int:
+        task = self.tasks[task_id]
+        moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
+        if task.state != TaskState.RETRYING or moved_on:
+            return 0  # a stale entry: the task moved on, or got a new retry time
+        self._move(task, "wake", "retry time reached")
+        self._update(task, next_attempt_at=None)
+        self._queue(task)
+        return 1
 
-    def _sync_blocked(self, *, force: bool = False) -> int:
+    def _sync_blocked(self) -> int:
         """Pick up what a human decided from another process about blocked tasks."""
         if not self.counts[TaskState.BLOCKED]:
             return 0
-        if not force and time.monotonic() - self._last_blocked_sync < BLOCKED_SYNC_SECONDS:
-            return 0
-        self._last_blocked_sync = time.monotonic()
         self.flush()
         changed = 0
         for task in [t for t in self.tasks.values() if t.state == TaskState.BLOCKED]:
@@ -1055,12 +1070,9 @@ class Orchestrator:
             task.spec = stored.spec
             self.expressions.forget(task.task_id)
 
-    def _report_missed_deadlines(self, now: datetime) -> None:
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, task_id = heapq.heappop(self._deadlines)
-            task = self.tasks[task_id]
-            if task.state in FINAL_STATES:
-                continue
+    def _deadline_missed(self, task_id: str, deadline: datetime, now: datetime) -> None:
+        task = self.tasks[task_id]
+        if task.state not in FINAL_STATES:
             data = {"deadline": deadline.isoformat(), "state": task.state}
             self.batch.events.append(
                 EventRecord(self.run.id, "deadline_missed", task_id, data, now)
@@ -1225,9 +1237,6 @@ class Orchestrator:
         """Evaluate `at: during` rules on the attempts under way; stop those a rule stops."""
         if not self.running_attempts or not self.engine.rules.breakpoints_at("during"):
             return
-        if time.monotonic() - self._last_during_check < DURING_CHECK_SECONDS:
-            return
-        self._last_during_check = time.monotonic()
         figures = self._figures()
         for task_id, running in list(self.running_attempts.items()):
             if running.stop.is_set() or task_id in self.stopped_by_rule:
@@ -1551,7 +1560,7 @@ class Orchestrator:
         for record in records:
             self.scheduler.count_finished_dependencies(record.task_id, finals)
             if record.spec.deadline is not None:
-                heapq.heappush(self._deadlines, (record.spec.deadline, record.task_id))
+                self.wheel.schedule(record.spec.deadline, DEADLINE, record.task_id)
         for record in records:
             if record.state == TaskState.PENDING:
                 self._evaluate_pending(record.task_id)
@@ -1562,10 +1571,8 @@ class Orchestrator:
         event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
         self.batch.events.append(event)
 
-    def _sync_settings(self, *, force: bool = False) -> None:
+    def _sync_settings(self) -> None:
         """Apply rules switched on or off and budgets changed for this run from outside."""
-        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
-            return
         for setting in self.store.run_settings(self.run.id, after_id=self._settings_seen):
             self._settings_seen = max(self._settings_seen, setting.id)
             self._apply_setting(setting)
@@ -1607,11 +1614,8 @@ class Orchestrator:
             return
         self.use_engine(self.engine.with_rules(rules))
 
-    def _sync_added_tasks(self, *, force: bool = False) -> int:
+    def _sync_added_tasks(self) -> int:
         """Pick up tasks that `orch task add` stored while this engine runs."""
-        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
-            return 0
-        self._last_added_sync = time.monotonic()
         if self.store.task_count(self.run.id) <= len(self.tasks):
             return 0
         added = [t for t in self.store.tasks(self.run.id) if t.task_id not in self.tasks]
@@ -1674,6 +1678,7 @@ class Orchestrator:
         )
         if raised.digest_seconds:
             self.digests.add(raised.rule, notification, raised.digest_seconds, now)
+            self.wheel.schedule(now + timedelta(seconds=raised.digest_seconds), DIGEST)
         else:
             self.pending_notifications.append(notification)
 
@@ -1729,16 +1734,9 @@ class Orchestrator:
             wait(list(self.futures), timeout=IDLE_POLL_SECONDS, return_when=FIRST_COMPLETED)
             return
         delay = IDLE_POLL_SECONDS
-        wakes = [self._retry_times[0][0]] if self._retry_times else []
-        if self.expiries:
-            wakes.append(self.expiries[0][0])
-        if self._breaker_waits:
-            wakes.append(self._breaker_waits[0][0])
-        digest_due = self.digests.next_due()
-        if digest_due is not None:
-            wakes.append(digest_due)
-        if wakes:
-            delay = (min(wakes) - self.clock()).total_seconds()
+        due = self.wheel.next_due()
+        if due is not None:
+            delay = (due - self.clock()).total_seconds()
         time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
 
     def run_until_stopped(self) -> RunSummary:
@@ -1761,12 +1759,12 @@ class Orchestrator:
                     self._idle_wait()
                     continue
                 state = self.outcome()
-                if state == "paused" and self._sync_blocked(force=True):
+                if state == "paused" and self._sync_blocked():
                     continue  # a human answered in the meantime
-                if state == "paused" and self.expiries:
+                if state == "paused" and self.wheel.has(EXPIRY):
                     self._idle_wait()  # a default resolution applies soon: wait for it
                     continue
-                if state is not None and self._sync_added_tasks(force=True):
+                if state is not None and self._sync_added_tasks():
                     continue  # tasks were added since the last look: the run is not over
                 if state is not None:
                     return self._finish(state)
