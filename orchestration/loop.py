@@ -18,9 +18,17 @@ from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakers import CircuitBreakers, attempt_ok
-from orchestration.breakpoints import BreakpointCheck, BreakpointHit
+from orchestration.breakpoints import BreakpointCheck
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
+from orchestration.conclusion import (
+    Effects,
+    Raised,
+    after_crash,
+    after_decision,
+    after_interrupt,
+    after_stop,
+)
 from orchestration.context import frozen_or_plain, jsonable
 from orchestration.dead_letters import capture_dead_letter
 from orchestration.decisions import EXPLANATION_KEY, Decision
@@ -47,7 +55,6 @@ from orchestration.models import (
 from orchestration.orphans import AttemptRegistry
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
-from orchestration.retry import next_attempt_at
 from orchestration.review import (
     EXPIRED_ACTOR,
     announce_resolution,
@@ -138,36 +145,6 @@ class SilentObserver:
 
     def message(self, text: str) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class Raised:
-    """A breakpoint about to be stored: from a rule that fired, or from a clarify/escalate."""
-
-    rule: str
-    at: str
-    severity: str
-    action: str
-    message: str
-    scope: str = "task"
-    expires_after: float | None = None
-    default: str | None = None
-    digest_seconds: float | None = None
-
-    @classmethod
-    def of(cls, hit: BreakpointHit, at: str) -> Raised:
-        rule = hit.rule
-        return cls(
-            rule.name,
-            at,
-            rule.severity,
-            rule.action,
-            hit.message,
-            rule.scope,
-            rule.expires_after,
-            rule.default,
-            rule.digest_seconds,
-        )
 
 
 @dataclass(frozen=True)
@@ -1302,13 +1279,9 @@ class Orchestrator:
             self.batch.intervention_updates.append(update)
 
     def _conclude_crash(self, task: TaskRecord, error: BaseException, now: datetime) -> None:
-        message = f"engine error during the attempt: {type(error).__name__}: {error}"
-        if task.attempts < self.plan.retry_policy(task.spec).max_attempts:
-            self._move(task, "retry", message)
-            self._update(task, next_attempt_at=now + timedelta(seconds=1))
-            return
-        context = {"task_id": task.task_id, "attempt": task.attempts, "error": message}
-        self._block(task, Raised("engine_error", "after", "high", "pause", message), context, now)
+        policy = self.plan.retry_policy(task.spec)
+        effects = after_crash(task.task_id, task.attempts, policy, error, now)
+        self._apply_effects(task, effects, None, {}, now)
 
     def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
         self.running_attempts.pop(task.task_id, None)
@@ -1318,8 +1291,7 @@ class Orchestrator:
             self._conclude_stopped(task, result, stopped_by, now)
             return
         if result.outcome.interrupted:
-            self._move(task, "retry", "interrupted: the engine was stopped during this attempt")
-            self._update(task, next_attempt_at=now)
+            self._apply_effects(task, after_interrupt(now), result, {}, now)
             return
         self.task_seconds[task.task_id] += result.outcome.duration_seconds
         attempt_ok = result.report.gate_passed
@@ -1395,24 +1367,10 @@ class Orchestrator:
             EventRecord(self.run.id, "attempt_stopped", task.task_id, data, now)
         )
         rule = self.engine.rules_by_name.get(raised.rule)
-        auto = rule.auto if rule is not None else None
         policy = self.plan.retry_policy(task.spec)
-        if raised.action == "auto" and auto is not None and task.attempts < policy.max_attempts:
-            self._move(
-                task, "retry", f"{raised.rule}: attempt stopped; retry in {auto.wait_seconds:g}s"
-            )
-            self._update(
-                task,
-                feedback=f"The previous attempt was stopped: {raised.message}",
-                last_error_kind="timeout",
-                next_attempt_at=now + timedelta(seconds=auto.wait_seconds),
-            )
-            return
-        message = raised.message
-        if raised.action == "auto":
-            message += f" (out of attempts: {task.attempts} of {policy.max_attempts})"
         context = {**result.context, "duration_seconds": data["duration_seconds"]}
-        self._block(task, replace(raised, action="pause", message=message), context, now)
+        effects = after_stop(raised, rule, task.attempts, policy, context, now)
+        self._apply_effects(task, effects, result, context, now)
 
     def _record_attempt(
         self,
@@ -1468,53 +1426,34 @@ class Orchestrator:
     ) -> None:
         note = self.comparison_notes.pop(task.task_id, "")
         feedback = "\n".join(part for part in (result.report.feedback, note) if part)
-        pause = check.first("pause")
-        auto = check.first("auto")
-        if pause is not None:
-            self._update(task, feedback=feedback)
-            self._block(task, Raised.of(pause, "after"), context, now)
-        elif (
-            auto is not None
-            and auto.rule.auto is not None
-            and auto.rule.auto.then == "proceed"
-            and self._merged(task, result, context, now)
-        ):
-            self._update(task, outcome="succeeded", feedback="")
-            self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
-            self._grow(task, True, context, now)
-        elif auto is not None and auto.rule.auto is not None and self._may_retry(task, result):
-            wait_seconds = auto.rule.auto.wait_seconds
-            self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
-            self._update(
-                task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
-            )
-        elif decision.action in ("proceed", "checkpoint") and not self._merged(
-            task, result, context, now
-        ):
-            pass  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
-        elif decision.action in ("proceed", "checkpoint"):
-            outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"
-            self._update(task, outcome=outcome, feedback="")
-            self._move(task, "succeed", f"{decision.action}: {decision.reason}")
-            self._grow(task, True, context, now)
-        elif decision.action == "retry" and self._may_retry(task, result):
-            policy = self.plan.retry_policy(task.spec)
-            self._move(task, "retry", f"retry: {decision.reason}")
-            self._update(
-                task,
-                feedback=feedback,
-                last_error_kind=result.outcome.error_kind,
-                next_attempt_at=next_attempt_at(policy, task.attempts, now),
-            )
-        elif decision.action in ("retry", "fail"):  # a retry with no attempt left fails too
-            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            why = "fail" if decision.action == "fail" else "out of attempts"
-            self._move(task, "fail", f"{why}: {decision.reason}")
-            self._grow(task, False, context, now)
-        else:  # clarify | escalate: a human decides
-            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            rule = f"decision:{decision.action}"
-            self._block(task, Raised(rule, "after", "high", "pause", decision.reason), context, now)
+        policy = self.plan.retry_policy(task.spec)
+        effects = after_decision(
+            task.attempts, policy, result.outcome, decision, check, feedback, now
+        )
+        self._apply_effects(task, effects, result, context, now)
+
+    def _apply_effects(
+        self,
+        task: TaskRecord,
+        effects: Effects,
+        result: AttemptResult | None,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """The applier: record what a conclusion (a value, see `conclusion`) asks for."""
+        if effects.accept and result is not None and not self._merged(task, result, context, now):
+            return  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
+        if effects.update:
+            self._update(task, **effects.update)
+        if effects.block is not None:
+            self._block(task, effects.block, effects.context or context, now)
+            return
+        assert effects.trigger is not None
+        self._move(task, effects.trigger, effects.reason)
+        if effects.then_update:
+            self._update(task, **effects.then_update)
+        if effects.grow is not None:
+            self._grow(task, effects.grow, context, now)
 
     # ---- a plan that grows while it runs ------------------------------------------------------
 
@@ -1621,10 +1560,6 @@ class Orchestrator:
         added = [t for t in self.store.tasks(self.run.id) if t.task_id not in self.tasks]
         self._adopt_new_tasks(added)
         return len(added)
-
-    def _may_retry(self, task: TaskRecord, result: AttemptResult) -> bool:
-        policy = self.plan.retry_policy(task.spec)
-        return task.attempts < policy.max_attempts and result.outcome.error_kind != "permanent"
 
     def _block(
         self, task: TaskRecord, raised: Raised, context: dict[str, Any], now: datetime
