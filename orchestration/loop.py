@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
+from orchestration.admission import BREAKER, Admission
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
-from orchestration.breakers import CircuitBreakers, attempt_ok
 from orchestration.breakpoints import BreakpointCheck
 from orchestration.budgets import BudgetSettingError, RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
@@ -87,13 +87,11 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.2  # how often an idle loop looks for due retries and human answers
 MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
-RISK_GATE = "risk_gate"
-GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
 # The kinds of wake-up on the timer wheel: one-off ones keyed by what they wake...
-RETRY, BREAKER, EXPIRY, DEADLINE, DIGEST = "retry", "breaker", "expiry", "deadline", "digest"
+RETRY, EXPIRY, DEADLINE, DIGEST = "retry", "expiry", "deadline", "digest"
 # ...and periodic duties, each with its own period and first turn (seconds from the start).
 HEARTBEAT, SETTINGS, INTERVENTIONS = "heartbeat", "settings", "interventions"
 BLOCKED, ADDED, DURING = "blocked", "added", "during"
@@ -106,10 +104,6 @@ PERIODIC_SECONDS = {
     DURING: DURING_CHECK_SECONDS,
 }
 PERIODIC_FIRST = {HEARTBEAT: 0, SETTINGS: 1, INTERVENTIONS: 0, BLOCKED: 0, ADDED: 1, DURING: 0}
-# Context names that change by themselves between attempts; an approval ignores them.
-VOLATILE_NAMES = frozenset(
-    {"attempt", "task_elapsed_seconds", "run_elapsed_seconds", "now_hour", "completed_count"}
-)
 EXIT_CODES = {
     "completed": 0,
     "failed": 1,
@@ -192,17 +186,35 @@ class Orchestrator:
         known = store.tasks(run.id) if tasks is None else tasks
         self.tasks: dict[str, TaskRecord] = {t.task_id: t for t in known}
         self.counts: Counter[str] = Counter(t.state for t in self.tasks.values())
-        concurrency = plan.spec.concurrency
-        self.scheduler = TaskScheduler(
+        self.scheduler = self._new_scheduler()
+        # Every wake-up of the loop, of every kind, on one heap: a tick costs nothing while
+        # none is due.
+        self.wheel = TimerWheel()
+        self._schedule_initial_wakes(run, clock())
+        self._init_figures()
+        self._init_outside_state()
+        self._init_attempts()
+        self._load_history()
+
+    def _new_scheduler(self) -> TaskScheduler:
+        concurrency = self.plan.spec.concurrency
+        return TaskScheduler(
             self.tasks.values(),
             max_workers=concurrency.max_workers,
             pools=concurrency.pools,
-            weights=plan.spec.scheduling,
+            weights=self.plan.spec.scheduling,
             max_running=concurrency.max_running,
         )
-        self.executor = ThreadPoolExecutor(
-            concurrency.max_workers, thread_name_prefix="orch-worker"
-        )
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        """Where attempts that do not run inline run: the one place the executor is made."""
+        workers = self.plan.spec.concurrency.max_workers
+        return ThreadPoolExecutor(workers, thread_name_prefix="orch-worker")
+
+    def _init_attempts(self) -> None:
+        """The attempts under way, where they run, and how they are stopped."""
+        plan, run = self.plan, self.run
+        self.executor = self._new_executor()
         self.futures: dict[Future[AttemptResult], str] = {}
         self._starting = 0
         # Attempts run in the loop's own thread (inline python), concluded on the next tick.
@@ -210,53 +222,20 @@ class Orchestrator:
         self.stop_event = threading.Event()  # set: no new attempt starts (draining)
         self.kill_event = threading.Event()  # set: attempts under way are stopped now
         self._kill_at: float | None = None  # when draining turns into stopping (monotonic)
-        self.batch = Batch()
-        self.pending_notifications: list[Notification] = []
-        self.pending_breakpoints: list[BreakpointRecord] = []
-        self.approved_before: set[tuple[str, str, str]] = set()
-        self.task_seconds: dict[str, float] = defaultdict(float)
-        self.consecutive_failures = 0
-        self.run_failures = 0
-        # Every wake-up of the loop, of every kind, on one heap: a tick costs nothing while
-        # none is due.
-        self.wheel = TimerWheel()
-        self._schedule_initial_wakes(run, clock())
         # Beside the plan, like the default store: where this engine notes its actions' processes.
         attempts_dir = Path(plan.path).parent / ".orchestration" / "attempts" / run.id
         self.attempts = AttemptRegistry(attempts_dir)
-        self._last_guard_note = -GUARD_NOTE_SECONDS
-        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
-        self.budget = RunBudget.of(plan.spec.budget)
+        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(self.store.url))
         self.checkpointing = is_git_worktree(Path(plan.workdir))
-        self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
-        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
-        # Success statistics over every stored attempt of this plan (this run's too, on resume).
-        # Earlier runs here; this run's own attempts are counted as its history loads.
-        self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
-        self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
-        self.comparison_notes: dict[str, str] = {}
-        self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
-        self.breakers = CircuitBreakers(store, plan.spec.breakers)
-        self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
-        self._breaker_noted: set[str] = set()
-        self._probes: dict[str, tuple[str, bool]] = {}  # task id -> (breaker key, is a probe)
-        self._human_stops: dict[str, Stop] = {}
-        self.human_paused = False
-        self.run_cancelled = False
-        self.digests = DigestBuffer()
         self.running_attempts: dict[str, RunningAttempt] = {}
         self.stopped_by_rule: dict[str, Raised] = {}
-        self.rule_switches: dict[str, bool] = {}
-        self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
-        self._settings_seen = 0
-        self._held_noted = False
-        self.expressions = TaskExpressions(plan.path, engine.plugins)
+        self.expressions = TaskExpressions(plan.path, self.engine.plugins)
         self.worktrees: RunWorktrees | None = open_isolation(plan, run.id)
         self.attempt_runner = AttemptRunner(
             plan,
-            engine,
+            self.engine,
             run_id=run.id,
-            dry_run=dry_run,
+            dry_run=self.dry_run,
             registry=self.attempts,
             running=self.running_attempts,
             kill_event=self.kill_event,
@@ -266,7 +245,45 @@ class Orchestrator:
             expressions=self.expressions,
             worktrees=self.worktrees,
         )
-        self._load_history()
+
+    def _init_figures(self) -> None:
+        """What the run has recorded and rules read: the batch, run-wide figures, history."""
+        store, plan, run = self.store, self.plan, self.run
+        self.batch = Batch()
+        self.pending_notifications: list[Notification] = []
+        self.pending_breakpoints: list[BreakpointRecord] = []
+        self.task_seconds: dict[str, float] = defaultdict(float)
+        self.consecutive_failures = 0
+        self.run_failures = 0
+        self.budget = RunBudget.of(plan.spec.budget)
+        self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
+        # Success statistics over every stored attempt of this plan (this run's too, on resume).
+        # Earlier runs here; this run's own attempts are counted as its history loads.
+        self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
+        self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
+        self.comparison_notes: dict[str, str] = {}
+        self.digests = DigestBuffer()
+
+    def _init_outside_state(self) -> None:
+        """What humans and other processes decide: holds, pauses, switches, breakers."""
+        self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
+        self.admission = Admission(
+            self.plan,
+            self.store,
+            self.engine,
+            self.wheel,
+            dry_run=self.dry_run,
+            record_event=self._event,
+            message=self.observer.message,
+        )
+        self._human_stops: dict[str, Stop] = {}
+        self.human_paused = False
+        self.run_cancelled = False
+        self.rule_switches: dict[str, bool] = {}
+        self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
+        self._settings_seen = 0
+        self._held_noted = False
 
     def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
         """Retries and deadlines of the tasks, and the first turn of each periodic duty."""
@@ -313,6 +330,7 @@ class Orchestrator:
         """Hold a new Engine (rules, switches or baselines changed): the loop's parts use it."""
         self.engine = engine
         self.attempt_runner.engine = engine
+        self.admission.engine = engine
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -483,7 +501,7 @@ class Orchestrator:
         fresh = fresh_starts(self.store, self.run.id) if reruns else {}
         for bp in resolved:
             if bp.task_id not in fresh or (bp.resolved_at or fresh[bp.task_id]) > fresh[bp.task_id]:
-                self._remember_approval(bp)
+                self.admission.remember_approval(bp)
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
@@ -519,16 +537,6 @@ class Orchestrator:
             self.run_holds.add(bp.id)
         if bp.expires_at is not None:
             self.wheel.schedule(bp.expires_at, EXPIRY, bp.id)
-
-    def _remember_approval(self, bp: BreakpointRecord) -> None:
-        if bp.at == "before" and bp.resolution in ("approve", "retry"):
-            self.approved_before.add((bp.task_id, bp.rule, self._rule_inputs(bp.rule, bp.context)))
-
-    def _rule_inputs(self, rule_name: str, context: Mapping[str, Any]) -> str:
-        """What a rule saw, minus the attempt counter: an approval holds until that changes."""
-        rule = self.engine.rules_by_name.get(rule_name)
-        names = sorted(rule.when.names - VOLATILE_NAMES) if rule is not None else []
-        return repr([(name, jsonable(context.get(name))) for name in names])
 
     def _release_initial(self) -> None:
         for task in self.tasks.values():
@@ -903,7 +911,7 @@ class Orchestrator:
             if was == TaskState.READY and task.state != TaskState.READY:
                 self.scheduler.discard(task_id)
             if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
-                self.approved_before = {a for a in self.approved_before if a[0] != task_id}
+                self.admission.forget_approvals(task_id)
         if reopened:
             self._rebuild_scheduler()
         for task_id in changed:
@@ -919,15 +927,8 @@ class Orchestrator:
 
     def _rebuild_scheduler(self) -> None:
         """Finished tasks came back: the dependency counters start again from the tasks."""
-        concurrency = self.plan.spec.concurrency
         running = set(self.scheduler.running)
-        self.scheduler = TaskScheduler(
-            self.tasks.values(),
-            max_workers=concurrency.max_workers,
-            pools=concurrency.pools,
-            weights=self.plan.spec.scheduling,
-            max_running=concurrency.max_running,
-        )
+        self.scheduler = self._new_scheduler()
         for task_id in running:
             self.scheduler.started(task_id)
         for task in self.tasks.values():
@@ -936,51 +937,14 @@ class Orchestrator:
             elif task.state == TaskState.READY:
                 self._queue(task)
 
-    def _admitted(self, task: TaskRecord, now: datetime) -> bool:
-        """Whether the task's circuit breaker lets an attempt start now; if not, it waits."""
-        key = self.breakers.key_for(task.spec, self._agent_command)
-        if key is None:
-            return True
-        try:
-            admission = self.breakers.allow(key, now)
-        except OrchestrationError as error:  # the breaker table is unreadable: do not block
-            logger.warning("circuit breaker %s not consulted: %s", key, error)
-            return True
-        if admission.allowed:
-            self._probes[task.task_id] = (key, admission.probe)
-            self._breaker_noted.discard(key)
-            return True
-        retry_at = admission.retry_at or now + timedelta(seconds=1)
-        self.wheel.schedule(retry_at, BREAKER, task.task_id)
-        if key not in self._breaker_noted:  # once per opening, not once per waiting task
-            self._breaker_noted.add(key)
-            data = {"key": key, "reason": admission.reason, "until": retry_at.isoformat()}
-            self.batch.events.append(
-                EventRecord(self.run.id, "breaker_wait", task.task_id, data, now)
-            )
-            self.observer.message(f"circuit breaker {key} is open: {admission.reason}")
-        return False
-
-    def _wake_breaker(self, task_id: str) -> int:
-        task = self.tasks[task_id]
-        if task.state != TaskState.READY:
-            return 0
-        self._queue(task)
-        return 1
-
     def _record_breaker(self, task_id: str, outcome: ActionOutcome | None, now: datetime) -> None:
-        key, probe = self._probes.pop(task_id, (None, False))
-        if key is None:
-            return
-        ok = (
-            attempt_ok(outcome.exit_code, outcome.timed_out, outcome.interrupted)
-            if outcome is not None
-            else None
-        )
-        if ok is not None:
-            self.batch.breaker_updates.append(self.breakers.update(key, ok, now, probe=probe))
-        elif probe:
-            self.batch.breaker_updates.append(self.breakers.release(key))
+        update = self.admission.breaker_outcome(task_id, outcome, now)
+        if update is not None:
+            self.batch.breaker_updates.append(update)
+
+    def _event(self, kind: str, task_id: str | None, data: dict[str, Any], now: datetime) -> None:
+        """Record an event in the batch the next flush commits."""
+        self.batch.events.append(EventRecord(self.run.id, kind, task_id, data, now))
 
     def _refresh_run_holds(self) -> None:
         if self.run_holds:
@@ -1026,7 +990,7 @@ class Orchestrator:
         how = "resolved by a human"
         for bp in self.store.breakpoints(self.run.id, state="resolved"):
             if bp.task_id == task.task_id:
-                self._remember_approval(bp)
+                self.admission.remember_approval(bp)
                 how = resolved_how(bp)
         self._take_stored(task, stored)
         self.observer.task_changed(task, task.state, how)
@@ -1056,28 +1020,6 @@ class Orchestrator:
             )
             self.observer.message(f"deadline missed: {task_id} (due {deadline:%Y-%m-%d %H:%M}Z)")
 
-    def _risk_gate(self, task: TaskRecord, context: Mapping[str, Any]) -> Raised | None:
-        """High-risk work the planner is not confident about waits for a human (not in dry run)."""
-        threshold = self.plan.spec.scheduling.risk_gate_confidence
-        if self.dry_run or task.spec.risk != "high" or task.spec.confidence >= threshold:
-            return None
-        if (task.task_id, RISK_GATE, self._rule_inputs(RISK_GATE, context)) in self.approved_before:
-            return None
-        message = (
-            f"{task.task_id}: high-risk task with confidence {task.spec.confidence:.2f}, below "
-            f"the risk gate's {threshold:.2f}; approve to run it"
-        )
-        return Raised(RISK_GATE, "before", "high", "pause", message)
-
-    def _note_guard(self, reason: str, now: datetime) -> None:
-        if time.monotonic() - self._last_guard_note < GUARD_NOTE_SECONDS:
-            return
-        self._last_guard_note = time.monotonic()
-        self.observer.message(f"waiting to start new work: {reason}")
-        self.batch.events.append(
-            EventRecord(self.run.id, "resource_guard", None, {"reason": reason}, now)
-        )
-
     def _queue(self, task: TaskRecord) -> None:
         """Hand a ready task to the scheduler; its failed attempts lower its priority."""
         self.scheduler.push_ready(task.task_id, self.clock(), failed_attempts=task.attempts)
@@ -1097,21 +1039,6 @@ class Orchestrator:
             over_budget=self.budget.over(elapsed, starting=starting),
         )
 
-    def _machine_busy(self) -> str | None:
-        """Why no new work may start now (a resource guard of the plan), or None."""
-        guards = self.plan.spec.concurrency.guards
-        if guards.max_cpu_percent is None and guards.max_memory_percent is None:
-            return None
-        import psutil  # only plans with guards pay for it
-
-        cpu = psutil.cpu_percent(interval=None)
-        if guards.max_cpu_percent is not None and cpu > guards.max_cpu_percent:
-            return f"CPU at {cpu:.0f}% (guard {guards.max_cpu_percent:.0f}%)"
-        memory = psutil.virtual_memory().percent
-        if guards.max_memory_percent is not None and memory > guards.max_memory_percent:
-            return f"memory at {memory:.0f}% (guard {guards.max_memory_percent:.0f}%)"
-        return None
-
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
         if self.human_paused or self.run_cancelled:
@@ -1122,17 +1049,15 @@ class Orchestrator:
                 held = ", ".join(str(i) for i in sorted(self.run_holds))
                 self.observer.message(f"no new work starts: breakpoint {held} holds the run")
             return 0
-        if self.scheduler.queued_count and self.scheduler.has_capacity():
-            busy = self._machine_busy()
-            if busy is not None:
-                self._note_guard(busy, now)
-                return 0
+        queued = self.scheduler.queued_count and self.scheduler.has_capacity()
+        if queued and self.admission.machine_busy(now):
+            return 0
         while self.scheduler.has_capacity():
             task_id = self.scheduler.next_ready(now)
             if task_id is None:
                 break
             task = self.tasks[task_id]
-            if task.state != TaskState.READY or not self._admitted(task, now):
+            if task.state != TaskState.READY or not self.admission.breaker_allows(task, now):
                 continue
             prepared = self._prepare_attempt(task, now)
             if prepared is not None:
@@ -1179,7 +1104,7 @@ class Orchestrator:
         context.update(
             self.outcomes.learned(spec.action.kind, spec.tags, context["confidence"]).context()
         )
-        gate = self._risk_gate(task, context)
+        gate = self.admission.risk_gate(task, context)
         if gate is not None:
             self._block(task, gate, context, now)
             return None
@@ -1188,15 +1113,7 @@ class Orchestrator:
         else:
             check = self.engine.breakpoints.check("before", context)
         self._record_rule_errors(task, check, now)
-        check = BreakpointCheck(
-            tuple(
-                h
-                for h in check.hits
-                if (task.task_id, h.rule.name, self._rule_inputs(h.rule.name, context))
-                not in self.approved_before
-            ),
-            check.errors,
-        )
+        check = self.admission.unapproved(task.task_id, check, context)
         self._record_notices(task, check, context, "before", now)
         pause = check.first("pause")
         if pause is not None:
