@@ -17,12 +17,11 @@ from orchestration.engine import Engine
 from orchestration.errors import OrchestrationError
 from orchestration.models import BreakpointRecord, Plan, TaskRecord
 from orchestration.store import Store
-from orchestration.timer_wheel import TimerWheel
+from orchestration.timer_wheel import BREAKER, TimerWheel
 
 logger = logging.getLogger(__name__)
 
 RISK_GATE = "risk_gate"
-BREAKER = "breaker"  # the timer wheel's kind for a task waiting on an open circuit breaker
 GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
 # Context names that change by themselves between attempts; an approval ignores them.
 VOLATILE_NAMES = frozenset(

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
-from orchestration.admission import BREAKER, Admission
+from orchestration.admission import Admission
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakpoints import BreakpointCheck
-from orchestration.budgets import BudgetSettingError, RunBudget
+from orchestration.budgets import RunBudget
 from orchestration.checkpoints import create_checkpoint, is_git_worktree
 from orchestration.conclusion import (
     Effects,
@@ -33,7 +33,6 @@ from orchestration.context import frozen_or_plain, jsonable
 from orchestration.dead_letters import capture_dead_letter
 from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
-from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
 from orchestration.engine_identity import beating, engine_label, owner_alive, this_engine
 from orchestration.environment import plan_environment
@@ -49,18 +48,12 @@ from orchestration.models import (
     Plan,
     QualityRecord,
     RunRecord,
-    RunSetting,
     TaskRecord,
 )
 from orchestration.orphans import AttemptRegistry
+from orchestration.outside_sync import OutsideSync
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
-from orchestration.review import (
-    EXPIRED_ACTOR,
-    announce_resolution,
-    resolved_how,
-)
-from orchestration.rules import load_rules
 from orchestration.runs import (
     HEARTBEAT_SECONDS,
     STALE_RUN_SECONDS,
@@ -77,7 +70,20 @@ from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
-from orchestration.timer_wheel import TimerWheel
+from orchestration.timer_wheel import (
+    ADDED,
+    BLOCKED,
+    BREAKER,
+    DEADLINE,
+    DIGEST,
+    DURING,
+    EXPIRY,
+    HEARTBEAT,
+    INTERVENTIONS,
+    RETRY,
+    SETTINGS,
+    TimerWheel,
+)
 from orchestration.workspace import store_files_in
 from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
@@ -90,11 +96,7 @@ BLOCKED_SYNC_SECONDS = 0.5
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
-# The kinds of wake-up on the timer wheel: one-off ones keyed by what they wake...
-RETRY, EXPIRY, DEADLINE, DIGEST = "retry", "expiry", "deadline", "digest"
-# ...and periodic duties, each with its own period and first turn (seconds from the start).
-HEARTBEAT, SETTINGS, INTERVENTIONS = "heartbeat", "settings", "interventions"
-BLOCKED, ADDED, DURING = "blocked", "added", "during"
+# The periodic duties on the timer wheel, each with its own period and first turn (seconds).
 PERIODIC_SECONDS = {
     HEARTBEAT: HEARTBEAT_SECONDS,
     SETTINGS: ADDED_SYNC_SECONDS,
@@ -280,9 +282,7 @@ class Orchestrator:
         self._human_stops: dict[str, Stop] = {}
         self.human_paused = False
         self.run_cancelled = False
-        self.rule_switches: dict[str, bool] = {}
-        self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
-        self._settings_seen = 0
+        self.sync = OutsideSync(self)
         self._held_noted = False
 
     def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
@@ -303,7 +303,7 @@ class Orchestrator:
         if kind == BREAKER:
             return self._wake_breaker(key)
         if kind == EXPIRY:
-            return self._expire(key, now)
+            return self.sync.expire(key, now)
         if kind == DEADLINE:
             self._deadline_missed(key, due, now)
             return 0
@@ -315,16 +315,16 @@ class Orchestrator:
             self.batch.run_state = "running"  # also refreshes the run's updated_at
             return 0
         if kind == SETTINGS:
-            self._sync_settings()
+            self.sync.settings()
             return 0
         if kind == DURING:
             self._check_running(now)
             return 0
         if kind == INTERVENTIONS:
-            return self._apply_interventions(now)
+            return self.sync.interventions(now)
         if kind == BLOCKED:
-            return self._sync_blocked()
-        return self._sync_added_tasks()
+            return self.sync.blocked()
+        return self.sync.added_tasks()
 
     def use_engine(self, engine: Engine) -> None:
         """Hold a new Engine (rules, switches or baselines changed): the loop's parts use it."""
@@ -507,7 +507,7 @@ class Orchestrator:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
-        self._sync_settings()
+        self.sync.settings()
 
     def _note_checkpoint_owed(self, event: EventRecord) -> None:
         """A step a human accepted while no engine ran is owed its checkpoint (taken on resume)."""
@@ -837,34 +837,6 @@ class Orchestrator:
 
     # ---- breakpoints that expire, hold the run, or are sent as digests ---------------------
 
-    def _expire(self, bp_id: int, now: datetime) -> int:
-        """Apply the default resolution of an open breakpoint whose time is up."""
-        from orchestration.review_actions import resolve_and_announce
-
-        self.flush()  # what this engine recorded goes first
-        bp = self.store.breakpoint(bp_id)
-        if bp.state != "open" or bp.default_resolution is None:
-            return 0
-        waited = format_duration((now - bp.created_at).total_seconds())
-        try:
-            resolve_and_announce(
-                self.store,
-                bp_id,
-                bp.default_resolution,
-                actor=EXPIRED_ACTOR,
-                announce=partial(announce_resolution, self.engine.plugins),
-                note=f"no answer within {waited}; default resolution applied",
-                now=now,
-            )
-        except OrchestrationError as error:  # a human answered at the same moment
-            logger.info("breakpoint %s did not expire: %s", bp_id, error)
-            return 0
-        self.observer.message(
-            f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
-        )
-        self._sync_blocked()
-        return 1
-
     def _run_held(self) -> bool:
         """An open breakpoint with `scope: run` (stored, or raised and not yet committed)."""
         return bool(self.run_holds) or any(
@@ -872,58 +844,6 @@ class Orchestrator:
         )
 
     # ---- interventions and circuit breakers ----------------------------------------------------
-
-    def _apply_interventions(self, now: datetime) -> int:
-        """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
-        self.flush()
-        try:
-            applied = apply_requested(
-                self.store, self.run.id, running=frozenset(self.running_attempts), now=now
-            )
-        except OrchestrationError as error:
-            logger.warning("requested interventions not applied: %s", error)
-            return 0
-        for stop in applied.stops:
-            running = self.running_attempts.get(stop.task_id)
-            if stop.task_id not in self._human_stops and running is not None:
-                self._human_stops[stop.task_id] = stop
-                running.stop.set()
-        for record in applied.applied:
-            self.observer.message(
-                f"intervention by {record.actor}: {record.action} {record.task_id or 'run'}"
-                + (f" ({record.reason})" if record.reason else "")
-            )
-        for record in applied.refused:
-            self.observer.message(f"intervention refused: {record.action}: {record.note}")
-        if applied.changed:
-            self._resync(applied.changed, applied.reopened)
-        self.run_cancelled = self.run_cancelled or applied.run_cancelled
-        return len(applied.changed) + len(applied.stops)
-
-    def _resync(self, changed: list[str], reopened: list[str]) -> None:
-        """Adopt tasks that an intervention changed in the store."""
-        for task_id in changed:
-            task = self.tasks.get(task_id)
-            if task is None:
-                continue
-            was = task.state
-            self._take_stored(task, self.store.task(self.run.id, task_id))
-            if was == TaskState.READY and task.state != TaskState.READY:
-                self.scheduler.discard(task_id)
-            if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
-                self.admission.forget_approvals(task_id)
-        if reopened:
-            self._rebuild_scheduler()
-        for task_id in changed:
-            task = self.tasks[task_id]
-            if task.state == TaskState.READY:
-                self._queue(task)
-            elif task.state == TaskState.RETRYING and task.next_attempt_at is not None:
-                self.wheel.schedule(task.next_attempt_at, RETRY, task_id)
-            elif task.state == TaskState.PENDING:
-                self._evaluate_pending(task_id)
-            elif task.state in FINAL_STATES and not reopened:
-                self._on_final(task)
 
     def _rebuild_scheduler(self) -> None:
         """Finished tasks came back: the dependency counters start again from the tasks."""
@@ -946,16 +866,6 @@ class Orchestrator:
         """Record an event in the batch the next flush commits."""
         self.batch.events.append(EventRecord(self.run.id, kind, task_id, data, now))
 
-    def _refresh_run_holds(self) -> None:
-        if self.run_holds:
-            self.run_holds = {
-                bp.id
-                for bp in self.store.breakpoints(self.run.id, state="open")
-                if bp.scope == "run"
-            }
-            if not self.run_holds:
-                self._held_noted = False
-
     def _send_due_digests(self, now: datetime, *, everything: bool = False) -> None:
         if len(self.digests):
             self.pending_notifications.extend(self.digests.due(now, everything=everything))
@@ -969,47 +879,6 @@ class Orchestrator:
         self._update(task, next_attempt_at=None)
         self._queue(task)
         return 1
-
-    def _sync_blocked(self) -> int:
-        """Pick up what a human decided from another process about blocked tasks."""
-        if not self.counts[TaskState.BLOCKED]:
-            return 0
-        self.flush()
-        changed = 0
-        for task in [t for t in self.tasks.values() if t.state == TaskState.BLOCKED]:
-            stored = self.store.task(self.run.id, task.task_id)
-            if stored.state == TaskState.BLOCKED:
-                continue
-            changed += 1
-            self._adopt(task, stored)
-        held = len(self.run_holds)
-        self._refresh_run_holds()
-        return changed + (held - len(self.run_holds))
-
-    def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
-        how = "resolved by a human"
-        for bp in self.store.breakpoints(self.run.id, state="resolved"):
-            if bp.task_id == task.task_id:
-                self.admission.remember_approval(bp)
-                how = resolved_how(bp)
-        self._take_stored(task, stored)
-        self.observer.task_changed(task, task.state, how)
-        if task.state == TaskState.READY:
-            self._restart_after_conflict(task)
-            self._queue(task)
-        elif task.state in FINAL_STATES:
-            self._on_final(task)
-
-    def _take_stored(self, task: TaskRecord, stored: TaskRecord) -> None:
-        """Adopt what another process (a human) stored for a task: its state and fields."""
-        self.counts[task.state] -= 1
-        self.counts[stored.state] += 1
-        task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
-        task.attempts, task.feedback = stored.attempts, stored.feedback
-        task.next_attempt_at = stored.next_attempt_at
-        if stored.spec != task.spec:  # changed parameters (--set): compile its expressions anew
-            task.spec = stored.spec
-            self.expressions.forget(task.task_id)
 
     def _deadline_missed(self, task_id: str, deadline: datetime, now: datetime) -> None:
         task = self.tasks[task_id]
@@ -1427,57 +1296,6 @@ class Orchestrator:
         event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
         self.batch.events.append(event)
 
-    def _sync_settings(self) -> None:
-        """Apply rules switched on or off and budgets changed for this run from outside."""
-        for setting in self.store.run_settings(self.run.id, after_id=self._settings_seen):
-            self._settings_seen = max(self._settings_seen, setting.id)
-            self._apply_setting(setting)
-
-    def _apply_setting(self, setting: RunSetting) -> None:
-        if setting.kind == "rule":
-            self.rule_switches[setting.name] = bool(setting.value)
-            disabled = {name for name, on in self.rule_switches.items() if not on}
-            self.use_engine(self.engine.with_disabled(frozenset(disabled)))
-            state = "enabled" if setting.value else "disabled"
-            self.observer.message(f"rule {setting.name} {state} for this run by {setting.actor}")
-        elif setting.kind == "run" and setting.name == "paused":
-            self.human_paused = bool(setting.value)
-            self.observer.message(
-                f"run paused by {setting.actor}: running actions finish, nothing new starts"
-                if setting.value
-                else f"run's pause lifted by {setting.actor}"
-            )
-        elif setting.kind == "rules_file" and isinstance(setting.value, str):
-            self.added_rule_texts[setting.name] = setting.value
-            self._reload_rules()
-            self.observer.message(f"rules added to this run by {setting.actor}: {setting.name}")
-        elif setting.kind == "budget":
-            try:
-                self.budget.set_limit(setting.name, setting.value)
-            except BudgetSettingError as error:  # checked when stored; an old row may not be
-                logger.warning("ignoring budget setting %s: %s", setting.name, error)
-
-    def _reload_rules(self) -> None:
-        """Rebuild the breakpoint rules with the files added to this run (checked when added)."""
-        try:
-            rules = load_rules(
-                self.plan.rule_files,
-                functions=self.engine.plugins.rule_functions,
-                texts=list(self.added_rule_texts.items()),
-            )
-        except OrchestrationError as error:  # e.g. a plugin function gone since it was added
-            self.observer.message(f"warning: added rules not loaded: {error}")
-            return
-        self.use_engine(self.engine.with_rules(rules))
-
-    def _sync_added_tasks(self) -> int:
-        """Pick up tasks that `orch task add` stored while this engine runs."""
-        if self.store.task_count(self.run.id) <= len(self.tasks):
-            return 0
-        added = [t for t in self.store.tasks(self.run.id) if t.task_id not in self.tasks]
-        self._adopt_new_tasks(added)
-        return len(added)
-
     def _block(
         self, task: TaskRecord, raised: Raised, context: dict[str, Any], now: datetime
     ) -> None:
@@ -1611,12 +1429,12 @@ class Orchestrator:
                     self._idle_wait()
                     continue
                 state = self.outcome()
-                if state == "paused" and self._sync_blocked():
+                if state == "paused" and self.sync.blocked():
                     continue  # a human answered in the meantime
                 if state == "paused" and self.wheel.has(EXPIRY):
                     self._idle_wait()  # a default resolution applies soon: wait for it
                     continue
-                if state is not None and self._sync_added_tasks():
+                if state is not None and self.sync.added_tasks():
                     continue  # tasks were added since the last look: the run is not over
                 if state is not None:
                     return self._finish(state)

@@ -7,6 +7,12 @@ from collections.abc import Hashable
 from datetime import datetime
 from itertools import count
 
+# The kinds of wake-up: one-off ones, keyed by what they wake...
+RETRY, BREAKER, EXPIRY, DEADLINE, DIGEST = "retry", "breaker", "expiry", "deadline", "digest"
+# ...and the loop's periodic duties (no key), each scheduling its next turn when it runs.
+HEARTBEAT, SETTINGS, INTERVENTIONS = "heartbeat", "settings", "interventions"
+BLOCKED, ADDED, DURING = "blocked", "added", "during"
+
 
 class TimerWheel:
     """Due times of every kind (retries, expiries, breaker waits, deadlines, periodic syncs).
