@@ -20,7 +20,7 @@ from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
 from orchestration.breakpoints import BreakpointCheck
 from orchestration.budgets import RunBudget
-from orchestration.checkpoints import create_checkpoint, is_git_worktree
+from orchestration.checkpoints import is_git_worktree
 from orchestration.conclusion import (
     Effects,
     Raised,
@@ -38,6 +38,7 @@ from orchestration.engine_identity import beating, engine_label, owner_alive, th
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
+from orchestration.integration import MERGE_CONFLICT, Integration  # noqa: F401
 from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
@@ -85,7 +86,7 @@ from orchestration.timer_wheel import (
     TimerWheel,
 )
 from orchestration.workspace import store_files_in
-from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
+from orchestration.worktrees import RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
 
 logger = logging.getLogger(__name__)
@@ -283,6 +284,7 @@ class Orchestrator:
         self.human_paused = False
         self.run_cancelled = False
         self.sync = OutsideSync(self)
+        self.integration = Integration(self)
         self._held_noted = False
 
     def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
@@ -556,16 +558,16 @@ class Orchestrator:
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
-                self._restart_after_conflict(task)  # resolved by a human while none ran
+                self.integration.restart_after_conflict(task)  # resolved by a human while none ran
                 self._queue(task)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
             elif task.state == TaskState.COMPLETED and task.outcome == "approved":
-                self._merge_approved(task)
+                self.integration.merge_approved(task)
         for task_id in sorted(self.checkpoints_owed):
             owed = self.tasks.get(task_id)
             if owed and owed.state == TaskState.COMPLETED and owed.outcome == "approved":
-                self._checkpoint(owed)
+                self.integration.checkpoint(owed)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
@@ -665,147 +667,16 @@ class Orchestrator:
 
     def _on_final(self, task: TaskRecord) -> None:
         if task.state == TaskState.COMPLETED and task.outcome == "approved":
-            self._merge_approved(task)
+            self.integration.merge_approved(task)
         if task.state == TaskState.COMPLETED and task.outcome in ("succeeded", "approved"):
-            self._checkpoint(task)
+            self.integration.checkpoint(task)
         self.scheduler.record_final(task.task_id, task.state, task.outcome)
         self.scheduler.discard(task.task_id)
         for child_id in self.scheduler.dependents(task.task_id):
             if self.tasks[child_id].state == TaskState.PENDING:
                 self._evaluate_pending(child_id, upstream=task.task_id)
 
-    def _checkpoint(self, task: TaskRecord) -> None:
-        """Record the work tree as it is after a completed task (git work trees only)."""
-        if not self.checkpointing or self.dry_run:
-            return
-        now = self.clock()
-        try:
-            made = create_checkpoint(
-                Path(self.plan.workdir),
-                self.run.id,
-                task.task_id,
-                f"{task.spec.title or task.task_id}: {task.outcome}",
-                attempt=task.attempts,
-                exclude=self.ignored_files,
-                tree=self._integration_tree(),
-            )
-        except OrchestrationError as error:  # a checkpoint must never stop the run
-            self.observer.message(f"warning: no checkpoint for {task.task_id}: {error}")
-            failure = {"error": str(error)}
-            self.batch.events.append(
-                EventRecord(self.run.id, "checkpoint_failed", task.task_id, failure, now)
-            )
-            return
-        if made is not None:
-            data: dict[str, Any] = {
-                "sha": made.sha,
-                "ref": made.ref,
-                "files_changed": made.files_changed,
-                "insertions": made.insertions,
-                "deletions": made.deletions,
-            }
-            self.batch.events.append(
-                EventRecord(self.run.id, "checkpoint", task.task_id, data, now)
-            )
-
     # ---- isolated work trees -----------------------------------------------------------------
-
-    def _merged(
-        self, task: TaskRecord, result: AttemptResult, context: dict[str, Any], now: datetime
-    ) -> bool:
-        """Merge an accepted task's worktree into the integration branch; False when it
-        conflicts (the task is then blocked at a `merge_conflict` breakpoint)."""
-        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
-            return True
-        check = None
-        if self.plan.spec.validate_after_merge:
-            check = partial(self.attempt_runner.check_merged, result)
-        return self._merge(task, context, now, task_wins=False, check=check)
-
-    def _merge_approved(self, task: TaskRecord) -> None:
-        """An approved task's work is merged; where it conflicts, the task's files win (the
-        human resolved them in its worktree before approving)."""
-        if self.worktrees is not None and self.worktrees.has_worktree(task.task_id):
-            self._merge(task, {}, self.clock(), task_wins=True)
-
-    def _merge(
-        self,
-        task: TaskRecord,
-        context: dict[str, Any],
-        now: datetime,
-        *,
-        task_wins: bool,
-        check: MergedCheck | None = None,
-    ) -> bool:
-        assert self.worktrees is not None
-        title = task.spec.title or task.task_id
-        try:
-            merged = self.worktrees.merge(task.task_id, title, task_wins=task_wins, check=check)
-        except OrchestrationError as error:  # the work stays in the worktree, nothing lost
-            self.observer.message(f"warning: cannot merge {task.task_id}: {error}")
-            data = {"error": str(error), "worktree": str(self.worktrees.path_of(task.task_id))}
-            self.batch.events.append(
-                EventRecord(self.run.id, "merge_failed", task.task_id, data, now)
-            )
-            return True
-        if merged.merged:
-            data = {
-                "branch": self.worktrees.branch,
-                "tip": merged.tip,
-                "commit": merged.task_commit,
-            }
-            self.batch.events.append(EventRecord(self.run.id, "merged", task.task_id, data, now))
-            return True
-        files = ", ".join(c.path for c in merged.conflicts)
-        worktree = self.worktrees.path_of(task.task_id)
-        what = (
-            f"conflicts with work merged meanwhile into {self.worktrees.branch} in {files}"
-            if merged.conflicts
-            else f"fails its validators once merged into {self.worktrees.branch}: "
-            f"{merged.failed_check}"
-        )
-        message = (
-            f"the task's work {what}; resolve it in {worktree} and approve, "
-            f"or retry the task from the merged work"
-        )
-        context.update(merged.context(worktree, self.worktrees.branch))
-        self._block(task, Raised(MERGE_CONFLICT, "after", "high", "pause", message), context, now)
-        return False
-
-    def _restart_after_conflict(self, task: TaskRecord) -> None:
-        """A task retried at a merge conflict starts again from the integration branch."""
-        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
-            return
-        latest = max(
-            (bp for bp in self.store.breakpoints(self.run.id) if bp.task_id == task.task_id),
-            key=lambda bp: bp.id,
-            default=None,
-        )
-        if latest is not None and latest.rule == MERGE_CONFLICT:
-            self.worktrees.discard(task.task_id)
-
-    def _integration_tree(self) -> str | None:
-        """In worktree isolation, checkpoints record the integration branch's files."""
-        if self.worktrees is None:
-            return None
-        tip = self.worktrees.tip()
-        return f"{tip}^{{tree}}" if tip else None
-
-    def _announce_integration(self, now: datetime) -> None:
-        if self.worktrees is None or self.worktrees.tip() is None:
-            return
-        command = self.worktrees.merge_command()
-        self.observer.message(f"the run's work is on branch {self.worktrees.branch}: {command}")
-        kept = self.worktrees.unmerged()
-        if kept:
-            self.observer.message(f"work not merged stays in worktrees: {', '.join(kept)}")
-        data = {
-            "branch": self.worktrees.branch,
-            "tip": self.worktrees.tip(),
-            "command": command,
-            "unmerged": kept,
-        }
-        self.batch.events.append(EventRecord(self.run.id, "integration_branch", None, data, now))
 
     def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:
         task = self.tasks[task_id]
@@ -1227,7 +1098,11 @@ class Orchestrator:
         now: datetime,
     ) -> None:
         """The applier: record what a conclusion (a value, see `conclusion`) asks for."""
-        if effects.accept and result is not None and not self._merged(task, result, context, now):
+        if (
+            effects.accept
+            and result is not None
+            and not self.integration.merged(task, result, context, now)
+        ):
             return  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
         if effects.update:
             self._update(task, **effects.update)
@@ -1474,7 +1349,7 @@ class Orchestrator:
         stored_state = "paused" if state in ("paused", "stalled", "stopped") else state
         self._send_due_digests(now, everything=True)
         self.batch.run_state = stored_state
-        self._announce_integration(now)
+        self.integration.announce(now)
         self.batch.events.append(
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
@@ -1517,9 +1392,6 @@ class Orchestrator:
                 if dep in self.tasks and self.tasks[dep].state not in FINAL_STATES
             ]
         return waiting
-
-
-MERGE_CONFLICT = "merge_conflict"  # the breakpoint raised when accepted work cannot merge
 
 
 def _sqlite_path(url: str) -> Path | None:

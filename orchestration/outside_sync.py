@@ -155,7 +155,7 @@ class OutsideSync:
         self.take_stored(task, stored)
         self.loop.observer.task_changed(task, task.state, how)
         if task.state == TaskState.READY:
-            self.loop._restart_after_conflict(task)
+            self.loop.integration.restart_after_conflict(task)
             self.loop._queue(task)
         elif task.state in FINAL_STATES:
             self.loop._on_final(task)
