@@ -38,6 +38,7 @@ from orchestration.engine_identity import beating, engine_label, owner_alive, th
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
+from orchestration.growth import Growth
 from orchestration.integration import MERGE_CONFLICT, Integration  # noqa: F401
 from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
@@ -65,7 +66,6 @@ from orchestration.runs import (
     run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
-from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
@@ -285,6 +285,7 @@ class Orchestrator:
         self.run_cancelled = False
         self.sync = OutsideSync(self)
         self.integration = Integration(self)
+        self.growth = Growth(self)
         self._held_noted = False
 
     def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
@@ -741,6 +742,13 @@ class Orchestrator:
         if len(self.digests):
             self.pending_notifications.extend(self.digests.due(now, everything=everything))
 
+    def _wake_breaker(self, task_id: str) -> int:
+        task = self.tasks[task_id]
+        if task.state != TaskState.READY:
+            return 0
+        self._queue(task)
+        return 1
+
     def _wake_retry(self, task_id: str, when: datetime) -> int:
         task = self.tasks[task_id]
         moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
@@ -1114,62 +1122,9 @@ class Orchestrator:
         if effects.then_update:
             self._update(task, **effects.then_update)
         if effects.grow is not None:
-            self._grow(task, effects.grow, context, now)
+            self.growth.grow(task, effects.grow, context, now)
 
     # ---- a plan that grows while it runs ------------------------------------------------------
-
-    def _grow(
-        self, task: TaskRecord, succeeded: bool, context: Mapping[str, Any], now: datetime
-    ) -> None:
-        """Add the tasks a finished task's branches, or its action's `spawn` result, ask for."""
-        for growth in requested_growth(task, succeeded, context, self.expressions.branch_when):
-            if growth.refused is not None:
-                self._refuse_spawn(task, growth.refused, now)
-            else:
-                self._spawn(task, growth.specs, growth.source, now)
-
-    def _spawn(
-        self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
-    ) -> None:
-        try:
-            records = prepare_tasks(
-                specs, self.tasks, self.run.id, source, self.engine.plugins.action_kinds
-            )
-        except SpawnError as error:
-            self._refuse_spawn(parent, str(error), now)
-            return
-        # Copies: the batch must store them as they are now (pending), not as they will be
-        # by the time it is committed.
-        self.batch.new_tasks.extend(replace(record) for record in records)
-        self._adopt_new_tasks(records)
-        data = {"source": source, "tasks": [r.task_id for r in records]}
-        parent_id = parent.task_id if parent is not None else None
-        self.batch.events.append(EventRecord(self.run.id, "tasks_added", parent_id, data, now))
-        self.observer.message(f"{source} added {', '.join(r.task_id for r in records)}")
-
-    def _adopt_new_tasks(self, records: list[TaskRecord]) -> None:
-        """Make tasks that joined the run known to the scheduler, and release what may run."""
-        for record in records:
-            self.tasks[record.task_id] = record
-            self.counts[record.state] += 1
-            self.scheduler.add(record)
-        self.scheduler.link_dependents()
-        finals = {
-            t.task_id: (t.state, t.outcome) for t in self.tasks.values() if t.state in FINAL_STATES
-        }
-        for record in records:
-            self.scheduler.count_finished_dependencies(record.task_id, finals)
-            if record.spec.deadline is not None:
-                self.wheel.schedule(record.spec.deadline, DEADLINE, record.task_id)
-        for record in records:
-            if record.state == TaskState.PENDING:
-                self._evaluate_pending(record.task_id)
-
-    def _refuse_spawn(self, parent: TaskRecord | None, reason: str, now: datetime) -> None:
-        self.observer.message(f"warning: new tasks refused: {reason}")
-        parent_id = parent.task_id if parent is not None else None
-        event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
-        self.batch.events.append(event)
 
     def _block(
         self, task: TaskRecord, raised: Raised, context: dict[str, Any], now: datetime

@@ -225,5 +225,5 @@ class OutsideSync:
         added = [
             t for t in self.loop.store.tasks(self.loop.run.id) if t.task_id not in self.loop.tasks
         ]
-        self.loop._adopt_new_tasks(added)
+        self.loop.growth.adopt(added)
         return len(added)
