@@ -217,13 +217,7 @@ class AttemptRunner:
     ) -> tuple[AttemptResult, Snapshot | None]:
         """Run one attempt and assess it; also returns the workdir's snapshot after it."""
         if self.worktrees is not None:
-            # Made here, in the worker thread: checking out a large tree takes a while.
-            workdir, made = self.worktrees.prepare_fresh(request.task.id)
-            request = replace(request, workdir=workdir)
-            # Only the task writes its worktree: its "before" is the tree it was made at, or
-            # what the task's previous attempt left, and costs no snapshot.
-            known = self._last_after.pop(request.task.id, None)
-            base = Snapshot(tree=made) if made else known
+            request, base = self._in_worktree(request)
         workdir = request.workdir
         if base is None:
             base = self._snapshot(workdir)
@@ -275,6 +269,16 @@ class AttemptRunner:
             with_quality(context, report),
         )
         return result, after
+
+    def _in_worktree(self, request: ActionRequest) -> tuple[ActionRequest, Snapshot | None]:
+        """The request moved into the task's own worktree, and that tree's "before" snapshot."""
+        assert self.worktrees is not None
+        # Made here, in the worker thread: checking out a large tree takes a while.
+        workdir, made = self.worktrees.prepare_fresh(request.task.id)
+        # Only the task writes its worktree: its "before" is the tree it was made at, or what
+        # the task's previous attempt left, and costs no snapshot.
+        known = self._last_after.pop(request.task.id, None)
+        return replace(request, workdir=workdir), Snapshot(tree=made) if made else known
 
     def _signals(
         self,

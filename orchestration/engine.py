@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from orchestration.breakpoints import BreakpointManager
@@ -12,18 +13,41 @@ from orchestration.errors import PlanError
 from orchestration.hooks import Plugins, load_plugins
 from orchestration.models import Plan, TaskSpec
 from orchestration.quality import QualityController
-from orchestration.rules import RuleSet, load_rules
+from orchestration.rules import BreakpointRule, RuleSet, load_rules
 
 
-@dataclass
+@dataclass(frozen=True)
 class Engine:
-    """The policy parts the loop consults, built once per run from the plan, rules and plugins."""
+    """The policy parts the loop consults, built once per run from the plan, rules and plugins.
+
+    Immutable: a change of rules, of the rules switched off or of the baselines makes a new one
+    (`with_rules`, `with_disabled`, `with_baselines`), which the loop then holds.
+    """
 
     rules: RuleSet
     plugins: Plugins
     breakpoints: BreakpointManager
     quality: QualityController
     decisions: DecisionEngine
+
+    @cached_property
+    def rules_by_name(self) -> dict[str, BreakpointRule]:
+        """The breakpoint rules by name (built once per engine)."""
+        return {rule.name: rule for rule in self.rules.breakpoints}
+
+    def with_rules(self, rules: RuleSet) -> Engine:
+        """The same engine with these breakpoint rules (the rules switched off stay off)."""
+        return replace(
+            self, rules=rules, breakpoints=BreakpointManager(rules, self.breakpoints.disabled)
+        )
+
+    def with_disabled(self, disabled: frozenset[str]) -> Engine:
+        """The same engine with exactly these breakpoint rules switched off."""
+        return replace(self, breakpoints=BreakpointManager(self.rules, disabled))
+
+    def with_baselines(self, baselines: Any) -> Engine:
+        """The same engine comparing validators against these baselines."""
+        return replace(self, quality=self.quality.with_baselines(baselines))
 
 
 def build_engine(plan: Plan, plugins: Plugins | None = None) -> Engine:

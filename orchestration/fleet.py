@@ -319,7 +319,7 @@ class Fleet:
         }
         self.o.batch.events.append(EventRecord(self.o.run.id, ANOMALY, task.task_id, data, now))
         self.o.observer.message(f"anomaly: {anomaly.message}")
-        from orchestration.loop import Raised
+        from orchestration.conclusion import Raised
 
         if self.spec.health.anomalies.action == "pause":
             self.to_pause.append(anomaly)
@@ -340,7 +340,7 @@ class Fleet:
         now: datetime,
         scope: str = "task",
     ) -> None:
-        from orchestration.loop import Raised
+        from orchestration.conclusion import Raised
 
         self.o.scheduler.discard(task.task_id)
         raised = Raised(rule, "before", severity, action, message, scope)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -16,24 +15,33 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestration.actions import ActionOutcome, ActionRequest, StopSignal
+from orchestration.admission import Admission
 from orchestration.alerts import EngineAlerts
 from orchestration.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.baselines import baseline_options, baseline_summary, take_baselines
-from orchestration.breakers import CircuitBreakers, attempt_ok
-from orchestration.breakpoints import BreakpointCheck, BreakpointHit, BreakpointManager
-from orchestration.budgets import BudgetSettingError, RunBudget
-from orchestration.checkpoints import create_checkpoint, is_git_worktree
+from orchestration.breakpoints import BreakpointCheck
+from orchestration.budgets import RunBudget
+from orchestration.checkpoints import is_git_worktree
+from orchestration.conclusion import (
+    Effects,
+    Raised,
+    after_crash,
+    after_decision,
+    after_interrupt,
+    after_stop,
+)
 from orchestration.context import frozen_or_plain, jsonable
 from orchestration.dead_letters import capture_dead_letter
 from orchestration.decisions import EXPLANATION_KEY, Decision
 from orchestration.digests import DigestBuffer
-from orchestration.durations import format_duration
 from orchestration.engine import Engine, build_engine, check_action_kinds
 from orchestration.engine_identity import beating, engine_label, owner_alive, this_engine
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
 from orchestration.fleet import open_fleet
+from orchestration.growth import Growth
+from orchestration.integration import MERGE_CONFLICT, Integration  # noqa: F401
 from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
@@ -44,20 +52,13 @@ from orchestration.models import (
     Plan,
     QualityRecord,
     RunRecord,
-    RunSetting,
     TaskRecord,
 )
 from orchestration.orphans import AttemptRegistry
+from orchestration.outside_sync import OutsideSync
 from orchestration.plan import plan_from_stored, plan_json
 from orchestration.quality import DEFAULT_VALIDATOR_TIMEOUT_SECONDS
 from orchestration.regressions import compare_attempts
-from orchestration.retry import next_attempt_at
-from orchestration.review import (
-    EXPIRED_ACTOR,
-    announce_resolution,
-    resolved_how,
-)
-from orchestration.rules import load_rules
 from orchestration.runs import (
     HEARTBEAT_SECONDS,
     STALE_RUN_SECONDS,
@@ -66,16 +67,29 @@ from orchestration.runs import (
     run_is_live,  # noqa: F401  (re-exported: callers ask the loop whether a run is live)
 )
 from orchestration.scheduler import NOT_NEEDED_REASONS, TaskScheduler
-from orchestration.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.steps import RunFigures, before_context
 from orchestration.store import Batch, Store
 from orchestration.store.claims import new_owner_token
 from orchestration.store_executor import attempt_executor
 from orchestration.stuck import AttemptSignature, repeat_figures, signature
 from orchestration.task_expressions import TaskExpressions
+from orchestration.timer_wheel import (
+    ADDED,
+    BLOCKED,
+    BREAKER,
+    DEADLINE,
+    DIGEST,
+    DURING,
+    EXPIRY,
+    HEARTBEAT,
+    INTERVENTIONS,
+    RETRY,
+    SETTINGS,
+    TimerWheel,
+)
 from orchestration.tracing import trace_finished_run
 from orchestration.workspace import store_files_in
-from orchestration.worktrees import MergedCheck, RunWorktrees, open_isolation
+from orchestration.worktrees import RunWorktrees, open_isolation
 from orchestration.yamlfile import collection_paused
 
 logger = logging.getLogger(__name__)
@@ -83,16 +97,20 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.2  # how often an idle loop looks for due retries and human answers
 MAX_IDLE_SLEEP_SECONDS = 1.0
 BLOCKED_SYNC_SECONDS = 0.5
-RISK_GATE = "risk_gate"
-GUARD_NOTE_SECONDS = 60.0  # how often a resource guard holding work back is reported
-DEAD_LETTER_ARCHIVE_DIR = "dead-letters"  # under .orchestration/ beside the plan
 ADDED_SYNC_SECONDS = 1.0  # how often a running engine looks for tasks added from outside
 DURING_CHECK_SECONDS = 1.0  # how often `at: during` rules look at the attempts under way
 INTERVENTION_SYNC_SECONDS = 1.0  # how often a working engine applies requested interventions
-# Context names that change by themselves between attempts; an approval ignores them.
-VOLATILE_NAMES = frozenset(
-    {"attempt", "task_elapsed_seconds", "run_elapsed_seconds", "now_hour", "completed_count"}
-)
+DEAD_LETTER_ARCHIVE_DIR = "dead-letters"  # under .orchestration/ beside the plan
+# The periodic duties on the timer wheel, each with its own period and first turn (seconds).
+PERIODIC_SECONDS = {
+    HEARTBEAT: HEARTBEAT_SECONDS,
+    SETTINGS: ADDED_SYNC_SECONDS,
+    INTERVENTIONS: INTERVENTION_SYNC_SECONDS,
+    BLOCKED: BLOCKED_SYNC_SECONDS,
+    ADDED: ADDED_SYNC_SECONDS,
+    DURING: DURING_CHECK_SECONDS,
+}
+PERIODIC_FIRST = {HEARTBEAT: 0, SETTINGS: 1, INTERVENTIONS: 0, BLOCKED: 0, ADDED: 1, DURING: 0}
 EXIT_CODES = {
     "completed": 0,
     "failed": 1,
@@ -128,36 +146,6 @@ class SilentObserver:
 
     def message(self, text: str) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class Raised:
-    """A breakpoint about to be stored: from a rule that fired, or from a clarify/escalate."""
-
-    rule: str
-    at: str
-    severity: str
-    action: str
-    message: str
-    scope: str = "task"
-    expires_after: float | None = None
-    default: str | None = None
-    digest_seconds: float | None = None
-
-    @classmethod
-    def of(cls, hit: BreakpointHit, at: str) -> Raised:
-        rule = hit.rule
-        return cls(
-            rule.name,
-            at,
-            rule.severity,
-            rule.action,
-            hit.message,
-            rule.scope,
-            rule.expires_after,
-            rule.default,
-            rule.digest_seconds,
-        )
 
 
 @dataclass(frozen=True)
@@ -205,95 +193,14 @@ class Orchestrator:
         known = store.tasks(run.id) if tasks is None else tasks
         self.tasks: dict[str, TaskRecord] = {t.task_id: t for t in known}
         self.counts: Counter[str] = Counter(t.state for t in self.tasks.values())
-        concurrency = plan.spec.concurrency
-        self.scheduler = TaskScheduler(
-            self.tasks.values(),
-            max_workers=concurrency.max_workers,
-            pools=concurrency.pools,
-            weights=plan.spec.scheduling,
-            max_running=concurrency.max_running,
-        )
-        self.futures: dict[Future[AttemptResult], str] = {}
-        self._starting = 0
-        # Attempts run in the loop's own thread (inline python), concluded on the next tick.
-        self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
-        self.stop_event = threading.Event()  # set: no new attempt starts (draining)
-        self.kill_event = threading.Event()  # set: attempts under way are stopped now
-        # Threads of this process, or worker processes (concurrency.executor: workers).
-        self.executor = attempt_executor(plan, store, run.id, self.kill_event)
-        self._kill_at: float | None = None  # when draining turns into stopping (monotonic)
-        self.batch = Batch()
-        self.pending_notifications: list[Notification] = []
-        self.pending_breakpoints: list[BreakpointRecord] = []
-        self.approved_before: set[tuple[str, str, str]] = set()
-        self.task_seconds: dict[str, float] = defaultdict(float)
-        self.consecutive_failures = 0
-        self.run_failures = 0
-        self._rules_by_name = {rule.name: rule for rule in engine.rules.breakpoints}
-        # When each retrying task wakes: a heap, so a tick costs nothing while none is due.
-        self._retry_times: list[tuple[datetime, str]] = [
-            (t.next_attempt_at or run.created_at, t.task_id)
-            for t in self.tasks.values()
-            if t.state == TaskState.RETRYING
-        ]
-        heapq.heapify(self._retry_times)
-        self._deadlines = sorted(
-            (t.spec.deadline, t.task_id)
-            for t in self.tasks.values()
-            if t.spec.deadline is not None and t.state not in FINAL_STATES
-        )
-        self._last_heartbeat = 0.0
-        # Beside the plan, like the default store: where this engine notes its actions' processes.
-        attempts_dir = Path(plan.path).parent / ".orchestration" / "attempts" / run.id
-        self.attempts = AttemptRegistry(attempts_dir)
-        self._last_added_sync = time.monotonic()
-        self._last_guard_note = -GUARD_NOTE_SECONDS
-        self._last_blocked_sync = 0.0
-        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(store.url))
-        self.budget = RunBudget.of(plan.spec.budget)
-        self.checkpointing = is_git_worktree(Path(plan.workdir))
-        self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
-        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
-        # Success statistics over every stored attempt of this plan (this run's too, on resume).
-        # Earlier runs here; this run's own attempts are counted as its history loads.
-        self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
-        self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
-        self.comparison_notes: dict[str, str] = {}
-        self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
-        self.breakers = CircuitBreakers(store, plan.spec.breakers)
-        self._agent_command = tuple(plan.spec.defaults.agent_command or ()) or None
-        self._breaker_waits: list[tuple[datetime, str]] = []  # (retry at, task id), a heap
-        self._breaker_noted: set[str] = set()
-        self._probes: dict[str, tuple[str, bool]] = {}  # task id -> (breaker key, is a probe)
-        self._human_stops: dict[str, Stop] = {}
-        self.human_paused = False
-        self.run_cancelled = False
-        self._last_intervention_sync = 0.0
-        self.expiries: list[tuple[datetime, int]] = []  # (expires_at, breakpoint id), a heap
-        self.digests = DigestBuffer()
-        self.running_attempts: dict[str, RunningAttempt] = {}
-        self.stopped_by_rule: dict[str, Raised] = {}
-        self.rule_switches: dict[str, bool] = {}
-        self.added_rule_texts: dict[str, str] = {}  # rule files added to the run while it runs
-        self._settings_seen = 0
-        self._last_during_check = 0.0
-        self._held_noted = False
-        self.expressions = TaskExpressions(plan.path, engine.plugins)
-        self.worktrees: RunWorktrees | None = open_isolation(plan, run.id)
-        self.attempt_runner = AttemptRunner(
-            plan,
-            engine,
-            run_id=run.id,
-            dry_run=dry_run,
-            registry=self.attempts,
-            running=self.running_attempts,
-            kill_event=self.kill_event,
-            ignored_files=self.ignored_files,
-            task_seconds=self.task_seconds,
-            tasks=self.tasks,
-            expressions=self.expressions,
-            worktrees=self.worktrees,
-        )
+        self.scheduler = self._new_scheduler()
+        # Every wake-up of the loop, of every kind, on one heap: a tick costs nothing while
+        # none is due.
+        self.wheel = TimerWheel()
+        self._schedule_initial_wakes(run, clock())
+        self._init_figures()
+        self._init_outside_state()
+        self._init_attempts()
         self.alerts = EngineAlerts(
             store,
             run.id,
@@ -303,6 +210,143 @@ class Orchestrator:
         )
         self._load_history()
         self.fleet = open_fleet(self)  # agents, waves and anomalies (orchestration/fleet.py)
+
+    def _new_scheduler(self) -> TaskScheduler:
+        concurrency = self.plan.spec.concurrency
+        return TaskScheduler(
+            self.tasks.values(),
+            max_workers=concurrency.max_workers,
+            pools=concurrency.pools,
+            weights=self.plan.spec.scheduling,
+            max_running=concurrency.max_running,
+        )
+
+    def _new_executor(self) -> Executor:
+        """Where attempts that do not run inline run: the one place the executor is made.
+
+        Threads of this process, or worker processes (`concurrency.executor: workers`)."""
+        return attempt_executor(self.plan, self.store, self.run.id, self.kill_event)
+
+    def _init_attempts(self) -> None:
+        """The attempts under way, where they run, and how they are stopped."""
+        plan, run = self.plan, self.run
+        self.futures: dict[Future[AttemptResult], str] = {}
+        self._starting = 0
+        # Attempts run in the loop's own thread (inline python), concluded on the next tick.
+        self.inline_done: list[tuple[str, AttemptResult | Exception]] = []
+        self.stop_event = threading.Event()  # set: no new attempt starts (draining)
+        self.kill_event = threading.Event()  # set: attempts under way are stopped now
+        self.executor = self._new_executor()
+        self._kill_at: float | None = None  # when draining turns into stopping (monotonic)
+        # Beside the plan, like the default store: where this engine notes its actions' processes.
+        attempts_dir = Path(plan.path).parent / ".orchestration" / "attempts" / run.id
+        self.attempts = AttemptRegistry(attempts_dir)
+        self.ignored_files = store_files_in(Path(plan.workdir), _sqlite_path(self.store.url))
+        self.checkpointing = is_git_worktree(Path(plan.workdir))
+        self.running_attempts: dict[str, RunningAttempt] = {}
+        self.stopped_by_rule: dict[str, Raised] = {}
+        self.expressions = TaskExpressions(plan.path, self.engine.plugins)
+        self.worktrees: RunWorktrees | None = open_isolation(plan, run.id)
+        self.attempt_runner = AttemptRunner(
+            plan,
+            self.engine,
+            run_id=run.id,
+            dry_run=self.dry_run,
+            registry=self.attempts,
+            running=self.running_attempts,
+            kill_event=self.kill_event,
+            ignored_files=self.ignored_files,
+            task_seconds=self.task_seconds,
+            tasks=self.tasks,
+            expressions=self.expressions,
+            worktrees=self.worktrees,
+        )
+
+    def _init_figures(self) -> None:
+        """What the run has recorded and rules read: the batch, run-wide figures, history."""
+        store, plan, run = self.store, self.plan, self.run
+        self.batch = Batch()
+        self.pending_notifications: list[Notification] = []
+        self.pending_breakpoints: list[BreakpointRecord] = []
+        self.task_seconds: dict[str, float] = defaultdict(float)
+        self.consecutive_failures = 0
+        self.run_failures = 0
+        self.budget = RunBudget.of(plan.spec.budget)
+        self.attempt_history: dict[str, list[AttemptSignature]] = defaultdict(list)
+        self.checkpoints_owed: set[str] = set()  # accepted by a human while no engine ran
+        # Success statistics over every stored attempt of this plan (this run's too, on resume).
+        # Earlier runs here; this run's own attempts are counted as its history loads.
+        self.outcomes = outcome_stats_from_store(store, plan.name, exclude_runs=[run.id])
+        self.previous_quality: dict[str, Any] = {}  # task id -> its last QualityReport/Record
+        self.comparison_notes: dict[str, str] = {}
+        self.digests = DigestBuffer()
+
+    def _init_outside_state(self) -> None:
+        """What humans and other processes decide: holds, pauses, switches, breakers."""
+        self.run_holds: set[int] = set()  # open breakpoints with `scope: run`
+        self.admission = Admission(
+            self.plan,
+            self.store,
+            self.engine,
+            self.wheel,
+            dry_run=self.dry_run,
+            record_event=self._event,
+            message=self.observer.message,
+        )
+        self._human_stops: dict[str, Stop] = {}
+        self.human_paused = False
+        self.run_cancelled = False
+        self.sync = OutsideSync(self)
+        self.integration = Integration(self)
+        self.growth = Growth(self)
+        self._held_noted = False
+
+    def _schedule_initial_wakes(self, run: RunRecord, now: datetime) -> None:
+        """Retries and deadlines of the tasks, and the first turn of each periodic duty."""
+        wheel = self.wheel
+        for task in self.tasks.values():
+            if task.state == TaskState.RETRYING:
+                wheel.schedule(task.next_attempt_at or run.created_at, RETRY, task.task_id)
+            if task.spec.deadline is not None and task.state not in FINAL_STATES:
+                wheel.schedule(task.spec.deadline, DEADLINE, task.task_id)
+        for duty, first in PERIODIC_FIRST.items():
+            wheel.schedule(now + timedelta(seconds=first), duty)
+
+    def _wake(self, kind: str, key: Any, due: datetime, now: datetime) -> int:
+        """Do what came due on the timer wheel; periodic duties schedule their next turn."""
+        if kind == RETRY:
+            return self._wake_retry(key, due)
+        if kind == BREAKER:
+            return self._wake_breaker(key)
+        if kind == EXPIRY:
+            return self.sync.expire(key, now)
+        if kind == DEADLINE:
+            self._deadline_missed(key, due, now)
+            return 0
+        if kind == DIGEST:
+            self._send_due_digests(now)
+            return 0
+        self.wheel.schedule(now + timedelta(seconds=PERIODIC_SECONDS[kind]), kind)
+        if kind == HEARTBEAT:
+            self.batch.run_state = "running"  # also refreshes the run's updated_at
+            return 0
+        if kind == SETTINGS:
+            self.sync.settings()
+            return 0
+        if kind == DURING:
+            self._check_running(now)
+            return 0
+        if kind == INTERVENTIONS:
+            return self.sync.interventions(now)
+        if kind == BLOCKED:
+            return self.sync.blocked()
+        return self.sync.added_tasks()
+
+    def use_engine(self, engine: Engine) -> None:
+        """Hold a new Engine (rules, switches or baselines changed): the loop's parts use it."""
+        self.engine = engine
+        self.attempt_runner.engine = engine
+        self.admission.engine = engine
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -382,7 +426,7 @@ class Orchestrator:
             )
         seconds = time.monotonic() - started
         self.observer.message(f"baseline measured in {seconds:.1f}s: {baseline_summary(taken)}")
-        self.engine.quality.baselines = taken
+        self.use_engine(self.engine.with_baselines(taken))
         return taken
 
     @classmethod
@@ -461,7 +505,7 @@ class Orchestrator:
                 event.kind == "intervention" and event.data.get("action") == "rerun"
             )
             if event.kind == "run_started" and event.data.get("baselines"):
-                self.engine.quality.baselines = event.data["baselines"]
+                self.use_engine(self.engine.with_baselines(event.data["baselines"]))
             if event.kind == "step" and event.task_id:
                 seconds = event.data.get("duration_seconds") or 0
                 self.task_seconds[event.task_id] += float(seconds)
@@ -474,13 +518,13 @@ class Orchestrator:
         fresh = fresh_starts(self.store, self.run.id) if reruns else {}
         for bp in resolved:
             if bp.task_id not in fresh or (bp.resolved_at or fresh[bp.task_id]) > fresh[bp.task_id]:
-                self._remember_approval(bp)
+                self.admission.remember_approval(bp)
         for task in self.tasks.values():
             if task.state in FINAL_STATES:
                 self.scheduler.record_final(task.task_id, task.state, task.outcome)
         for bp in self.store.breakpoints(self.run.id, state="open"):
             self._watch_open_breakpoint(bp)
-        self._sync_settings(force=True)
+        self.sync.settings()
 
     def _note_checkpoint_owed(self, event: EventRecord) -> None:
         """A step a human accepted while no engine ran is owed its checkpoint (taken on resume)."""
@@ -509,17 +553,7 @@ class Orchestrator:
         if bp.scope == "run":
             self.run_holds.add(bp.id)
         if bp.expires_at is not None:
-            heapq.heappush(self.expiries, (bp.expires_at, bp.id))
-
-    def _remember_approval(self, bp: BreakpointRecord) -> None:
-        if bp.at == "before" and bp.resolution in ("approve", "retry"):
-            self.approved_before.add((bp.task_id, bp.rule, self._rule_inputs(bp.rule, bp.context)))
-
-    def _rule_inputs(self, rule_name: str, context: Mapping[str, Any]) -> str:
-        """What a rule saw, minus the attempt counter: an approval holds until that changes."""
-        rule = self._rules_by_name.get(rule_name)
-        names = sorted(rule.when.names - VOLATILE_NAMES) if rule is not None else []
-        return repr([(name, jsonable(context.get(name))) for name in names])
+            self.wheel.schedule(bp.expires_at, EXPIRY, bp.id)
 
     def _release_initial(self) -> None:
         for task in self.tasks.values():
@@ -539,16 +573,16 @@ class Orchestrator:
                 self._move(task, "retry", "interrupted: the engine stopped during this attempt")
                 self._update(task, next_attempt_at=now)
             elif task.state == TaskState.READY:
-                self._restart_after_conflict(task)  # resolved by a human while none ran
+                self.integration.restart_after_conflict(task)  # resolved by a human while none ran
                 self._queue(task)
             elif task.state == TaskState.PENDING:
                 self._evaluate_pending(task.task_id)
             elif task.state == TaskState.COMPLETED and task.outcome == "approved":
-                self._merge_approved(task)
+                self.integration.merge_approved(task)
         for task_id in sorted(self.checkpoints_owed):
             owed = self.tasks.get(task_id)
             if owed and owed.state == TaskState.COMPLETED and owed.outcome == "approved":
-                self._checkpoint(owed)
+                self.integration.checkpoint(owed)
         self.batch.events.append(EventRecord(self.run.id, "run_resumed", None, {}, now))
         self.batch.run_state = "running"
         self.flush()
@@ -581,7 +615,7 @@ class Orchestrator:
         self.batch.task_updates.append((task.task_id, fields))
         wake_at = task.next_attempt_at
         if "next_attempt_at" in fields and wake_at is not None and task.state == "retrying":
-            heapq.heappush(self._retry_times, (wake_at, task.task_id))
+            self.wheel.schedule(wake_at, RETRY, task.task_id)
 
     def flush(self) -> None:
         """Commit everything recorded since the last flush in one transaction, then announce it."""
@@ -648,147 +682,16 @@ class Orchestrator:
 
     def _on_final(self, task: TaskRecord) -> None:
         if task.state == TaskState.COMPLETED and task.outcome == "approved":
-            self._merge_approved(task)
+            self.integration.merge_approved(task)
         if task.state == TaskState.COMPLETED and task.outcome in ("succeeded", "approved"):
-            self._checkpoint(task)
+            self.integration.checkpoint(task)
         self.scheduler.record_final(task.task_id, task.state, task.outcome)
         self.scheduler.discard(task.task_id)
         for child_id in self.scheduler.dependents(task.task_id):
             if self.tasks[child_id].state == TaskState.PENDING:
                 self._evaluate_pending(child_id, upstream=task.task_id)
 
-    def _checkpoint(self, task: TaskRecord) -> None:
-        """Record the work tree as it is after a completed task (git work trees only)."""
-        if not self.checkpointing or self.dry_run:
-            return
-        now = self.clock()
-        try:
-            made = create_checkpoint(
-                Path(self.plan.workdir),
-                self.run.id,
-                task.task_id,
-                f"{task.spec.title or task.task_id}: {task.outcome}",
-                attempt=task.attempts,
-                exclude=self.ignored_files,
-                tree=self._integration_tree(),
-            )
-        except OrchestrationError as error:  # a checkpoint must never stop the run
-            self.observer.message(f"warning: no checkpoint for {task.task_id}: {error}")
-            failure = {"error": str(error)}
-            self.batch.events.append(
-                EventRecord(self.run.id, "checkpoint_failed", task.task_id, failure, now)
-            )
-            return
-        if made is not None:
-            data: dict[str, Any] = {
-                "sha": made.sha,
-                "ref": made.ref,
-                "files_changed": made.files_changed,
-                "insertions": made.insertions,
-                "deletions": made.deletions,
-            }
-            self.batch.events.append(
-                EventRecord(self.run.id, "checkpoint", task.task_id, data, now)
-            )
-
     # ---- isolated work trees -----------------------------------------------------------------
-
-    def _merged(
-        self, task: TaskRecord, result: AttemptResult, context: dict[str, Any], now: datetime
-    ) -> bool:
-        """Merge an accepted task's worktree into the integration branch; False when it
-        conflicts (the task is then blocked at a `merge_conflict` breakpoint)."""
-        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
-            return True
-        check = None
-        if self.plan.spec.validate_after_merge:
-            check = partial(self.attempt_runner.check_merged, result)
-        return self._merge(task, context, now, task_wins=False, check=check)
-
-    def _merge_approved(self, task: TaskRecord) -> None:
-        """An approved task's work is merged; where it conflicts, the task's files win (the
-        human resolved them in its worktree before approving)."""
-        if self.worktrees is not None and self.worktrees.has_worktree(task.task_id):
-            self._merge(task, {}, self.clock(), task_wins=True)
-
-    def _merge(
-        self,
-        task: TaskRecord,
-        context: dict[str, Any],
-        now: datetime,
-        *,
-        task_wins: bool,
-        check: MergedCheck | None = None,
-    ) -> bool:
-        assert self.worktrees is not None
-        title = task.spec.title or task.task_id
-        try:
-            merged = self.worktrees.merge(task.task_id, title, task_wins=task_wins, check=check)
-        except OrchestrationError as error:  # the work stays in the worktree, nothing lost
-            self.observer.message(f"warning: cannot merge {task.task_id}: {error}")
-            data = {"error": str(error), "worktree": str(self.worktrees.path_of(task.task_id))}
-            self.batch.events.append(
-                EventRecord(self.run.id, "merge_failed", task.task_id, data, now)
-            )
-            return True
-        if merged.merged:
-            data = {
-                "branch": self.worktrees.branch,
-                "tip": merged.tip,
-                "commit": merged.task_commit,
-            }
-            self.batch.events.append(EventRecord(self.run.id, "merged", task.task_id, data, now))
-            return True
-        files = ", ".join(c.path for c in merged.conflicts)
-        worktree = self.worktrees.path_of(task.task_id)
-        what = (
-            f"conflicts with work merged meanwhile into {self.worktrees.branch} in {files}"
-            if merged.conflicts
-            else f"fails its validators once merged into {self.worktrees.branch}: "
-            f"{merged.failed_check}"
-        )
-        message = (
-            f"the task's work {what}; resolve it in {worktree} and approve, "
-            f"or retry the task from the merged work"
-        )
-        context.update(merged.context(worktree, self.worktrees.branch))
-        self._block(task, Raised(MERGE_CONFLICT, "after", "high", "pause", message), context, now)
-        return False
-
-    def _restart_after_conflict(self, task: TaskRecord) -> None:
-        """A task retried at a merge conflict starts again from the integration branch."""
-        if self.worktrees is None or not self.worktrees.has_worktree(task.task_id):
-            return
-        latest = max(
-            (bp for bp in self.store.breakpoints(self.run.id) if bp.task_id == task.task_id),
-            key=lambda bp: bp.id,
-            default=None,
-        )
-        if latest is not None and latest.rule == MERGE_CONFLICT:
-            self.worktrees.discard(task.task_id)
-
-    def _integration_tree(self) -> str | None:
-        """In worktree isolation, checkpoints record the integration branch's files."""
-        if self.worktrees is None:
-            return None
-        tip = self.worktrees.tip()
-        return f"{tip}^{{tree}}" if tip else None
-
-    def _announce_integration(self, now: datetime) -> None:
-        if self.worktrees is None or self.worktrees.tip() is None:
-            return
-        command = self.worktrees.merge_command()
-        self.observer.message(f"the run's work is on branch {self.worktrees.branch}: {command}")
-        kept = self.worktrees.unmerged()
-        if kept:
-            self.observer.message(f"work not merged stays in worktrees: {', '.join(kept)}")
-        data = {
-            "branch": self.worktrees.branch,
-            "tip": self.worktrees.tip(),
-            "command": command,
-            "unmerged": kept,
-        }
-        self.batch.events.append(EventRecord(self.run.id, "integration_branch", None, data, now))
 
     def _evaluate_pending(self, task_id: str, upstream: str | None = None) -> None:
         task = self.tasks[task_id]
@@ -809,58 +712,18 @@ class Orchestrator:
     def tick(self, now: datetime | None = None) -> int:
         """One cycle: human answers, due retries, finished and new attempts. Returns work done."""
         now = now or self.clock()
-        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            self._last_heartbeat = time.monotonic()
-            self.batch.run_state = "running"  # also refreshes the run's updated_at
-        self._report_missed_deadlines(now)
-        self._sync_settings()
-        work = self._apply_interventions(now)
-        work += self._expire_due(now) + self._sync_blocked() + self._sync_added_tasks()
-        work += self._wake_due(now) + self._wake_breaker_waits(now)
-        self._check_running(now)
+        work = 0
+        for due, kind, key in self.wheel.pop_due(now):
+            work += self._wake(kind, key, due, now)
         work += self._collect_finished(now)
         work += self.fleet.tick(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
-        self._send_due_digests(now)
         self.batch.events.extend(self.alerts.poll(now))
         self.flush()
         return work
 
     # ---- breakpoints that expire, hold the run, or are sent as digests ---------------------
-
-    def _expire_due(self, now: datetime) -> int:
-        """Apply the default resolution of open breakpoints whose time is up."""
-        from orchestration.review_actions import resolve_and_announce
-
-        expired = 0
-        while self.expiries and self.expiries[0][0] <= now:
-            _, bp_id = heapq.heappop(self.expiries)
-            self.flush()  # what this engine recorded goes first
-            bp = self.store.breakpoint(bp_id)
-            if bp.state != "open" or bp.default_resolution is None:
-                continue
-            waited = format_duration((now - bp.created_at).total_seconds())
-            try:
-                resolve_and_announce(
-                    self.store,
-                    bp_id,
-                    bp.default_resolution,
-                    actor=EXPIRED_ACTOR,
-                    announce=partial(announce_resolution, self.engine.plugins),
-                    note=f"no answer within {waited}; default resolution applied",
-                    now=now,
-                )
-            except OrchestrationError as error:  # a human answered at the same moment
-                logger.info("breakpoint %s did not expire: %s", bp_id, error)
-                continue
-            self.observer.message(
-                f"breakpoint {bp_id} ({bp.rule}) expired: {bp.default_resolution} by default"
-            )
-            expired += 1
-        if expired:
-            self._sync_blocked(force=True)
-        return expired
 
     def _run_held(self) -> bool:
         """An open breakpoint with `scope: run` (stored, or raised and not yet committed)."""
@@ -870,72 +733,10 @@ class Orchestrator:
 
     # ---- interventions and circuit breakers ----------------------------------------------------
 
-    def _apply_interventions(self, now: datetime) -> int:
-        """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
-        if time.monotonic() - self._last_intervention_sync < INTERVENTION_SYNC_SECONDS:
-            return 0
-        self._last_intervention_sync = time.monotonic()
-        self.flush()
-        try:
-            applied = apply_requested(
-                self.store, self.run.id, running=frozenset(self.running_attempts), now=now
-            )
-        except OrchestrationError as error:
-            logger.warning("requested interventions not applied: %s", error)
-            return 0
-        for stop in applied.stops:
-            running = self.running_attempts.get(stop.task_id)
-            if stop.task_id not in self._human_stops and running is not None:
-                self._human_stops[stop.task_id] = stop
-                running.stop.set()
-        for record in applied.applied:
-            self.observer.message(
-                f"intervention by {record.actor}: {record.action} {record.task_id or 'run'}"
-                + (f" ({record.reason})" if record.reason else "")
-            )
-        for record in applied.refused:
-            self.observer.message(f"intervention refused: {record.action}: {record.note}")
-        if applied.changed:
-            self._resync(applied.changed, applied.reopened)
-        self.run_cancelled = self.run_cancelled or applied.run_cancelled
-        return len(applied.changed) + len(applied.stops)
-
-    def _resync(self, changed: list[str], reopened: list[str]) -> None:
-        """Adopt tasks that an intervention changed in the store."""
-        for task_id in changed:
-            task = self.tasks.get(task_id)
-            if task is None:
-                continue
-            was = task.state
-            self._take_stored(task, self.store.task(self.run.id, task_id))
-            if was == TaskState.READY and task.state != TaskState.READY:
-                self.scheduler.discard(task_id)
-            if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
-                self.approved_before = {a for a in self.approved_before if a[0] != task_id}
-        if reopened:
-            self._rebuild_scheduler()
-        for task_id in changed:
-            task = self.tasks[task_id]
-            if task.state == TaskState.READY:
-                self._queue(task)
-            elif task.state == TaskState.RETRYING and task.next_attempt_at is not None:
-                heapq.heappush(self._retry_times, (task.next_attempt_at, task_id))
-            elif task.state == TaskState.PENDING:
-                self._evaluate_pending(task_id)
-            elif task.state in FINAL_STATES and not reopened:
-                self._on_final(task)
-
     def _rebuild_scheduler(self) -> None:
         """Finished tasks came back: the dependency counters start again from the tasks."""
-        concurrency = self.plan.spec.concurrency
         running = set(self.scheduler.running)
-        self.scheduler = TaskScheduler(
-            self.tasks.values(),
-            max_workers=concurrency.max_workers,
-            pools=concurrency.pools,
-            weights=self.plan.spec.scheduling,
-            max_running=concurrency.max_running,
-        )
+        self.scheduler = self._new_scheduler()
         for task_id in running:
             self.scheduler.started(task_id)
         for task in self.tasks.values():
@@ -944,160 +745,44 @@ class Orchestrator:
             elif task.state == TaskState.READY:
                 self._queue(task)
 
-    def _admitted(self, task: TaskRecord, now: datetime) -> bool:
-        """Whether the task's circuit breaker lets an attempt start now; if not, it waits."""
-        key = self.breakers.key_for(task.spec, self._agent_command)
-        if key is None:
-            return True
-        try:
-            admission = self.breakers.allow(key, now)
-        except OrchestrationError as error:  # the breaker table is unreadable: do not block
-            logger.warning("circuit breaker %s not consulted: %s", key, error)
-            return True
-        if admission.allowed:
-            self._probes[task.task_id] = (key, admission.probe)
-            self._breaker_noted.discard(key)
-            return True
-        retry_at = admission.retry_at or now + timedelta(seconds=1)
-        heapq.heappush(self._breaker_waits, (retry_at, task.task_id))
-        if key not in self._breaker_noted:  # once per opening, not once per waiting task
-            self._breaker_noted.add(key)
-            data = {"key": key, "reason": admission.reason, "until": retry_at.isoformat()}
-            self.batch.events.append(
-                EventRecord(self.run.id, "breaker_wait", task.task_id, data, now)
-            )
-            self.observer.message(f"circuit breaker {key} is open: {admission.reason}")
-        return False
-
-    def _wake_breaker_waits(self, now: datetime) -> int:
-        woken = 0
-        while self._breaker_waits and self._breaker_waits[0][0] <= now:
-            _, task_id = heapq.heappop(self._breaker_waits)
-            task = self.tasks[task_id]
-            if task.state == TaskState.READY:
-                self._queue(task)
-                woken += 1
-        return woken
-
     def _record_breaker(self, task_id: str, outcome: ActionOutcome | None, now: datetime) -> None:
-        key, probe = self._probes.pop(task_id, (None, False))
-        if key is None:
-            return
-        ok = (
-            attempt_ok(outcome.exit_code, outcome.timed_out, outcome.interrupted)
-            if outcome is not None
-            else None
-        )
-        if ok is not None:
-            self.batch.breaker_updates.append(self.breakers.update(key, ok, now, probe=probe))
-        elif probe:
-            self.batch.breaker_updates.append(self.breakers.release(key))
+        update = self.admission.breaker_outcome(task_id, outcome, now)
+        if update is not None:
+            self.batch.breaker_updates.append(update)
 
-    def _refresh_run_holds(self) -> None:
-        if self.run_holds:
-            self.run_holds = {
-                bp.id
-                for bp in self.store.breakpoints(self.run.id, state="open")
-                if bp.scope == "run"
-            }
-            if not self.run_holds:
-                self._held_noted = False
+    def _event(self, kind: str, task_id: str | None, data: dict[str, Any], now: datetime) -> None:
+        """Record an event in the batch the next flush commits."""
+        self.batch.events.append(EventRecord(self.run.id, kind, task_id, data, now))
 
     def _send_due_digests(self, now: datetime, *, everything: bool = False) -> None:
         if len(self.digests):
             self.pending_notifications.extend(self.digests.due(now, everything=everything))
 
-    def _wake_due(self, now: datetime) -> int:
-        woken = 0
-        while self._retry_times and self._retry_times[0][0] <= now:
-            when, task_id = heapq.heappop(self._retry_times)
-            task = self.tasks[task_id]
-            moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
-            if task.state != TaskState.RETRYING or moved_on:
-                continue  # a stale entry: the task moved on, or got a new retry time
-            self._move(task, "wake", "retry time reached")
-            self._update(task, next_attempt_at=None)
-            self._queue(task)
-            woken += 1
-        return woken
-
-    def _sync_blocked(self, *, force: bool = False) -> int:
-        """Pick up what a human decided from another process about blocked tasks."""
-        if not self.counts[TaskState.BLOCKED]:
+    def _wake_breaker(self, task_id: str) -> int:
+        task = self.tasks[task_id]
+        if task.state != TaskState.READY:
             return 0
-        if not force and time.monotonic() - self._last_blocked_sync < BLOCKED_SYNC_SECONDS:
-            return 0
-        self._last_blocked_sync = time.monotonic()
-        self.flush()
-        changed = 0
-        for task in [t for t in self.tasks.values() if t.state == TaskState.BLOCKED]:
-            stored = self.store.task(self.run.id, task.task_id)
-            if stored.state == TaskState.BLOCKED:
-                continue
-            changed += 1
-            self._adopt(task, stored)
-        held = len(self.run_holds)
-        self._refresh_run_holds()
-        return changed + (held - len(self.run_holds))
+        self._queue(task)
+        return 1
 
-    def _adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
-        how = "resolved by a human"
-        for bp in self.store.breakpoints(self.run.id, state="resolved"):
-            if bp.task_id == task.task_id:
-                self._remember_approval(bp)
-                how = resolved_how(bp)
-        self._take_stored(task, stored)
-        self.observer.task_changed(task, task.state, how)
-        if task.state == TaskState.READY:
-            self._restart_after_conflict(task)
-            self._queue(task)
-        elif task.state in FINAL_STATES:
-            self._on_final(task)
+    def _wake_retry(self, task_id: str, when: datetime) -> int:
+        task = self.tasks[task_id]
+        moved_on = task.next_attempt_at is not None and task.next_attempt_at != when
+        if task.state != TaskState.RETRYING or moved_on:
+            return 0  # a stale entry: the task moved on, or got a new retry time
+        self._move(task, "wake", "retry time reached")
+        self._update(task, next_attempt_at=None)
+        self._queue(task)
+        return 1
 
-    def _take_stored(self, task: TaskRecord, stored: TaskRecord) -> None:
-        """Adopt what another process (a human) stored for a task: its state and fields."""
-        self.counts[task.state] -= 1
-        self.counts[stored.state] += 1
-        task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
-        task.attempts, task.feedback = stored.attempts, stored.feedback
-        task.next_attempt_at = stored.next_attempt_at
-        if stored.spec != task.spec:  # changed parameters (--set): compile its expressions anew
-            task.spec = stored.spec
-            self.expressions.forget(task.task_id)
-
-    def _report_missed_deadlines(self, now: datetime) -> None:
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, task_id = heapq.heappop(self._deadlines)
-            task = self.tasks[task_id]
-            if task.state in FINAL_STATES:
-                continue
+    def _deadline_missed(self, task_id: str, deadline: datetime, now: datetime) -> None:
+        task = self.tasks[task_id]
+        if task.state not in FINAL_STATES:
             data = {"deadline": deadline.isoformat(), "state": task.state}
             self.batch.events.append(
                 EventRecord(self.run.id, "deadline_missed", task_id, data, now)
             )
             self.observer.message(f"deadline missed: {task_id} (due {deadline:%Y-%m-%d %H:%M}Z)")
-
-    def _risk_gate(self, task: TaskRecord, context: Mapping[str, Any]) -> Raised | None:
-        """High-risk work the planner is not confident about waits for a human (not in dry run)."""
-        threshold = self.plan.spec.scheduling.risk_gate_confidence
-        if self.dry_run or task.spec.risk != "high" or task.spec.confidence >= threshold:
-            return None
-        if (task.task_id, RISK_GATE, self._rule_inputs(RISK_GATE, context)) in self.approved_before:
-            return None
-        message = (
-            f"{task.task_id}: high-risk task with confidence {task.spec.confidence:.2f}, below "
-            f"the risk gate's {threshold:.2f}; approve to run it"
-        )
-        return Raised(RISK_GATE, "before", "high", "pause", message)
-
-    def _note_guard(self, reason: str, now: datetime) -> None:
-        if time.monotonic() - self._last_guard_note < GUARD_NOTE_SECONDS:
-            return
-        self._last_guard_note = time.monotonic()
-        self.observer.message(f"waiting to start new work: {reason}")
-        self.batch.events.append(
-            EventRecord(self.run.id, "resource_guard", None, {"reason": reason}, now)
-        )
 
     def _queue(self, task: TaskRecord) -> None:
         """Hand a ready task to the scheduler; its failed attempts lower its priority."""
@@ -1118,21 +803,6 @@ class Orchestrator:
             over_budget=self.budget.over(elapsed, starting=starting),
         )
 
-    def _machine_busy(self) -> str | None:
-        """Why no new work may start now (a resource guard of the plan), or None."""
-        guards = self.plan.spec.concurrency.guards
-        if guards.max_cpu_percent is None and guards.max_memory_percent is None:
-            return None
-        import psutil  # only plans with guards pay for it
-
-        cpu = psutil.cpu_percent(interval=None)
-        if guards.max_cpu_percent is not None and cpu > guards.max_cpu_percent:
-            return f"CPU at {cpu:.0f}% (guard {guards.max_cpu_percent:.0f}%)"
-        memory = psutil.virtual_memory().percent
-        if guards.max_memory_percent is not None and memory > guards.max_memory_percent:
-            return f"memory at {memory:.0f}% (guard {guards.max_memory_percent:.0f}%)"
-        return None
-
     def _start_ready(self, now: datetime) -> int:
         requests: list[tuple[ActionRequest, dict[str, Any]]] = []
         if self.human_paused or self.run_cancelled:
@@ -1143,17 +813,15 @@ class Orchestrator:
                 held = ", ".join(str(i) for i in sorted(self.run_holds))
                 self.observer.message(f"no new work starts: breakpoint {held} holds the run")
             return 0
-        if self.scheduler.queued_count and self.scheduler.has_capacity():
-            busy = self._machine_busy()
-            if busy is not None:
-                self._note_guard(busy, now)
-                return 0
+        queued = self.scheduler.queued_count and self.scheduler.has_capacity()
+        if queued and self.admission.machine_busy(now):
+            return 0
         while self.scheduler.has_capacity():
             task_id = self.scheduler.next_ready(now)
             if task_id is None:
                 break
             task = self.tasks[task_id]
-            if task.state != TaskState.READY or not self._admitted(task, now):
+            if task.state != TaskState.READY or not self.admission.breaker_allows(task, now):
                 continue
             if not self.fleet.admit(task, now):
                 continue
@@ -1202,7 +870,7 @@ class Orchestrator:
         context.update(
             self.outcomes.learned(spec.action.kind, spec.tags, context["confidence"]).context()
         )
-        gate = self._risk_gate(task, context)
+        gate = self.admission.risk_gate(task, context)
         if gate is not None:
             self._block(task, gate, context, now)
             return None
@@ -1211,15 +879,7 @@ class Orchestrator:
         else:
             check = self.engine.breakpoints.check("before", context)
         self._record_rule_errors(task, check, now)
-        check = BreakpointCheck(
-            tuple(
-                h
-                for h in check.hits
-                if (task.task_id, h.rule.name, self._rule_inputs(h.rule.name, context))
-                not in self.approved_before
-            ),
-            check.errors,
-        )
+        check = self.admission.unapproved(task.task_id, check, context)
         self._record_notices(task, check, context, "before", now)
         pause = check.first("pause")
         if pause is not None:
@@ -1237,9 +897,6 @@ class Orchestrator:
         """Evaluate `at: during` rules on the attempts under way; stop those a rule stops."""
         if not self.running_attempts or not self.engine.rules.breakpoints_at("during"):
             return
-        if time.monotonic() - self._last_during_check < DURING_CHECK_SECONDS:
-            return
-        self._last_during_check = time.monotonic()
         figures = self._figures()
         for task_id, running in list(self.running_attempts.items()):
             if running.stop.is_set() or task_id in self.stopped_by_rule:
@@ -1305,13 +962,9 @@ class Orchestrator:
             self.batch.intervention_updates.append(update)
 
     def _conclude_crash(self, task: TaskRecord, error: BaseException, now: datetime) -> None:
-        message = f"engine error during the attempt: {type(error).__name__}: {error}"
-        if task.attempts < self.plan.retry_policy(task.spec).max_attempts:
-            self._move(task, "retry", message)
-            self._update(task, next_attempt_at=now + timedelta(seconds=1))
-            return
-        context = {"task_id": task.task_id, "attempt": task.attempts, "error": message}
-        self._block(task, Raised("engine_error", "after", "high", "pause", message), context, now)
+        policy = self.plan.retry_policy(task.spec)
+        effects = after_crash(task.task_id, task.attempts, policy, error, now)
+        self._apply_effects(task, effects, None, {}, now)
 
     def _conclude(self, task: TaskRecord, result: AttemptResult, now: datetime) -> None:
         self.running_attempts.pop(task.task_id, None)
@@ -1321,8 +974,7 @@ class Orchestrator:
             self._conclude_stopped(task, result, stopped_by, now)
             return
         if result.outcome.interrupted:
-            self._move(task, "retry", "interrupted: the engine was stopped during this attempt")
-            self._update(task, next_attempt_at=now)
+            self._apply_effects(task, after_interrupt(now), result, {}, now)
             return
         self.task_seconds[task.task_id] += result.outcome.duration_seconds
         attempt_ok = result.report.gate_passed
@@ -1398,25 +1050,11 @@ class Orchestrator:
         self.batch.events.append(
             EventRecord(self.run.id, "attempt_stopped", task.task_id, data, now)
         )
-        rule = self._rules_by_name.get(raised.rule)
-        auto = rule.auto if rule is not None else None
+        rule = self.engine.rules_by_name.get(raised.rule)
         policy = self.plan.retry_policy(task.spec)
-        if raised.action == "auto" and auto is not None and task.attempts < policy.max_attempts:
-            self._move(
-                task, "retry", f"{raised.rule}: attempt stopped; retry in {auto.wait_seconds:g}s"
-            )
-            self._update(
-                task,
-                feedback=f"The previous attempt was stopped: {raised.message}",
-                last_error_kind="timeout",
-                next_attempt_at=now + timedelta(seconds=auto.wait_seconds),
-            )
-            return
-        message = raised.message
-        if raised.action == "auto":
-            message += f" (out of attempts: {task.attempts} of {policy.max_attempts})"
         context = {**result.context, "duration_seconds": data["duration_seconds"]}
-        self._block(task, replace(raised, action="pause", message=message), context, now)
+        effects = after_stop(raised, rule, task.attempts, policy, context, now)
+        self._apply_effects(task, effects, result, context, now)
 
     def _record_attempt(
         self,
@@ -1472,171 +1110,40 @@ class Orchestrator:
     ) -> None:
         note = self.comparison_notes.pop(task.task_id, "")
         feedback = "\n".join(part for part in (result.report.feedback, note) if part)
-        pause = check.first("pause")
-        auto = check.first("auto")
-        if pause is not None:
-            self._update(task, feedback=feedback)
-            self._block(task, Raised.of(pause, "after"), context, now)
-        elif (
-            auto is not None
-            and auto.rule.auto is not None
-            and auto.rule.auto.then == "proceed"
-            and self._merged(task, result, context, now)
+        policy = self.plan.retry_policy(task.spec)
+        effects = after_decision(
+            task.attempts, policy, result.outcome, decision, check, feedback, now
+        )
+        self._apply_effects(task, effects, result, context, now)
+
+    def _apply_effects(
+        self,
+        task: TaskRecord,
+        effects: Effects,
+        result: AttemptResult | None,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """The applier: record what a conclusion (a value, see `conclusion`) asks for."""
+        if (
+            effects.accept
+            and result is not None
+            and not self.integration.merged(task, result, context, now)
         ):
-            self._update(task, outcome="succeeded", feedback="")
-            self._move(task, "succeed", f"{auto.rule.name}: resolved automatically, proceed")
-            self._grow(task, True, context, now)
-        elif auto is not None and auto.rule.auto is not None and self._may_retry(task, result):
-            wait_seconds = auto.rule.auto.wait_seconds
-            self._move(task, "retry", f"{auto.rule.name}: waiting {wait_seconds:g}s, then retry")
-            self._update(
-                task, feedback=feedback, next_attempt_at=now + timedelta(seconds=wait_seconds)
-            )
-        elif decision.action in ("proceed", "checkpoint") and not self._merged(
-            task, result, context, now
-        ):
-            pass  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
-        elif decision.action in ("proceed", "checkpoint"):
-            outcome = "dry_run" if result.outcome.result.get("dry_run") is True else "succeeded"
-            self._update(task, outcome=outcome, feedback="")
-            self._move(task, "succeed", f"{decision.action}: {decision.reason}")
-            self._grow(task, True, context, now)
-        elif decision.action == "retry" and self._may_retry(task, result):
-            policy = self.plan.retry_policy(task.spec)
-            self._move(task, "retry", f"retry: {decision.reason}")
-            self._update(
-                task,
-                feedback=feedback,
-                last_error_kind=result.outcome.error_kind,
-                next_attempt_at=next_attempt_at(policy, task.attempts, now),
-            )
-        elif decision.action in ("retry", "fail"):  # a retry with no attempt left fails too
-            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            why = "fail" if decision.action == "fail" else "out of attempts"
-            self._move(task, "fail", f"{why}: {decision.reason}")
-            self._grow(task, False, context, now)
-        else:  # clarify | escalate: a human decides
-            self._update(task, feedback=feedback, last_error_kind=result.outcome.error_kind)
-            rule = f"decision:{decision.action}"
-            self._block(task, Raised(rule, "after", "high", "pause", decision.reason), context, now)
+            return  # a merge conflict: the task is blocked at a `merge_conflict` breakpoint
+        if effects.update:
+            self._update(task, **effects.update)
+        if effects.block is not None:
+            self._block(task, effects.block, effects.context or context, now)
+            return
+        assert effects.trigger is not None
+        self._move(task, effects.trigger, effects.reason)
+        if effects.then_update:
+            self._update(task, **effects.then_update)
+        if effects.grow is not None:
+            self.growth.grow(task, effects.grow, context, now)
 
     # ---- a plan that grows while it runs ------------------------------------------------------
-
-    def _grow(
-        self, task: TaskRecord, succeeded: bool, context: Mapping[str, Any], now: datetime
-    ) -> None:
-        """Add the tasks a finished task's branches, or its action's `spawn` result, ask for."""
-        for growth in requested_growth(task, succeeded, context, self.expressions.branch_when):
-            if growth.refused is not None:
-                self._refuse_spawn(task, growth.refused, now)
-            else:
-                self._spawn(task, growth.specs, growth.source, now)
-
-    def _spawn(
-        self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
-    ) -> None:
-        try:
-            records = prepare_tasks(
-                specs, self.tasks, self.run.id, source, self.engine.plugins.action_kinds
-            )
-        except SpawnError as error:
-            self._refuse_spawn(parent, str(error), now)
-            return
-        # Copies: the batch must store them as they are now (pending), not as they will be
-        # by the time it is committed.
-        self.batch.new_tasks.extend(replace(record) for record in records)
-        self._adopt_new_tasks(records)
-        data = {"source": source, "tasks": [r.task_id for r in records]}
-        parent_id = parent.task_id if parent is not None else None
-        self.batch.events.append(EventRecord(self.run.id, "tasks_added", parent_id, data, now))
-        self.observer.message(f"{source} added {', '.join(r.task_id for r in records)}")
-
-    def _adopt_new_tasks(self, records: list[TaskRecord]) -> None:
-        """Make tasks that joined the run known to the scheduler, and release what may run."""
-        for record in records:
-            self.tasks[record.task_id] = record
-            self.counts[record.state] += 1
-            self.scheduler.add(record)
-        self.scheduler.link_dependents()
-        finals = {
-            t.task_id: (t.state, t.outcome) for t in self.tasks.values() if t.state in FINAL_STATES
-        }
-        for record in records:
-            self.scheduler.count_finished_dependencies(record.task_id, finals)
-            if record.spec.deadline is not None:
-                heapq.heappush(self._deadlines, (record.spec.deadline, record.task_id))
-        for record in records:
-            if record.state == TaskState.PENDING:
-                self._evaluate_pending(record.task_id)
-
-    def _refuse_spawn(self, parent: TaskRecord | None, reason: str, now: datetime) -> None:
-        self.observer.message(f"warning: new tasks refused: {reason}")
-        parent_id = parent.task_id if parent is not None else None
-        event = EventRecord(self.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
-        self.batch.events.append(event)
-
-    def _sync_settings(self, *, force: bool = False) -> None:
-        """Apply rules switched on or off and budgets changed for this run from outside."""
-        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
-            return
-        for setting in self.store.run_settings(self.run.id, after_id=self._settings_seen):
-            self._settings_seen = max(self._settings_seen, setting.id)
-            self._apply_setting(setting)
-
-    def _apply_setting(self, setting: RunSetting) -> None:
-        if setting.kind == "rule":
-            self.rule_switches[setting.name] = bool(setting.value)
-            disabled = {name for name, on in self.rule_switches.items() if not on}
-            self.engine.breakpoints.disabled = frozenset(disabled)
-            state = "enabled" if setting.value else "disabled"
-            self.observer.message(f"rule {setting.name} {state} for this run by {setting.actor}")
-        elif setting.kind == "run" and setting.name == "paused":
-            self.human_paused = bool(setting.value)
-            self.observer.message(
-                f"run paused by {setting.actor}: running actions finish, nothing new starts"
-                if setting.value
-                else f"run's pause lifted by {setting.actor}"
-            )
-        elif setting.kind == "rules_file" and isinstance(setting.value, str):
-            self.added_rule_texts[setting.name] = setting.value
-            self._reload_rules()
-            self.observer.message(f"rules added to this run by {setting.actor}: {setting.name}")
-        elif setting.kind == "budget":
-            try:
-                self.budget.set_limit(setting.name, setting.value)
-            except BudgetSettingError as error:  # checked when stored; an old row may not be
-                logger.warning("ignoring budget setting %s: %s", setting.name, error)
-
-    def _reload_rules(self) -> None:
-        """Rebuild the breakpoint rules with the files added to this run (checked when added)."""
-        try:
-            rules = load_rules(
-                self.plan.rule_files,
-                functions=self.engine.plugins.rule_functions,
-                texts=list(self.added_rule_texts.items()),
-            )
-        except OrchestrationError as error:  # e.g. a plugin function gone since it was added
-            self.observer.message(f"warning: added rules not loaded: {error}")
-            return
-        disabled = self.engine.breakpoints.disabled
-        self.engine.rules = rules
-        self.engine.breakpoints = BreakpointManager(rules, disabled)
-        self._rules_by_name = {rule.name: rule for rule in rules.breakpoints}
-
-    def _sync_added_tasks(self, *, force: bool = False) -> int:
-        """Pick up tasks that `orch task add` stored while this engine runs."""
-        if not force and time.monotonic() - self._last_added_sync < ADDED_SYNC_SECONDS:
-            return 0
-        self._last_added_sync = time.monotonic()
-        if self.store.task_count(self.run.id) <= len(self.tasks):
-            return 0
-        added = [t for t in self.store.tasks(self.run.id) if t.task_id not in self.tasks]
-        self._adopt_new_tasks(added)
-        return len(added)
-
-    def _may_retry(self, task: TaskRecord, result: AttemptResult) -> bool:
-        policy = self.plan.retry_policy(task.spec)
-        return task.attempts < policy.max_attempts and result.outcome.error_kind != "permanent"
 
     def _block(
         self, task: TaskRecord, raised: Raised, context: dict[str, Any], now: datetime
@@ -1690,6 +1197,7 @@ class Orchestrator:
         )
         if raised.digest_seconds:
             self.digests.add(raised.rule, notification, raised.digest_seconds, now)
+            self.wheel.schedule(now + timedelta(seconds=raised.digest_seconds), DIGEST)
         else:
             self.pending_notifications.append(notification)
 
@@ -1745,16 +1253,9 @@ class Orchestrator:
             wait(list(self.futures), timeout=IDLE_POLL_SECONDS, return_when=FIRST_COMPLETED)
             return
         delay = IDLE_POLL_SECONDS
-        wakes = [self._retry_times[0][0]] if self._retry_times else []
-        if self.expiries:
-            wakes.append(self.expiries[0][0])
-        if self._breaker_waits:
-            wakes.append(self._breaker_waits[0][0])
-        digest_due = self.digests.next_due()
-        if digest_due is not None:
-            wakes.append(digest_due)
-        if wakes:
-            delay = (min(wakes) - self.clock()).total_seconds()
+        due = self.wheel.next_due()
+        if due is not None:
+            delay = (due - self.clock()).total_seconds()
         time.sleep(min(max(delay, 0.01), MAX_IDLE_SLEEP_SECONDS))
 
     def run_until_stopped(self) -> RunSummary:
@@ -1777,12 +1278,12 @@ class Orchestrator:
                     self._idle_wait()
                     continue
                 state = self.outcome()
-                if state == "paused" and self._sync_blocked(force=True):
+                if state == "paused" and self.sync.blocked():
                     continue  # a human answered in the meantime
-                if state == "paused" and self.expiries:
+                if state == "paused" and self.wheel.has(EXPIRY):
                     self._idle_wait()  # a default resolution applies soon: wait for it
                     continue
-                if state is not None and self._sync_added_tasks(force=True):
+                if state is not None and self.sync.added_tasks():
                     continue  # tasks were added since the last look: the run is not over
                 if state is not None:
                     return self._finish(state)
@@ -1822,7 +1323,7 @@ class Orchestrator:
         stored_state = "paused" if state in ("paused", "stalled", "stopped") else state
         self._send_due_digests(now, everything=True)
         self.batch.run_state = stored_state
-        self._announce_integration(now)
+        self.integration.announce(now)
         self.batch.events.append(
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
@@ -1868,9 +1369,6 @@ class Orchestrator:
                 if dep in self.tasks and self.tasks[dep].state not in FINAL_STATES
             ]
         return waiting
-
-
-MERGE_CONFLICT = "merge_conflict"  # the breakpoint raised when accepted work cannot merge
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -258,11 +258,20 @@ def stage_conflicts(checks: Sequence[CheckResult]) -> tuple[str, ...]:
 
 
 class QualityController:
-    def __init__(self, validators: Mapping[str, Validator], config: QualityConfig) -> None:
+    def __init__(
+        self,
+        validators: Mapping[str, Validator],
+        config: QualityConfig,
+        baselines: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.validators = validators
         self.config = config
         # Each validator's figures from the run's start (its `baseline`), by validator name.
-        self.baselines: Mapping[str, Mapping[str, Any]] = {}
+        self.baselines: Mapping[str, Mapping[str, Any]] = baselines or {}
+
+    def with_baselines(self, baselines: Mapping[str, Mapping[str, Any]]) -> QualityController:
+        """A controller like this one that compares against `baselines` (this one unchanged)."""
+        return QualityController(self.validators, self.config, baselines)
 
     def unknown(self, refs: Sequence[ValidatorRef]) -> list[str]:
         return [ref.name for ref in refs if ref.name not in self.validators]

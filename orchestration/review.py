@@ -120,28 +120,8 @@ def resolve_breakpoint(
     `budget.<limit>` the run's budget; `reject_as` is `cancel` or `fail`. Approving a step whose
     quality gate failed needs `force` or a `note` saying why (it accepts the broken work).
     """
-    if resolution not in RESOLUTIONS:
-        raise OrchestrationError(
-            f"unknown resolution '{resolution}'; expected {', '.join(RESOLUTIONS)}"
-        )
-    if reject_as not in REJECT_AS:
-        raise OrchestrationError(f"a rejection ends as {' or '.join(REJECT_AS)}, not {reject_as!r}")
     now = now or datetime.now(UTC)
-    breakpoint = store.breakpoint(breakpoint_id)
-    if breakpoint.state != "open":
-        raise OrchestrationError(
-            f"breakpoint {breakpoint_id} is already resolved ({breakpoint.resolution} by "
-            f"{breakpoint.resolved_by})"
-        )
-    if resolution == "approve" and not force and not note.strip():
-        failed = failed_gate(store, breakpoint)
-        if failed is not None:
-            raise OrchestrationError(
-                f"breakpoint {breakpoint_id}: the step of task '{breakpoint.task_id}' did not "
-                f"pass: {failed}; approving accepts it broken. Retry it with an answer "
-                "(--retry --answer '...') or reject it (--reject); to accept it anyway, approve "
-                "with --force or with --note saying why"
-            )
+    breakpoint = _resolvable(store, breakpoint_id, resolution, reject_as, note, force)
     task = store.task(breakpoint.run_id, breakpoint.task_id)
     task_changes, budget_changes = split_sets(sets or {})
     if task_changes and resolution not in ("retry", "approve"):
@@ -149,25 +129,12 @@ def resolve_breakpoint(
             f"--set of task fields goes with --retry (or --approve of a step not run yet), "
             f"not --{resolution}"
         )
-    reason = f"breakpoint {breakpoint_id} ({breakpoint.rule}) {PAST_TENSES[resolution]} by {actor}"
-    if note:
-        reason += f": {note}"
-    if sets:
-        reason += " with " + ", ".join(f"{k}={v!r}" for k, v in sets.items())
+    reason = _reason(breakpoint, resolution, actor, note, sets)
     trigger = _trigger_for(breakpoint, resolution)
     if resolution == "reject" and reject_as == "fail":
         trigger = "fail"
     move = fire(TaskHandle(task.task_id, task.state), trigger, reason=reason, actor=actor)
-    updates: dict[str, object] = {}
-    outcome = _outcome_for(breakpoint, resolution)
-    if outcome:
-        updates["outcome"] = outcome
-    if resolution == "reject":
-        updates["outcome"] = "rejected"
-    if answer is not None:
-        updates["answer"] = answer
-    if task_changes:
-        updates["spec"] = apply_to_spec(task.spec, task_changes)
+    updates = _task_updates(breakpoint, task, resolution, answer, task_changes)
     data = {
         "breakpoint": breakpoint_id,
         "resolution": resolution,
@@ -187,3 +154,68 @@ def resolve_breakpoint(
     )
     store.commit(breakpoint.run_id, batch)
     return store.breakpoint(breakpoint_id)
+
+
+def _resolvable(
+    store: Store, breakpoint_id: int, resolution: str, reject_as: str, note: str, force: bool
+) -> BreakpointRecord:
+    """The open breakpoint this resolution may be applied to, or an error saying why not."""
+    if resolution not in RESOLUTIONS:
+        raise OrchestrationError(
+            f"unknown resolution '{resolution}'; expected {', '.join(RESOLUTIONS)}"
+        )
+    if reject_as not in REJECT_AS:
+        raise OrchestrationError(f"a rejection ends as {' or '.join(REJECT_AS)}, not {reject_as!r}")
+    breakpoint = store.breakpoint(breakpoint_id)
+    if breakpoint.state != "open":
+        raise OrchestrationError(
+            f"breakpoint {breakpoint_id} is already resolved ({breakpoint.resolution} by "
+            f"{breakpoint.resolved_by})"
+        )
+    if resolution == "approve" and not force and not note.strip():
+        failed = failed_gate(store, breakpoint)
+        if failed is not None:
+            raise OrchestrationError(
+                f"breakpoint {breakpoint_id}: the step of task '{breakpoint.task_id}' did not "
+                f"pass: {failed}; approving accepts it broken. Retry it with an answer "
+                "(--retry --answer '...') or reject it (--reject); to accept it anyway, approve "
+                "with --force or with --note saying why"
+            )
+    return breakpoint
+
+
+def _reason(
+    breakpoint: BreakpointRecord,
+    resolution: str,
+    actor: str,
+    note: str,
+    sets: Mapping[str, Any] | None,
+) -> str:
+    """The move's reason: which breakpoint, how and by whom, why, and with what changes."""
+    reason = f"breakpoint {breakpoint.id} ({breakpoint.rule}) {PAST_TENSES[resolution]} by {actor}"
+    if note:
+        reason += f": {note}"
+    if sets:
+        reason += " with " + ", ".join(f"{k}={v!r}" for k, v in sets.items())
+    return reason
+
+
+def _task_updates(
+    breakpoint: BreakpointRecord,
+    task: Any,
+    resolution: str,
+    answer: str | None,
+    task_changes: Mapping[str, Any],
+) -> dict[str, object]:
+    """The task's fields this resolution changes: outcome, the human's answer, its spec."""
+    updates: dict[str, object] = {}
+    outcome = _outcome_for(breakpoint, resolution)
+    if outcome:
+        updates["outcome"] = outcome
+    if resolution == "reject":
+        updates["outcome"] = "rejected"
+    if answer is not None:
+        updates["answer"] = answer
+    if task_changes:
+        updates["spec"] = apply_to_spec(task.spec, task_changes)
+    return updates

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import attempts, loop
+from orchestration import attempts, conclusion, loop
 from orchestration.errors import OrchestrationError
 from orchestration.hooks import load_plugins
 from orchestration.loop import Orchestrator, build_engine, run_is_live
@@ -39,7 +39,7 @@ def test_an_engine_error_in_every_attempt_stops_at_the_attempt_limit(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(attempts, "run_action", broken)
-    monkeypatch.setattr(loop, "timedelta", lambda seconds: timedelta(0))  # no wait between tries
+    monkeypatch.setattr(conclusion, "CRASH_RETRY_SECONDS", 0.0)  # no wait between tries
     orchestrator = start(tmp_path, store, [shell_task("a", "pass")], retry={"max_attempts": 2})
     summary = orchestrator.run_until_stopped()
     assert summary.state == "paused"
