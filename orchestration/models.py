@@ -355,6 +355,9 @@ class Concurrency(_Strict):
     # Task tags that are worker capabilities: a task tagged with one runs only on a worker
     # started with `--capabilities` naming it.
     capabilities: list[str] = Field(default_factory=list)
+    # The git repository workers on other machines clone and push their work to (a bare
+    # repository's path, file:// or ssh URL); unset: the workdir's own repository.
+    repository: str | None = Field(None, min_length=1)
 
     @field_validator("pools")
     @classmethod

@@ -47,6 +47,32 @@ def _stop_set(runner: Any, task_id: str) -> bool:
     return running is not None and running.stop.is_set()
 
 
+def tree_offer(runner: Any, repository: str | None, task_id: str, attempt: int) -> Any:
+    """Where a worker on another machine gets the attempt's work tree: when the run's tasks
+    work in git worktrees (None otherwise: workers must share the workdir)."""
+    from orchestration.checkpoints import GitError
+    from orchestration.remote_trees import offer_tree
+
+    worktrees = getattr(runner, "worktrees", None)
+    if worktrees is None:
+        return None
+    try:
+        return offer_tree(worktrees, repository, task_id, attempt)
+    except GitError as error:  # the repository is away: only workers sharing the workdir can
+        logger.warning("cannot publish the base of %s#%d: %s", task_id, attempt, error)
+        return None
+
+
+def take_handed(runner: Any, offer: Any, result: AttemptResult, commit: str) -> None:
+    """Fetch and check the commit a worker handed back; it becomes the task's worktree."""
+    from orchestration.remote_trees import RefusedWork, take_work
+
+    worktrees = getattr(runner, "worktrees", None)
+    if worktrees is None or offer is None:
+        raise RefusedWork(f"commit {commit} of {result.task_id} answers no offered work tree")
+    take_work(worktrees, result.task_id, offer, commit, result.changes.files)
+
+
 def pending_attempts(pending: dict[int, tuple[Any, Any, str, int]]) -> list[tuple[Any, str, int]]:
     return [(future, task_id, attempt) for future, _r, task_id, attempt in pending.values()]
 
@@ -71,6 +97,8 @@ class StoreExecutor(Executor):
         self.run_id = run_id
         self.lease_seconds = plan.spec.concurrency.lease_seconds
         self.capabilities = set(plan.spec.concurrency.capabilities)
+        self.repository = plan.spec.concurrency.repository
+        self.trees: dict[int, Any] = {}  # item id -> the TreeOffer a worker elsewhere clones
         self.kill_event = kill_event
         self.queue = WorkQueue.open(url)
         # A conductor taking the run over takes back what its predecessor offered: those
@@ -97,6 +125,8 @@ class StoreExecutor(Executor):
         runner = getattr(fn, "__self__", None)
         seconds = getattr(runner, "task_seconds", {}).get(request.task.id, 0.0)
         payload = request_payload(request, context, seconds)
+        offer = tree_offer(runner, self.repository, request.task.id, request.attempt)
+        payload["tree"] = offer.to_json() if offer is not None else None
         requires = sorted(set(request.task.tags) & self.capabilities)
         future: Future[AttemptResult] = Future()
         item = self.queue.offer(
@@ -109,6 +139,7 @@ class StoreExecutor(Executor):
         )
         with self.lock:
             self.pending[item] = (future, runner, request.task.id, request.attempt)
+            self.trees[item] = offer
         return future
 
     def _collect(self) -> None:
@@ -134,8 +165,11 @@ class StoreExecutor(Executor):
     def _complete(self, item: int, data: dict[str, Any]) -> None:
         with self.lock:
             future, runner, _task, _attempt = self.pending.pop(item)
+            offer = self.trees.pop(item, None)
         try:
             result = result_of(data)
+            if data.get("commit"):  # work done in a clone elsewhere: checked, then merged here
+                take_handed(runner, offer, result, str(data["commit"]))
         except Exception as error:  # a result this engine cannot read: the task is retried
             future.set_exception(error)
             return
@@ -162,6 +196,8 @@ class StoreExecutor(Executor):
     def _withdraw(self, pending: dict[int, tuple[Any, Any, str, int]], reason: str) -> None:
         if not pending:
             return
+        for item in pending:
+            self.trees.pop(item, None)
         try:
             self.queue.withdraw(list(pending))
         except store_errors() as error:  # the next conductor withdraws them anyway

@@ -75,6 +75,8 @@ class RunWorktrees:
         self.ref = "refs/heads/" + self.branch
         self.root = common_dir / WORKTREE_FOLDER / ref_component(run_id)
         self._lock = threading.Lock()  # one merge or worktree change at a time
+        # task id -> the commit a worker elsewhere handed back (remote_trees): merged as itself
+        self.handed: dict[str, str] = {}
 
     @classmethod
     def open(cls, workdir: Path, run_id: str) -> RunWorktrees | None:
@@ -146,11 +148,27 @@ class RunWorktrees:
         """Remove the task's worktree (its next attempt starts anew from the integration tip)."""
         path = self.path_of(task_id)
         with self._lock:
+            self.handed.pop(task_id, None)
             if (path / ".git").exists():
                 _git(self.top, "worktree", "remove", "--force", str(path))
             elif path.exists():
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
+
+    def adopt(self, task_id: str, base: str, commit: str) -> None:
+        """Make the task's worktree hold `commit`'s files on top of `base`: work a worker on
+        another machine handed back. Its merge then takes `commit` itself into the branch."""
+        path = self.path_of(task_id)
+        with self._lock:
+            if (path / ".git").exists():
+                _git(self.top, "worktree", "remove", "--force", str(path))
+            elif path.exists():
+                shutil.rmtree(path)
+            _git(self.top, "worktree", "prune")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _git(self.top, "worktree", "add", "--detach", "--quiet", str(path), base)
+            _git(path, "read-tree", "-u", "--reset", commit)
+            self.handed[task_id] = commit
 
     def unmerged(self) -> list[str]:
         """The paths of the run's task worktrees still there (work not merged)."""
@@ -185,6 +203,7 @@ class RunWorktrees:
             outcome = self._merge(path, task_id, message, task_wins=task_wins, check=check)
             if outcome.merged:
                 _git(self.top, "worktree", "remove", "--force", str(path))
+                self.handed.pop(task_id, None)
         return outcome
 
     def _merge(
@@ -204,7 +223,7 @@ class RunWorktrees:
         if tree == _git(path, "rev-parse", f"{base}^{{tree}}").stdout.strip():
             return MergeOutcome(True, tip, None)  # nothing to merge
         body = f"{message}\n\nOrchestration-Run: {self.run_id}\nOrchestration-Task: {task_id}\n"
-        work = _commit(path, tree, [base], body)
+        work = self._handed_as(task_id, base, tree) or _commit(path, tree, [base], body)
         if tip == base:
             self._move_tip(work, tip)
             return MergeOutcome(True, work, work)
@@ -220,6 +239,15 @@ class RunWorktrees:
             return MergeOutcome(False, tip, work, failed_check=failed)
         self._move_tip(commit, tip)
         return MergeOutcome(True, commit, work)
+
+    def _handed_as(self, task_id: str, base: str, tree: str) -> str | None:
+        """The commit a worker handed back for the task when the worktree still holds exactly
+        it on its base (a human's edits since make a commit of their own)."""
+        handed = self.handed.get(task_id)
+        if handed is None:
+            return None
+        shown = _git(self.top, "rev-parse", f"{handed}^{{tree}}", f"{handed}^@").stdout.split()
+        return handed if shown == [tree, base] else None
 
     def _checked(self, commit: str, task_id: str, check: MergedCheck) -> str | None:
         """Run `check` on a throwaway worktree of the merge commit."""
@@ -308,10 +336,13 @@ def open_isolation(plan: Plan, run_id: str) -> RunWorktrees | None:
     """The run's worktrees when its tasks work in isolation, None when they share the workdir.
 
     `isolation: worktree` needs a git repository with a commit; unset, it is chosen when the
-    workdir is in one and tasks may run at the same time (max_workers > 1).
+    workdir is in one and tasks may run at the same time (max_workers > 1, or worker processes:
+    a worker on another machine works in a clone and hands back a commit, see remote_trees).
     """
     chosen = plan.spec.isolation
-    if chosen == "shared" or (chosen is None and plan.spec.concurrency.max_workers < 2):
+    concurrency = plan.spec.concurrency
+    alone = concurrency.max_workers < 2 and concurrency.executor != "workers"
+    if chosen == "shared" or (chosen is None and alone):
         return None
     worktrees = RunWorktrees.open(Path(plan.workdir), run_id)
     if worktrees is None and chosen == "worktree":

@@ -1,0 +1,183 @@
+"""Work trees across machines: a worker in its own clone hands its work back as a commit, which
+the conductor checks (parent = the offered base, no unreported file) and merges."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestration.remote_trees import (
+    WORK_REFS,
+    RefusedWork,
+    attempt_ref,
+    clone_wanted,
+    offer_tree,
+    take_work,
+)
+from orchestration.store import Store
+from orchestration.worktrees import RunWorktrees
+from tests.helpers import PY, orch, orch_json, write_plan
+
+WAIT_LIMIT_S = 300
+RUN = "r"
+BRANCH = f"orchestration/{RUN}"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path_factory.mktemp("gitconfig") / "config"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def git(repo: Path, *args: str, stdin: str | None = None) -> str:
+    completed = subprocess.run(
+        ["git", "-c", "user.name=User", "-c", "user.email=user@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        input=stdin,
+    )
+    return completed.stdout.strip()
+
+
+def user_state(repo: Path) -> tuple[str, ...]:
+    """The user's HEAD, branch, status, staged diff and files: never written by the run."""
+    return (
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "symbolic-ref", "HEAD"),
+        git(repo, "status", "--porcelain", "--untracked-files=all"),
+        git(repo, "diff", "--cached"),
+        *((repo / name).read_text() for name in ("a.txt", "b.txt")),
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    for name in ("a.txt", "b.txt"):
+        (root / name).write_text(f"{name} line one\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "start")
+    (root / "a.txt").write_text("a.txt edited by the user, not committed\n")  # the user's work
+    return root
+
+
+def test_workers_in_their_clones_hand_back_commits_that_merge(tmp_path: Path, repo: Path) -> None:
+    shared = tmp_path / "shared.git"  # the repository every worker reaches
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(shared))
+    before = user_state(repo)
+    tasks = [
+        {"id": f"t{i}", "action": {"kind": "shell", "run": ["sh", "-c", f"echo {i} > f{i}.txt"]}}
+        for i in (1, 2, 3)
+    ]
+    settings = {"executor": "workers", "repository": str(shared), "max_workers": 3}
+    plan_dir = tmp_path / "plans"
+    plan = {"version": 1, "name": "remote", "workdir": str(repo), "concurrency": settings}
+    plan_file = write_plan(plan_dir, {**plan, "defaults": {"validators": []}, "tasks": tasks})
+    note = orch("validate", str(plan_file)).stdout
+    assert "workers on other machines can clone it from" in note and str(shared) in note
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    clones = tmp_path / "clones"
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    argv = [PY, "-m", "orchestration", "worker", "--db", url, "--name", "far"]
+    argv += ["--workdir-mode", "clone", "--clones", str(clones), "-c", "2"]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    try:
+        done = orch("submit", str(plan_file), "--db", url, "-q", "--run-id", RUN)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=WAIT_LIMIT_S)
+    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()
+    with Store.open(url) as store:
+        assert {t.state for t in store.tasks(RUN)} == {"completed"}
+        merged = {e.task_id: e.data["commit"] for e in store.events(RUN) if e.kind == "merged"}
+    # Each task's work is the commit its worker pushed, on the integration branch.
+    assert set(merged) == {"t1", "t2", "t3"}
+    for i in (1, 2, 3):
+        assert git(repo, "show", f"{BRANCH}:f{i}.txt") == str(i)
+        pushed = git(shared, "rev-parse", attempt_ref(WORK_REFS, RUN, f"t{i}", 1))
+        assert merged[f"t{i}"] == pushed
+        git(repo, "merge-base", "--is-ancestor", pushed, BRANCH)
+        assert git(repo, "log", "-1", "--format=%an|%cn", pushed) == (
+            f"t{i} (attempt 1)|orchestration worker far"
+        )
+    # The worker ran in its clone: the user's branch, index and files are as they were, and
+    # the worker's own worktrees are gone.
+    assert user_state(repo) == before
+    assert not (repo / "f1.txt").exists()
+    (clone,) = clones.glob("*.git")
+    assert git(clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_a_worker_clones_when_the_workdir_is_not_on_its_machine(tmp_path: Path) -> None:
+    assert clone_wanted("auto", tmp_path / "elsewhere")
+    assert not clone_wanted("auto", tmp_path)
+    assert clone_wanted("clone", tmp_path)
+    assert not clone_wanted("shared", tmp_path / "elsewhere")
+
+
+def _handed(repo: Path, parent: str, name: str) -> str:
+    """A commit adding `name` on `parent`, as a worker would push it."""
+    scratch = repo.parent / f"scratch-{name}"
+    git(repo, "worktree", "add", "-q", "--detach", str(scratch), parent)
+    (scratch / name).write_text("work\n")
+    git(scratch, "add", name)
+    git(scratch, "commit", "-qm", f"add {name}")
+    commit = git(scratch, "rev-parse", "HEAD")
+    git(repo, "worktree", "remove", "--force", str(scratch))
+    return commit
+
+
+def test_the_conductor_refuses_a_commit_not_on_the_offered_base(repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    worktrees = RunWorktrees.open(repo, RUN)
+    assert worktrees is not None
+    offer = offer_tree(worktrees, None, "t", 1)
+    assert offer.base == first and offer.repository == str(repo)
+    # Not on the base: its parent is another commit.
+    elsewhere = _handed(repo, _handed(repo, first, "other.txt"), "x.txt")
+    git(repo, "update-ref", offer.work_ref, elsewhere)
+    with pytest.raises(RefusedWork, match="not the base"):
+        take_work(worktrees, "t", offer, elsewhere, ["x.txt"])
+    # The ref holds another commit than the one reported.
+    good = _handed(repo, first, "x.txt")
+    with pytest.raises(RefusedWork, match="not the reported"):
+        take_work(worktrees, "t", offer, good, ["x.txt"])
+    # A file the worker did not report as changed (its validators never saw it).
+    git(repo, "update-ref", offer.work_ref, good)
+    with pytest.raises(RefusedWork, match=r"did not report: x\.txt"):
+        take_work(worktrees, "t", offer, good, [])
+    assert not worktrees.has_worktree("t")
+    # On the base and as reported: it becomes the task's worktree and merges as itself.
+    take_work(worktrees, "t", offer, good, ["x.txt"])
+    outcome = worktrees.merge("t", "task t")
+    assert outcome.merged and outcome.task_commit == good
+    assert git(repo, "rev-parse", BRANCH) == good
+    assert (repo / "a.txt").read_text() == "a.txt edited by the user, not committed\n"
+
+
+def test_validate_notes_where_workers_may_run(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    settings = {"executor": "workers"}
+    plan = {"version": 1, "name": "w", "workdir": "work", "concurrency": settings}
+    task = {"id": "a", "action": {"kind": "shell", "run": ["true"]}}
+    plan_file = write_plan(tmp_path, {**plan, "tasks": [task]})
+    shown = orch("validate", str(plan_file)).stdout
+    assert "is not a git repository" in shown and "this machine only" in shown
+    git(tmp_path / "work", "init", "-q")
+    shown = orch("validate", str(plan_file)).stdout
+    assert "workers on other machines can clone it" in shown
+    assert "concurrency.repository" in shown
+    assert orch_json("validate", str(plan_file))["workers"] == "any"
