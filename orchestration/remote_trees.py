@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import shutil
 import subprocess
 import threading
@@ -23,6 +24,8 @@ from orchestration.checkpoints import IDENTITY, GitError, _git, ref_component
 from orchestration.errors import OrchestrationError
 from orchestration.safe_git import run_git
 from orchestration.worktrees import PROTECTED, RunWorktrees
+
+logger = logging.getLogger(__name__)
 
 BASE_REFS = "refs/orchestration/_base"
 WORK_REFS = "refs/orchestration/_work"
@@ -300,3 +303,14 @@ def run_in_clone(
     title = str(payload["task"].get("title") or task_id)
     message = work_message(run_id, task_id, attempt, title, worker)
     return result, clones.hand_back(checkout, offer, work_author(task_id, attempt, worker), message)
+
+
+def release_offer(worktrees: RunWorktrees, offer: TreeOffer) -> None:
+    """Drop the attempt's base ref from the workdir's repository once its result is in (the
+    worker has fetched it). In a shared repository it stays: pruning there is the user's."""
+    if offer.repository != str(worktrees.top):
+        return
+    try:
+        _git(worktrees.top, "update-ref", "-d", offer.base_ref)
+    except GitError as error:  # only a ref left behind
+        logger.warning("cannot drop %s: %s", offer.base_ref, error)

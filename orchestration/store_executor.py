@@ -63,11 +63,16 @@ def tree_offer(runner: Any, repository: str | None, task_id: str, attempt: int) 
         return None
 
 
-def take_handed(runner: Any, offer: Any, result: AttemptResult, commit: str) -> None:
-    """Fetch and check the commit a worker handed back; it becomes the task's worktree."""
-    from orchestration.remote_trees import RefusedWork, take_work
+def settle_tree(runner: Any, offer: Any, result: AttemptResult, commit: str | None) -> None:
+    """The attempt's base ref is dropped; a commit a worker handed back is fetched and checked,
+    and becomes the task's worktree (RefusedWork: the task is retried)."""
+    from orchestration.remote_trees import RefusedWork, release_offer, take_work
 
     worktrees = getattr(runner, "worktrees", None)
+    if worktrees is not None and offer is not None:
+        release_offer(worktrees, offer)
+    if not commit:
+        return
     if worktrees is None or offer is None:
         raise RefusedWork(f"commit {commit} of {result.task_id} answers no offered work tree")
     take_work(worktrees, result.task_id, offer, commit, result.changes.files)
@@ -168,8 +173,7 @@ class StoreExecutor(Executor):
             offer = self.trees.pop(item, None)
         try:
             result = result_of(data)
-            if data.get("commit"):  # work done in a clone elsewhere: checked, then merged here
-                take_handed(runner, offer, result, str(data["commit"]))
+            settle_tree(runner, offer, result, data.get("commit"))  # work done in a clone
         except Exception as error:  # a result this engine cannot read: the task is retried
             future.set_exception(error)
             return

@@ -121,6 +121,30 @@ def test_workers_in_their_clones_hand_back_commits_that_merge(tmp_path: Path, re
     assert git(clone, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
+def test_a_worker_sharing_the_git_workdir_works_in_a_task_worktree(
+    tmp_path: Path, repo: Path
+) -> None:
+    before = user_state(repo)
+    tasks = [{"id": "t1", "action": {"kind": "shell", "run": ["sh", "-c", "echo 1 > f1.txt"]}}]
+    plan = {"version": 1, "name": "local", "workdir": str(repo), "tasks": tasks}
+    plan_file = write_plan(tmp_path / "plans", {**plan, "concurrency": {"executor": "workers"}})
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    argv = [PY, "-m", "orchestration", "worker", "--db", url, "--clones", str(tmp_path / "c")]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=log)  # auto: the path is here
+    try:
+        done = orch("submit", str(plan_file), "--db", url, "-q", "--run-id", RUN)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=WAIT_LIMIT_S)
+    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()
+    assert git(repo, "show", f"{BRANCH}:f1.txt") == "1"
+    assert user_state(repo) == before
+    assert not (tmp_path / "c").exists()  # no clone was needed
+    assert git(repo, "for-each-ref", "refs/orchestration/_base") == ""  # bases dropped
+
+
 def test_a_worker_clones_when_the_workdir_is_not_on_its_machine(tmp_path: Path) -> None:
     assert clone_wanted("auto", tmp_path / "elsewhere")
     assert not clone_wanted("auto", tmp_path)
