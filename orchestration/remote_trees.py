@@ -74,20 +74,51 @@ def transfer(cwd: Path, *args: str) -> str:
 # ---- the conductor ------------------------------------------------------------------------
 
 
-def offer_tree(
-    worktrees: RunWorktrees, repository: str | None, task_id: str, attempt: int
-) -> TreeOffer:
-    """Publish the integration branch's tip as the attempt's base in the shared repository."""
-    base = worktrees.ensure_branch()
-    base_ref = attempt_ref(BASE_REFS, worktrees.run_id, task_id, attempt)
-    work_ref = attempt_ref(WORK_REFS, worktrees.run_id, task_id, attempt)
-    if repository is None:  # the workdir's own repository: a ref there is enough
-        _git(worktrees.top, "update-ref", base_ref, base)
-        url = str(worktrees.top)
-    else:
-        transfer(worktrees.top, "push", "--quiet", "--no-verify", repository, f"+{base}:{base_ref}")
-        url = repository
-    return TreeOffer(url, base, base_ref, work_ref, worktrees.prefix)
+class TreePublisher:
+    """The conductor's side: publishes the bases attempts start from, takes their commits."""
+
+    def __init__(self, worktrees: RunWorktrees, repository: str | None) -> None:
+        self.worktrees = worktrees
+        self.repository = repository  # None: the workdir's own repository
+        self.url = repository or str(worktrees.top)
+        self.published: set[str] = set()  # bases already under a ref of the repository
+        self._lock = threading.Lock()
+
+    def offer(self, task_id: str, attempt: int) -> TreeOffer:
+        """The integration branch's tip as the attempt's base, under a ref of the repository
+        (one per base: a push only when the branch has moved)."""
+        run_id = self.worktrees.run_id
+        base = self.worktrees.ensure_branch()
+        base_ref = f"{BASE_REFS}/{ref_component(run_id)}/{base}"
+        with self._lock:
+            if base not in self.published:
+                self._publish(base, base_ref)
+                self.published.add(base)
+        work_ref = attempt_ref(WORK_REFS, run_id, task_id, attempt)
+        return TreeOffer(self.url, base, base_ref, work_ref, self.worktrees.prefix)
+
+    def _publish(self, base: str, base_ref: str) -> None:
+        top = self.worktrees.top
+        if self.repository is None:
+            _git(top, "update-ref", base_ref, base)
+        else:
+            transfer(top, "push", "--quiet", "--no-verify", self.repository, f"+{base}:{base_ref}")
+
+    def take(self, task_id: str, offer: TreeOffer, commit: str, files: Sequence[str]) -> None:
+        take_work(self.worktrees, task_id, offer, commit, files)
+
+    def close(self) -> None:
+        """Drop the base refs from the workdir's repository: no attempt is out any more. In a
+        shared repository they stay (pruning there is its owner's)."""
+        if self.repository is not None or not self.published:
+            return
+        folder = f"{BASE_REFS}/{ref_component(self.worktrees.run_id)}/"
+        lines = "".join(f"delete {folder}{base}\n" for base in sorted(self.published))
+        try:
+            _git(self.worktrees.top, "update-ref", "--stdin", stdin=lines)
+        except GitError as error:  # only refs left behind
+            logger.warning("cannot drop the run's base refs: %s", error)
+        self.published.clear()
 
 
 def take_work(
@@ -303,14 +334,3 @@ def run_in_clone(
     title = str(payload["task"].get("title") or task_id)
     message = work_message(run_id, task_id, attempt, title, worker)
     return result, clones.hand_back(checkout, offer, work_author(task_id, attempt, worker), message)
-
-
-def release_offer(worktrees: RunWorktrees, offer: TreeOffer) -> None:
-    """Drop the attempt's base ref from the workdir's repository once its result is in (the
-    worker has fetched it). In a shared repository it stays: pruning there is the user's."""
-    if offer.repository != str(worktrees.top):
-        return
-    try:
-        _git(worktrees.top, "update-ref", "-d", offer.base_ref)
-    except GitError as error:  # only a ref left behind
-        logger.warning("cannot drop %s: %s", offer.base_ref, error)

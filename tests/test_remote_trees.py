@@ -12,9 +12,9 @@ import pytest
 from orchestration.remote_trees import (
     WORK_REFS,
     RefusedWork,
+    TreePublisher,
     attempt_ref,
     clone_wanted,
-    offer_tree,
     take_work,
 )
 from orchestration.store import Store
@@ -168,7 +168,7 @@ def test_the_conductor_refuses_a_commit_not_on_the_offered_base(repo: Path) -> N
     first = git(repo, "rev-parse", "HEAD")
     worktrees = RunWorktrees.open(repo, RUN)
     assert worktrees is not None
-    offer = offer_tree(worktrees, None, "t", 1)
+    offer = TreePublisher(worktrees, None).offer("t", 1)
     assert offer.base == first and offer.repository == str(repo)
     # Not on the base: its parent is another commit.
     elsewhere = _handed(repo, _handed(repo, first, "other.txt"), "x.txt")
