@@ -227,8 +227,9 @@ class Clones:
             if path.exists():
                 shutil.rmtree(path)
             _git(clone, "worktree", "prune")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _git(clone, "worktree", "add", "--detach", "--quiet", str(path), offer.base)
+        # Outside the lock: checking out a large tree takes a while; each attempt has its own.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _git(clone, "worktree", "add", "--detach", "--quiet", str(path), offer.base)
         tree = _git(path, "rev-parse", f"{offer.base}^{{tree}}").stdout.strip()
         return Checkout(clone, path, path / offer.prefix, tree)
 

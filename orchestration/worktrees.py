@@ -166,7 +166,10 @@ class RunWorktrees:
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
             path.parent.mkdir(parents=True, exist_ok=True)
-            _git(self.top, "worktree", "add", "--detach", "--quiet", str(path), base)
+            # HEAD at the base, the files and index the commit's: written once, not twice.
+            _git(
+                self.top, "worktree", "add", "--detach", "--no-checkout", "--quiet", str(path), base
+            )
             _git(path, "read-tree", "-u", "--reset", commit)
             self.handed[task_id] = commit
 
