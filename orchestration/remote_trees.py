@@ -169,7 +169,7 @@ def take_work(
             f"commit {commit} of task '{task_id}' changes files the worker did not report: "
             + ", ".join(unseen[:10])
         )
-    worktrees.adopt(task_id, offer.base, commit)
+    worktrees.adopt(task_id, commit)
 
 
 # ---- the worker ---------------------------------------------------------------------------

@@ -155,9 +155,9 @@ class RunWorktrees:
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
 
-    def adopt(self, task_id: str, base: str, commit: str) -> None:
-        """Make the task's worktree hold `commit`'s files on top of `base`: work a worker on
-        another machine handed back. Its merge then takes `commit` itself into the branch."""
+    def adopt(self, task_id: str, commit: str) -> None:
+        """Take the commit a worker on another machine handed back as the task's work: it
+        merges as itself, and is checked out only if a human has to resolve it."""
         path = self.path_of(task_id)
         with self._lock:
             if (path / ".git").exists():
@@ -165,12 +165,6 @@ class RunWorktrees:
             elif path.exists():
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # HEAD at the base, the files and index the commit's: written once, not twice.
-            _git(
-                self.top, "worktree", "add", "--detach", "--no-checkout", "--quiet", str(path), base
-            )
-            _git(path, "read-tree", "-u", "--reset", commit)
             self.handed[task_id] = commit
 
     def unmerged(self) -> list[str]:
@@ -180,7 +174,8 @@ class RunWorktrees:
         return sorted(str(p) for p in self.root.iterdir() if (p / ".git").exists())
 
     def has_worktree(self, task_id: str) -> bool:
-        return (self.path_of(task_id) / ".git").exists()
+        """Whether the task has work to merge: its worktree, or a commit handed back."""
+        return (self.path_of(task_id) / ".git").exists() or task_id in self.handed
 
     # ---- merging ------------------------------------------------------------------------
 
@@ -200,9 +195,11 @@ class RunWorktrees:
         stops the merge. A clean merge removes the task's worktree.
         """
         path = self.path_of(task_id)
-        if not (path / ".git").exists():
-            raise OrchestrationError(f"task '{task_id}' has no worktree at {path} to merge")
         with self._lock:
+            if not (path / ".git").exists() and task_id in self.handed:
+                return self._merge_handed(path, task_id, message, check)
+            if not (path / ".git").exists():
+                raise OrchestrationError(f"task '{task_id}' has no worktree at {path} to merge")
             outcome = self._merge(path, task_id, message, task_wins=task_wins, check=check)
             if outcome.merged:
                 _git(self.top, "worktree", "remove", "--force", str(path))
@@ -225,8 +222,50 @@ class RunWorktrees:
         tip = self.ensure_branch()
         if tree == _git(path, "rev-parse", f"{base}^{{tree}}").stdout.strip():
             return MergeOutcome(True, tip, None)  # nothing to merge
-        body = f"{message}\n\nOrchestration-Run: {self.run_id}\nOrchestration-Task: {task_id}\n"
+        body = self._body(task_id, message)
         work = self._handed_as(task_id, base, tree) or _commit(path, tree, [base], body)
+        return self._merge_work(task_id, base, tip, work, body, task_wins=task_wins, check=check)
+
+    def _body(self, task_id: str, message: str) -> str:
+        return f"{message}\n\nOrchestration-Run: {self.run_id}\nOrchestration-Task: {task_id}\n"
+
+    def _merge_handed(
+        self, path: Path, task_id: str, message: str, check: MergedCheck | None
+    ) -> MergeOutcome:
+        """Merge the commit a worker handed back (no worktree: nothing was checked out). When
+        it does not merge, its worktree is made for the human to resolve it in."""
+        work = self.handed[task_id]
+        base = _git(self.top, "rev-parse", f"{work}^").stdout.strip()
+        tip = self.ensure_branch()
+        body = self._body(task_id, message)
+        outcome = self._merge_work(task_id, base, tip, work, body, task_wins=False, check=check)
+        if outcome.merged:
+            del self.handed[task_id]
+        else:
+            self._check_out_handed(path, base, work)
+        return outcome
+
+    def _check_out_handed(self, path: Path, base: str, commit: str) -> None:
+        """The task's worktree: HEAD at the base, index and files the commit's (written once)."""
+        if path.exists():
+            shutil.rmtree(path)
+        _git(self.top, "worktree", "prune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _git(self.top, "worktree", "add", "--detach", "--no-checkout", "--quiet", str(path), base)
+        _git(path, "read-tree", "-u", "--reset", commit)
+
+    def _merge_work(
+        self,
+        task_id: str,
+        base: str,
+        tip: str,
+        work: str,
+        body: str,
+        *,
+        task_wins: bool,
+        check: MergedCheck | None,
+    ) -> MergeOutcome:
+        """Merge the task's commit `work` (made on `base`) into the branch at `tip`."""
         if tip == base:
             self._move_tip(work, tip)
             return MergeOutcome(True, work, work)

@@ -205,3 +205,39 @@ def test_validate_notes_where_workers_may_run(tmp_path: Path) -> None:
     assert "workers on other machines can clone it" in shown
     assert "concurrency.repository" in shown
     assert orch_json("validate", str(plan_file))["workers"] == "any"
+
+
+def _edit(repo: Path, parent: str, name: str, text: str) -> str:
+    """A commit on `parent` setting `name` to `text`."""
+    scratch = repo.parent / "scratch-edit"
+    git(repo, "worktree", "add", "-q", "--detach", str(scratch), parent)
+    (scratch / name).write_text(text)
+    git(scratch, "commit", "-qam", f"edit {name}")
+    commit = git(scratch, "rev-parse", "HEAD")
+    git(repo, "worktree", "remove", "--force", str(scratch))
+    return commit
+
+
+def test_a_handed_commit_that_conflicts_is_checked_out_for_the_human(repo: Path) -> None:
+    worktrees = RunWorktrees.open(repo, RUN)
+    assert worktrees is not None
+    publisher = TreePublisher(worktrees, None)
+    first, second = publisher.offer("u", 1), publisher.offer("v", 1)
+    assert first.base == second.base
+    for offer, text in ((first, "u's b\n"), (second, "v's b\n")):
+        commit = _edit(repo, offer.base, "b.txt", text)
+        git(repo, "update-ref", offer.work_ref, commit)
+        publisher.take(offer.work_ref.rsplit("/", 2)[1], offer, commit, ["b.txt"])
+    # Nothing was checked out for either: both merge from their commits.
+    assert worktrees.has_worktree("u") and not worktrees.path_of("u").exists()
+    assert worktrees.merge("v", "task v").merged
+    conflicted = worktrees.merge("u", "task u")
+    assert not conflicted.merged and [c.path for c in conflicted.conflicts] == ["b.txt"]
+    # The human resolves it in the task's worktree, made now, and approves.
+    resolved = worktrees.path_of("u") / "b.txt"
+    assert resolved.read_text() == "u's b\n"
+    resolved.write_text("both\n")
+    assert worktrees.merge("u", "task u", task_wins=True).merged
+    assert git(repo, "show", f"{BRANCH}:b.txt") == "both"
+    publisher.close()
+    assert git(repo, "for-each-ref", "refs/orchestration/_base") == ""
