@@ -72,20 +72,27 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_workers_in_their_clones_hand_back_commits_that_merge(tmp_path: Path, repo: Path) -> None:
-    shared = tmp_path / "shared.git"  # the repository every worker reaches
-    git(tmp_path, "clone", "-q", "--bare", str(repo), str(shared))
+@pytest.mark.parametrize("bare", [True, False], ids=["bare-repository", "workdir-repository"])
+def test_workers_in_their_clones_hand_back_commits_that_merge(
+    tmp_path: Path, repo: Path, bare: bool
+) -> None:
+    # The repository every worker reaches: a bare one, or the workdir's own.
+    shared = tmp_path / "shared.git" if bare else repo
+    if bare:
+        git(tmp_path, "clone", "-q", "--bare", str(repo), str(shared))
     before = user_state(repo)
     tasks = [
         {"id": f"t{i}", "action": {"kind": "shell", "run": ["sh", "-c", f"echo {i} > f{i}.txt"]}}
         for i in (1, 2, 3)
     ]
-    settings = {"executor": "workers", "repository": str(shared), "max_workers": 3}
+    settings = {"executor": "workers", "max_workers": 3}
+    settings.update({"repository": str(shared)} if bare else {})
     plan_dir = tmp_path / "plans"
     plan = {"version": 1, "name": "remote", "workdir": str(repo), "concurrency": settings}
     plan_file = write_plan(plan_dir, {**plan, "defaults": {"validators": []}, "tasks": tasks})
     note = orch("validate", str(plan_file)).stdout
     assert "workers on other machines can clone it from" in note and str(shared) in note
+    assert ("concurrency.repository" in note) is not bare
 
     url = f"sqlite:///{tmp_path / 'state.db'}"
     clones = tmp_path / "clones"
