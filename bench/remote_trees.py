@@ -1,12 +1,15 @@
 """Work trees across machines: what a worker's clone costs per attempt against a shared workdir.
 
     python -m bench.remote_trees [--tasks 20] [--files 2000] [--concurrency 2]
+    python -m bench.remote_trees --steps 4 [--files 2000]
 
 A git repository of `--files` small files and a bare copy as the shared repository; a conductor
 (`orch submit`, SQLite) and one `orch worker` run `--tasks` shell tasks that each write one file,
 once with `--workdir-mode shared` (the task worktree made in the workdir's repository) and once
 with `--workdir-mode clone` (fetch, worktree, commit, push; the conductor fetches, checks and
-merges the commit). Timed from the conductor's start to its exit.
+merges the commit). Timed from the conductor's start to its exit. `--steps N` instead times
+each git step of N attempts in this process: the conductor's offer, the worker's fetch and
+checkout, its commit and push, the conductor's fetch and checks, and the merge.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from orchestration.remote_trees import Clones, TreePublisher, work_author, work_message
+from orchestration.worktrees import RunWorktrees
 from orchestration.yamlfile import dump_plan
 
 
@@ -71,15 +78,42 @@ def _once(root: Path, mode: str, tasks: int, concurrency: int, repo: Path, share
     return elapsed
 
 
+def _timed(shown: list[str], label: str, call: Callable[..., Any], *args: Any) -> Any:
+    started = time.perf_counter()
+    result = call(*args)
+    shown.append(f"{label} {time.perf_counter() - started:.3f}")
+    return result
+
+
+def _steps(root: Path, attempts: int, repo: Path, shared: Path) -> None:
+    worktrees = RunWorktrees.open(repo, "steps")
+    assert worktrees is not None
+    publisher, clones = TreePublisher(worktrees, str(shared)), Clones(root / "clones")
+    for n in range(attempts):
+        task, shown = f"t{n}", []
+        offer = _timed(shown, "offer", publisher.offer, task, 1)
+        checkout = _timed(shown, "fetch+checkout", clones.check_out, offer, "steps", task, 1)
+        (checkout.workdir / f"out{n}.txt").write_text("work\n")
+        author, message = work_author(task, 1, "bench"), work_message("steps", task, 1, task, "b")
+        commit = _timed(shown, "commit+push", clones.hand_back, checkout, offer, author, message)
+        _timed(shown, "take", publisher.take, task, offer, commit, [f"out{n}.txt"])
+        _timed(shown, "merge", worktrees.merge, task, task)
+        print(f"attempt {n}: " + ", ".join(shown) + " (s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=0, help="time each git step of N attempts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-bench-trees-") as folder:
         root = Path(folder)
         repo, shared = _repository(root, args.files)
+        if args.steps:
+            _steps(root, args.steps, repo, shared)
+            return
         print(f"{args.tasks} tasks, repository of {args.files} files, worker -c {args.concurrency}")
         for mode in ("shared", "clone"):
             seconds = _once(root, mode, args.tasks, args.concurrency, repo, shared)
