@@ -359,6 +359,17 @@ class Concurrency(_Strict):
     # repository's path, file:// or ssh URL); unset: the workdir's own repository.
     repository: str | None = Field(None, min_length=1)
 
+    @field_validator("repository")
+    @classmethod
+    def _reachable_repository(cls, repository: str | None) -> str | None:
+        # A relative path would name a different place for each worker's working directory.
+        if repository is None or ":" in repository or repository.startswith("/"):
+            return repository
+        raise ValueError(
+            f"expected a URL (ssh://host/repo.git, file:///path), host:path or an absolute "
+            f"path every worker reaches, got the relative path {repository!r}"
+        )
+
     @field_validator("pools")
     @classmethod
     def _positive_slots(cls, pools: dict[str, int]) -> dict[str, int]:

@@ -248,3 +248,13 @@ def test_a_handed_commit_that_conflicts_is_checked_out_for_the_human(repo: Path)
     assert git(repo, "show", f"{BRANCH}:b.txt") == "both"
     publisher.close()
     assert git(repo, "for-each-ref", "refs/orchestration/_base") == ""
+
+
+def test_a_relative_repository_is_refused_naming_the_field(tmp_path: Path) -> None:
+    settings = {"executor": "workers", "repository": "../shared.git"}
+    task = {"id": "a", "action": {"kind": "shell", "run": ["true"]}}
+    plan = {"version": 1, "name": "w", "workdir": ".", "concurrency": settings, "tasks": [task]}
+    done = orch("validate", str(write_plan(tmp_path, plan)))
+    assert done.returncode != 0
+    shown = done.stdout + done.stderr
+    assert "repository" in shown and "relative path '../shared.git'" in shown
