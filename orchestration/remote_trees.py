@@ -162,7 +162,7 @@ def take_work(
     changed = _git(
         worktrees.top, "diff-tree", "-r", "-z", "--name-only", "--no-renames", offer.base, commit
     ).stdout.split("\x00")
-    reported = {offer.prefix + name for name in files}
+    reported = _reported_names(files, offer.prefix)
     unseen = sorted(name for name in changed if name and name not in reported)
     if unseen:
         raise RefusedWork(
@@ -170,6 +170,18 @@ def take_work(
             + ", ".join(unseen[:10])
         )
     worktrees.adopt(task_id, commit)
+
+
+def _reported_names(files: Sequence[str], prefix: str) -> set[str]:
+    """The paths a worker reported, as the commit names them: git quotes unusual names in its
+    diff output ("\\303\\251.txt"), and they may be relative to the workdir or to the top."""
+    names = set()
+    for name in files:
+        if len(name) > 1 and name.startswith('"') and name.endswith('"'):
+            raw = name[1:-1].encode("ascii", "backslashreplace").decode("unicode_escape")
+            name = raw.encode("latin-1").decode("utf-8", "surrogateescape")
+        names.update((name, prefix + name))
+    return names
 
 
 # ---- the worker ---------------------------------------------------------------------------

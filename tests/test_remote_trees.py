@@ -258,3 +258,25 @@ def test_a_relative_repository_is_refused_naming_the_field(tmp_path: Path) -> No
     assert done.returncode != 0
     shown = done.stdout + done.stderr
     assert "repository" in shown and "relative path '../shared.git'" in shown
+
+
+def test_a_file_name_git_quotes_counts_as_reported(repo: Path) -> None:
+    worktrees = RunWorktrees.open(repo, RUN)
+    assert worktrees is not None
+    offer = TreePublisher(worktrees, None).offer("t", 1)
+    commit = _handed(repo, offer.base, "\u00e9t\u00e9.txt")
+    git(repo, "update-ref", offer.work_ref, commit)
+    # As the worker's snapshot reports it: git's diff output quotes the name.
+    shown = (
+        subprocess.run(
+            ["git", "diff", "--numstat", offer.base, commit],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.split("\t")[-1]
+        .strip()
+    )
+    assert shown.startswith('"')
+    take_work(worktrees, "t", offer, commit, [shown])
+    assert worktrees.merge("t", "task t").task_commit == commit
