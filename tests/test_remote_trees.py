@@ -89,7 +89,13 @@ def test_workers_in_their_clones_hand_back_commits_that_merge(
     settings.update({"repository": str(shared)} if bare else {})
     plan_dir = tmp_path / "plans"
     plan = {"version": 1, "name": "remote", "workdir": str(repo), "concurrency": settings}
-    plan_file = write_plan(plan_dir, {**plan, "defaults": {"validators": []}, "tasks": tasks})
+    # The validator runs where the action did, and says where that was.
+    where = tmp_path / "validated"
+    check = f"ls f*.txt > /dev/null && pwd >> {where}"
+    validator = {"name": "command", "run": ["sh", "-c", check], "stage": "testing"}
+    plan_file = write_plan(
+        plan_dir, {**plan, "defaults": {"validators": [validator]}, "tasks": tasks}
+    )
     note = orch("validate", str(plan_file)).stdout
     assert "workers on other machines can clone it from" in note and str(shared) in note
     assert ("concurrency.repository" in note) is not bare
@@ -120,6 +126,8 @@ def test_workers_in_their_clones_hand_back_commits_that_merge(
         assert git(repo, "log", "-1", "--format=%an|%cn", pushed) == (
             f"t{i} (attempt 1)|orchestration worker far"
         )
+    ran = where.read_text().split()
+    assert len(ran) == 3 and all(Path(line).is_relative_to(clones) for line in ran)
     # The worker ran in its clone: the user's branch, index and files are as they were, and
     # the worker's own worktrees are gone.
     assert user_state(repo) == before
