@@ -288,3 +288,32 @@ def test_a_file_name_git_quotes_counts_as_reported(repo: Path) -> None:
     assert shown.startswith('"')
     take_work(worktrees, "t", offer, commit, [shown])
     assert worktrees.merge("t", "task t").task_commit == commit
+
+
+def test_a_workdir_below_the_top_works_there_in_the_workers_clone(
+    tmp_path: Path, repo: Path
+) -> None:
+    sub = repo / "pkg"
+    sub.mkdir()
+    (sub / "keep.txt").write_text("kept\n")
+    git(repo, "add", "pkg/keep.txt")
+    git(repo, "commit", "-qm", "pkg")
+    before = user_state(repo)
+    task = {"id": "t", "action": {"kind": "shell", "run": ["sh", "-c", "echo é > été.txt"]}}
+    plan = {"version": 1, "name": "sub", "workdir": str(sub), "tasks": [task]}
+    plan_file = write_plan(tmp_path / "plans", {**plan, "concurrency": {"executor": "workers"}})
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "ORCH_DB"}
+    argv = [PY, "-m", "orchestration", "worker", "--db", url, "--workdir-mode", "clone"]
+    argv += ["--clones", str(tmp_path / "clones")]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    try:
+        done = orch("submit", str(plan_file), "--db", url, "-q", "--run-id", RUN)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=WAIT_LIMIT_S)
+    assert done.returncode == 0, done.stderr + (tmp_path / "worker.log").read_text()
+    assert git(repo, "show", f"{BRANCH}:pkg/été.txt") == "é"
+    assert git(repo, "show", f"{BRANCH}:pkg/keep.txt") == "kept"
+    assert user_state(repo) == before
