@@ -1,7 +1,7 @@
 """Alerts: a breaker opening, a dead letter, an anomaly, a schedule that failed to start.
 
 Sent through the notifier plugins (`register_notifiers`) like breakpoint notifications, in the
-background, each notifier only what reaches its minimum severity (orchestration.severity).
+background, each notifier only what reaches its minimum severity (severity.py).
 `raise_alert` is the one way in; an engine's `EngineAlerts` watches the store for what it should
 raise and applies the dead-letter retention.
 """
@@ -38,6 +38,7 @@ ANOMALY_EVENTS: Mapping[str, str] = {
     "checkpoint_failed": "high",
     "plugin_skipped": "high",
     "notification_dropped": "medium",
+    "anomaly_detected": "high",  # the fleet's detectors (fleet_health.ANOMALY): docs/agents.md
 }
 TITLES = {
     "breaker_opened": "circuit breaker opened",
@@ -129,7 +130,8 @@ class AlertWatch:
         found = []
         for event in self.store.events(self.run_id, self.events_after, kinds=ANOMALY_EVENTS):
             self.events_after = event.id
-            detail = event.data.get("note") or event.data.get("reason") or event.kind
+            data_ = event.data
+            detail = data_.get("note") or data_.get("reason") or data_.get("message") or event.kind
             data = {"run": self.run_id, "task": event.task_id, "event": event.kind}
             found.append(
                 Alert("anomaly", ANOMALY_EVENTS[event.kind], f"{event.kind}: {detail}", data)

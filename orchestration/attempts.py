@@ -65,6 +65,9 @@ class AttemptResult:
     context: dict[str, Any]
 
 
+MILESTONE_TAG = "milestone"  # a task with this tag asks validators for a full check
+
+
 class AttemptRunner:
     """Builds attempts' requests and runs them, on a worker thread or inline in the loop's.
 
@@ -254,6 +257,7 @@ class AttemptRunner:
             context=context,
             timeout_seconds=request.timeout_seconds,
             environment=self.environment,
+            milestone=MILESTONE_TAG in request.task.tags,
         )
         refs = self.plan.validators(request.task)
         guard = None
@@ -328,6 +332,7 @@ class AttemptRunner:
             context=result.context,
             timeout_seconds=self.plan.timeout(task.spec),
             environment=self.environment,
+            milestone=MILESTONE_TAG in task.spec.tags,
         )
         requirements = next(
             (c for c in result.report.checks if c.stage == "requirements"),

@@ -18,6 +18,7 @@ from orchestration import (
     cli_checkpoints,
     cli_daemon,
     cli_events,
+    cli_fleet,
     cli_logs,
     cli_plugins,
     cli_report,
@@ -79,6 +80,7 @@ cli_schedule.register(app)
 cli_events.register(app)
 cli_daemon.register(app)
 cli_workers.register(app)
+cli_fleet.register(app)
 
 
 # ---- validate -------------------------------------------------------------------------------
@@ -400,6 +402,9 @@ def resume(
 # ---- status ---------------------------------------------------------------------------------
 
 
+STATUS_PAGE_SIZE = 100  # run_pages.DEFAULT_PAGE_SIZE, without importing it at start-up
+
+
 def _db_hint(db: str | None) -> str:
     """` --db URL` (quoted) in commands printed to the user, when they named the store that way."""
     return db_hint(db)
@@ -411,53 +416,70 @@ def status(
     db: DbOption = None,
     json_output: JsonOption = False,
     all_runs: Annotated[bool, typer.Option("--all", help="List every run instead.")] = False,
+    show_tasks: Annotated[
+        bool, typer.Option("--tasks", help="List a page of the run's tasks after the summary.")
+    ] = False,
+    page: Annotated[int, typer.Option("--page", help="Which page of tasks, from 1.")] = 1,
+    page_size: Annotated[
+        int, typer.Option("--page-size", help="Tasks per page (1 to 1000).")
+    ] = STATUS_PAGE_SIZE,
+    state_filter: Annotated[
+        str | None, typer.Option("--state", help="Only tasks in this state (e.g. failed).")
+    ] = None,
 ) -> None:
-    """Show a run and its tasks (or, with --all, every run in the store), with what each spent
-    (cost and tokens the actions reported, attempts, time) against the plan's budget.
+    """Show a run's summary: its tasks counted by state, what it spent (cost and tokens the
+    actions reported, attempts, time) against the plan's budget, its open breakpoints and its
+    most recent state changes. A run whose tasks fit on one page also lists them; otherwise
+    `--tasks` lists one page (`--page N --page-size N`, `--state S`), so a 100,000-task run
+    answers at once. `--json` prints the same summary with that page of tasks. With `--all`,
+    every run in the store.
 
     A run whose engine stopped without finishing it (killed, crashed, machine gone) shows as
     `interrupted`, with how long ago and the command that continues it.
     """
-    from orchestration.display import task_table
+    from orchestration.run_pages import check_page, detail_of, task_page
     from orchestration.runs import interruption_note, shown_state
-    from orchestration.spending import budget_text, spending_of
+    from orchestration.status_view import print_summary, print_task_page
 
+    check_page(page, page_size)
     store = open_store(db)
-    now = _now()
     try:
         if all_runs:
-            if json_output:
-                from orchestration.run_views import all_run_summaries
-                from orchestration.shapes import RunsOut
-
-                summaries = all_run_summaries(store, datetime.now(UTC), _db_hint(db))
-                print_shape(RunsOut(runs=summaries))
-                return
-            runs = store.list_runs()
-            for r in runs:
-                state = shown_state(r, datetime.now(UTC))
-                line = f"{r.id}  {state:11} {r.plan_name}  {iso(r.created_at)}"
-                console.print(line, markup=False)
+            _print_all_runs(store, json_output, db)
             return
         run_record = store.get_run(run_id) if run_id else store.latest_run()
         if run_record is None:
             raise OrchestrationError(f"no runs in the store {store.url}")
         now = datetime.now(UTC)
+        found = task_page(store, run_record, now, page, page_size, state_filter)
+        detail = detail_of(store, run_record, now, _db_hint(db), found)
         if json_output:
-            from orchestration.run_views import run_detail
-
-            print_shape(run_detail(store, run_record, now, _db_hint(db)))
+            print_shape(detail)
             return
-        tasks = store.tasks(run_record.id)
-        spending = spending_of(store, run_record.id, now)
-        state = shown_state(run_record, now)
-        title = f"run {escape(run_record.id)} ({state})"
-        console.print(task_table(tasks, title=title, spending=spending))
-        console.print(budget_text(spending), markup=False, highlight=False)
-        if state == "interrupted":
+        print_summary(console, detail, found.spending)
+        if show_tasks or found.page.pages == 1:
+            print_task_page(console, detail, found.tasks, found.spending)
+        if shown_state(run_record, now) == "interrupted":
             console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
         store.close()
+
+
+def _print_all_runs(store: Any, json_output: bool, db: str | None) -> None:
+    """`orch status --all`: every run in the store, newest first."""
+    from orchestration.runs import shown_state
+
+    if json_output:
+        from orchestration.run_views import all_run_summaries
+        from orchestration.shapes import RunsOut
+
+        summaries = all_run_summaries(store, datetime.now(UTC), _db_hint(db))
+        print_shape(RunsOut(runs=summaries))
+        return
+    for r in store.list_runs():
+        state = shown_state(r, datetime.now(UTC))
+        line = f"{r.id}  {state:11} {r.plan_name}  {iso(r.created_at)}"
+        console.print(line, markup=False)
 
 
 # ---- breakpoints ----------------------------------------------------------------------------
@@ -940,6 +962,8 @@ def explain(
         ]
         lines += [f"    {line}" for line in explanation_lines(d.explanation)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    for a in explained.shape.assignments:  # agents declared by the plan (fleet.py)
+        console.print(f"  attempt {a.attempt}: why this agent: {a.agent}, {a.reason}", markup=False)
 
 
 # ---- demo -----------------------------------------------------------------------------------

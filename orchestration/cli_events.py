@@ -12,9 +12,34 @@ from orchestration.errors import OrchestrationError
 
 events_app = typer.Typer(
     help="Events: emit one for the triggers, list those received and the runs they started, "
-    "or follow the event log of every state change.",
-    no_args_is_help=True,
+    "or follow the event log of every state change (`orch events --follow`).",
 )
+
+
+@events_app.callback(invoke_without_command=True)
+def _events(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Follow the event log (as `orch events follow`)."),
+    ] = False,
+    run_id: Annotated[str | None, typer.Option("--run", help="With --follow: one run.")] = None,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="With --follow: begin with the oldest record.")
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="With --follow: read what is there, then exit.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    if not follow:
+        console.print(ctx.get_help(), highlight=False)
+        raise typer.Exit(0)
+    from orchestration.cli_event_log import follow as follow_log
+
+    follow_log(run_id=run_id, from_start=from_start, once=once, db=db)
 
 
 def register(app: typer.Typer) -> None:

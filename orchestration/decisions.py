@@ -9,13 +9,13 @@ from typing import Any
 
 from orchestration.context import freeze
 from orchestration.errors import RuleError
+from orchestration.models import EXPLANATION_KEY
 from orchestration.rules import DecisionRule
 from orchestration.scoring import SCORE_NAMES, ScoreCard, band, weighted_score
 
 logger = logging.getLogger(__name__)
 
 DECISIONS = ("proceed", "retry", "clarify", "escalate", "checkpoint", "fail")
-EXPLANATION_KEY = "explanation"  # where the explanation goes in the stored decision figures
 MAX_SHOWN_VALUE_CHARS = 80  # one figure in the explanation text
 
 
@@ -337,15 +337,6 @@ def _tail(trace: _Trace, alternatives: Sequence[Alternative]) -> tuple[str, ...]
 
 
 # ---- reading stored explanations back --------------------------------------------------------
-
-
-def split_stored_figures(
-    stored: Mapping[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A stored decision's figures as (what the rule saw, its explanation or None if older)."""
-    seen = {k: v for k, v in stored.items() if k != EXPLANATION_KEY}
-    explanation = stored.get(EXPLANATION_KEY)
-    return seen, explanation if isinstance(explanation, dict) else None
 
 
 def explanation_lines(explanation: Mapping[str, Any] | None) -> list[str]:

@@ -254,6 +254,9 @@ class ValidationInput:
     baseline: Mapping[str, Any] = field(default_factory=dict)  # this validator's run-start figures
     # Where to run the project's commands: its interpreter, prefix and variables.
     environment: ProjectEnvironment = field(default_factory=ProjectEnvironment.on_path)
+    # The task is a milestone (tagged `milestone`): validators that check a selection of the
+    # project (pytest's `select: affected`) check all of it here.
+    milestone: bool = False
 
 
 @dataclass(frozen=True, slots=True)

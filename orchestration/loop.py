@@ -33,6 +33,7 @@ from orchestration.engine_identity import beating, engine_label, owner_alive, th
 from orchestration.environment import plan_environment
 from orchestration.errors import OrchestrationError
 from orchestration.extension import Notification
+from orchestration.fleet import open_fleet
 from orchestration.interventions import Stop, apply_requested, fresh_starts, stop_concluded
 from orchestration.learning import outcome_stats_from_store
 from orchestration.lifecycle import FINAL_STATES, TaskHandle, TaskState, fire
@@ -301,6 +302,7 @@ class Orchestrator:
             archive_dir=Path(plan.path).parent / ".orchestration" / DEAD_LETTER_ARCHIVE_DIR,
         )
         self._load_history()
+        self.fleet = open_fleet(self)  # agents, waves and anomalies (orchestration/fleet.py)
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -344,6 +346,7 @@ class Orchestrator:
                 for spec in plan.spec.tasks
             ]
             store.create_run(run, tasks)
+            run.plan_json = {}  # stored; the engine never reads it back: no copy of the plan kept
             # The records as stored: reading the run and its tasks back (the plan's JSON parsed,
             # each spec validated again) would cost a tenth of a 10,000-task run for nothing new.
             orchestrator = cls(store, run, plan, engine, tasks=tasks, **options)
@@ -816,6 +819,7 @@ class Orchestrator:
         work += self._wake_due(now) + self._wake_breaker_waits(now)
         self._check_running(now)
         work += self._collect_finished(now)
+        work += self.fleet.tick(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
         self._send_due_digests(now)
@@ -1151,6 +1155,8 @@ class Orchestrator:
             task = self.tasks[task_id]
             if task.state != TaskState.READY or not self._admitted(task, now):
                 continue
+            if not self.fleet.admit(task, now):
+                continue
             prepared = self._prepare_attempt(task, now)
             if prepared is not None:
                 requests.append(prepared)
@@ -1223,7 +1229,7 @@ class Orchestrator:
         self._update(task, attempts=attempt)
         self.budget.attempts += 1
         self.scheduler.started(task.task_id)
-        return self.attempt_runner.request(task, attempt), context
+        return self.fleet.assign(self.attempt_runner.request(task, attempt), now), context
 
     # ---- concluding an attempt, back in the loop thread --------------------------------------
 
@@ -1359,6 +1365,7 @@ class Orchestrator:
             decision = replace(decision, reason=f"{decision.reason} ({gate})")
         context["decision"] = decision.action
         self._record_attempt(task, result, decision, context, now)
+        self.fleet.concluded(task, result, now)
         if result.outcome.result.get("dry_run") is True and self.dry_run:
             check = BreakpointCheck()  # nothing ran, so there is nothing to review
         else:
@@ -1720,7 +1727,7 @@ class Orchestrator:
             return "paused"  # a breakpoint holds the whole run: nothing starts until it is answered
         if self.scheduler.queued_count:
             return None
-        if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY]:
+        if self.counts[TaskState.RETRYING] or self.counts[TaskState.READY] > self.fleet.holding():
             return None
         if self.counts[TaskState.BLOCKED]:
             return "paused"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,6 +18,13 @@ from pydantic import (
     model_validator,
 )
 
+from orchestration.agent_specs import (
+    AgentSpec,
+    AssignmentSettings,
+    HealthSettings,
+    RetryOn,
+    WavesSpec,
+)
 from orchestration.bounded_regex import PatternError, compile_pattern
 
 PRIORITY_NAMES: dict[str, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3, "background": 1}
@@ -271,6 +279,8 @@ class TaskSpec(_Strict):
     # Out of attempts with a failed gate: hand the task to a human, or fail it (trigger rules and
     # failure branches then go on). None: the plan's `defaults.when_exhausted`.
     when_exhausted: Literal["escalate", "fail"] | None = None
+    requires: list[str] = Field(default_factory=list)  # capabilities its agent must have
+    retry_on: RetryOn | None = None  # None: the plan's assignment.retry_on
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -476,6 +486,10 @@ class PlanSpec(_Strict):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     # Events that start a run of this plan or add its tasks to a running one (docs/triggers.md).
     on: list[EventTrigger] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)  # or a file name (agent_specs.py)
+    assignment: AssignmentSettings = Field(default_factory=AssignmentSettings)
+    waves: WavesSpec | None = None  # None: waves are shown, not enforced
+    health: HealthSettings = Field(default_factory=HealthSettings)
     tasks: list[TaskSpec] = Field(min_length=1)
 
     @field_validator("on", mode="before")
@@ -619,6 +633,18 @@ class RunSetting:
     note: str
     at: datetime
     id: int = 0
+
+
+EXPLANATION_KEY = "explanation"  # where the explanation goes in the stored decision figures
+
+
+def split_stored_figures(
+    stored: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A stored decision's figures as (what the rule saw, its explanation or None if older)."""
+    seen = {k: v for k, v in stored.items() if k != EXPLANATION_KEY}
+    explanation = stored.get(EXPLANATION_KEY)
+    return seen, explanation if isinstance(explanation, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

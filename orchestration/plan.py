@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol, Union, get_args, get_origi
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
+from orchestration.agent_specs import agent_problems, resolve_agents_file
 from orchestration.agents import missing_program, settings_problem
 from orchestration.environment import environment_problems
 from orchestration.errors import PlanError, PlanErrors, RuleError
@@ -33,6 +34,7 @@ from orchestration.models import (
     TaskSpec,
 )
 from orchestration.plan_params import apply_params
+from orchestration.waves import gate_problem
 from orchestration.yamlfile import LineMap, collection_paused, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -203,6 +205,8 @@ def _build_plan(
 ) -> Plan:
     _check_shape(data, lines, display)
     problems = _Problems(display, lines)
+    data, agent_file_problems = resolve_agents_file(data, plan_path.parent, display)
+    problems.found.extend(agent_file_problems)
     spec: PlanSpec | None = None
     try:
         spec = PlanSpec.model_validate(data)
@@ -220,6 +224,10 @@ def _build_plan(
     _check_cycles(problems, tasks)
     _check_pools(problems, data, tasks)
     _check_agent_commands(problems, data, tasks)
+    for message, at, task_id, field in agent_problems(data, [(t.path, t.data) for t in tasks]):
+        problems.add(message, at, task=task_id, field=field)
+    if (wave_gate := gate_problem(data)) is not None:
+        problems.add(wave_gate, ("waves", "gate"), task=None, field="waves.gate")
     _check_expressions(problems, tasks)
     if spec is not None:
         _check_triggers(problems, spec)
@@ -720,6 +728,8 @@ def _check_pools(problems: _Problems, data: dict[str, Any], tasks: list[_RawTask
 def _check_agent_commands(problems: _Problems, data: dict[str, Any], tasks: list[_RawTask]) -> None:
     defaults = data.get("defaults")
     if isinstance(defaults, dict) and defaults.get("agent_command") is not None:
+        return
+    if data.get("agents"):  # the plan's agents run its agent tasks (agent_specs.assignable)
         return
     for task in tasks:
         action = task.data.get("action")

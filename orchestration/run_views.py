@@ -9,14 +9,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestration import shapes
 from orchestration.lifecycle import TaskState
 from orchestration.models import RunRecord, TaskRecord, TransitionRecord
 from orchestration.runs import interruption, run_is_live
 from orchestration.scheduler import PriorityParts
-from orchestration.spending import RunSpending, spending_of
+from orchestration.spending import RunSpending, page_spending_of
 
 if TYPE_CHECKING:
     from orchestration.store import Store
@@ -40,9 +40,9 @@ def run_summary(
     """One run: its state (interrupted when its engine stopped), task counts, open breakpoints,
     and what it spent against its budget. `counts` and `spending` save reading them again."""
     if counts is None:
-        counts = state_counts_of(store.tasks(run.id))
+        counts = store.task_state_counts(run.id).get(run.id, {})
     if spending is None and with_spending:
-        spending = spending_of(store, run.id, now)
+        spending = page_spending_of(store, run, [], now)  # the run's totals, summed in the store
     return shapes.run_out(
         run,
         dict(counts),
@@ -65,10 +65,9 @@ def all_run_summaries(
     open_by_run = Counter(bp.run_id for bp in store.breakpoints(state="open"))
     summaries = []
     for run in store.list_runs():
-        if counts is not None:
-            run_counts = dict(counts.get(run.id, {}))
-        else:
-            run_counts = state_counts_of(store.tasks(run.id))
+        if counts is None:
+            counts = store.task_state_counts()
+        run_counts = dict(counts.get(run.id, {}))
         summaries.append(
             shapes.run_out(
                 run,
@@ -76,28 +75,28 @@ def all_run_summaries(
                 live=run_is_live(run, now),
                 open_breakpoints=open_by_run.get(run.id, 0),
                 interrupted=interruption(run, now, db_hint),
-                spending=spending_of(store, run.id, now) if with_spending else None,
+                spending=page_spending_of(store, run, [], now) if with_spending else None,
             )
         )
     return summaries
 
 
 def run_detail(
-    store: Store, run: RunRecord, now: datetime, db_hint: str = ""
+    store: Store, run: RunRecord, now: datetime, db_hint: str = "", **paging: Any
 ) -> shapes.RunDetailOut:
-    """A run and its tasks, each with what it spent (`orch status RUN`, `GET /runs/{id}`)."""
-    tasks = store.tasks(run.id)
-    spending = spending_of(store, run.id, now)
-    counts = state_counts_of(tasks)
-    summary = run_summary(store, run, now, db_hint, counts=counts, spending=spending)
-    return shapes.RunDetailOut(run=summary, tasks=[shapes.task_out(t, spending) for t in tasks])
+    """A run's summary and one page of its tasks (`orch status RUN --json`, `GET /runs/{id}`);
+    `paging`: page, page_size, state (`run_pages.run_detail_page`)."""
+    from orchestration.run_pages import run_detail_page
+
+    return run_detail_page(store, run, now, db_hint, **paging)
 
 
 def task_detail(store: Store, run_id: str, task_id: str, now: datetime) -> shapes.TaskDetailOut:
     """One task with its spec, answers, direct dependents and what its attempts spent."""
     task = store.task(run_id, task_id)
     dependents = shapes.dependents_of(task_id, store.tasks(run_id))
-    return shapes.task_detail_out(task, dependents, spending_of(store, run_id, now))
+    spending = page_spending_of(store, store.get_run(run_id), [task], now)
+    return shapes.task_detail_out(task, dependents, spending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +128,7 @@ def explain_task(store: Store, run_id: str, task_id: str, now: datetime) -> Task
             effective=parts.total,
         ),
         decisions=[shapes.decision_out(d) for d in store.decisions(run_id, task_id)],
+        assignments=_assignments(store, run_id, task_id),
     )
     return TaskExplanation(shape, parts)
 
@@ -157,3 +157,10 @@ def task_priority(store: Store, run: RunRecord, task_id: str, now: datetime) -> 
     scheduler.push_ready(task_id, since, failed_attempts=failed)
     parts = scheduler.priority_of(task_id, now)
     return replace(parts, dependents=scheduler.distinct_downstream(task_id))
+
+
+def _assignments(store: Store, run_id: str, task_id: str) -> list[shapes.AssignmentOut]:
+    # Here, not at the top: `orch status` needs no fleet figures (nor `statistics`).
+    from orchestration.fleet_health import task_assignments
+
+    return task_assignments(store, run_id, task_id)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.decisions import split_stored_figures
+from orchestration.fleet_shapes import AssignmentOut
 from orchestration.models import (
     BreakerRecord,
     BreakpointRecord,
@@ -23,6 +23,7 @@ from orchestration.models import (
     RunRecord,
     TaskRecord,
     TransitionRecord,
+    split_stored_figures,
 )
 from orchestration.spending import RunSpending, Spent
 
@@ -198,13 +199,31 @@ class RunsOut(_Out):
     runs: list[RunOut]
 
 
+class PageOut(_Out):
+    """Which page of a run's tasks a listing holds (tasks in the order they were added)."""
+
+    page: int = Field(description="The page shown, from 1.")
+    page_size: int = Field(description="Tasks per page.")
+    total: int = Field(description="Tasks the listing pages through (of the state, if given).")
+    pages: int = Field(description="How many pages there are (at least 1).")
+    state: str | None = Field(None, description="Only tasks in this state, if given.")
+
+
 class RunDetailOut(_Out):
     run: RunOut
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(description="One page of the run's tasks (see `page`).")
+    page: PageOut | None = Field(None, description="Which page `tasks` is.")
+    recent: list[TransitionOut] = Field(
+        default_factory=list, description="The run's newest state changes, newest first."
+    )
+    breakpoints: list[BreakpointOut] = Field(
+        default_factory=list, description="The run's open breakpoints."
+    )
 
 
 class TasksOut(_Out):
     tasks: list[TaskOut]
+    page: PageOut | None = Field(None, description="Which page `tasks` is.")
 
 
 class TaskOneOut(_Out):
@@ -241,6 +260,9 @@ class ExplainOut(_Out):
     state: str
     priority: PriorityOut = Field(description="How the scheduler ranks the task now.")
     decisions: list[DecisionOut] = Field(description="Every decision taken on it, with why.")
+    assignments: list[AssignmentOut] = Field(
+        default_factory=list, description="Each attempt's agent and why it was chosen."
+    )
 
 
 class QualityListOut(_Out):

@@ -191,3 +191,18 @@ def spent_cells(spent: Spent) -> tuple[str, str, str, str]:
         str(spent.attempts),
         format_duration(spent.seconds),
     )
+
+
+def page_spending_of(
+    store: Any, run: RunRecord, tasks: Iterable[TaskRecord], now: datetime
+) -> RunSpending:
+    """A run's spending for a page of its tasks: the run's totals summed by the store
+    (`Store.run_totals`, the same figures `spending_of` adds up), each page task's own from
+    its `step` events; `agents` is left empty (it needs every task's spec)."""
+    task_list = list(tasks)
+    steps = store.step_events_of_tasks(run.id, [t.task_id for t in task_list])
+    page = compute_spending(run, task_list, steps, store.run_settings(run.id), now)
+    totals = store.run_totals(run.id)
+    total = Spent(cost=totals.cost, tokens=totals.tokens, attempts=totals.attempts)
+    total.seconds = page.run.seconds  # the run's wall time since it started
+    return RunSpending(total, page.tasks, {}, page.limits)

@@ -15,12 +15,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Engine,
     Integer,
-    Table,
     delete,
     func,
     insert,
@@ -41,8 +40,8 @@ from orchestration.store.db import create_store_engine, upgrade_schema
 
 logger = logging.getLogger(__name__)
 
-ITEMS = cast(Table, schema.WorkItem.__table__)
-WORKERS = cast(Table, schema.WorkerRow.__table__)
+ITEMS = schema.WorkItem
+WORKERS = schema.WorkerRow
 OFFERED, CLAIMED, REPORTED, COLLECTED = "offered", "claimed", "reported", "collected"
 WORK_CHANNEL = "orch_work"  # NOTIFY when attempts are offered: workers wake
 REPORT_CHANNEL = "orch_reported"  # NOTIFY when a result is reported: its conductor wakes

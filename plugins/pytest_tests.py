@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,11 @@ FIXED_ARGS = (
 # Asks the project's interpreter whether pytest is installed, without importing it.
 HAS_PYTEST = "import importlib.util, sys; sys.exit(importlib.util.find_spec('pytest') is None)"
 PREFLIGHT_SECONDS = 60.0
+HAS_TESTMON = "import importlib.util, sys; sys.exit(importlib.util.find_spec('testmon') is None)"
+# `select: affected`: pytest-testmon runs only the tests whose code the step changed. Its data
+# (which code each test ran) lives outside the work tree, one file per run and work tree.
+SELECTIONS = ("all", "affected")
+TESTMON_PLUGIN = ("-p", "pytest-testmon")  # by entry point name: works with autoload off
 
 
 class SuiteError(Exception):
@@ -113,24 +119,60 @@ def _tail(output: str) -> str:
     return output[-FEEDBACK_CHARS:].strip()
 
 
+def selection(options: Mapping[str, Any]) -> str:
+    """The `select` option: `all` (default) or `affected` (pytest-testmon)."""
+    chosen = options.get("select", "all")
+    if chosen not in SELECTIONS:
+        raise SuiteError(f"option 'select' must be one of {', '.join(SELECTIONS)}, got {chosen!r}")
+    return str(chosen)
+
+
+def testmon_datafile(run_id: str, workdir: Path) -> Path:
+    """Where pytest-testmon keeps a run's data for one work tree: in the temporary folder, never
+    in the user's work tree (a missing file only means the next check runs every test)."""
+    key = hashlib.sha256(f"{run_id}\0{workdir.resolve()}".encode()).hexdigest()[:24]
+    folder = Path(tempfile.gettempdir()) / "orch-testmon"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{key}.testmondata"
+
+
+def _without_cache_plugin(args: Sequence[str]) -> tuple[str, ...]:
+    """`args` without `-p no:cacheprovider`."""
+    kept: list[str] = []
+    for arg in args:
+        if arg == "no:cacheprovider" and kept and kept[-1] == "-p":
+            kept.pop()
+            continue
+        kept.append(arg)
+    return tuple(kept)
+
+
 def run_suite(
     workdir: Path,
     options: Mapping[str, Any],
     timeout_seconds: float,
     environment: ProjectEnvironment,
+    testmon: tuple[str, Path] | None = None,
 ) -> SuiteRun:
     """Run pytest with the project's interpreter, in its own process group, with a JUnit report.
 
     SuiteError when it gave none. The environment's variables leave no __pycache__ behind.
+    `testmon`: (`--testmon` to run the affected tests, or `--testmon-noselect` to run all and
+    record what each ran; its data file).
     """
     extra = _string_list(options, "args") + _string_list(options, "paths")
     budget = max(0.5, timeout_seconds * PROCESS_SHARE)
     with tempfile.TemporaryDirectory(prefix="orch-pytest-") as tmp:
         report = Path(tmp) / "junit.xml"
-        argv = environment.python_command(
-            "-m", "pytest", *FIXED_ARGS, f"--junitxml={report}", *extra
-        )
+        fixed: tuple[str, ...] = FIXED_ARGS
+        if testmon:
+            # testmon reads the cache plugin's options (--lf): keep the plugin, its cache here
+            cache = ("-o", f"cache_dir={Path(tmp) / 'cache'}")
+            fixed = (*cache, *_without_cache_plugin(FIXED_ARGS), *TESTMON_PLUGIN, testmon[0])
+        argv = environment.python_command("-m", "pytest", *fixed, f"--junitxml={report}", *extra)
         env = environment.process_env()
+        if testmon:
+            env = {**env, "TESTMON_DATAFILE": str(testmon[1])}
         ran = run_process(argv, cwd=workdir, env=env, timeout_seconds=budget)
         if ran.timed_out:
             raise SuiteError(
@@ -165,8 +207,9 @@ class Comparison:
     newly_skipped: int = 0  # tests that passed at the baseline and are skipped or xfailed now
 
 
-def compare(run: SuiteRun, baseline: Mapping[str, Any]) -> Comparison:
-    """Regressed: passed at run start, failing now (or its module no longer collects)."""
+def compare(run: SuiteRun, baseline: Mapping[str, Any], *, selected: bool = False) -> Comparison:
+    """Regressed: passed at run start, failing now (or its module no longer collects).
+    `selected`: only the affected tests ran, so the others are not counted as removed."""
     failing = run.ids(*FAILING)
     passed_before = baseline.get("passed_tests")
     if "error" in baseline or not isinstance(passed_before, list | tuple):
@@ -188,7 +231,7 @@ def compare(run: SuiteRun, baseline: Mapping[str, Any]) -> Comparison:
         sorted(failing - failed_before),
         fixed,
         new_tests_failing=sum(1 for t in failing if t not in known and "::" in t),
-        removed=len(known - collected - still_there),
+        removed=0 if selected else len(known - collected - still_there),
         newly_skipped=len({str(t) for t in passed_before} & run.ids("skipped")),
     )
 
@@ -235,14 +278,31 @@ def _verdict(run: SuiteRun, comparison: Comparison, figures: Mapping[str, Any]) 
     return False, "\n".join([*lines, _tail(run.output)])
 
 
+def _step_suite(step: ValidationInput) -> tuple[SuiteRun, bool]:
+    """Run the suite for a step: with `select: affected`, the affected tests only, except at a
+    milestone (every test, which also refreshes testmon's data). True: a selection ran."""
+    if selection(step.options) == "all":
+        return run_suite(step.workdir, step.options, step.timeout_seconds, step.environment), False
+    mode = "--testmon-noselect" if step.milestone else "--testmon"
+    data = testmon_datafile(step.run_id, step.workdir)
+    run = run_suite(
+        step.workdir, step.options, step.timeout_seconds, step.environment, (mode, data)
+    )
+    return run, not step.milestone
+
+
 def check_pytest(step: ValidationInput) -> CheckResult:
     """Passes when no test fails, or when every failing test already failed at run start."""
     try:
-        run = run_suite(step.workdir, step.options, step.timeout_seconds, step.environment)
+        run, selected = _step_suite(step)
     except SuiteError as error:
         return CheckResult(NAME, STAGE, False, 0.0, str(error))
-    comparison = compare(run, step.baseline)
+    comparison = compare(run, step.baseline, selected=selected)
     figures = _figures(run, comparison)
+    figures["tests_selection"] = "affected" if selected else "all"
+    if selected and not run.outcomes and run.exit_code == 5:
+        message = "no test is affected by this step's changes (pytest-testmon)"
+        return CheckResult(NAME, STAGE, True, 1.0, message, figures)
     if run.exit_code == 5 or not run.outcomes:
         allowed = bool(step.options.get("allow_no_tests"))
         message = "pytest collected no tests" + ("" if allowed else " (allow_no_tests is off)")
@@ -258,7 +318,12 @@ def check_pytest(step: ValidationInput) -> CheckResult:
 def baseline_pytest(start: BaselineInput) -> dict[str, Any]:
     """Run the suite at run start: which tests pass and which already fail."""
     try:
-        run = run_suite(start.workdir, start.options, start.timeout_seconds, start.environment)
+        testmon = None
+        if selection(start.options) == "affected":  # every test, recording what each runs
+            testmon = ("--testmon-noselect", testmon_datafile(start.run_id, start.workdir))
+        run = run_suite(
+            start.workdir, start.options, start.timeout_seconds, start.environment, testmon
+        )
     except SuiteError as error:
         return {"error": str(error)}
     failing = sorted(run.ids(*FAILING))
@@ -278,7 +343,7 @@ def preflight_pytest(start: PreflightInput) -> str | None:
         argv, cwd=start.workdir, env=environment.process_env(), timeout_seconds=PREFLIGHT_SECONDS
     )
     if ran.exit_code == 0:
-        return None
+        return _testmon_problem(start)
     where = environment.describe()
     if ran.exit_code == 1:
         install = (
@@ -290,6 +355,26 @@ def preflight_pytest(start: PreflightInput) -> str | None:
             f"pytest is not installed in the project's environment {where}; install it: {install}"
         )
     return f"the project's interpreter {where} did not run: {ran.output[-FEEDBACK_CHARS:].strip()}"
+
+
+def _testmon_problem(start: PreflightInput) -> str | None:
+    """With `select: affected`, a problem when the project lacks pytest-testmon."""
+    try:
+        if selection(start.options) == "all":
+            return None
+    except SuiteError as error:
+        return str(error)
+    environment = start.environment
+    argv = environment.python_command("-c", HAS_TESTMON)
+    ran = run_process(
+        argv, cwd=start.workdir, env=environment.process_env(), timeout_seconds=PREFLIGHT_SECONDS
+    )
+    if ran.exit_code == 0:
+        return None
+    return (
+        f"option select: affected needs pytest-testmon in the project's environment "
+        f"{environment.describe()}; install it (`pip install pytest-testmon`)"
+    )
 
 
 @hookimpl

@@ -121,6 +121,13 @@ def test_anomalies_stored_as_events_are_alerted(sqlite_url: str, tmp_path: Path)
             EventRecord("f1", "resource_guard", None, {"reason": "memory 95%"}, at),
             EventRecord("f1", "step", "one", {}, at),
             EventRecord("f1", "merge_failed", "two", {"note": "conflict"}, at),
+            EventRecord(
+                "f1",
+                "anomaly_detected",
+                "one",
+                {"kind": "failure_streak", "message": "a fails"},
+                at,
+            ),
         ]
         store.commit("f1", Batch(events=events))
         found = watch.look()
@@ -128,6 +135,7 @@ def test_anomalies_stored_as_events_are_alerted(sqlite_url: str, tmp_path: Path)
     assert [(a.kind, a.severity, a.message) for a in found] == [
         ("anomaly", "medium", "resource_guard: memory 95%"),
         ("anomaly", "high", "merge_failed: conflict"),
+        ("anomaly", "high", "anomaly_detected: a fails"),
     ]
     assert listeners.heard["chat"] == []
 

@@ -380,3 +380,44 @@ def test_baseline_options_keep_each_names_first_options() -> None:
         ValidatorRef.model_validate({"name": "pytest", "args": ["-k", "other"]}),
     ]
     assert baseline_options(refs) == {"pytest": {"args": ["-x"]}, "ruff": {}}
+
+
+# ---- pytest with `select: affected` (pytest-testmon) ----------------------------------------
+
+AFFECTED = {"select": "affected"}
+
+
+def test_pytest_affected_runs_only_the_tests_a_change_reaches(project: Path) -> None:
+    """The baseline runs every test and records what each runs; a step then runs only the tests
+    that reach the changed code, a milestone every test again."""
+    here = ProjectEnvironment(sys.executable, source="this interpreter")
+    run_id = f"testmon-{time.monotonic_ns()}"
+    begin = replace(start(project, AFFECTED), run_id=run_id, environment=here)
+    baseline = pytest_tests.baseline_pytest(begin)
+    assert len(baseline["passed_tests"]) == 4 and baseline["baseline_tests_failed"] == 0
+    data = pytest_tests.testmon_datafile(run_id, project)
+    assert data.exists() and not project.joinpath(".testmondata").exists()
+    source = project / "calc" / "__init__.py"
+    source.write_text(source.read_text().replace("return a - b", "return a + b"))
+
+    changed = step(project, ("calc/__init__.py",), options=AFFECTED, baseline=baseline)
+    result = pytest_tests.check_pytest(replace(changed, run_id=run_id, environment=here))
+
+    assert not result.passed, result.message
+    assert "tests_selection" in result.figures, result.message
+    assert result.figures["tests_selection"] == "affected"
+    assert result.figures["tests_total"] == 1  # test_subtract alone reaches subtract()
+    assert result.figures["tests_regressed"] == ["tests/check_calc.py::test_subtract"]
+    assert result.figures["tests_removed"] == 0  # the others were not selected, not removed
+
+    milestone = replace(changed, run_id=run_id, environment=here, milestone=True)
+    full = pytest_tests.check_pytest(milestone)
+    assert full.figures["tests_selection"] == "all" and full.figures["tests_total"] == 4
+    assert full.figures["tests_regressed"] == ["tests/check_calc.py::test_subtract"]
+    data.unlink()
+
+
+def test_pytest_select_must_name_a_known_selection(project: Path) -> None:
+    result = pytest_tests.check_pytest(step(project, options={"select": "some"}))
+    assert not result.passed
+    assert result.message == "option 'select' must be one of all, affected, got 'some'"

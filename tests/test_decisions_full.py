@@ -17,12 +17,18 @@ from orchestration.decisions import (
     Decision,
     DecisionEngine,
     explanation_lines,
-    split_stored_figures,
 )
 from orchestration.errors import PlanError, RuleError
 from orchestration.expressions import compile_expression
 from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.models import DecisionRecord, QualityRecord, TaskGate, TaskSpec, ValidatorRef
+from orchestration.models import (
+    DecisionRecord,
+    QualityRecord,
+    TaskGate,
+    TaskSpec,
+    ValidatorRef,
+    split_stored_figures,
+)
 from orchestration.plan import load_plan
 from orchestration.quality import QualityController, run_validator
 from orchestration.regressions import compare_attempts

@@ -51,7 +51,7 @@ def test_200_random_shell_tasks_run_in_dependency_order(tmp_path: Path) -> None:
     )
     done = orch("run", str(plan), "--run-id", "dag-1", *db_args(tmp_path), "--quiet")
     assert done.returncode == 0, done.stderr
-    status = orch_json("status", "dag-1", *db_args(tmp_path))
+    status = orch_json("status", "dag-1", "--page-size", "200", *db_args(tmp_path))
     assert status["run"]["state"] == "completed"
     assert len(status["tasks"]) == 200
     assert {t["state"] for t in status["tasks"]} == {"completed"}
@@ -232,7 +232,8 @@ def test_status_json_shape(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, {"version": 1, "name": "one", "tasks": [shell_task("a", "pass")]})
     assert orch("run", str(plan), "--run-id", "s1", *db_args(tmp_path), "--quiet").returncode == 0
     status = orch_json("status", "s1", *db_args(tmp_path))
-    assert set(status) == {"run", "tasks"}
+    assert set(status) == {"run", "tasks", "page", "recent", "breakpoints"}
+    assert status["page"]["total"] == 1 and status["recent"][0]["task"] == "a"
     assert {"id", "plan", "state", "started_at"} <= set(status["run"])
     assert status["run"]["plan"] == "one"
     assert {"id", "state", "attempts", "priority", "depends_on"} <= set(status["tasks"][0])

@@ -122,6 +122,9 @@ def test_follow_prints_one_run_as_json_lines(sqlite_url: str, tmp_path: Path) ->
         expected = read_new(store, Cursor(), "ra")
     assert printed == json.loads(json.dumps(expected, default=str))
     assert {e["run"] for e in printed} == {"ra"} and len(printed) > 10
+    flag = orch("events", "--follow", "--run", "ra", "--once", "--db", sqlite_url)
+    assert flag.returncode == 0, flag.stderr
+    assert [json.loads(line) for line in flag.stdout.splitlines()] == printed
     written = orch("events", "follow", "--to", str(tmp_path / "out"), "--once", "--db", sqlite_url)
     assert written.returncode == 0, written.stderr
     assert {e["run"] for e in lines_of(tmp_path / "out")} == {"ra", "rb"}

@@ -24,7 +24,7 @@ from orchestration.store.db import (
     head_revision,
     newest_migration,
 )
-from orchestration.store.schema import Base
+from orchestration.store.schema import metadata
 
 PROCESS_TIMEOUT_S = 120  # seconds a child process may take before the test fails
 STORE_TABLES = {
@@ -77,7 +77,7 @@ def revision_of(url: str) -> str | None:
 def schema_diff(url: str) -> list[Any]:
     with connection(url) as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        return list(compare_metadata(context, Base.metadata))
+        return list(compare_metadata(context, metadata))
 
 
 def table_names(url: str) -> set[str]:

@@ -14,14 +14,13 @@ import os
 import secrets
 import socket
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from orchestration.errors import StoreError
 from orchestration.store import schema
 
-RUNS = cast(Table, schema.Run.__table__)
+RUNS = schema.Run
 HOST_CHARS = 32  # of the host name kept in a token (the token column holds 64)
 # Built once: every commit of a running engine reads its claim, so SQLAlchemy's compiled cache
 # must serve it (building the statement each time cost more than the query).

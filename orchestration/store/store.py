@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
     Connection,
@@ -44,7 +44,7 @@ from orchestration.models import (
     TaskSpec,
     TransitionRecord,
 )
-from orchestration.store import claims, records, schema
+from orchestration.store import claims, pages, records, schema
 from orchestration.store.db import (
     create_store_engine,
     file_identity,
@@ -59,18 +59,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RUNS = cast(Table, schema.Run.__table__)
-RUN_PLANS = cast(Table, schema.RunPlan.__table__)
-TASKS = cast(Table, schema.Task.__table__)
-TRANSITIONS = cast(Table, schema.Transition.__table__)
-BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
-DECISIONS = cast(Table, schema.Decision.__table__)
-QUALITY = cast(Table, schema.QualityResult.__table__)
-EVENTS = cast(Table, schema.Event.__table__)
-SETTINGS = cast(Table, schema.RunSettingRow.__table__)
-BREAKERS = cast(Table, schema.CircuitBreaker.__table__)
-DEAD_LETTERS = cast(Table, schema.DeadLetter.__table__)
-INTERVENTIONS = cast(Table, schema.Intervention.__table__)
+RUNS = schema.Run
+RUN_PLANS = schema.RunPlan
+TASKS = schema.Task
+TRANSITIONS = schema.Transition
+BREAKPOINTS = schema.Breakpoint
+DECISIONS = schema.Decision
+QUALITY = schema.QualityResult
+EVENTS = schema.Event
+SETTINGS = schema.RunSettingRow
+BREAKERS = schema.CircuitBreaker
+DEAD_LETTERS = schema.DeadLetter
+INTERVENTIONS = schema.Intervention
 # The tables holding a run's rows, children first: how `prune_run` deletes a run.
 RUN_TABLES = (
     TRANSITIONS,
@@ -84,6 +84,7 @@ RUN_TABLES = (
     TASKS,
     RUN_PLANS,
 )
+CREATE_SLICE = 5_000  # task rows built and inserted at a time when a run is stored
 BREAKER_RETRIES = 5  # read-modify-write attempts of one breaker before giving up
 
 FINAL_RUN_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -311,8 +312,12 @@ class Store:
             with self._engine.begin() as conn:
                 conn.execute(_INSERT[RUNS.name], [records.run_row(run)])
                 conn.execute(_INSERT[RUN_PLANS.name], [records.run_plan_row(run)])
-                if tasks:
-                    rows = [records.task_row(t, seq, run.updated_at) for seq, t in enumerate(tasks)]
+                # in slices, one transaction: a 100,000-task run never holds every row at once
+                for first in range(0, len(tasks), CREATE_SLICE):
+                    rows = [
+                        records.task_row(t, seq, run.updated_at)
+                        for seq, t in enumerate(tasks[first : first + CREATE_SLICE], first)
+                    ]
                     _execute_many(conn, _INSERT[TASKS.name], rows)
         except IntegrityError as exc:
             if self._run_exists(run.id):
@@ -366,10 +371,23 @@ class Store:
         query = select(*_TASK_COLUMNS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
         return [records.task_record(row) for row in self._all(query)]
 
-    def task_count(self, run_id: str) -> int:
-        """How many tasks the run has (cheap: a running engine polls it for added tasks)."""
-        query = select(func.count()).select_from(TASKS).where(TASKS.c.run_id == run_id)
-        return int(self._one(query)[0])  # type: ignore[index]
+    def task_count(self, run_id: str, state: str | None = None) -> int:
+        """How many tasks the run has (in `state`, if given); cheap: a running engine polls it."""
+        return int(self._one(pages.task_count(run_id, state))[0])  # type: ignore[index]
+
+    def tasks_page(
+        self, run_id: str, offset: int, limit: int, state: str | None = None
+    ) -> list[TaskRecord]:
+        """At most `limit` of the run's tasks (in `state`, if given) from `offset`, run order."""
+        query = pages.tasks_page(_TASK_COLUMNS, run_id, offset, limit, state)
+        return [records.task_record(row) for row in self._all(query)]
+
+    def tasks_by_id(self, run_id: str, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """These tasks of the run (those that exist), in run order."""
+        if not task_ids:
+            return []
+        query = pages.tasks_by_id(_TASK_COLUMNS, run_id, list(task_ids))
+        return [records.task_record(row) for row in self._all(query)]
 
     def task(self, run_id: str, task_id: str) -> TaskRecord:
         query = select(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
@@ -579,6 +597,32 @@ class Store:
             .limit(limit)
         )
         return [records.event_record(row) for row in self._all(query)]
+
+    def transitions_of_tasks(self, run_id: str, task_ids: Sequence[str]) -> list[TransitionRecord]:
+        """The moves of these tasks (one page's), oldest first."""
+        if not task_ids:
+            return []
+        rows = self._all(pages.transitions_of(run_id, list(task_ids)))
+        return [records.transition_record(row) for row in rows]
+
+    def recent_transitions(self, run_id: str, limit: int) -> list[TransitionRecord]:
+        """The run's `limit` newest moves, newest first."""
+        rows = self._all(pages.recent_transitions(run_id, limit))
+        return [records.transition_record(row) for row in rows]
+
+    def step_events_of_tasks(self, run_id: str, task_ids: Sequence[str]) -> list[EventRecord]:
+        """The `step` events of these tasks (one page's), oldest first."""
+        if not task_ids:
+            return []
+        return [records.event_record(row) for row in self._all(pages.steps_of(run_id, task_ids))]
+
+    def run_totals(self, run_id: str) -> pages.RunTotals:
+        """Attempts started, and cost and tokens reported, by all the run's tasks: summed by
+        the database (one indexed aggregate per figure, no rows read back)."""
+        with self._reader.connect() as conn:
+            attempts = conn.execute(pages.attempts_total(run_id)).scalar()
+            cost, tokens = conn.execute(pages.step_totals(run_id, self.dialect)).one()
+        return pages.RunTotals(int(attempts or 0), float(cost or 0), int(tokens or 0))
 
     def last_event_id(self, run_id: str) -> int:
         """The id of the run's newest event (0 without any): where a live reader starts."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -19,15 +19,15 @@ from orchestration.store import schema
 from orchestration.store.records import GENERATED, record_of, row_of
 from orchestration.trigger_records import FiringRecord, ScheduleRecord, TriggerEventRecord
 
-SCHEDULES = cast(Table, schema.Schedule.__table__)
-FIRINGS = cast(Table, schema.TriggerFiring.__table__)
-TRIGGER_EVENTS = cast(Table, schema.TriggerEvent.__table__)
-CURSORS = cast(Table, schema.TriggerCursor.__table__)
-TRANSITIONS = cast(Table, schema.Transition.__table__)
-BREAKPOINTS = cast(Table, schema.Breakpoint.__table__)
-EVENTS = cast(Table, schema.Event.__table__)
-DEAD_LETTERS = cast(Table, schema.DeadLetter.__table__)
-BREAKERS = cast(Table, schema.CircuitBreaker.__table__)
+SCHEDULES = schema.Schedule
+FIRINGS = schema.TriggerFiring
+TRIGGER_EVENTS = schema.TriggerEvent
+CURSORS = schema.TriggerCursor
+TRANSITIONS = schema.Transition
+BREAKPOINTS = schema.Breakpoint
+EVENTS = schema.Event
+DEAD_LETTERS = schema.DeadLetter
+BREAKERS = schema.CircuitBreaker
 RUN_READ_LIMIT = 500  # rows of one run table read per dispatch pass
 
 

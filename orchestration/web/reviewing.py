@@ -17,6 +17,7 @@ from orchestration.plan import plan_from_stored
 from orchestration.review_actions import Announce, resolve_and_announce
 from orchestration.rules import RuleSet
 from orchestration.runs import run_is_live
+from orchestration.spending import RunSpending
 from orchestration.store import Store, StoreConflict
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
@@ -42,11 +43,16 @@ BUILT_IN_RULES = {
 
 
 def run_summary(
-    store: Store, run: RunRecord, now: datetime | None = None, db_hint: str = ""
+    store: Store,
+    run: RunRecord,
+    now: datetime | None = None,
+    db_hint: str = "",
+    spending: RunSpending | None = None,
 ) -> schemas.RunOut:
     """`run_views.run_summary`, its tasks counted in one query."""
     counts = store.task_state_counts(run.id).get(run.id, {})
-    return run_views.run_summary(store, run, now or datetime.now(UTC), db_hint, counts=counts)
+    when = now or datetime.now(UTC)
+    return run_views.run_summary(store, run, when, db_hint, counts=counts, spending=spending)
 
 
 def all_run_summaries(

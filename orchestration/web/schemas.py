@@ -1,4 +1,4 @@
-"""The API's request shapes; its response shapes are `orchestration.shapes`, re-exported here.
+"""The API's request shapes; its response shapes are those of shapes.py, re-exported here.
 
 The response shapes are those of the CLI's `--json` output too, so a script can move between the
 two.

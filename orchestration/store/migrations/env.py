@@ -6,9 +6,9 @@ from alembic import context
 from sqlalchemy import Connection
 
 from orchestration.store.db import create_store_engine
-from orchestration.store.schema import Base
+from orchestration.store.schema import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _run(connection: Connection) -> None:

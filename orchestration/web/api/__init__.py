@@ -14,6 +14,7 @@ from orchestration.web.api import (
     breakpoints,
     dead_letters,
     events,
+    health,
     interventions,
     launches,
     logs,
@@ -38,6 +39,7 @@ AREAS = (
     schedules,
     trigger_events,
     workers,
+    health,
 )
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": meaning}

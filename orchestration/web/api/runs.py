@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
+from orchestration.run_pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tasks_listing
 from orchestration.run_views import explain_task, run_detail, task_detail
-from orchestration.spending import spending_of
 from orchestration.web import schemas
 from orchestration.web.config import MAX_ROW_ID
 from orchestration.web.deps import ConfigDep, StoreDep
@@ -22,21 +22,42 @@ def list_runs(store: StoreDep, config: ConfigDep) -> schemas.RunsOut:
     return schemas.RunsOut(runs=all_run_summaries(store, config.db_hint, with_spending=True))
 
 
+PageQuery = Query(1, ge=1, le=MAX_ROW_ID, description="Which page of tasks, from 1.")
+PageSizeQuery = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Tasks per page.")
+StateQuery = Query(None, max_length=32, description="Only tasks in this state.")
+
+
 @router.get("/runs/{run_id:id}", response_model=schemas.RunDetailOut)
-def get_run(run_id: str, store: StoreDep, config: ConfigDep) -> schemas.RunDetailOut:
-    """One run and its tasks (the shape of `orch status RUN --json`, plus a few fields).
+def get_run(
+    run_id: str,
+    store: StoreDep,
+    config: ConfigDep,
+    page: int = PageQuery,
+    page_size: int = PageSizeQuery,
+    state: str | None = StateQuery,
+) -> schemas.RunDetailOut:
+    """One run's summary and a page of its tasks (the shape of `orch status RUN --json`).
 
     A run stored as running whose engine stopped shows as `interrupted`, with the command that
     continues it."""
-    return run_detail(store, store.get_run(run_id), datetime.now(UTC), config.db_hint)
+    run = store.get_run(run_id)
+    now = datetime.now(UTC)
+    paging = {"page": page, "page_size": page_size, "state": state}
+    return run_detail(store, run, now, config.db_hint, **paging)
 
 
 @router.get("/runs/{run_id:id}/tasks", response_model=schemas.TasksOut)
-def list_tasks(run_id: str, store: StoreDep) -> schemas.TasksOut:
-    """The run's tasks, each with what its attempts spent."""
-    store.get_run(run_id)
-    spending = spending_of(store, run_id, datetime.now(UTC))
-    return schemas.TasksOut(tasks=[schemas.task_out(t, spending) for t in store.tasks(run_id)])
+def list_tasks(
+    run_id: str,
+    store: StoreDep,
+    page: int = PageQuery,
+    page_size: int = PageSizeQuery,
+    state: str | None = StateQuery,
+) -> schemas.TasksOut:
+    """A page of the run's tasks in the order they were added, each with what it spent."""
+    run = store.get_run(run_id)
+    now = datetime.now(UTC)
+    return tasks_listing(store, run, now, page=page, page_size=page_size, state=state)
 
 
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_model=schemas.TaskOneOut)

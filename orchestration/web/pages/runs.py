@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from orchestration.attempt_logs import log_path, tail_text
+from orchestration.fleet_health import shown_health
+from orchestration.models import TaskRecord
+from orchestration.run_pages import task_page as page_of_tasks
 from orchestration.runs import attempt_over
-from orchestration.spending import budget_text, spending_of, spent_cells
+from orchestration.spending import budget_text, spent_cells
 from orchestration.store import Store
 from orchestration.web.api.runs import explain
+from orchestration.web.config import MAX_ROW_ID
 from orchestration.web.deps import ConfigDep, StoreDep
 from orchestration.web.pages.common import render
 from orchestration.web.reviewing import all_run_summaries, resume_command, run_summary
@@ -22,6 +26,7 @@ from orchestration.web.timeline import render_timeline
 router = APIRouter(include_in_schema=False)
 
 RECENT_EVENTS = 15
+PAGE_SIZE = 100  # tasks per page of the run page (its graph and timeline show that page)
 MAX_FOLLOWED = 8  # running attempts whose output the run page follows at once
 
 
@@ -31,35 +36,48 @@ def runs_page(request: Request, store: StoreDep, config: ConfigDep) -> HTMLRespo
     return render(request, "runs.html", {"runs": all_run_summaries(store, config.db_hint)})
 
 
-def _run_context(store: Store, run_id: str, db_hint: str) -> dict[str, Any]:
+def _run_context(store: Store, run_id: str, db_hint: str, page: int = 1) -> dict[str, Any]:
+    """The run page reads one page of tasks (`run_pages`): its graph is that page with the
+    tasks it depends on, its timeline that page's attempts; nothing reads every task."""
     run = store.get_run(run_id)
-    summary = run_summary(store, run, db_hint=db_hint)
-    tasks = store.tasks(run_id)
-    moves = store.transitions(run_id)
     now = datetime.now(UTC)
-    end = now if summary.live else max([run.updated_at, *(m.at for m in moves)])
+    found = page_of_tasks(store, run, now, page, PAGE_SIZE)
+    summary = run_summary(store, run, db_hint=db_hint, spending=found.spending)
+    tasks = found.tasks
+    moves = store.transitions_of_tasks(run_id, [t.task_id for t in tasks])
+    newest = store.recent_transitions(run_id, 1)
+    end = now if summary.live else max([run.updated_at, *(m.at for m in newest)])
     recent = store.recent_events(run_id, RECENT_EVENTS)
-    newest = recent[0].id if recent else 0
-    spending = spending_of(store, run_id, now)
+    running = store.tasks_page(run_id, 0, MAX_FOLLOWED, state="running")
     return {
         "run": summary,
         "tasks": tasks,
-        "spending": spending,
-        "budget_text": budget_text(spending),
-        "spent_cells": {t: spent_cells(spent) for t, spent in spending.tasks.items()},
-        "graph": render_graph(run_id, tasks),
+        "page": found.page,
+        "spending": found.spending,
+        "health": shown_health(store, run_id),
+        "budget_text": budget_text(found.spending),
+        "spent_cells": {t: spent_cells(spent) for t, spent in found.spending.tasks.items()},
+        "graph": render_graph(run_id, _with_dependencies(store, run_id, tasks)),
         "graph_limit": MAX_GRAPH_TASKS,
         "timeline": render_timeline(tasks, moves, run.created_at, end),
         "breakpoints": store.breakpoints(run_id, state="open"),
         "events": recent,
-        "cursor": f"{newest}:{moves[-1].id if moves else 0}",
+        "cursor": f"{recent[0].id if recent else 0}:{newest[0].id if newest else 0}",
         "resume": resume_command(run_id, db_hint),
         "running_attempts": [
             _attempt_output(run.plan_path, run_id, t.task_id, t.attempts)
-            for t in tasks
-            if t.state == "running" and t.attempts >= 1
-        ][:MAX_FOLLOWED],
+            for t in running
+            if t.attempts >= 1
+        ],
     }
+
+
+def _with_dependencies(store: Store, run_id: str, tasks: list[TaskRecord]) -> list[TaskRecord]:
+    """The page's tasks and the tasks they depend on directly (the graph's neighbourhood)."""
+    shown = {t.task_id for t in tasks}
+    outside = sorted({d for t in tasks for d in t.depends_on} - shown)
+    found = store.tasks_by_id(run_id, outside[:MAX_GRAPH_TASKS]) if outside else []
+    return (found + tasks)[:MAX_GRAPH_TASKS]
 
 
 def _attempt_output(plan_path: str, run_id: str, task_id: str, attempt: int) -> dict[str, Any]:
@@ -76,15 +94,22 @@ def _attempt_output(plan_path: str, run_id: str, task_id: str, attempt: int) -> 
     }
 
 
+PageNumber = Query(1, ge=1, le=MAX_ROW_ID, description="Which page of tasks, from 1.")
+
+
 @router.get("/runs/{run_id:id}", response_class=HTMLResponse)
-def run_page(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
-    return render(request, "run.html", _run_context(store, run_id, config.db_hint))
+def run_page(
+    run_id: str, request: Request, store: StoreDep, config: ConfigDep, page: int = PageNumber
+) -> HTMLResponse:
+    return render(request, "run.html", _run_context(store, run_id, config.db_hint, page))
 
 
 @router.get("/runs/{run_id:id}/live", response_class=HTMLResponse)
-def run_live(run_id: str, request: Request, store: StoreDep, config: ConfigDep) -> HTMLResponse:
+def run_live(
+    run_id: str, request: Request, store: StoreDep, config: ConfigDep, page: int = PageNumber
+) -> HTMLResponse:
     """The changing part of the run page; the page fetches it again on each streamed event."""
-    return render(request, "run_live.html", _run_context(store, run_id, config.db_hint))
+    return render(request, "run_live.html", _run_context(store, run_id, config.db_hint, page))
 
 
 @router.get("/runs/{run_id:id}/tasks/{task_id:id}", response_class=HTMLResponse)
