@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # How long a conductor whose database went away keeps trying to take its run back.
 RECONNECT_FOR_SECONDS = 600.0
 RECONNECT_PAUSE_SECONDS = 1.0
+WORKDIR_MODES = ("auto", "clone", "shared")  # where a worker runs attempts: see `orch worker`
 
 
 def worker(
@@ -45,6 +46,23 @@ def worker(
     run_id: Annotated[
         str | None, typer.Option("--run", help="Work only for this run (default: any run).")
     ] = None,
+    workdir_mode: Annotated[
+        str,
+        typer.Option(
+            "--workdir-mode",
+            help="Where attempts run: `shared`, in the plan's workdir (this machine sees it); "
+            "`clone`, in a worktree of this worker's own clone of the run's git repository, "
+            "the work handed back as a commit; `auto` (default): clone when the workdir's "
+            "path does not exist here.",
+        ),
+    ] = "auto",
+    clones: Annotated[
+        Path | None,
+        typer.Option(
+            "--clones",
+            help="The folder of this worker's clones (default: ~/.cache/orchestration/clones).",
+        ),
+    ] = None,
 ) -> None:
     """Run attempts of the store's runs until stopped (Ctrl-C / SIGTERM: finish what runs).
 
@@ -57,7 +75,18 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tags = tuple(t.strip() for t in capabilities.split(",") if t.strip())
-    one = Worker(db, name=name, concurrency=concurrency, capabilities=tags, run_id=run_id)
+    if workdir_mode not in WORKDIR_MODES:
+        expected = ", ".join(WORKDIR_MODES)
+        raise typer.BadParameter(f"expected one of {expected}", param_hint="--workdir-mode")
+    one = Worker(
+        db,
+        name=name,
+        concurrency=concurrency,
+        capabilities=tags,
+        run_id=run_id,
+        workdir_mode=workdir_mode,
+        clones=clones,
+    )
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -221,9 +250,22 @@ def worker_reach(plan: Plan) -> str:
 
 
 def worker_note(plan: Plan) -> str | None:
-    """What `orch validate` says about a plan for worker processes that runs on local ones only."""
-    if plan.spec.concurrency.executor != "workers" or worker_reach(plan) == "any":
+    """What `orch validate` says about where a plan for worker processes runs."""
+    concurrency = plan.spec.concurrency
+    if concurrency.executor != "workers":
         return None
+    if worker_reach(plan) == "any":
+        source = concurrency.repository or plan.workdir
+        return (
+            f"workdir {plan.workdir} is a git repository: workers on other machines can clone "
+            f"it from {source} and hand their work back as commits"
+            + (
+                ""
+                if concurrency.repository
+                else " (set concurrency.repository to a URL "
+                "they reach, e.g. a bare repository or ssh://...)"
+            )
+        )
     return (
         f"workdir {plan.workdir} is not a git repository: its attempts run on worker processes "
         "of this machine only (a worker elsewhere could not get its work tree)"

@@ -365,6 +365,20 @@ class Concurrency(_Strict):
     # Task tags that are worker capabilities: a task tagged with one runs only on a worker
     # started with `--capabilities` naming it.
     capabilities: list[str] = Field(default_factory=list)
+    # The git repository workers on other machines clone and push their work to (a bare
+    # repository's path, file:// or ssh URL); unset: the workdir's own repository.
+    repository: str | None = Field(None, min_length=1)
+
+    @field_validator("repository")
+    @classmethod
+    def _reachable_repository(cls, repository: str | None) -> str | None:
+        # A relative path would name a different place for each worker's working directory.
+        if repository is None or ":" in repository or repository.startswith("/"):
+            return repository
+        raise ValueError(
+            f"expected a URL (ssh://host/repo.git, file:///path), host:path or an absolute "
+            f"path every worker reaches, got the relative path {repository!r}"
+        )
 
     @field_validator("pools")
     @classmethod

@@ -28,6 +28,14 @@ FIXED_CONFIG: tuple[tuple[str, str], ...] = (
     ("maintenance.auto", "false"),  # no background gc or maintenance after a commit
     ("gc.auto", "0"),
 )
+# Added for the calls that move commits between repositories (a worker's clone, fetch and
+# push): the file and ssh transports only, with ssh as the program (GIT_SSH_COMMAND, set by
+# the user, still wins) rather than one a repository's config names.
+TRANSPORT_CONFIG: tuple[tuple[str, str], ...] = (
+    ("protocol.file.allow", "always"),
+    ("protocol.ssh.allow", "always"),
+    ("core.sshCommand", "ssh"),
+)
 # Drivers named by .gitattributes are defined in config under a name the agent chooses, so they
 # are looked up in each call's config and emptied: an empty command means "no driver".
 DRIVER_SETTINGS: dict[str, str] = {
@@ -71,15 +79,17 @@ def run_git(
     timeout: float = GIT_TIMEOUT_SECONDS,
     errors: str = "surrogateescape",
     check: bool = False,
+    transport: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run `git ARGS` in `cwd` under the fixed configuration; output is captured as text.
 
-    `extra_env` adds variables such as GIT_INDEX_FILE. Raises what subprocess.run raises:
+    `extra_env` adds variables such as GIT_INDEX_FILE; `transport` allows the file and ssh
+    transports (TRANSPORT_CONFIG) for a clone, fetch or push. Raises what subprocess.run raises:
     OSError when git cannot start, TimeoutExpired, CalledProcessError with `check`.
     """
     base = _environment(extra_env)
     index = _subcommand_index(args)
-    config = list(FIXED_CONFIG)
+    config = list(FIXED_CONFIG) + (list(TRANSPORT_CONFIG) if transport else [])
     if index is None or args[index] not in _NO_DRIVER_COMMANDS:
         config += _driver_overrides(cwd, base, timeout)
     env = {**base, **_as_environment(config)}

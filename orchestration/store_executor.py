@@ -47,6 +47,36 @@ def _stop_set(runner: Any, task_id: str) -> bool:
     return running is not None and running.stop.is_set()
 
 
+def tree_offer(executor: StoreExecutor, runner: Any, task_id: str, attempt: int) -> Any:
+    """Where a worker on another machine gets the attempt's work tree (remote_trees): when
+    the run's tasks work in git worktrees; None otherwise (workers share the workdir)."""
+    from orchestration.checkpoints import GitError
+    from orchestration.remote_trees import TreePublisher
+
+    worktrees = getattr(runner, "worktrees", None)
+    if worktrees is None:
+        return None
+    if executor.publisher is None:
+        executor.publisher = TreePublisher(worktrees, executor.repository)
+    try:
+        return executor.publisher.offer(task_id, attempt)
+    except GitError as error:  # the repository is away: only workers sharing the workdir can
+        logger.warning("cannot publish the base of %s#%d: %s", task_id, attempt, error)
+        return None
+
+
+def take_commit(executor: StoreExecutor, offer: Any, result: AttemptResult, commit: Any) -> None:
+    """A commit a worker handed back is fetched and checked, and becomes the task's worktree
+    (RefusedWork: the task is retried)."""
+    from orchestration.remote_trees import RefusedWork
+
+    if not commit:
+        return
+    if executor.publisher is None or offer is None:
+        raise RefusedWork(f"commit {commit} of {result.task_id} answers no offered work tree")
+    executor.publisher.take(result.task_id, offer, str(commit), result.changes.files)
+
+
 def pending_attempts(pending: dict[int, tuple[Any, Any, str, int]]) -> list[tuple[Any, str, int]]:
     return [(future, task_id, attempt) for future, _r, task_id, attempt in pending.values()]
 
@@ -71,6 +101,9 @@ class StoreExecutor(Executor):
         self.run_id = run_id
         self.lease_seconds = plan.spec.concurrency.lease_seconds
         self.capabilities = set(plan.spec.concurrency.capabilities)
+        self.repository = plan.spec.concurrency.repository
+        self.trees: dict[int, Any] = {}  # item id -> the TreeOffer a worker elsewhere clones
+        self.publisher: Any = None  # TreePublisher, made at the first offer of a git run
         self.kill_event = kill_event
         self.queue = WorkQueue.open(url)
         # A conductor taking the run over takes back what its predecessor offered: those
@@ -97,6 +130,8 @@ class StoreExecutor(Executor):
         runner = getattr(fn, "__self__", None)
         seconds = getattr(runner, "task_seconds", {}).get(request.task.id, 0.0)
         payload = request_payload(request, context, seconds)
+        offer = tree_offer(self, runner, request.task.id, request.attempt)
+        payload["tree"] = offer.to_json() if offer is not None else None
         requires = sorted(set(request.task.tags) & self.capabilities)
         future: Future[AttemptResult] = Future()
         item = self.queue.offer(
@@ -109,6 +144,7 @@ class StoreExecutor(Executor):
         )
         with self.lock:
             self.pending[item] = (future, runner, request.task.id, request.attempt)
+            self.trees[item] = offer
         return future
 
     def _collect(self) -> None:
@@ -134,8 +170,10 @@ class StoreExecutor(Executor):
     def _complete(self, item: int, data: dict[str, Any]) -> None:
         with self.lock:
             future, runner, _task, _attempt = self.pending.pop(item)
+            offer = self.trees.pop(item, None)
         try:
             result = result_of(data)
+            take_commit(self, offer, result, data.get("commit"))  # work done in a clone
         except Exception as error:  # a result this engine cannot read: the task is retried
             future.set_exception(error)
             return
@@ -162,6 +200,8 @@ class StoreExecutor(Executor):
     def _withdraw(self, pending: dict[int, tuple[Any, Any, str, int]], reason: str) -> None:
         if not pending:
             return
+        for item in pending:
+            self.trees.pop(item, None)
         try:
             self.queue.withdraw(list(pending))
         except store_errors() as error:  # the next conductor withdraws them anyway
@@ -176,4 +216,6 @@ class StoreExecutor(Executor):
         if wait:
             self.thread.join()
         self._withdraw_all("the conductor stopped")
+        if self.publisher is not None:
+            self.publisher.close()
         self.queue.close()

@@ -47,6 +47,7 @@ class RunTools:
     tasks: dict[str, Any] = field(default_factory=dict)
     task_seconds: dict[str, float] = field(default_factory=dict)
     running: dict[str, Any] = field(default_factory=dict)
+    clones: Any = None  # Clones: the attempts run in this worker's clone of the repository
 
 
 class Worker:
@@ -60,8 +61,12 @@ class Worker:
         concurrency: int = 1,
         capabilities: tuple[str, ...] = (),
         run_id: str | None = None,
+        workdir_mode: str = "auto",
+        clones: Path | None = None,
     ) -> None:
         self.url = url
+        self.workdir_mode = workdir_mode  # clone, shared, or auto: clone when the path is absent
+        self.clones = clones or Path.home() / ".cache" / "orchestration" / "clones"
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency
         self.capabilities = capabilities
@@ -147,6 +152,7 @@ class Worker:
             task_of,
         )
         from orchestration.attempts import RunningAttempt
+        from orchestration.remote_trees import run_in_clone
 
         claim = held.claim
         label = f"{claim.run_id}/{claim.task_id}#{claim.attempt}"
@@ -159,8 +165,15 @@ class Worker:
             kind = tools.runner.engine.plugins.actions.get(task.spec.action.kind)
             request = request_of(claim.payload, kind)
             tools.running[task.task_id] = RunningAttempt(context, time.monotonic(), held.stop)
+            commit = None
             try:
-                result = tools.runner.execute(request, context)
+                if tools.clones is None:
+                    result = tools.runner.execute(request, context)
+                else:  # in this worker's clone; the work goes back as a commit
+                    run = partial(tools.runner.execute, request, context)
+                    result, commit = run_in_clone(
+                        tools.clones, tools.runner.worktrees, claim.payload, self.name, run
+                    )
             finally:
                 tools.running.pop(task.task_id, None)
         except Exception as error:  # an engine error: reported, the conductor retries the task
@@ -168,6 +181,7 @@ class Worker:
             data, passed = error_json(f"{type(error).__name__}: {error}", self.name), False
         else:
             data, passed = result_json(result), bool(result.report.gate_passed)
+            data["commit"] = commit
         if held.lost:
             self._refused(label)
             return
@@ -194,9 +208,11 @@ class Worker:
 
     def _build_tools(self, run_id: str) -> RunTools:
         from orchestration.attempts import AttemptRunner
+        from orchestration.checkpoints import ref_component
         from orchestration.engine import build_engine
         from orchestration.orphans import AttemptRegistry
         from orchestration.plan import plan_from_stored
+        from orchestration.remote_trees import Clones, CloneTrees, clone_wanted
         from orchestration.store.db import sqlite_file
         from orchestration.task_expressions import TaskExpressions
         from orchestration.workspace import store_files_in
@@ -206,6 +222,12 @@ class Worker:
         engine = build_engine(plan)
         directory = Path(plan.path).parent / ".orchestration" / "attempts" / run_id
         tools = RunTools(runner=None)
+        worktrees: Any = None
+        if clone_wanted(self.workdir_mode, Path(plan.workdir)):  # never write the user's tree
+            tools.clones, worktrees = Clones(self.clones), CloneTrees()
+            directory = self.clones / "attempts" / ref_component(run_id)
+        else:
+            worktrees = open_isolation(plan, run_id)
         tools.runner = AttemptRunner(
             plan,
             engine,
@@ -218,7 +240,7 @@ class Worker:
             task_seconds=tools.task_seconds,
             tasks=tools.tasks,
             expressions=TaskExpressions(plan.path, engine.plugins),
-            worktrees=open_isolation(plan, run_id),
+            worktrees=worktrees,
         )
         return tools
 

@@ -75,6 +75,8 @@ class RunWorktrees:
         self.ref = "refs/heads/" + self.branch
         self.root = common_dir / WORKTREE_FOLDER / ref_component(run_id)
         self._lock = threading.Lock()  # one merge or worktree change at a time
+        # task id -> the commit a worker elsewhere handed back (remote_trees): merged as itself
+        self.handed: dict[str, str] = {}
 
     @classmethod
     def open(cls, workdir: Path, run_id: str) -> RunWorktrees | None:
@@ -146,11 +148,24 @@ class RunWorktrees:
         """Remove the task's worktree (its next attempt starts anew from the integration tip)."""
         path = self.path_of(task_id)
         with self._lock:
+            self.handed.pop(task_id, None)
             if (path / ".git").exists():
                 _git(self.top, "worktree", "remove", "--force", str(path))
             elif path.exists():
                 shutil.rmtree(path)
             _git(self.top, "worktree", "prune")
+
+    def adopt(self, task_id: str, commit: str) -> None:
+        """Take the commit a worker on another machine handed back as the task's work: it
+        merges as itself, and is checked out only if a human has to resolve it."""
+        path = self.path_of(task_id)
+        with self._lock:
+            if (path / ".git").exists():
+                _git(self.top, "worktree", "remove", "--force", str(path))
+            elif path.exists():
+                shutil.rmtree(path)
+            _git(self.top, "worktree", "prune")
+            self.handed[task_id] = commit
 
     def unmerged(self) -> list[str]:
         """The paths of the run's task worktrees still there (work not merged)."""
@@ -159,7 +174,8 @@ class RunWorktrees:
         return sorted(str(p) for p in self.root.iterdir() if (p / ".git").exists())
 
     def has_worktree(self, task_id: str) -> bool:
-        return (self.path_of(task_id) / ".git").exists()
+        """Whether the task has work to merge: its worktree, or a commit handed back."""
+        return (self.path_of(task_id) / ".git").exists() or task_id in self.handed
 
     # ---- merging ------------------------------------------------------------------------
 
@@ -179,12 +195,15 @@ class RunWorktrees:
         stops the merge. A clean merge removes the task's worktree.
         """
         path = self.path_of(task_id)
-        if not (path / ".git").exists():
-            raise OrchestrationError(f"task '{task_id}' has no worktree at {path} to merge")
         with self._lock:
+            if not (path / ".git").exists() and task_id in self.handed:
+                return self._merge_handed(path, task_id, message, check)
+            if not (path / ".git").exists():
+                raise OrchestrationError(f"task '{task_id}' has no worktree at {path} to merge")
             outcome = self._merge(path, task_id, message, task_wins=task_wins, check=check)
             if outcome.merged:
                 _git(self.top, "worktree", "remove", "--force", str(path))
+                self.handed.pop(task_id, None)
         return outcome
 
     def _merge(
@@ -203,8 +222,50 @@ class RunWorktrees:
         tip = self.ensure_branch()
         if tree == _git(path, "rev-parse", f"{base}^{{tree}}").stdout.strip():
             return MergeOutcome(True, tip, None)  # nothing to merge
-        body = f"{message}\n\nOrchestration-Run: {self.run_id}\nOrchestration-Task: {task_id}\n"
-        work = _commit(path, tree, [base], body)
+        body = self._body(task_id, message)
+        work = self._handed_as(task_id, base, tree) or _commit(path, tree, [base], body)
+        return self._merge_work(task_id, base, tip, work, body, task_wins=task_wins, check=check)
+
+    def _body(self, task_id: str, message: str) -> str:
+        return f"{message}\n\nOrchestration-Run: {self.run_id}\nOrchestration-Task: {task_id}\n"
+
+    def _merge_handed(
+        self, path: Path, task_id: str, message: str, check: MergedCheck | None
+    ) -> MergeOutcome:
+        """Merge the commit a worker handed back (no worktree: nothing was checked out). When
+        it does not merge, its worktree is made for the human to resolve it in."""
+        work = self.handed[task_id]
+        base = _git(self.top, "rev-parse", f"{work}^").stdout.strip()
+        tip = self.ensure_branch()
+        body = self._body(task_id, message)
+        outcome = self._merge_work(task_id, base, tip, work, body, task_wins=False, check=check)
+        if outcome.merged:
+            del self.handed[task_id]
+        else:
+            self._check_out_handed(path, base, work)
+        return outcome
+
+    def _check_out_handed(self, path: Path, base: str, commit: str) -> None:
+        """The task's worktree: HEAD at the base, index and files the commit's (written once)."""
+        if path.exists():
+            shutil.rmtree(path)
+        _git(self.top, "worktree", "prune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _git(self.top, "worktree", "add", "--detach", "--no-checkout", "--quiet", str(path), base)
+        _git(path, "read-tree", "-u", "--reset", commit)
+
+    def _merge_work(
+        self,
+        task_id: str,
+        base: str,
+        tip: str,
+        work: str,
+        body: str,
+        *,
+        task_wins: bool,
+        check: MergedCheck | None,
+    ) -> MergeOutcome:
+        """Merge the task's commit `work` (made on `base`) into the branch at `tip`."""
         if tip == base:
             self._move_tip(work, tip)
             return MergeOutcome(True, work, work)
@@ -220,6 +281,15 @@ class RunWorktrees:
             return MergeOutcome(False, tip, work, failed_check=failed)
         self._move_tip(commit, tip)
         return MergeOutcome(True, commit, work)
+
+    def _handed_as(self, task_id: str, base: str, tree: str) -> str | None:
+        """The commit a worker handed back for the task when the worktree still holds exactly
+        it on its base (a human's edits since make a commit of their own)."""
+        handed = self.handed.get(task_id)
+        if handed is None:
+            return None
+        shown = _git(self.top, "rev-parse", f"{handed}^{{tree}}", f"{handed}^@").stdout.split()
+        return handed if shown == [tree, base] else None
 
     def _checked(self, commit: str, task_id: str, check: MergedCheck) -> str | None:
         """Run `check` on a throwaway worktree of the merge commit."""
@@ -308,10 +378,13 @@ def open_isolation(plan: Plan, run_id: str) -> RunWorktrees | None:
     """The run's worktrees when its tasks work in isolation, None when they share the workdir.
 
     `isolation: worktree` needs a git repository with a commit; unset, it is chosen when the
-    workdir is in one and tasks may run at the same time (max_workers > 1).
+    workdir is in one and tasks may run at the same time (max_workers > 1, or worker processes:
+    a worker on another machine works in a clone and hands back a commit, see remote_trees).
     """
     chosen = plan.spec.isolation
-    if chosen == "shared" or (chosen is None and plan.spec.concurrency.max_workers < 2):
+    concurrency = plan.spec.concurrency
+    alone = concurrency.max_workers < 2 and concurrency.executor != "workers"
+    if chosen == "shared" or (chosen is None and alone):
         return None
     worktrees = RunWorktrees.open(Path(plan.workdir), run_id)
     if worktrees is None and chosen == "worktree":
