@@ -134,7 +134,7 @@ def test_prune_removes_the_logs_with_their_run(tmp_path: Path) -> None:
     engine = create_engine(db)
     with engine.begin() as conn:  # finished long ago
         old = datetime.now(UTC) - timedelta(days=60)
-        conn.execute(update(Run).where(Run.id == RUN_ID).values(finished_at=old))
+        conn.execute(update(Run).where(Run.c.id == RUN_ID).values(finished_at=old))
     engine.dispose()
 
     dry = orch_json("prune", "--older-than", "30d", "--dry-run", "--db", db)

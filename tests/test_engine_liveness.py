@@ -140,7 +140,7 @@ def _store_engine(db: str, **values: object) -> None:
     engine = create_engine(db)
     try:
         with engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == RUN_ID).values(**values))
+            conn.execute(update(Run).where(Run.c.id == RUN_ID).values(**values))
     finally:
         engine.dispose()
 
