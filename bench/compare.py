@@ -34,11 +34,11 @@ Runner = Callable[[Path, int, int], None]  # (folder, steps, chains): one durabl
 
 def orchestration_run(folder: Path, steps: int, chains: int) -> None:
     """`chains` chains of `kind: python` no-op tasks, default settings but `max_workers`."""
-    from orchestration.hooks import load_plugins
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
+    from orchestration.core.yamlfile import dump_plan
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
+    from orchestration.pluginhost.hooks import load_plugins
     from orchestration.store import Store
-    from orchestration.yamlfile import dump_plan
 
     per_chain = steps // chains
     tasks = [

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestration.lifecycle import Move
-from orchestration.models import BreakpointRecord, EventRecord, RunRecord, TaskRecord, TaskSpec
+from orchestration.core.lifecycle import Move
+from orchestration.core.models import BreakpointRecord, EventRecord, RunRecord, TaskRecord, TaskSpec
 from orchestration.store import Batch, Store
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def time_reads(url: str, count: int) -> None:
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
-    from orchestration.cli import app
+    from orchestration.cli.root import app
     from orchestration.web.app import create_app
     from orchestration.web.config import ServerConfig
 
@@ -137,9 +137,9 @@ def sign_in(client: TestClient) -> None:
 MEMORY_CHILD = """
 import gc, resource, sys, tracemalloc
 from pathlib import Path
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.store import Store
 folder = Path(sys.argv[1])
 plan = load_plan(folder / "plan.yaml")

@@ -6,7 +6,7 @@ import argparse
 import time
 import tracemalloc
 
-from orchestration.lifecycle import TaskHandle, fire
+from orchestration.core.lifecycle import TaskHandle, fire
 
 PATH = ("release", "start", "retry", "wake", "start", "succeed")
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.metrics import metrics_registry
-from orchestration.plan import load_plan
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.operations.metrics import metrics_registry
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 
 def big_run(directory: Path, tasks: int) -> str:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import hookimpl
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.extension import Notification, Notifier
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 TASKS = 5
 RULES = (

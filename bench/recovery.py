@@ -29,9 +29,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.loop import Orchestrator
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 RUN_ID = "recovery"
 LONG_TASKS = 2  # shell tasks that sleep, so orphaned processes are there to end

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestration.remote_trees import Clones, TreePublisher, work_author, work_message
-from orchestration.worktrees import RunWorktrees
-from orchestration.yamlfile import dump_plan
+from orchestration.core.yamlfile import dump_plan
+from orchestration.project.remote_trees import Clones, TreePublisher, work_author, work_message
+from orchestration.project.worktrees import RunWorktrees
 
 
 def _git(cwd: Path, *args: str) -> None:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from orchestration.context import freeze, neutral_context
-from orchestration.errors import RuleError
-from orchestration.expressions import Expression
-from orchestration.rules import load_rules
+from orchestration.core.context import freeze, neutral_context
+from orchestration.core.errors import RuleError
+from orchestration.rules.expressions import Expression
+from orchestration.rules.rule_files import load_rules
 
 
 def after_step_context() -> dict[str, Any]:

@@ -16,13 +16,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.models import TaskRecord, TaskSpec
-from orchestration.plan import load_plan
-from orchestration.scheduler import TaskScheduler
+from orchestration.core.models import TaskRecord, TaskSpec
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.engine.scheduler import TaskScheduler
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 
 def random_dag(count: int, seed: int = 1) -> list[dict[str, object]]:

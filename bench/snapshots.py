@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestration.tree_watch import start_watch
-from orchestration.workspace import Snapshot, changes_between, snapshot, snapshot_index
+from orchestration.project.tree_watch import start_watch
+from orchestration.project.workspace import Snapshot, changes_between, snapshot, snapshot_index
 
 FILES_PER_FOLDER = 100
 IDENTITY = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]

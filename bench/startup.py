@@ -4,7 +4,7 @@ Each command runs as `python -m orchestration ...` in a fresh process, the way a
 starts `orch`, with bytecode caching on (as after `pip install`, even where
 PYTHONDONTWRITEBYTECODE is set) and one warm-up run first. `status` reads a store holding one
 finished run of a one-task plan, made first.
-The figures of the redesign are in docs/performance-redesign-startup.md.
+The figures of the redesign are in docs/architecture.md (Start-up).
 """
 
 from __future__ import annotations

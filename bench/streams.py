@@ -23,10 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 RULES = (
     "breakpoints:\n  - name: hold\n    at: before\n    when: \"task_id == 'held'\"\n"

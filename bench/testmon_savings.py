@@ -23,8 +23,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from orchestration.core.models import TaskSpec
 from orchestration.extension import BaselineInput, ProjectEnvironment, ValidationInput
-from orchestration.models import TaskSpec
 from orchestration.plugins import pytest_tests
 
 MARK = "_orch_bench_touch = None  # added by bench.testmon_savings"

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.core.yamlfile import dump_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 
 def make_plan(directory: Path, count: int, kind: str, workers: int, seed: int = 1) -> Path:

@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestration.launches import LaunchContext
+from orchestration.core.trigger_records import ScheduleRecord
 from orchestration.store import Store
-from orchestration.trigger_records import ScheduleRecord
-from orchestration.trigger_service import tick
+from orchestration.triggers.launches import LaunchContext
+from orchestration.triggers.trigger_service import tick
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import psycopg
 
-from orchestration.models import RunRecord
+from orchestration.core.models import RunRecord
+from orchestration.core.yamlfile import dump_plan
 from orchestration.store import Store
-from orchestration.work_queue import WorkQueue, utcnow
-from orchestration.yamlfile import dump_plan
+from orchestration.store.work_queue import WorkQueue, utcnow
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -23,11 +23,11 @@ def __getattr__(name: str) -> object:
     if name == "hookimpl":
         return _hookimpl()
     if name == "load_plan":
-        from orchestration.plan import load_plan
+        from orchestration.engine.plan import load_plan
 
         return load_plan
     if name == "Orchestrator":
-        from orchestration.loop import Orchestrator
+        from orchestration.engine.loop import Orchestrator
 
         return Orchestrator
     raise AttributeError(name)

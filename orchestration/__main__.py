@@ -1,5 +1,5 @@
 """Entry point for `python -m orchestration`."""
 
-from orchestration.cli import main
+from orchestration.cli.root import main
 
 main()

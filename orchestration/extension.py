@@ -18,46 +18,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.attempt_logs import OutputWriter
-from orchestration.errors import OrchestrationError, RuleError
-from orchestration.models import TaskSpec
-from orchestration.safe_git import run_git
-from orchestration.terminal_text import strip_control
+from orchestration.core.attempt_logs import OutputWriter
+from orchestration.core.errors import OrchestrationError, RuleError
+from orchestration.core.models import TaskSpec
+from orchestration.core.safe_git import run_git
+from orchestration.core.terminal_text import strip_control
 
 if TYPE_CHECKING:
-    from orchestration.actions import (
+    from orchestration.engine.actions import (
         OUTPUT_TAIL_CHARS,
         ProcessResult,
         fill_placeholders,
         run_process,
     )
-    from orchestration.expressions import Expression, compile_expression
-    from orchestration.quality import acceptance_check
-    from orchestration.webhooks import (
+    from orchestration.engine.quality import acceptance_check
+    from orchestration.pluginhost.webhooks import (
         WebhookConfig,
         WebhookConfigError,
         WebhookSender,
         webhook_notifier,
     )
-    from orchestration.webhooks import config_from_env as webhook_config_from_env
-    from orchestration.webhooks import verify_signature as verify_webhook_signature
+    from orchestration.pluginhost.webhooks import config_from_env as webhook_config_from_env
+    from orchestration.pluginhost.webhooks import verify_signature as verify_webhook_signature
+    from orchestration.rules.expressions import Expression, compile_expression
 
 # Engine helpers re-exported under stable names: {public name: (module, name there)}. They are
 # imported on first use, because those modules import this one (and most plugins need few).
 LAZY_EXPORTS: dict[str, tuple[str, str]] = {
-    "run_process": ("orchestration.actions", "run_process"),
-    "ProcessResult": ("orchestration.actions", "ProcessResult"),
-    "fill_placeholders": ("orchestration.actions", "fill_placeholders"),
-    "OUTPUT_TAIL_CHARS": ("orchestration.actions", "OUTPUT_TAIL_CHARS"),
-    "Expression": ("orchestration.expressions", "Expression"),
-    "compile_expression": ("orchestration.expressions", "compile_expression"),
-    "acceptance_check": ("orchestration.quality", "acceptance_check"),
-    "WebhookConfig": ("orchestration.webhooks", "WebhookConfig"),
-    "WebhookConfigError": ("orchestration.webhooks", "WebhookConfigError"),
-    "WebhookSender": ("orchestration.webhooks", "WebhookSender"),
-    "webhook_config_from_env": ("orchestration.webhooks", "config_from_env"),
-    "webhook_notifier": ("orchestration.webhooks", "webhook_notifier"),
-    "verify_webhook_signature": ("orchestration.webhooks", "verify_signature"),
+    "run_process": ("orchestration.engine.actions", "run_process"),
+    "ProcessResult": ("orchestration.engine.actions", "ProcessResult"),
+    "fill_placeholders": ("orchestration.engine.actions", "fill_placeholders"),
+    "OUTPUT_TAIL_CHARS": ("orchestration.engine.actions", "OUTPUT_TAIL_CHARS"),
+    "Expression": ("orchestration.rules.expressions", "Expression"),
+    "compile_expression": ("orchestration.rules.expressions", "compile_expression"),
+    "acceptance_check": ("orchestration.engine.quality", "acceptance_check"),
+    "WebhookConfig": ("orchestration.pluginhost.webhooks", "WebhookConfig"),
+    "WebhookConfigError": ("orchestration.pluginhost.webhooks", "WebhookConfigError"),
+    "WebhookSender": ("orchestration.pluginhost.webhooks", "WebhookSender"),
+    "webhook_config_from_env": ("orchestration.pluginhost.webhooks", "config_from_env"),
+    "webhook_notifier": ("orchestration.pluginhost.webhooks", "webhook_notifier"),
+    "verify_webhook_signature": ("orchestration.pluginhost.webhooks", "verify_signature"),
 }
 
 __all__ = [

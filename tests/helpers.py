@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestration.dead_letters import capture_dead_letter
-from orchestration.errors import TaskStateError
-from orchestration.lifecycle import TaskHandle, TaskState, fire
-from orchestration.models import DeadLetterRecord
+from orchestration.core.errors import TaskStateError
+from orchestration.core.lifecycle import TaskHandle, TaskState, fire
+from orchestration.core.models import DeadLetterRecord
+from orchestration.core.yamlfile import dump_plan
+from orchestration.resilience.dead_letters import capture_dead_letter
 from orchestration.store import Store
-from orchestration.yamlfile import dump_plan
 
 PY = sys.executable
 

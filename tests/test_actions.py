@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.actions import ActionRequest, fill_placeholders, run_action
-from orchestration.models import TaskSpec
+from orchestration.core.models import TaskSpec
+from orchestration.engine.actions import ActionRequest, fill_placeholders, run_action
 
 PY = sys.executable
 

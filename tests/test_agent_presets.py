@@ -8,14 +8,6 @@ from typing import Any
 
 import pytest
 
-from orchestration.actions import EXIT_RATE_LIMITED, ActionRequest, ProcessResult
-from orchestration.agent_turns import (
-    follow_up_prompt,
-    judge,
-    preset_outcome,
-    run_agent_turn,
-    turn_settings,
-)
 from orchestration.agents import (
     AUTH,
     FAILED,
@@ -29,7 +21,15 @@ from orchestration.agents import (
     settings_problem,
 )
 from orchestration.agents.base import failure_in
-from orchestration.models import AgentAction, TaskSpec
+from orchestration.core.models import AgentAction, TaskSpec
+from orchestration.engine.actions import EXIT_RATE_LIMITED, ActionRequest, ProcessResult
+from orchestration.engine.agent_turns import (
+    follow_up_prompt,
+    judge,
+    preset_outcome,
+    run_agent_turn,
+    turn_settings,
+)
 from tests.agent_fakes import AGENTS, exit_code, recording
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from orchestration import hookimpl
-from orchestration.alerts import ALERT_EVENT, AlertWatch, EngineAlerts, raise_alert
-from orchestration.errors import OrchestrationError
+from orchestration.core.errors import OrchestrationError
+from orchestration.core.models import EventRecord
+from orchestration.engine.alerts import ALERT_EVENT, AlertWatch, EngineAlerts, raise_alert
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.extension import Notification, Notifier
-from orchestration.hooks import Plugins, load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.models import EventRecord
-from orchestration.plan import load_plan
-from orchestration.severity import minimums_from_env, variable_for
+from orchestration.pluginhost.hooks import Plugins, load_plugins
+from orchestration.pluginhost.severity import minimums_from_env, variable_for
 from orchestration.store import Batch, Store
 from tests.helpers import orch, shell_task, write_plan
 
@@ -184,8 +184,8 @@ def test_dlq_archive_command(sqlite_url: str, tmp_path: Path) -> None:
 def test_a_schedule_that_failed_to_start_a_run_is_alerted() -> None:
     from datetime import UTC, datetime
 
-    from orchestration.launches import _report_start_failure
-    from orchestration.trigger_records import FiringRecord
+    from orchestration.core.trigger_records import FiringRecord
+    from orchestration.triggers.launches import _report_start_failure
 
     listeners = Listeners()
     at = datetime(2026, 1, 5, 2, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.agent_specs import AnomalySettings
-from orchestration.anomalies import (
+from orchestration.core.agent_specs import AnomalySettings
+from orchestration.engine.anomalies import (
     after_attempt,
     coordination,
     failure_pattern,
@@ -14,7 +14,7 @@ from orchestration.anomalies import (
     prediction_drift,
     robust_z,
 )
-from orchestration.fleet_health import (
+from orchestration.engine.fleet_health import (
     Assignment,
     AttemptFigure,
     agent_figures,

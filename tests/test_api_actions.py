@@ -19,8 +19,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from orchestration.hooks import load_plugins
-from orchestration.runs import run_is_live
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.runs import run_is_live
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig
@@ -165,8 +165,8 @@ def test_start_an_uploaded_plan_add_tasks_while_it_runs_then_start_it_again_from
 def test_pause_resume_and_cancel_a_run_no_engine_works_on(
     client: TestClient, sqlite_url: str, tmp_path: Path
 ) -> None:
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
 
     plan = write_plan(
         tmp_path / "p",
@@ -203,8 +203,8 @@ def test_launch_command_passes_params_only_when_given_and_checks_the_run_id(
 ) -> None:
     import sys
 
-    from orchestration.errors import OrchestrationError
-    from orchestration.run_launch import launch_run, run_command
+    from orchestration.core.errors import OrchestrationError
+    from orchestration.triggers.run_launch import launch_run, run_command
 
     plan = tmp_path / "plan.yaml"
     bare = run_command(plan, "sqlite:///s.db", "r1")

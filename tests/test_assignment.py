@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from orchestration.assignment import AgentState, Snapshot, TaskAsk, choose, ucb_score
+from orchestration.engine.assignment import AgentState, Snapshot, TaskAsk, choose, ucb_score
 
 
 def agents(*states: AgentState) -> tuple[AgentState, ...]:

@@ -15,11 +15,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, update
 
 from orchestration import hookimpl
-from orchestration.attempt_logs import AttemptLog, log_path, printable, read_from, tail_lines
+from orchestration.core.attempt_logs import AttemptLog, log_path, printable, read_from, tail_lines
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.extension import ActionInput, ActionKind, ActionResult
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from orchestration.store.schema import Run
 from tests.helpers import PY, orch, orch_in_background, orch_json, shell_task, write_plan

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.actions import ActionOutcome, ActionRequest
-from orchestration.attempt_wire import (
+from orchestration.core.models import TaskSpec
+from orchestration.engine.actions import ActionOutcome, ActionRequest
+from orchestration.engine.attempt_wire import (
     WireError,
     WorkerError,
     context_of,
@@ -18,11 +19,10 @@ from orchestration.attempt_wire import (
     result_json,
     result_of,
 )
-from orchestration.attempts import AttemptResult
+from orchestration.engine.attempts import AttemptResult
+from orchestration.engine.quality import QualityReport
 from orchestration.extension import CheckResult
-from orchestration.models import TaskSpec
-from orchestration.quality import QualityReport
-from orchestration.workspace import Changes
+from orchestration.project.workspace import Changes
 
 SPEC = TaskSpec.model_validate(
     {"id": "a", "action": {"kind": "shell", "run": ["true"]}, "tags": ["gpu"], "priority": 7}

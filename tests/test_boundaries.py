@@ -124,8 +124,11 @@ def test_the_web_app_reads_no_private_store_attribute() -> None:
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("from orchestration.actions import run_process", "imports orchestration.actions"),
-        ("import orchestration.hooks", "imports orchestration.hooks"),
+        (
+            "from orchestration.engine.actions import run_process",
+            "imports orchestration.engine.actions",
+        ),
+        ("import orchestration.pluginhost.hooks", "imports orchestration.pluginhost.hooks"),
         ("from orchestration import hookimpl, loop", "imports loop from orchestration"),
         ("from orchestration.extension import run_process", None),
         ("from orchestration import hookimpl", None),
@@ -151,7 +154,7 @@ def test_a_forbidden_plugin_import_is_named_with_its_file_and_line(
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("from orchestration.cli_serve import register", "imports the CLI"),
+        ("from orchestration.cli.serve import register", "imports the CLI"),
         ("from orchestration import cli_common", "imports the CLI"),
         ("from orchestration.plugins.webhook import config_from_env", "imports the plugin"),
         ("from sqlalchemy import select", "the web reads through Store"),

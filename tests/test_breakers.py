@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.breakers import (
+from orchestration.core.errors import NotFoundError
+from orchestration.core.models import BreakerSettings, PlanSpec, TaskSpec
+from orchestration.resilience.breakers import (
     CLOSED,
     HALF_OPEN,
     OPEN,
@@ -25,17 +27,11 @@ from orchestration.breakers import (
     release_probe,
     reset_breakers,
 )
-from orchestration.errors import NotFoundError
-from orchestration.models import BreakerSettings, PlanSpec, TaskSpec
 from orchestration.store import Batch, Store
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 POLICY = BreakerSettings(window_seconds=60, min_calls=4, failure_rate=0.5, recovery_seconds=30)
-LAUNCH = (
-    "from orchestration import cli, cli_resilience; "
-    "names = {c.name for c in cli.app.registered_commands}; "
-    "'prune' in names or cli_resilience.register(cli.app, cli.task_app); cli.main()"
-)
+LAUNCH = "from orchestration.cli.root import main; main()"
 
 
 def at(seconds: float) -> datetime:
@@ -198,7 +194,7 @@ def test_outcomes_recorded_in_the_engines_own_commit(store: Store) -> None:
     store.commit_store_wide(breaker_updates=updates)
     stored = store.breaker("b")
     assert stored is not None and stored.state == CLOSED and len(stored.window) == 3
-    from orchestration.models import RunRecord
+    from orchestration.core.models import RunRecord
 
     store.create_run(RunRecord("r", "p", "/p", "/w", "running", T0, T0), [])
     store.commit("r", Batch(breaker_updates=[breakers.update("b", False, at(4))]))

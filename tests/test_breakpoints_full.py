@@ -16,11 +16,11 @@ from typing import Any
 import psutil
 import pytest
 
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.engine.review import resolve_breakpoint
 from orchestration.extension import Notification, Notifier
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
-from orchestration.review import resolve_breakpoint
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from tests.helpers import (
     StderrWatch,

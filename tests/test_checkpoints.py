@@ -12,8 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from orchestration import checkpoints, cli_checkpoints
-from orchestration.checkpoints import (
+from orchestration.cli import checkpoints as cli_checkpoints
+from orchestration.core.errors import NotFoundError, OrchestrationError
+from orchestration.core.models import RunRecord
+from orchestration.project import checkpoints
+from orchestration.project.checkpoints import (
     MAX_REF_COMPONENT,
     CheckpointNotFound,
     GitError,
@@ -25,8 +28,6 @@ from orchestration.checkpoints import (
     restore_checkpoint,
     run_refs,
 )
-from orchestration.errors import NotFoundError, OrchestrationError
-from orchestration.models import RunRecord
 from orchestration.store import Store
 
 RUN = "demo-20240101-120000-abcd"

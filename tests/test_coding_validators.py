@@ -15,8 +15,9 @@ from typing import Any
 import psutil
 import pytest
 
-from orchestration import baselines
-from orchestration.baselines import baseline_options, take_baselines
+from orchestration.core.models import TaskSpec, ValidatorRef
+from orchestration.engine import baselines
+from orchestration.engine.baselines import baseline_options, take_baselines
 from orchestration.extension import (
     BaselineInput,
     CheckResult,
@@ -24,8 +25,7 @@ from orchestration.extension import (
     ValidationInput,
     Validator,
 )
-from orchestration.hooks import load_plugins
-from orchestration.models import TaskSpec, ValidatorRef
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.plugins import diff_size, pytest_tests, ruff_lint
 
 SAMPLE = Path(__file__).parent / "sample_project"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestration.actions import ActionOutcome
-from orchestration.breakpoints import BreakpointCheck, BreakpointHit
-from orchestration.conclusion import (
+from orchestration.core.models import RetryPolicy
+from orchestration.engine.actions import ActionOutcome
+from orchestration.engine.breakpoints import BreakpointCheck, BreakpointHit
+from orchestration.engine.conclusion import (
     Effects,
     Raised,
     after_crash,
@@ -14,10 +15,9 @@ from orchestration.conclusion import (
     after_interrupt,
     after_stop,
 )
-from orchestration.decisions import Decision
-from orchestration.expressions import compile_expression
-from orchestration.models import RetryPolicy
-from orchestration.rules import AutoResolution, BreakpointRule
+from orchestration.engine.decisions import Decision
+from orchestration.rules.expressions import compile_expression
+from orchestration.rules.rule_files import AutoResolution, BreakpointRule
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 FIXED = RetryPolicy(max_attempts=3, backoff="fixed", base_seconds=10, jitter=False)

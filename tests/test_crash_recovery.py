@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import NotFoundError
-from orchestration.runs import run_is_live
+from orchestration.core.errors import NotFoundError
+from orchestration.resilience.runs import run_is_live
 from orchestration.store import Store
 from tests.helpers import PY, is_legal_path, write_plan
 

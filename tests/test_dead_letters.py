@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.dead_letters import (
-    capture_dead_letter,
-    purge,
-    resubmit,
-    stats,
-)
-from orchestration.errors import NotFoundError, OrchestrationError
-from orchestration.hooks import load_plugins
-from orchestration.lifecycle import Move
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.models import (
+from orchestration.core.errors import NotFoundError, OrchestrationError
+from orchestration.core.lifecycle import Move
+from orchestration.core.models import (
     DecisionRecord,
     EventRecord,
     QualityRecord,
@@ -30,18 +22,22 @@ from orchestration.models import (
     TaskRecord,
     TaskSpec,
 )
-from orchestration.plan import load_plan
-from orchestration.review import resolve_breakpoint
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.engine.review import resolve_breakpoint
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.dead_letters import (
+    capture_dead_letter,
+    purge,
+    resubmit,
+    stats,
+)
 from orchestration.store import Batch, Store
 from tests.helpers import PY, capture_missing, shell_task, write_plan
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 RUN = "run-1"
-LAUNCH = (
-    "from orchestration import cli, cli_resilience; "
-    "names = {c.name for c in cli.app.registered_commands}; "
-    "'prune' in names or cli_resilience.register(cli.app, cli.task_app); cli.main()"
-)
+LAUNCH = "from orchestration.cli.root import main; main()"
 
 
 def orch(*args: str) -> subprocess.CompletedProcess[str]:

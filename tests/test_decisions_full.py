@@ -11,17 +11,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.context import neutral_context
-from orchestration.decisions import (
-    DECISIONS,
-    Decision,
-    DecisionEngine,
-    explanation_lines,
-)
-from orchestration.errors import PlanError, RuleError
-from orchestration.expressions import compile_expression
-from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.models import (
+from orchestration.core.context import neutral_context
+from orchestration.core.errors import PlanError, RuleError
+from orchestration.core.models import (
     DecisionRecord,
     QualityRecord,
     TaskGate,
@@ -29,11 +21,19 @@ from orchestration.models import (
     ValidatorRef,
     split_stored_figures,
 )
-from orchestration.plan import load_plan
-from orchestration.quality import QualityController, run_validator
-from orchestration.regressions import compare_attempts
-from orchestration.rules import DecisionRule, QualityConfig, ScoringPolicy, load_rules
-from orchestration.scoring import weighted_score
+from orchestration.engine.decisions import (
+    DECISIONS,
+    Decision,
+    DecisionEngine,
+    explanation_lines,
+)
+from orchestration.engine.plan import load_plan
+from orchestration.engine.quality import QualityController, run_validator
+from orchestration.engine.regressions import compare_attempts
+from orchestration.extension import CheckResult, ValidationInput, Validator
+from orchestration.rules.expressions import compile_expression
+from orchestration.rules.rule_files import DecisionRule, QualityConfig, ScoringPolicy, load_rules
+from orchestration.rules.scoring import weighted_score
 from orchestration.store import Batch, Store
 from tests.helpers import orch, shell_task, write_plan
 

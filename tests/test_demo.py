@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.demo import copy_example, init_git
+from orchestration.cli.demo import copy_example, init_git
 from tests.helpers import orch, orch_json
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

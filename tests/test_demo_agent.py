@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestration.models import AgentAction, PlanSpec
+from orchestration.core.models import AgentAction, PlanSpec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coding-session"
 AGENT = EXAMPLE / "agent" / "scripted_agent.py"

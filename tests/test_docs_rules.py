@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from orchestration.context import CONTEXT_NAMES
-from orchestration.expression_limits import BUILTIN_FUNCTIONS
-from orchestration.rules import load_rules
+from orchestration.core.context import CONTEXT_NAMES
+from orchestration.rules.expression_limits import BUILTIN_FUNCTIONS
+from orchestration.rules.rule_files import load_rules
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 

@@ -8,8 +8,8 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestration.core.trigger_records import ADDING, FiringRecord
 from orchestration.store import Store
-from orchestration.trigger_records import ADDING, FiringRecord
 from tests.helpers import PY, StderrWatch, orch, orch_in_background, orch_json, write_plan
 from tests.trigger_helpers import (
     finished_run,

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from orchestration.core.trigger_records import STARTING, FiringRecord
 from orchestration.store import Store
-from orchestration.trigger_records import STARTING, FiringRecord
 from tests.helpers import PY, orch, orch_json
 from tests.trigger_helpers import (
     finished_run,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.actions import ActionOutcome, classify_error
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.models import ErrorRules
-from orchestration.plan import load_plan
+from orchestration.core.models import ErrorRules
+from orchestration.engine.actions import ActionOutcome, classify_error
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from tests.helpers import orch, orch_json, shell_task, write_plan
 

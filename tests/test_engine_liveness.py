@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, update
 
-from orchestration.engine_identity import owner_alive, process_alive, this_engine
+from orchestration.resilience.engine_identity import owner_alive, process_alive, this_engine
 from orchestration.store import Store
 from orchestration.store.schema import Run
 from tests.helpers import orch, orch_in_background, orch_json, shell_task, write_plan

@@ -7,10 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestration.event_log import CURSOR_FILE, Cursor, EventLogFiles, export_once, read_new
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.models import EventRecord
-from orchestration.plan import load_plan
+from orchestration.core.models import EventRecord
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.operations.event_log import (
+    CURSOR_FILE,
+    Cursor,
+    EventLogFiles,
+    export_once,
+    read_new,
+)
 from orchestration.store import Batch, Store
 from tests.helpers import orch, shell_task, write_plan
 
@@ -151,7 +157,7 @@ def test_the_journal_follows_every_table_after_a_cursor_on_both_stores(
 def test_the_shipper_writes_in_the_background_and_once_more_when_stopped(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from orchestration.event_log import EventLogShipper
+    from orchestration.operations.event_log import EventLogShipper
 
     paused_run(tmp_path / "p", sqlite_url, "s1")
     with Store.open(sqlite_url) as store:

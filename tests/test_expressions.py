@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestration import expressions
-from orchestration.context import CONTEXT_NAME_SET, FrozenMap, freeze, neutral_context
-from orchestration.errors import RuleError
-from orchestration.expressions import MAX_EXPRESSION_CHARS, Expression, compile_expression
+from orchestration.core.context import CONTEXT_NAME_SET, FrozenMap, freeze, neutral_context
+from orchestration.core.errors import RuleError
+from orchestration.rules import expressions
+from orchestration.rules.expressions import MAX_EXPRESSION_CHARS, Expression, compile_expression
 
 
 def context(**values: Any) -> dict[str, Any]:

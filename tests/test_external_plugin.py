@@ -92,7 +92,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def orch_plugins(python: Path, cwd: Path, env: dict[str, str]) -> dict:
     """`orch plugins --json` in the venv, as a user runs it."""
-    from orchestration import cli
+    from orchestration.cli import root as cli
 
     if any(command.name == "plugins" for command in cli.app.registered_commands):
         argv: list[str | Path] = [python, "-m", "orchestration", "plugins", "--json"]

@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestration.breakers import breaker_key
-from orchestration.checkpoints import create_checkpoint
-from orchestration.context import freeze, neutral_context
-from orchestration.display import clip_words
-from orchestration.models import BreakerSettings, BreakpointRecord, TaskSpec
-from orchestration.review import EXPIRED_ACTOR, resolved_how
-from orchestration.review_view import _result_text, score_text
-from orchestration.rules import load_rules
+from orchestration.cli.display import clip_words
+from orchestration.core.context import freeze, neutral_context
+from orchestration.core.models import BreakerSettings, BreakpointRecord, TaskSpec
+from orchestration.engine.review import EXPIRED_ACTOR, resolved_how
+from orchestration.project.checkpoints import create_checkpoint
+from orchestration.resilience.breakers import breaker_key
+from orchestration.rules.rule_files import load_rules
 from orchestration.store import Store
+from orchestration.views.review_view import _result_text, score_text
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig
 from tests.helpers import orch, orch_json, shell_task, write_plan

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from orchestration.errors import PlanErrors
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
-from orchestration.review import resolve_breakpoint
+from orchestration.core.errors import PlanErrors
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.engine.review import resolve_breakpoint
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from tests.helpers import PY, orch, orch_json, shell_task, write_plan
 

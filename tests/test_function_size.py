@@ -7,25 +7,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "orchestration"
+ENGINE = Path(__file__).resolve().parent.parent / "orchestration" / "engine"
 MAX_FUNCTION_LINES = 60
 MAX_LOOP_LINES = 400
-# The engine: the loop and its parts, and the policies it consults.
-ENGINE_MODULES = (
-    "loop.py",
-    "conclusion.py",
-    "timer_wheel.py",
-    "admission.py",
-    "outside_sync.py",
-    "integration.py",
-    "growth.py",
-    "engine.py",
-    "scheduler.py",
-    "decisions.py",
-    "breakpoints.py",
-    "quality.py",
-    "actions.py",
-)
+# The engine package: the loop and its parts, and the policies it consults.
+ENGINE_MODULES = sorted(path.name for path in ENGINE.glob("*.py"))
 
 
 def long_functions(path: Path) -> list[str]:
@@ -40,9 +26,13 @@ def long_functions(path: Path) -> list[str]:
     return found
 
 
+def test_the_engine_package_is_checked_whole() -> None:
+    assert {"loop.py", "conclusion.py", "timer_wheel.py", "scheduler.py"} <= set(ENGINE_MODULES)
+
+
 @pytest.mark.parametrize("module", ENGINE_MODULES)
 def test_no_engine_function_is_longer_than_sixty_lines(module: str) -> None:
-    assert long_functions(PACKAGE / module) == []
+    assert long_functions(ENGINE / module) == []
 
 
 def test_the_checker_sees_a_long_function(tmp_path: Path) -> None:
@@ -57,5 +47,5 @@ def test_the_checker_sees_a_long_function(tmp_path: Path) -> None:
     reason="issue 15 point 1 is not finished: loop.py still holds parts to move out of it",
 )
 def test_the_loop_module_is_at_most_four_hundred_lines() -> None:
-    lines = (PACKAGE / "loop.py").read_text(encoding="utf-8").count("\n")
+    lines = (ENGINE / "loop.py").read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_LOOP_LINES, f"loop.py has {lines} lines"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from tests.helpers import is_legal_path, write_plan
 

@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from orchestration.errors import NotFoundError, OrchestrationError, TaskStateError
-from orchestration.interventions import (
+from orchestration.core.errors import NotFoundError, OrchestrationError, TaskStateError
+from orchestration.core.models import (
+    BreakpointRecord,
+    DeadLetterRecord,
+    RunRecord,
+    TaskRecord,
+    TaskSpec,
+)
+from orchestration.resilience.interventions import (
     apply_requested,
     human_pause,
     intervene,
@@ -21,23 +28,12 @@ from orchestration.interventions import (
     stop_concluded,
     wait_until_applied,
 )
-from orchestration.models import (
-    BreakpointRecord,
-    DeadLetterRecord,
-    RunRecord,
-    TaskRecord,
-    TaskSpec,
-)
 from orchestration.store import Batch, Store
 from tests.helpers import is_legal_path
 
 T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 RUN = "run-1"
-LAUNCH = (
-    "from orchestration import cli, cli_resilience; "
-    "names = {c.name for c in cli.app.registered_commands}; "
-    "'prune' in names or cli_resilience.register(cli.app, cli.task_app); cli.main()"
-)
+LAUNCH = "from orchestration.cli.root import main; main()"
 
 
 def orch(*args: str) -> subprocess.CompletedProcess[str]:
@@ -399,7 +395,7 @@ def test_every_stored_history_stays_a_legal_walk(store: Store) -> None:
         ("start", "ready", "running"),
         ("fail", "running", "failed"),
     ]
-    from orchestration.lifecycle import Move
+    from orchestration.core.lifecycle import Move
 
     for trigger, source, dest in moves:
         store.commit(RUN, Batch(moves=[Move("a", source, dest, trigger, "", "engine")]))
@@ -440,7 +436,7 @@ def test_a_live_run_gets_a_request_which_apply_requested_carries_out(store: Stor
 def test_a_request_that_no_longer_fits_is_refused(store: Store) -> None:
     make_run(store, [task("a", "ready")], live=True)
     request = intervene(store, RUN, "pause", task_id="a", actor="ann")
-    from orchestration.lifecycle import Move
+    from orchestration.core.lifecycle import Move
 
     store.commit(RUN, Batch(moves=[Move("a", "ready", "running", "start", "", "engine")]))
     store.commit(RUN, Batch(moves=[Move("a", "running", "completed", "succeed", "", "engine")]))
@@ -467,7 +463,7 @@ def test_pausing_a_running_task_stops_its_attempt_first(store: Store) -> None:
     )
     assert store.intervention(pause.id).state == "requested"  # until the engine moved the task
     # the engine stops the attempt, then moves the task and marks the intervention applied
-    from orchestration.lifecycle import Move
+    from orchestration.core.lifecycle import Move
 
     update = stop_concluded(stop, T0)
     assert update is not None
@@ -495,7 +491,7 @@ def test_cancelling_a_live_run_cancels_what_waits_and_stops_what_runs(store: Sto
         "c": ("cancelled", "cancelled"),
     }
     assert store.intervention(request.id).state == "requested"
-    from orchestration.lifecycle import Move
+    from orchestration.core.lifecycle import Move
 
     store.commit(RUN, Batch(moves=[Move("a", "running", "cancelled", "cancel", "", "ann")]))
     second = apply_requested(store, RUN)

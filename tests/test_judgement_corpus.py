@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.context import neutral_context
-from orchestration.rule_tests import LabelFigures, verdicts
-from orchestration.rules import load_rules
+from orchestration.core.context import neutral_context
+from orchestration.rules.rule_files import load_rules
+from orchestration.rules.rule_tests import LabelFigures, verdicts
 from tests.helpers import orch_json
 
 CORPUS = Path(__file__).resolve().parent / "data" / "judgement"

@@ -16,12 +16,12 @@ import pytest
 
 from bench.large_runs import RUN, build_run
 from orchestration import hookimpl
+from orchestration.core.models import EventRecord
 from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.hooks import load_plugins
-from orchestration.models import EventRecord
-from orchestration.run_pages import DEFAULT_PAGE_SIZE
-from orchestration.spending import spending_of
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.spending import spending_of
 from orchestration.store import Batch, Store
+from orchestration.views.run_pages import DEFAULT_PAGE_SIZE
 from tests.helpers import orch, orch_json
 from tests.test_web_api import Dashboard, login, make_client
 
@@ -171,8 +171,8 @@ class MilestoneRecorder:
 
 
 def test_the_engine_tells_validators_which_tasks_are_milestones(tmp_path: Path) -> None:
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
     from tests.helpers import shell_task, write_plan
 
     tasks = [
@@ -193,6 +193,6 @@ def test_the_engine_tells_validators_which_tasks_are_milestones(tmp_path: Path) 
 
 
 def test_the_cli_default_page_size_is_the_shared_one() -> None:
-    from orchestration.cli import STATUS_PAGE_SIZE
+    from orchestration.cli.root import STATUS_PAGE_SIZE
 
     assert STATUS_PAGE_SIZE == DEFAULT_PAGE_SIZE

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.learning import OutcomeStats, outcome_stats_from_store
-from orchestration.models import EventRecord, QualityRecord, RunRecord, TaskRecord, TaskSpec
+from orchestration.core.models import EventRecord, QualityRecord, RunRecord, TaskRecord, TaskSpec
+from orchestration.engine.learning import OutcomeStats, outcome_stats_from_store
 from orchestration.store import Batch, Store
 from tests.helpers import PY, orch, write_plan
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.errors import TaskStateError
-from orchestration.lifecycle import (
+from orchestration.core.errors import TaskStateError
+from orchestration.core.lifecycle import (
     TRANSITIONS,
     TaskHandle,
     TaskState,

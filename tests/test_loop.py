@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import attempts, conclusion, loop
-from orchestration.errors import OrchestrationError
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine, run_is_live
-from orchestration.plan import load_plan
+from orchestration.core.errors import OrchestrationError
+from orchestration.engine import attempts, conclusion, loop
+from orchestration.engine.loop import Orchestrator, build_engine, run_is_live
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
 from orchestration.store import Store
 from tests.helpers import shell_task, write_plan
 

@@ -19,14 +19,14 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from orchestration.hooks import load_plugins
-from orchestration.metrics import (
+from orchestration.operations.metrics import (
     StoreCollector,
     metrics_registry,
 )
-from orchestration.run_launch import launch_run
-from orchestration.spending import spending_of
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.spending import spending_of
 from orchestration.store import Store
+from orchestration.triggers.run_launch import launch_run
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig
 from tests.helpers import held_code, shell_task, wait_for_file, write_plan
@@ -146,8 +146,8 @@ def test_metrics_during_a_run_match_the_store(
 def test_queue_wait_breakers_and_schedule_lag_with_a_fixed_clock(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
 
     plan = write_plan(
         tmp_path / "p",
@@ -175,7 +175,7 @@ def test_queue_wait_breakers_and_schedule_lag_with_a_fixed_clock(
 
 def _fired_late(store: Store, plan: Path, now: Any, seconds: float) -> None:
     """A schedule `nightly` whose two occurrences fired on time, then `seconds` late."""
-    from orchestration.trigger_records import FiringRecord, ScheduleRecord
+    from orchestration.core.trigger_records import FiringRecord, ScheduleRecord
 
     store.triggers.add_schedule(
         ScheduleRecord(
@@ -209,7 +209,7 @@ def _fired_late(store: Store, plan: Path, now: Any, seconds: float) -> None:
 
 
 def _breaker(key: str, state: str) -> Any:
-    from orchestration.models import BreakerRecord
+    from orchestration.core.models import BreakerRecord
 
     return BreakerRecord(key, state, reason="test")
 

@@ -15,8 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
-from orchestration.errors import StoreError
-from orchestration.models import RunRecord
+from orchestration.core.errors import StoreError
+from orchestration.core.models import RunRecord
 from orchestration.store import Store
 from orchestration.store.db import (
     alembic_config,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from orchestration.orphans import AttemptRegistry
+from orchestration.project.orphans import AttemptRegistry
 from tests.helpers import wait_for_file
 
 # Starts a grandchild, then says so by creating the file named by its first argument.

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestration import plan as plan_module
-from orchestration import yamlfile
-from orchestration.errors import PlanError, PlanErrors
-from orchestration.models import TaskSpec
-from orchestration.plan import load_plan, plan_from_dict, topological_order
-from orchestration.yamlfile import LineMap, load_yaml_file
+from orchestration.core import yamlfile
+from orchestration.core.errors import PlanError, PlanErrors
+from orchestration.core.models import TaskSpec
+from orchestration.core.yamlfile import LineMap, load_yaml_file
+from orchestration.engine import plan as plan_module
+from orchestration.engine.plan import load_plan, plan_from_dict, topological_order
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "bad-plans"
 

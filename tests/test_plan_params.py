@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.errors import PlanError, PlanErrors
-from orchestration.plan import load_plan
+from orchestration.core.errors import PlanError, PlanErrors
+from orchestration.engine.plan import load_plan
 from orchestration.store import Store
 from tests.helpers import PY, orch
 

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from orchestration import hookimpl
-from orchestration.actions import ActionRequest, run_action
-from orchestration.cli_plugins import describe_plugins
-from orchestration.errors import PlanError
+from orchestration.cli.plugins import describe_plugins
+from orchestration.core.errors import PlanError
+from orchestration.core.models import TaskRecord, TaskSpec
+from orchestration.engine.actions import ActionRequest, run_action
+from orchestration.engine.loop import Orchestrator, build_engine, plan_from_stored
+from orchestration.engine.plan import load_plan
+from orchestration.engine.spawning import SpawnError, prepare_tasks
 from orchestration.extension import ActionInput, ActionKind, ActionResult
-from orchestration.hooks import Plugins, load_plugins
-from orchestration.loop import Orchestrator, build_engine, plan_from_stored
-from orchestration.models import TaskRecord, TaskSpec
-from orchestration.overrides import OverrideError, apply_to_spec
-from orchestration.plan import load_plan
-from orchestration.spawning import SpawnError, prepare_tasks
+from orchestration.pluginhost.hooks import Plugins, load_plugins
+from orchestration.resilience.overrides import OverrideError, apply_to_spec
 from orchestration.store import Batch, Store
 from tests.helpers import write_plan
 

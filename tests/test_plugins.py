@@ -12,9 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from orchestration import hookimpl
+from orchestration.core.models import TaskSpec
 from orchestration.extension import CheckResult, Notification, Notifier, ValidationInput, Validator
-from orchestration.hooks import load_plugins
-from orchestration.models import TaskSpec
+from orchestration.pluginhost.hooks import load_plugins
 
 
 def step(tmp_path: Path, files: tuple[str, ...], options: dict | None = None) -> ValidationInput:
@@ -112,7 +112,7 @@ def test_a_failing_plugin_does_not_stop_the_others() -> None:
 def test_every_hook_is_documented_with_its_signature() -> None:
     import inspect
 
-    from orchestration import hookspecs
+    from orchestration.pluginhost import hookspecs
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
     hooks = [
@@ -131,7 +131,7 @@ def test_every_hook_is_documented_with_its_signature() -> None:
 def test_every_hook_docstring_says_whether_the_first_result_wins() -> None:
     import inspect
 
-    from orchestration import hookspecs
+    from orchestration.pluginhost import hookspecs
 
     for name, function in vars(hookspecs).items():
         if not (inspect.isfunction(function) and hasattr(function, "orchestration_spec")):
@@ -180,8 +180,8 @@ class MisbehavingValidators:
 def test_a_validator_that_raises_hangs_or_returns_garbage_fails_its_check_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
-    from orchestration.loop import Orchestrator, build_engine
-    from orchestration.plan import load_plan
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
     from orchestration.store import Store
     from tests.helpers import shell_task, write_plan
 
@@ -245,7 +245,7 @@ class ShadowingPlugin:
 
 
 def test_describe_plugins_says_what_each_provides_and_from_where() -> None:
-    from orchestration.cli_plugins import describe_plugins
+    from orchestration.cli.plugins import describe_plugins
 
     listing = describe_plugins(
         load_plugins(entry_points=False, extra=[ShadowingPlugin(), GarbagePlugin()])
@@ -273,7 +273,7 @@ def test_describe_plugins_says_what_each_provides_and_from_where() -> None:
 
 
 def plugins_app() -> typer.Typer:
-    from orchestration import cli_plugins
+    from orchestration.cli import plugins as cli_plugins
 
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -282,7 +282,7 @@ def plugins_app() -> typer.Typer:
 
 
 def test_orch_plugins_prints_a_table_and_the_problems(monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestration import cli_plugins
+    from orchestration.cli import plugins as cli_plugins
 
     monkeypatch.setattr(
         cli_plugins,
@@ -300,7 +300,7 @@ def test_orch_plugins_prints_a_table_and_the_problems(monkeypatch: pytest.Monkey
 def test_orch_plugins_reports_a_plugin_that_cannot_be_imported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from orchestration import cli_plugins
+    from orchestration.cli import plugins as cli_plugins
 
     def broken() -> None:
         raise ImportError("No module named 'orch_missing'")

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from orchestration.environment import resolve_environment
+from orchestration.core.models import EnvironmentSpec, TaskSpec
 from orchestration.extension import ProjectEnvironment, ValidationInput
-from orchestration.models import EnvironmentSpec, TaskSpec
 from orchestration.plugins.python_syntax import check_python_syntax
+from orchestration.project.environment import resolve_environment
 from orchestration.store import Store
 from tests.helpers import PY, orch, orch_json, write_plan
 

@@ -23,12 +23,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestration.hooks import load_plugins
-from orchestration.lifecycle import FINAL_STATES, TaskState
-from orchestration.loop import Orchestrator, RunSummary, build_engine
-from orchestration.models import TransitionRecord
-from orchestration.plan import load_plan
-from orchestration.rules import load_rules
+from orchestration.core.lifecycle import FINAL_STATES, TaskState
+from orchestration.core.models import TransitionRecord
+from orchestration.engine.loop import Orchestrator, RunSummary, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.rules.rule_files import load_rules
 from orchestration.store import Store
 from tests.helpers import is_legal_path, write_plan
 

@@ -8,12 +8,12 @@ from types import MappingProxyType
 
 import pytest
 
-from orchestration.decisions import DecisionEngine
-from orchestration.expressions import compile_expression
+from orchestration.core.models import TaskSpec, ValidatorRef
+from orchestration.engine.decisions import DecisionEngine
+from orchestration.engine.quality import QualityController, acceptance_check, run_validator
 from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.models import TaskSpec, ValidatorRef
-from orchestration.quality import QualityController, acceptance_check, run_validator
-from orchestration.rules import DecisionRule, QualityConfig
+from orchestration.rules.expressions import compile_expression
+from orchestration.rules.rule_files import DecisionRule, QualityConfig
 
 CONFIG = QualityConfig(
     weights=MappingProxyType({"syntax": 0.2, "requirements": 0.3, "quality": 0.2, "testing": 0.3}),

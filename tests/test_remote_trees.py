@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.remote_trees import (
+from orchestration.project.remote_trees import (
     WORK_REFS,
     RefusedWork,
     TreePublisher,
@@ -17,8 +17,8 @@ from orchestration.remote_trees import (
     clone_wanted,
     take_work,
 )
+from orchestration.project.worktrees import RunWorktrees
 from orchestration.store import Store
-from orchestration.worktrees import RunWorktrees
 from tests.helpers import PY, orch, orch_json, write_plan
 
 WAIT_LIMIT_S = 300

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from orchestration.context import neutral_context
-from orchestration.expressions import compile_expression
+from orchestration.core.context import neutral_context
+from orchestration.core.models import TaskSpec
+from orchestration.engine.quality import acceptance_check, run_validator
 from orchestration.extension import ValidationInput
-from orchestration.hooks import Plugins, load_plugins
-from orchestration.models import TaskSpec
-from orchestration.quality import acceptance_check, run_validator
+from orchestration.pluginhost.hooks import Plugins, load_plugins
+from orchestration.rules.expressions import compile_expression
 
 requirements = importlib.import_module("orchestration.plugins.requirements")
 

@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.dead_letters import capture_dead_letter
-from orchestration.interventions import intervene
-from orchestration.lifecycle import Move
-from orchestration.models import (
+from orchestration.core.lifecycle import Move
+from orchestration.core.models import (
     BreakpointRecord,
     DecisionRecord,
     EventRecord,
@@ -25,16 +23,14 @@ from orchestration.models import (
     TaskRecord,
     TaskSpec,
 )
-from orchestration.retention import choose, prune
+from orchestration.resilience.dead_letters import capture_dead_letter
+from orchestration.resilience.interventions import intervene
+from orchestration.resilience.retention import choose, prune
 from orchestration.store import Batch, Store
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 DAY = 86_400.0
-LAUNCH = (
-    "from orchestration import cli, cli_resilience; "
-    "names = {c.name for c in cli.app.registered_commands}; "
-    "'prune' in names or cli_resilience.register(cli.app, cli.task_app); cli.main()"
-)
+LAUNCH = "from orchestration.cli.root import main; main()"
 
 
 def run_record(

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.context import neutral_context
-from orchestration.errors import RuleError
-from orchestration.rules import default_rule_files, evaluate_breakpoints, load_rules
+from orchestration.core.context import neutral_context
+from orchestration.core.errors import RuleError
+from orchestration.rules.rule_files import default_rule_files, evaluate_breakpoints, load_rules
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:

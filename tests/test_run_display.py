@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestration.attempt_logs import AttemptLog, log_path
-from orchestration.display import RunDisplay, elapsed
-from orchestration.models import TaskRecord, TaskSpec
+from orchestration.cli.display import RunDisplay, elapsed
+from orchestration.core.attempt_logs import AttemptLog, log_path
+from orchestration.core.models import TaskRecord, TaskSpec
 from tests.helpers import orch, shell_task, write_plan
 
 WAIT_S = 60.0

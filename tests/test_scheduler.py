@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestration.models import RetryPolicy, Scheduling, TaskRecord, TaskSpec
-from orchestration.retry import backoff_seconds
-from orchestration.scheduler import TaskScheduler, effective_priority
+from orchestration.core.models import RetryPolicy, Scheduling, TaskRecord, TaskSpec
+from orchestration.engine.scheduler import TaskScheduler, effective_priority
+from orchestration.resilience.retry import backoff_seconds
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

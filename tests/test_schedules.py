@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from orchestration.schedules import (
+from orchestration.core.trigger_records import ScheduleRecord
+from orchestration.triggers.schedules import (
     TICK_GRACE_SECONDS,
     ScheduleSpec,
     due_occurrences,
@@ -18,7 +19,6 @@ from orchestration.schedules import (
     occurrences,
     overlap_action,
 )
-from orchestration.trigger_records import ScheduleRecord
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

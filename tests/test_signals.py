@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.api_changes import breaking_changes, touched_packages
-from orchestration.signals import (
+from orchestration.project.api_changes import breaking_changes, touched_packages
+from orchestration.rules.signals import (
     StepText,
     change_budget,
     destructive_operations,

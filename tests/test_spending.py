@@ -16,8 +16,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from orchestration.durations import format_duration
-from orchestration.spending import agent_of, money_text
+from orchestration.core.durations import format_duration
+from orchestration.resilience.spending import agent_of, money_text
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig
@@ -225,8 +225,8 @@ def test_rest_api_and_run_page(finished_run: tuple[Path, str]) -> None:
 
 
 def test_a_running_run_counts_wall_time_until_now() -> None:
-    from orchestration.models import RunRecord
-    from orchestration.spending import compute_spending
+    from orchestration.core.models import RunRecord
+    from orchestration.resilience.spending import compute_spending
 
     started = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     run = RunRecord("r", "p", "/p", "/w", "running", started, started, plan_json={})

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestration.errors import NotFoundError, StoreError
-from orchestration.lifecycle import Move
-from orchestration.models import (
+from orchestration.core.errors import NotFoundError, StoreError
+from orchestration.core.lifecycle import Move
+from orchestration.core.models import (
     BreakpointRecord,
     DecisionRecord,
     EventRecord,

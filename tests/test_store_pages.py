@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestration.models import EventRecord
+from orchestration.core.models import EventRecord
 from orchestration.store import Batch, Store
 from tests.test_store import RUN, T0, move, run_record, task_record
 

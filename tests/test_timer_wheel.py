@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestration.timer_wheel import TimerWheel
+from orchestration.engine.timer_wheel import TimerWheel
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

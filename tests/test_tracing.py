@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.engine.tracing import attempt_windows, trace_run
 from orchestration.store import Store
-from orchestration.tracing import attempt_windows, trace_run
 from tests.helpers import shell_task, write_plan
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")

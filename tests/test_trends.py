@@ -10,10 +10,16 @@ from typing import Any
 
 import pytest
 
-from orchestration.errors import NotFoundError
-from orchestration.models import BreakpointRecord, QualityRecord, RunRecord, TaskRecord, TaskSpec
+from orchestration.core.errors import NotFoundError
+from orchestration.core.models import (
+    BreakpointRecord,
+    QualityRecord,
+    RunRecord,
+    TaskRecord,
+    TaskSpec,
+)
 from orchestration.store import Batch, Store
-from orchestration.trends import change, plan_trends, run_figures
+from orchestration.views.trends import change, plan_trends, run_figures
 from tests.helpers import PY, orch, write_plan
 
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)

@@ -32,15 +32,15 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from orchestration import hookimpl
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.extension import Notifier
-from orchestration.hooks import Plugins, load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.pluginhost.hooks import Plugins, load_plugins
+from orchestration.pluginhost.webhooks import verify_signature
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.auth import SESSION_COOKIE
 from orchestration.web.config import ServerConfig
-from orchestration.webhooks import verify_signature
 from tests.helpers import PY, shell_task, write_plan
 
 TOKEN = "test-token-0123456789abcdefghij"
@@ -753,7 +753,7 @@ def git(directory: Path, *args: str) -> None:
 
 def serve_argv() -> list[str]:
     """`orch serve` once the CLI mounts it; until then the same code via `-m orchestration.web`."""
-    from orchestration.cli import app
+    from orchestration.cli.root import app
 
     names = {command.name for command in app.registered_commands}
     if "serve" in names:

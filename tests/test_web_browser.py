@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestration.demo import copy_example, init_git
+from orchestration.cli.demo import copy_example, init_git
 from orchestration.store import Store
 from tests.helpers import GATE_WAIT_LIMIT_S, orch, orch_in_background, shell_task, write_plan
 from tests.test_web_api import Server, start_server, stop_server

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestration.attempt_logs import log_path, read_from
+from orchestration.core.attempt_logs import log_path, read_from
 from orchestration.store import Store
 from tests.helpers import orch_in_background, shell_task, write_plan
 from tests.test_web_api import start_server, stop_server

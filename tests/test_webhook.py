@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from orchestration import hooks, webhooks
 from orchestration.extension import Notification
-from orchestration.plugins import webhook
-from orchestration.webhooks import (
+from orchestration.pluginhost import hooks, webhooks
+from orchestration.pluginhost.webhooks import (
     WebhookConfig,
     WebhookConfigError,
     WebhookDeliveryError,
@@ -29,6 +28,7 @@ from orchestration.webhooks import (
     retry_wait,
     verify_signature,
 )
+from orchestration.plugins import webhook
 from tests.helpers import orch, shell_task, write_plan
 
 SECRET = "s3cret-key"

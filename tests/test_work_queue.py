@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestration.models import RunRecord
+from orchestration.core.models import RunRecord
 from orchestration.store import Store
-from orchestration.work_queue import WorkQueue
+from orchestration.store.work_queue import WorkQueue
 from tests.helpers import orch_json
 
 T0 = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)

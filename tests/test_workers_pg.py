@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from orchestration.store import Store
-from orchestration.work_queue import ITEMS, WorkQueue
+from orchestration.store.work_queue import ITEMS, WorkQueue
 from tests.helpers import PY, write_plan
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

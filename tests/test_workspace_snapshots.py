@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.workspace import (
+from orchestration.project.workspace import (
     changes_between,
     discard_snapshot_index,
     snapshot,
@@ -121,7 +121,7 @@ def test_no_kept_index_outside_git(tmp_path: Path) -> None:
 
 @pytest.fixture
 def watched_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from orchestration.tree_watch import start_watch
+    from orchestration.project.tree_watch import start_watch
 
     repo = tmp_path / "repo"
     (repo / "src").mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_a_watched_snapshot_equals_a_full_one_after_every_kind_of_change(watched
 
 
 def test_an_unchanged_tree_costs_no_git_call_under_a_watch(watched_repo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import orchestration.workspace as workspace
+    import orchestration.project.workspace as workspace
 
     repo, index, watch = watched_repo
     first = snapshot(repo, index=index, watch=watch)
@@ -180,7 +180,7 @@ def test_an_unchanged_tree_costs_no_git_call_under_a_watch(watched_repo, monkeyp
 
 
 def test_no_watch_when_the_git_folder_is_outside_the_workdir(tmp_path: Path) -> None:
-    from orchestration.tree_watch import start_watch
+    from orchestration.project.tree_watch import start_watch
 
     repo = tmp_path / "repo"
     (repo / "sub").mkdir(parents=True)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestration.models import RunRecord
+from orchestration.core.models import RunRecord
+from orchestration.core.trigger_records import FiringRecord
 from orchestration.store import Store
-from orchestration.trigger_records import FiringRecord
 from tests.helpers import PY, held_code, write_plan
 
 RUN_WAIT_S = 180  # seconds a launched run may take to finish before the test fails

@@ -3,6 +3,8 @@
 One module per CLI (claude, codex, gemini, aider, opencode); docs/agents.md lists what each
 runs and reads. This package knows commands and formats only; the engine's actions module runs
 the process and turns the report into the attempt's outcome.
+
+Imports core only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from orchestration.agents.base import (
     LineSplitter,
     TurnSettings,
 )
-from orchestration.models import AGENT_PRESETS, AgentAction
+from orchestration.core.models import AGENT_PRESETS, AgentAction
 
 PRESETS: dict[str, AgentPreset] = {
     preset.name: preset

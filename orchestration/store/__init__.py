@@ -1,4 +1,7 @@
-"""The state store: runs, tasks and their history in SQLite or PostgreSQL."""
+"""The state store: runs, tasks and their history in SQLite or PostgreSQL.
+
+Imports core only.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
-from orchestration.errors import StoreError
+from orchestration.core.errors import StoreError
 from orchestration.store import schema
 
 RUNS = schema.Run

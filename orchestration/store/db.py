@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 from sqlalchemy.engine import URL, make_url
 
-from orchestration.errors import StoreError
+from orchestration.core.errors import StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Row
 
-from orchestration.models import (
+from orchestration.core.models import (
     BreakerRecord,
     BreakpointRecord,
     DeadLetterRecord,

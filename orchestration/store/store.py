@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from orchestration.errors import NotFoundError, OrchestrationError, StoreError
-from orchestration.lifecycle import Move
-from orchestration.models import (
+from orchestration.core.errors import NotFoundError, OrchestrationError, StoreError
+from orchestration.core.lifecycle import Move
+from orchestration.core.models import (
     BreakerRecord,
     BreakpointRecord,
     DeadLetterRecord,
@@ -258,7 +258,7 @@ class Store:
 
     def workers(self) -> list[Any]:
         """The worker processes recorded (`orch worker`), with their figures (WorkerFigures)."""
-        from orchestration.work_queue import WorkQueue
+        from orchestration.store.work_queue import WorkQueue
 
         try:
             return WorkQueue(self._engine).workers()

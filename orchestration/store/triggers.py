@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Select, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from orchestration.errors import NotFoundError, StoreError
+from orchestration.core.errors import NotFoundError, StoreError
+from orchestration.core.trigger_records import FiringRecord, ScheduleRecord, TriggerEventRecord
 from orchestration.store import schema
 from orchestration.store.records import GENERATED, record_of, row_of
-from orchestration.trigger_records import FiringRecord, ScheduleRecord, TriggerEventRecord
 
 SCHEDULES = schema.Schedule
 FIRINGS = schema.TriggerFiring

@@ -1,4 +1,7 @@
-"""The review dashboard and REST API (`orch serve`): FastAPI over the same store as the engine."""
+"""The review dashboard and REST API (`orch serve`): FastAPI over the same store as the engine.
+
+Imports views and every layer below; never the CLI nor a plugin.
+"""
 
 from __future__ import annotations
 

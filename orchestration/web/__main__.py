@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from orchestration.errors import OrchestrationError
-from orchestration.terminal_text import strip_control
+from orchestration.core.errors import OrchestrationError
+from orchestration.core.terminal_text import strip_control
 from orchestration.web.command import register
 
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestration.hooks import Plugins, load_plugins
-from orchestration.models import BreakpointRecord
-from orchestration.review import announce_resolution
-from orchestration.webhooks import config_from_env
+from orchestration.core.models import BreakpointRecord
+from orchestration.engine.review import announce_resolution
+from orchestration.pluginhost.hooks import Plugins, load_plugins
+from orchestration.pluginhost.webhooks import config_from_env
 
 SENDER_THREADS = 2  # announcements under way at once; more wait their turn
 

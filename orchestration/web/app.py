@@ -13,8 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestration import __version__
-from orchestration.hooks import Plugins
-from orchestration.metrics import metrics_registry
+from orchestration.operations.metrics import metrics_registry
+from orchestration.pluginhost.hooks import Plugins
 from orchestration.store import Store
 from orchestration.web.announcer import ResolutionAnnouncer
 from orchestration.web.api import PREFIX, api_router, trigger_events

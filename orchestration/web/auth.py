@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from orchestration.errors import OrchestrationError
+from orchestration.core.errors import OrchestrationError
 from orchestration.web.errors import ApiError
 
 logger = logging.getLogger(__name__)

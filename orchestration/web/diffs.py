@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.safe_git import run_git
+from orchestration.core.safe_git import run_git
 
 logger = logging.getLogger(__name__)
 

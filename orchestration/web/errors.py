@@ -11,8 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestration.errors import NotFoundError, OrchestrationError, StoreError, TaskStateError
-from orchestration.overrides import OverrideError
+from orchestration.core.errors import NotFoundError, OrchestrationError, StoreError, TaskStateError
+from orchestration.resilience.overrides import OverrideError
 from orchestration.store import StoreConflict
 
 logger = logging.getLogger(__name__)

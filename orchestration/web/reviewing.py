@@ -10,19 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from orchestration import hints, run_views
-from orchestration.errors import OrchestrationError
-from orchestration.models import BreakpointRecord, RunRecord
-from orchestration.plan import plan_from_stored
-from orchestration.review_actions import Announce, resolve_and_announce
-from orchestration.rules import RuleSet
-from orchestration.runs import run_is_live
-from orchestration.spending import RunSpending
+from orchestration.core import hints
+from orchestration.core.errors import OrchestrationError
+from orchestration.core.models import BreakpointRecord, RunRecord
+from orchestration.engine.plan import plan_from_stored
+from orchestration.engine.review_actions import Announce, resolve_and_announce
+from orchestration.project.worktrees import task_worktree
+from orchestration.resilience.runs import run_is_live
+from orchestration.resilience.spending import RunSpending
+from orchestration.rules.rule_files import RuleSet
 from orchestration.store import Store, StoreConflict
+from orchestration.views import run_views
 from orchestration.web import schemas
 from orchestration.web.diffs import working_diff
 from orchestration.web.errors import ApiError
-from orchestration.worktrees import task_worktree
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,8 @@ def options(bp: BreakpointRecord) -> list[schemas.OptionOut]:
 
 @lru_cache(maxsize=RULE_CACHE_SIZE)
 def _rule_set(rule_files: tuple[str, ...]) -> RuleSet:
-    from orchestration.hooks import load_plugins
-    from orchestration.rules import load_rules
+    from orchestration.pluginhost.hooks import load_plugins
+    from orchestration.rules.rule_files import load_rules
 
     return load_rules(rule_files, functions=load_plugins().rule_functions)
 
@@ -126,7 +127,7 @@ def rule_info(run: RunRecord, name: str) -> schemas.RuleOut:
 
 def _shown_file(path: str) -> str:
     """A default rule file by its name (its install path says nothing to a reviewer)."""
-    from orchestration.rules import default_rule_files
+    from orchestration.rules.rule_files import default_rule_files
 
     defaults = {str(p) for p in default_rule_files()}
     return f"the default rules ({Path(path).name})" if path in defaults else path

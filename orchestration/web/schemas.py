@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestration.shapes import (
+from orchestration.shapes.records import (
     BatchItemOut,
     BatchResolveOut,
     BatchResubmitItemOut,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestration.errors import OrchestrationError
-from orchestration.hints import db_hint
+from orchestration.core.errors import OrchestrationError
+from orchestration.core.hints import db_hint
 from orchestration.store import masked_url, resolve_db_url
 from orchestration.web.auth import load_or_create_token
 from orchestration.web.config import (
@@ -164,7 +164,7 @@ def _event_log_shipper(options: ServeOptions, store: Any) -> Any:
     """The background writer of the JSONL event log, started (None without --event-log)."""
     if options.event_log is None:
         return None
-    from orchestration.event_log import EventLogFiles, EventLogShipper
+    from orchestration.operations.event_log import EventLogFiles, EventLogShipper
 
     shipper = EventLogShipper(store, EventLogFiles(options.event_log, options.event_log_days))
     shipper.start()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 
-from orchestration.models import EventRecord, TransitionRecord
+from orchestration.core.models import EventRecord, TransitionRecord
 from orchestration.store import Store
 from orchestration.web.config import PAGE_LIMIT
 from orchestration.web.errors import ApiError

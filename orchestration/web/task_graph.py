@@ -7,7 +7,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from orchestration.models import TaskRecord
+from orchestration.core.models import TaskRecord
 from orchestration.web.paths import url_segment
 
 MAX_GRAPH_TASKS = 400  # beyond this the graph is left out; the task table remains

@@ -9,7 +9,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from orchestration.models import TaskRecord, TransitionRecord
+from orchestration.core.models import TaskRecord, TransitionRecord
 
 MAX_TIMELINE_ROWS = 300
 LABEL_WIDTH = 190  # px for the task names

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.actions import ActionRequest, run_action
-from orchestration.models import TaskSpec
+from orchestration.core.models import TaskSpec
+from orchestration.engine.actions import ActionRequest, run_action
 from tests.helpers import PY
 
 WRITERS = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestration.models import EventRecord
+from orchestration.core.models import EventRecord
 from orchestration.store import Batch, Store
 from orchestration.web.errors import ApiError
 from orchestration.web.streams import Found, StreamHub, read_after

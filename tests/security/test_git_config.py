@@ -13,7 +13,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from orchestration.safe_git import run_git
+from orchestration.core.safe_git import run_git
 from orchestration.store import Store
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig

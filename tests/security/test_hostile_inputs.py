@@ -17,12 +17,12 @@ import httpx
 import pytest
 import yaml
 
-from orchestration import plan as plan_module
-from orchestration.context import neutral_context
-from orchestration.errors import PlanError, RuleError
-from orchestration.expressions import compile_expression
-from orchestration.plan import load_plan
-from orchestration.rules import evaluate_breakpoints, load_rules
+from orchestration.core.context import neutral_context
+from orchestration.core.errors import PlanError, RuleError
+from orchestration.engine import plan as plan_module
+from orchestration.engine.plan import load_plan
+from orchestration.rules.expressions import compile_expression
+from orchestration.rules.rule_files import evaluate_breakpoints, load_rules
 from tests.helpers import orch, shell_task, write_plan
 from tests.test_web_api import run_plan, start_server, stop_server
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from orchestration.core.models import TaskSpec
+from orchestration.engine.quality import QualityController, run_validator
 from orchestration.extension import CheckResult, ValidationInput, Validator
-from orchestration.models import TaskSpec
-from orchestration.quality import QualityController, run_validator
-from orchestration.rules import QualityConfig
+from orchestration.rules.rule_files import QualityConfig
 from tests.helpers import orch, write_plan
 
 NON_FINITE = [".nan", ".inf", "-.inf", ".NaN", "-.Inf"]

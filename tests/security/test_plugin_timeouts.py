@@ -9,12 +9,12 @@ from types import ModuleType
 
 import pytest
 
-from orchestration import hooks
-from orchestration.errors import RuleError
-from orchestration.expressions import PLUGIN_FUNCTION_SECONDS, compile_expression
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator, build_engine
-from orchestration.plan import load_plan
+from orchestration.core.errors import RuleError
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.pluginhost import hooks
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.rules.expressions import PLUGIN_FUNCTION_SECONDS, compile_expression
 from orchestration.store import Store
 from tests.helpers import shell_task, write_plan
 

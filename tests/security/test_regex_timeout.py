@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.actions import ActionOutcome, classify_error_noting
-from orchestration.bounded_regex import MATCH_TIMEOUT_SECONDS
-from orchestration.expression_limits import FunctionLimitError, fn_matches
-from orchestration.models import ErrorRules
+from orchestration.core.bounded_regex import MATCH_TIMEOUT_SECONDS
+from orchestration.core.models import ErrorRules
+from orchestration.engine.actions import ActionOutcome, classify_error_noting
+from orchestration.rules.expression_limits import FunctionLimitError, fn_matches
 from tests.helpers import orch, shell_task, write_plan
 
 # 34 `a`s then `!`: `(a+)+$` backtracks through 2**34 ways with `re` (the engine sat at 99% CPU

@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from orchestration.engine import build_engine
-from orchestration.errors import OrchestrationError
-from orchestration.hooks import load_plugins
-from orchestration.loop import Orchestrator
-from orchestration.plan import load_plan
-from orchestration.runs import STALE_RUN_SECONDS
+from orchestration.core.errors import OrchestrationError
+from orchestration.engine.loop import Orchestrator
+from orchestration.engine.plan import load_plan
+from orchestration.engine.policy import build_engine
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.runs import STALE_RUN_SECONDS
 from orchestration.store import Store
 from orchestration.store.claims import ClaimLost
 from tests.helpers import PY, write_plan
@@ -255,7 +255,7 @@ def test_an_engine_whose_run_was_taken_over_stores_nothing_more(
 
 
 def _store_run(store: Store, *, state: str) -> None:
-    from orchestration.models import RunRecord
+    from orchestration.core.models import RunRecord
 
     now = datetime.now(UTC)
     store.create_run(RunRecord(RUN_ID, "claims", "/p.yaml", "/w", state, now, now), [])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.terminal_text import strip_control
+from orchestration.core.terminal_text import strip_control
 from tests.helpers import orch, shell_task, write_plan
 
 CLEAR_SCREEN = "\x1b[2J\x1b[H"

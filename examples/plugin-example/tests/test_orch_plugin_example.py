@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from orch_plugin_example import jsonl_file, plugin, replace_text, todo_comments
 
+from orchestration.core.models import TaskSpec
 from orchestration.extension import ActionInput, Notification, ValidationInput
-from orchestration.hooks import load_plugins
-from orchestration.models import TaskSpec
+from orchestration.pluginhost.hooks import load_plugins
 
 
 def step(workdir: Path, files: tuple[str, ...], **options: Any) -> ValidationInput:

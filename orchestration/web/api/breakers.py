@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path
 
-from orchestration.breakers import reset_breakers
-from orchestration.errors import NotFoundError
-from orchestration.models import InterventionRecord
+from orchestration.core.errors import NotFoundError
+from orchestration.core.models import InterventionRecord
+from orchestration.resilience.breakers import reset_breakers
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.api.interventions import actor_of

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 
-from orchestration.errors import OrchestrationError
+from orchestration.core.errors import OrchestrationError
 from orchestration.web import schemas
 from orchestration.web.auth import CurrentPrincipal, Principal, clean_name
 from orchestration.web.deps import AnnouncerDep, ConfigDep, StoreDep

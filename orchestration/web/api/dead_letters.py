@@ -1,6 +1,6 @@
 """The dead letter queue: tasks that failed for good, shown in full and resubmitted.
 
-Resubmitting calls `orchestration.dead_letters.resubmit`, as `orch dlq resubmit` does.
+Resubmitting calls `orchestration.resilience.dead_letters.resubmit`, as `orch dlq resubmit` does.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 
-from orchestration.dead_letters import resubmit
-from orchestration.errors import OrchestrationError
+from orchestration.core.errors import OrchestrationError
+from orchestration.resilience.dead_letters import resubmit
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.api.interventions import actor_of, next_text, settle

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from orchestration.fleet_health import run_health
-from orchestration.fleet_shapes import HealthOut
+from orchestration.engine.fleet_health import run_health
+from orchestration.shapes.fleet import HealthOut
 from orchestration.web.deps import StoreDep
 
 router = APIRouter(tags=["health"])

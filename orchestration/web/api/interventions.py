@@ -12,15 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from orchestration.interventions import (
+from orchestration.core.models import InterventionRecord
+from orchestration.resilience.interventions import (
     FINAL_RUN_STATES,
     RUN_ACTIONS,
     TASK_ACTIONS,
     intervene,
     wait_until_applied,
 )
-from orchestration.models import InterventionRecord
-from orchestration.runs import run_is_live
+from orchestration.resilience.runs import run_is_live
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.auth import CurrentPrincipal, Principal, clean_name

@@ -11,11 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from orchestration.errors import OrchestrationError, PlanError
-from orchestration.runs import check_run_id, run_id_for, run_is_live
-from orchestration.shapes import RunStartedOut, TasksAddedOut
+from orchestration.core.errors import OrchestrationError, PlanError
+from orchestration.engine.task_adding import add_tasks
+from orchestration.resilience.runs import check_run_id, run_id_for, run_is_live
+from orchestration.shapes.records import RunStartedOut, TasksAddedOut
 from orchestration.store import Store
-from orchestration.task_adding import add_tasks
 from orchestration.web import schemas
 from orchestration.web.api.interventions import actor_of, carry_out
 from orchestration.web.auth import CurrentPrincipal
@@ -29,7 +29,7 @@ router = APIRouter(tags=["acting on runs"])
 
 def launch_dir(config: ServerConfig) -> Path:
     """Where launched runs' plan files and logs go: configured, else beside the SQLite file."""
-    from orchestration.run_launch import default_launch_dir
+    from orchestration.triggers.run_launch import default_launch_dir
 
     return Path(config.launch_dir) if config.launch_dir else default_launch_dir(config.db_url)
 
@@ -47,8 +47,8 @@ def _stored_plan_data(store: Store, run_id: str) -> dict[str, Any]:
 
 def _uploaded_plan_data(text: str, base_dir: Path, action_kinds: tuple[str, ...]) -> dict[str, Any]:
     """An uploaded plan checked as `orch run` would, its relative paths resolved from base_dir."""
-    from orchestration.plan import plan_from_dict
-    from orchestration.yamlfile import load_yaml_text
+    from orchestration.core.yamlfile import load_yaml_text
+    from orchestration.engine.plan import plan_from_dict
 
     display = "uploaded plan"
     data, _ = load_yaml_text(text, display)
@@ -59,7 +59,7 @@ def _uploaded_plan_data(text: str, base_dir: Path, action_kinds: tuple[str, ...]
 
 
 def _write_plan(directory: Path, run_id: str, data: dict[str, Any]) -> Path:
-    from orchestration.yamlfile import dump_plan
+    from orchestration.core.yamlfile import dump_plan
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{run_id}.plan.yaml"
@@ -76,8 +76,8 @@ def start_run(
     Give `from_run` (start the plan that run recorded) or `plan` (a plan file's text). The
     answer comes when the process started; follow the run at `/api/v1/runs/{run}`.
     """
-    from orchestration.plan import load_plan
-    from orchestration.run_launch import launch_run
+    from orchestration.engine.plan import load_plan
+    from orchestration.triggers.run_launch import launch_run
 
     if (body.from_run is None) == (body.plan is None):
         raise ApiError(422, "give exactly one of from_run (a stored run's plan) or plan (its text)")

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from orchestration.attempt_logs import log_path, printable, read_from
-from orchestration.runs import attempt_over
+from orchestration.core.attempt_logs import log_path, printable, read_from
+from orchestration.resilience.runs import attempt_over
 from orchestration.store import Store
 from orchestration.web import schemas
 from orchestration.web.api.events import KEEPALIVE_SECONDS, RECONNECT_MS

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
-from orchestration.run_pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tasks_listing
-from orchestration.run_views import explain_task, run_detail, task_detail
+from orchestration.views.run_pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tasks_listing
+from orchestration.views.run_views import explain_task, run_detail, task_detail
 from orchestration.web import schemas
 from orchestration.web.config import MAX_ROW_ID
 from orchestration.web.deps import ConfigDep, StoreDep

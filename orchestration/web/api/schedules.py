@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Query
 
-from orchestration.errors import NotFoundError
-from orchestration.schedules import SCHEDULE_NAME, ScheduleSpec, next_occurrences
-from orchestration.trigger_service import add_schedule, schedule_shape
-from orchestration.trigger_shapes import (
+from orchestration.core.errors import NotFoundError
+from orchestration.triggers.schedules import SCHEDULE_NAME, ScheduleSpec, next_occurrences
+from orchestration.triggers.trigger_service import add_schedule, schedule_shape
+from orchestration.triggers.trigger_shapes import (
     FiringsOut,
     OccurrencesOut,
     ScheduleOut,

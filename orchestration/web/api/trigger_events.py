@@ -22,8 +22,8 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestration.store import Store
-from orchestration.trigger_service import emit_and_dispatch, events_shape, launch_context
-from orchestration.trigger_shapes import EmittedOut, TriggerEventsOut, trigger_event_out
+from orchestration.triggers.trigger_service import emit_and_dispatch, events_shape, launch_context
+from orchestration.triggers.trigger_shapes import EmittedOut, TriggerEventsOut, trigger_event_out
 from orchestration.web.auth import CurrentPrincipal
 from orchestration.web.deps import StoreDep
 from orchestration.web.errors import ApiError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from orchestration.shapes import WorkerOut, worker_out
+from orchestration.shapes.records import WorkerOut, worker_out
 from orchestration.web.deps import StoreDep
 
 router = APIRouter(tags=["workers"])

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from orchestration.overrides import parse_sets
+from orchestration.resilience.overrides import parse_sets
 from orchestration.web.api.dead_letters import resubmit_one
 from orchestration.web.auth import CurrentPrincipal
 from orchestration.web.deps import ConfigDep, StoreDep

@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from orchestration.attempt_logs import log_path, tail_text
-from orchestration.fleet_health import shown_health
-from orchestration.models import TaskRecord
-from orchestration.run_pages import task_page as page_of_tasks
-from orchestration.runs import attempt_over
-from orchestration.spending import budget_text, spent_cells
+from orchestration.core.attempt_logs import log_path, tail_text
+from orchestration.core.models import TaskRecord
+from orchestration.engine.fleet_health import shown_health
+from orchestration.resilience.runs import attempt_over
+from orchestration.resilience.spending import budget_text, spent_cells
 from orchestration.store import Store
+from orchestration.views.run_pages import task_page as page_of_tasks
 from orchestration.web.api.runs import explain
 from orchestration.web.config import MAX_ROW_ID
 from orchestration.web.deps import ConfigDep, StoreDep

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from orchestration.shapes import worker_out
+from orchestration.shapes.records import worker_out
 from orchestration.web.deps import StoreDep
 from orchestration.web.pages.common import render
 

@@ -1,0 +1,84 @@
+"""Growth: tasks that join a running run (branches, an action's `spawn`), checked and released."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from orchestration.core.lifecycle import FINAL_STATES, TaskState
+from orchestration.core.models import EventRecord, TaskRecord
+from orchestration.engine.spawning import SpawnError, prepare_tasks, requested_growth
+from orchestration.engine.timer_wheel import DEADLINE
+
+if TYPE_CHECKING:
+    from orchestration.engine.loop import Orchestrator
+
+
+class Growth:
+    """Adds the tasks a finished task asks for, or that were added from outside, to the run."""
+
+    def __init__(self, loop: Orchestrator) -> None:
+        self.loop = loop
+
+    def grow(
+        self, task: TaskRecord, succeeded: bool, context: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Add the tasks a finished task's branches, or its action's `spawn` result, ask for."""
+        for growth in requested_growth(task, succeeded, context, self.loop.expressions.branch_when):
+            if growth.refused is not None:
+                self.refuse(task, growth.refused, now)
+            else:
+                self.spawn(task, growth.specs, growth.source, now)
+
+    def spawn(
+        self, parent: TaskRecord | None, specs: list[Any], source: str, now: datetime
+    ) -> None:
+        try:
+            records = prepare_tasks(
+                specs,
+                self.loop.tasks,
+                self.loop.run.id,
+                source,
+                self.loop.engine.plugins.action_kinds,
+            )
+        except SpawnError as error:
+            self.refuse(parent, str(error), now)
+            return
+        # Copies: the batch must store them as they are now (pending), not as they will be
+        # by the time it is committed.
+        self.loop.batch.new_tasks.extend(replace(record) for record in records)
+        self.adopt(records)
+        data = {"source": source, "tasks": [r.task_id for r in records]}
+        parent_id = parent.task_id if parent is not None else None
+        self.loop.batch.events.append(
+            EventRecord(self.loop.run.id, "tasks_added", parent_id, data, now)
+        )
+        self.loop.observer.message(f"{source} added {', '.join(r.task_id for r in records)}")
+
+    def adopt(self, records: list[TaskRecord]) -> None:
+        """Make tasks that joined the run known to the scheduler, and release what may run."""
+        for record in records:
+            self.loop.tasks[record.task_id] = record
+            self.loop.counts[record.state] += 1
+            self.loop.scheduler.add(record)
+        self.loop.scheduler.link_dependents()
+        finals = {
+            t.task_id: (t.state, t.outcome)
+            for t in self.loop.tasks.values()
+            if t.state in FINAL_STATES
+        }
+        for record in records:
+            self.loop.scheduler.count_finished_dependencies(record.task_id, finals)
+            if record.spec.deadline is not None:
+                self.loop.wheel.schedule(record.spec.deadline, DEADLINE, record.task_id)
+        for record in records:
+            if record.state == TaskState.PENDING:
+                self.loop._evaluate_pending(record.task_id)
+
+    def refuse(self, parent: TaskRecord | None, reason: str, now: datetime) -> None:
+        self.loop.observer.message(f"warning: new tasks refused: {reason}")
+        parent_id = parent.task_id if parent is not None else None
+        event = EventRecord(self.loop.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
+        self.loop.batch.events.append(event)
