@@ -204,7 +204,7 @@ def test_launch_command_passes_params_only_when_given_and_checks_the_run_id(
     import sys
 
     from orchestration.core.errors import OrchestrationError
-    from orchestration.triggers.run_launch import launch_run, run_command
+    from orchestration.resilience.run_launch import launch_run, run_command
 
     plan = tmp_path / "plan.yaml"
     bare = run_command(plan, "sqlite:///s.db", "r1")

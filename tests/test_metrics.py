@@ -24,9 +24,9 @@ from orchestration.operations.metrics import (
     metrics_registry,
 )
 from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.run_launch import launch_run
 from orchestration.resilience.spending import spending_of
 from orchestration.store import Store
-from orchestration.triggers.run_launch import launch_run
 from orchestration.web.app import create_app
 from orchestration.web.config import ServerConfig
 from tests.helpers import held_code, shell_task, wait_for_file, write_plan

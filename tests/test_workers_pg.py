@@ -53,8 +53,11 @@ class Procs:
         self.started[name] = proc
         return proc
 
-    def worker(self, name: str, url: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
-        return self.start(name, "worker", "--db", url, "--name", name, "-c", str(concurrency))
+    def worker(
+        self, name: str, url: str, concurrency: int = 1, *extra: str
+    ) -> subprocess.Popen[bytes]:
+        argv = ["worker", "--db", url, "--name", name, "-c", str(concurrency), *extra]
+        return self.start(name, *argv)
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
@@ -232,7 +235,7 @@ def test_another_process_takes_over_from_a_killed_conductor(
     first = procs.start(
         "conductor", "run", str(plan), "--db", pg_url, "--workers", "0", "-q", "--run-id", "c"
     )
-    procs.worker("a", pg_url, concurrency=2)
+    procs.worker("a", pg_url, 2, "--no-adopt")  # the test's own `orch resume` takes over
     wait_until("the task starts", lambda: starts(records, "slow") == ["a"])
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -242,6 +245,34 @@ def test_another_process_takes_over_from_a_killed_conductor(
     assert finished(second, procs, "resumer") == 0, procs.log("resumer")[-3000:]
     all_completed(pg_url, "c")
     assert all(starts(records, f"q{i}") for i in range(5))
+
+
+def test_a_worker_resumes_a_run_whose_conductor_died(
+    tmp_path: Path, pg_url: str, procs: Procs
+) -> None:
+    """No one runs `orch resume`: a worker sees the run has lost its conductor and starts one."""
+    records, gate = tmp_path / "records", tmp_path / "gate"
+    records.mkdir()
+    tasks = [held("slow", records, gate), *(recording(f"q{i}", records) for i in range(3))]
+    plan = plan_of(tmp_path, tasks)
+    first = procs.start(
+        "conductor", "run", str(plan), "--db", pg_url, "--workers", "0", "-q", "--run-id", "o"
+    )
+    procs.worker("a", pg_url, concurrency=2)
+    wait_until("the task starts", lambda: starts(records, "slow") == ["a"])
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    wait_until("the adopted run offers it again", lambda: len(starts(records, "slow")) == 2)
+    gate.touch()
+
+    def run_state() -> str | None:
+        with Store.open(pg_url) as store:
+            state = store.get_run("o").state
+        return state if state != "running" else None
+
+    assert wait_until("the resumed run finishes", run_state) == "completed"
+    all_completed(pg_url, "o")
+    assert "lost its conductor: resumed" in procs.log("a")
 
 
 def _pg_ctl() -> str:

@@ -63,13 +63,22 @@ def worker(
             help="The folder of this worker's clones (default: ~/.cache/orchestration/clones).",
         ),
     ] = None,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt/--no-adopt",
+            help="Resume a run on workers whose conductor died (`orch resume` in the "
+            "background, once its claim has lapsed).",
+        ),
+    ] = True,
 ) -> None:
     """Run attempts of the store's runs until stopped (Ctrl-C / SIGTERM: finish what runs).
 
     Claims attempts that conductors (`orch run --workers 0`, `orch submit`) offer, holds a lease
     on each renewed by heartbeat, and reports the result. A worker paused or cut off past its
     lease has its late result refused; the attempt runs again elsewhere. It keeps trying while
-    the database is away (a restart) and goes on when it is back.
+    the database is away (a restart) and goes on when it is back. A run whose conductor died is
+    resumed by a worker once the conductor's claim has lapsed (--no-adopt: leave it).
     """
     from orchestration.engine.worker import Worker
 
@@ -86,6 +95,7 @@ def worker(
         run_id=run_id,
         workdir_mode=workdir_mode,
         clones=clones,
+        adopt=adopt,
     )
     received: list[int] = []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +29,7 @@ POLL_SECONDS = 1.0  # longest wait between claims when no NOTIFY arrives
 SQLITE_POLL_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 5.0  # the longest pause between tries while the database is away
 BEAT_SECONDS = 2.0  # how often the worker's row is marked alive
+ADOPT_SECONDS = 5.0  # how often a worker looks for runs whose conductor died
 
 
 @dataclass
@@ -63,8 +65,10 @@ class Worker:
         run_id: str | None = None,
         workdir_mode: str = "auto",
         clones: Path | None = None,
+        adopt: bool = True,
     ) -> None:
         self.url = url
+        self.adopt = adopt  # resume runs whose conductor died
         self.workdir_mode = workdir_mode  # clone, shared, or auto: clone when the path is absent
         self.clones = clones or Path.home() / ".cache" / "orchestration" / "clones"
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -80,6 +84,7 @@ class Worker:
         self.queue: WorkQueue | None = None
         self.store: Any = None
         self.refused = 0  # late results the store refused (the lease was lost)
+        self.adopted: dict[str, float] = {}  # run id -> when this worker last resumed it
         self.reported = 0
 
     # ---- the claim loop ---------------------------------------------------------------------
@@ -248,7 +253,7 @@ class Worker:
 
     def _beat(self) -> None:
         """Renew the leases of the attempts under way; stop those whose lease is lost."""
-        last_row = 0.0
+        last_row = last_adopt = 0.0
         while not self.kill_event.wait(self._beat_seconds()):
             with self.lock:
                 held = [h for h in self.held.values() if not h.lost]
@@ -265,6 +270,39 @@ class Worker:
                     last_row = time.monotonic()
                 except store_errors() as error:
                     logger.warning("worker heartbeat not stored: %s", error)
+            if time.monotonic() - last_adopt >= ADOPT_SECONDS:
+                last_adopt = time.monotonic()
+                try:
+                    self._adopt_orphaned_runs()
+                except store_errors() as error:
+                    logger.warning("runs without a conductor not looked for: %s", error)
+
+    def _adopt_orphaned_runs(self) -> None:
+        """Conduct again a run on worker processes whose conductor died: once its claim has
+        lapsed, start `orch resume` for it. Workers may race to do so; the store's claim lets
+        one engine win (the others exit), and a worker tries a run again only after a lease."""
+        from datetime import UTC, datetime
+
+        from orchestration.resilience.run_launch import launch_resume
+        from orchestration.resilience.runs import STALE_RUN_SECONDS, run_is_live
+
+        if self.store is None or not self.adopt:
+            return
+        now, clock = datetime.now(UTC), time.monotonic()
+        ids = [self.run_id] if self.run_id else self.store.running_run_ids()
+        for run_id in ids:
+            if clock - self.adopted.get(run_id, -STALE_RUN_SECONDS) < STALE_RUN_SECONDS:
+                continue
+            run = self.store.get_run(run_id)
+            concurrency = (run.plan_json or {}).get("spec", {}).get("concurrency", {})
+            if run.state != "running" or concurrency.get("executor") != "workers":
+                continue
+            if run_is_live(run, now):
+                continue
+            self.adopted[run_id] = clock
+            log = Path(tempfile.gettempdir()) / "orchestration-adopted" / f"{run_id}.log"
+            launched = launch_resume(run_id, db_url=self.url, log_path=log)
+            logger.warning("run %s lost its conductor: resumed (pid %d)", run_id, launched.pid)
 
     def _beat_seconds(self) -> float:
         """A third of the shortest lease held: two renewals may fail before it runs out."""

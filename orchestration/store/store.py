@@ -352,6 +352,11 @@ class Store:
         query = _RUNS_WITH_PLANS.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
         return [records.run_record(row) for row in self._all(query)]
 
+    def running_run_ids(self) -> list[str]:
+        """The ids of the runs stored as `running` (an engine works on them, or one died)."""
+        query = select(RUNS.c.id).where(RUNS.c.state == "running").order_by(RUNS.c.id)
+        return [row.id for row in self._all(query)]
+
     def run_ids_of_plan(self, plan_name: str) -> list[str]:
         """The ids of the plan's runs, oldest first: without reading (parsing) each plan's JSON."""
         query = (

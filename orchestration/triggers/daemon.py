@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from orchestration.core.errors import OrchestrationError
+from orchestration.resilience.run_launch import launch_resume, running_children, signal_children
 from orchestration.resilience.runs import run_is_live
 from orchestration.triggers.launches import LaunchContext, active_runs, run_of
-from orchestration.triggers.run_launch import launch_resume, running_children, signal_children
 
 if TYPE_CHECKING:
     from orchestration.store import Store

@@ -25,8 +25,8 @@ from orchestration.core.trigger_records import (
     STARTING,
     FiringRecord,
 )
+from orchestration.resilience.run_launch import launch_run, running_children
 from orchestration.store.store import FINAL_RUN_STATES
-from orchestration.triggers.run_launch import launch_run, running_children
 
 if TYPE_CHECKING:
     from orchestration.core.models import RunRecord

@@ -29,7 +29,7 @@ router = APIRouter(tags=["acting on runs"])
 
 def launch_dir(config: ServerConfig) -> Path:
     """Where launched runs' plan files and logs go: configured, else beside the SQLite file."""
-    from orchestration.triggers.run_launch import default_launch_dir
+    from orchestration.resilience.run_launch import default_launch_dir
 
     return Path(config.launch_dir) if config.launch_dir else default_launch_dir(config.db_url)
 
@@ -77,7 +77,7 @@ def start_run(
     answer comes when the process started; follow the run at `/api/v1/runs/{run}`.
     """
     from orchestration.engine.plan import load_plan
-    from orchestration.triggers.run_launch import launch_run
+    from orchestration.resilience.run_launch import launch_run
 
     if (body.from_run is None) == (body.plan is None):
         raise ApiError(422, "give exactly one of from_run (a stored run's plan) or plan (its text)")
