@@ -13,7 +13,7 @@ RetryOn = Literal["any", "same_agent", "other_agent"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 class AgentSpec(_Strict):

@@ -36,7 +36,7 @@ def as_json(shape: BaseModel) -> dict[str, Any]:
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
 
 class InterruptionOut(_Out):
