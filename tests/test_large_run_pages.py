@@ -192,6 +192,28 @@ def test_the_engine_tells_validators_which_tasks_are_milestones(tmp_path: Path) 
     assert recorder.seen == {"step": False, "release": True}
 
 
+def test_the_last_task_to_finish_is_a_milestone_so_the_run_ends_on_a_full_check(
+    tmp_path: Path,
+) -> None:
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
+    from tests.helpers import shell_task, write_plan
+
+    tasks = [
+        shell_task("first", "pass", validators=["milestone_seen"]),
+        shell_task("last", "pass", validators=["milestone_seen"], depends_on=["first"]),
+    ]
+    plan = load_plan(write_plan(tmp_path, {"version": 1, "name": "c", "tasks": tasks}))
+    recorder = MilestoneRecorder()
+    plugins = load_plugins(entry_points=False, extra=[recorder])
+    plugins.muted.add("console")
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        engine = build_engine(plan, plugins)
+        summary = Orchestrator.start(plan, store, run_id="c", engine=engine).run_until_stopped()
+    assert summary.state == "completed"
+    assert recorder.seen == {"first": False, "last": True}
+
+
 def test_the_cli_default_page_size_is_the_shared_one() -> None:
     from orchestration.cli.root import STATUS_PAGE_SIZE
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.core.attempt_logs import AttemptLog, log_path
-from orchestration.core.models import Plan, PythonAction, TaskRecord
+from orchestration.core.lifecycle import FINAL_STATES
+from orchestration.core.models import Plan, PythonAction, TaskRecord, TaskSpec
 from orchestration.engine.actions import (
     OUTPUT_TAIL_CHARS,
     ActionOutcome,
@@ -251,7 +252,7 @@ class AttemptRunner:
             context=context,
             timeout_seconds=request.timeout_seconds,
             environment=self.environment,
-            milestone=MILESTONE_TAG in request.task.tags,
+            milestone=self.is_milestone(request.task),
         )
         refs = self.plan.validators(request.task)
         guard = None
@@ -319,6 +320,14 @@ class AttemptRunner:
         check = modified_tree_check(changed, lost, names)
         return with_modified_tree(self.engine.quality, report, check, request.task.gate), now
 
+    def is_milestone(self, spec: TaskSpec) -> bool:
+        """Whether validators check everything at this step: the task is tagged `milestone`,
+        or it is the run's last task still to finish (the full suite before the run ends)."""
+        if MILESTONE_TAG in spec.tags:
+            return True
+        others = [t for t in list(self.tasks.values()) if t.task_id != spec.id]
+        return all(t.state in FINAL_STATES for t in others)
+
     def check_merged(self, result: AttemptResult, workdir: Path) -> str | None:
         """The task's validators on the merged result in `workdir` (validate_after_merge):
         None when its gate passes, else why not."""
@@ -336,7 +345,7 @@ class AttemptRunner:
             context=result.context,
             timeout_seconds=self.plan.timeout(task.spec),
             environment=self.environment,
-            milestone=MILESTONE_TAG in task.spec.tags,
+            milestone=self.is_milestone(task.spec),
         )
         requirements = next(
             (c for c in result.report.checks if c.stage == "requirements"),
