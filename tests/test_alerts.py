@@ -150,10 +150,10 @@ def test_dead_letters_past_the_retention_are_archived_then_purged(
         failed_at = max(d.failed_at for d in letters)
         plugins = load_plugins(entry_points=False)
         alerts = EngineAlerts(store, "f1", plugins, dead_letter_days=30, archive_dir=archive)
-        alerts.poll(failed_at + timedelta(days=29), force=True)
+        alerts.poll(failed_at + timedelta(days=29))
         assert len(store.dead_letters()) == 2 and not archive.exists()
         alerts._next_archive = None  # the hourly check is due again
-        alerts.poll(failed_at + timedelta(days=30, seconds=1), force=True)
+        alerts.poll(failed_at + timedelta(days=30, seconds=1))
         assert store.dead_letters() == []
     (path,) = archive.glob("dead-letters-*.jsonl")
     archived = [json.loads(line) for line in path.read_text().splitlines()]

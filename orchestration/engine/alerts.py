@@ -9,7 +9,6 @@ raise and applies the dead-letter retention.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -160,13 +159,11 @@ class EngineAlerts:
         self.plugins = plugins
         self.dead_letter_days = dead_letter_days
         self.archive_dir = archive_dir
-        self._last_look = time.monotonic()
         self._next_archive: datetime | None = None
 
-    def poll(self, now: datetime, *, force: bool = False) -> list[EventRecord]:
-        if not force and time.monotonic() - self._last_look < POLL_SECONDS:
-            return []
-        self._last_look = time.monotonic()
+    def poll(self, now: datetime) -> list[EventRecord]:
+        """Raise what is new to alert about (the loop calls it every POLL_SECONDS on its timer
+        wheel, and once more as the run ends); the alerts' events, for the run's batch."""
         events = []
         try:
             self._apply_retention(now)

@@ -29,6 +29,7 @@ from orchestration.core.models import (
 from orchestration.core.yamlfile import collection_paused
 from orchestration.engine.actions import ActionOutcome, ActionRequest, StopSignal
 from orchestration.engine.admission import Admission
+from orchestration.engine.alerts import POLL_SECONDS as ALERT_SECONDS
 from orchestration.engine.alerts import EngineAlerts
 from orchestration.engine.attempts import AttemptResult, AttemptRunner, RunningAttempt
 from orchestration.engine.baselines import baseline_options, baseline_summary, take_baselines
@@ -57,6 +58,7 @@ from orchestration.engine.store_executor import attempt_executor
 from orchestration.engine.task_expressions import TaskExpressions
 from orchestration.engine.timer_wheel import (
     ADDED,
+    ALERTS,
     BLOCKED,
     BREAKER,
     DEADLINE,
@@ -114,8 +116,17 @@ PERIODIC_SECONDS = {
     BLOCKED: BLOCKED_SYNC_SECONDS,
     ADDED: ADDED_SYNC_SECONDS,
     DURING: DURING_CHECK_SECONDS,
+    ALERTS: ALERT_SECONDS,
 }
-PERIODIC_FIRST = {HEARTBEAT: 0, SETTINGS: 1, INTERVENTIONS: 0, BLOCKED: 0, ADDED: 1, DURING: 0}
+PERIODIC_FIRST = {
+    HEARTBEAT: 0,
+    SETTINGS: 1,
+    INTERVENTIONS: 0,
+    BLOCKED: 0,
+    ADDED: 1,
+    DURING: 0,
+    ALERTS: ALERT_SECONDS,
+}
 EXIT_CODES = {
     "completed": 0,
     "failed": 1,
@@ -337,6 +348,9 @@ class Orchestrator:
             return 0
         if kind == SETTINGS:
             self.sync.settings()
+            return 0
+        if kind == ALERTS:
+            self.batch.events.extend(self.alerts.poll(now))
             return 0
         if kind == DURING:
             self._check_running(now)
@@ -724,7 +738,6 @@ class Orchestrator:
         work += self.fleet.tick(now)
         if not self.stop_event.is_set():
             work += self._start_ready(now)
-        self.batch.events.extend(self.alerts.poll(now))
         self.flush()
         return work
 
@@ -1333,7 +1346,7 @@ class Orchestrator:
             EventRecord(self.run.id, "run_finished", None, {"state": state, "stuck": stuck}, now)
         )
         self.flush()
-        last_alerts = self.alerts.poll(now, force=True)  # e.g. the dead letters just captured
+        last_alerts = self.alerts.poll(now)  # e.g. the dead letters just captured
         if stored_state != "paused":
             self.attempt_runner.discard_indexes()
         counts = {s.value: self.counts[s.value] for s in TaskState if self.counts[s.value]}

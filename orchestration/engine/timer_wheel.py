@@ -11,7 +11,7 @@ from itertools import count
 RETRY, BREAKER, EXPIRY, DEADLINE, DIGEST = "retry", "breaker", "expiry", "deadline", "digest"
 # ...and the loop's periodic duties (no key), each scheduling its next turn when it runs.
 HEARTBEAT, SETTINGS, INTERVENTIONS = "heartbeat", "settings", "interventions"
-BLOCKED, ADDED, DURING = "blocked", "added", "during"
+BLOCKED, ADDED, DURING, ALERTS = "blocked", "added", "during", "alerts"
 
 
 class TimerWheel:
