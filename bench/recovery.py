@@ -121,10 +121,10 @@ def in_process(db: Path) -> dict[str, float]:
     orchestrator = Orchestrator.resume(store, RUN_ID, force=True)
     resumed = time.perf_counter()
     deadline = resumed + TIMEOUT_S
-    while not orchestrator.futures and time.perf_counter() < deadline:
+    while not orchestrator.dispatch.futures and time.perf_counter() < deadline:
         orchestrator.tick()
     first_start = time.perf_counter()
-    if not orchestrator.futures:
+    if not orchestrator.dispatch.futures:
         raise SystemExit("the resumed engine started no attempt")
     orchestrator.stop()  # ends the long attempts it just started again
     orchestrator.run_until_stopped()

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from orchestration.core.errors import OrchestrationError
-from orchestration.engine import attempts, conclusion, loop
+from orchestration.engine import attempts, conclusion
 from orchestration.engine.loop import Orchestrator, build_engine, run_is_live
 from orchestration.engine.plan import load_plan
 from orchestration.pluginhost.hooks import load_plugins
+from orchestration.resilience.runs import STALE_RUN_SECONDS
 from orchestration.store import Store
 from tests.helpers import shell_task, write_plan
 
@@ -55,7 +56,7 @@ def test_a_live_run_cannot_be_resumed_twice(tmp_path: Path, store: Store) -> Non
     assert run.state == "running" and run_is_live(run, datetime.now(UTC))
     with pytest.raises(OrchestrationError, match="another engine"):
         Orchestrator.resume(store, "r")
-    later = datetime.now(UTC) + timedelta(seconds=loop.STALE_RUN_SECONDS + 1)
+    later = datetime.now(UTC) + timedelta(seconds=STALE_RUN_SECONDS + 1)
     assert not run_is_live(run, later)
     orchestrator.run_until_stopped()
     assert not run_is_live(store.get_run("r"), datetime.now(UTC))
@@ -72,5 +73,5 @@ def test_run_figures_continue_after_a_resume(tmp_path: Path, store: Store) -> No
     first = orchestrator.run_until_stopped()
     assert first.state == "paused"
     resumed = Orchestrator.resume(store, "r", force=True)
-    assert resumed.run_failures == 2 and resumed.consecutive_failures == 2
-    assert resumed.task_seconds["a"] > 0
+    assert resumed.tally.run_failures == 2 and resumed.tally.consecutive_failures == 2
+    assert resumed.tally.task_seconds["a"] > 0

@@ -178,7 +178,7 @@ class Fleet:
             "waited_seconds": waited,
             "kind": kind,
         }
-        self.o.batch.events.append(EventRecord(self.o.run.id, ASSIGNED, task_id, data, now))
+        self.o.state.event(ASSIGNED, task_id, data, now)
         self.assignments.append(
             assignments_from([EventRecord(self.o.run.id, ASSIGNED, task_id, data, now)])[0]
         )
@@ -254,7 +254,7 @@ class Fleet:
                 self.held.discard(task_id)
                 if not keep:
                     self.waiting.pop(task_id, None)
-                self.o._queue(task)
+                self.o.queue(task)
                 given += 1
         return given
 
@@ -317,7 +317,7 @@ class Fleet:
             "message": anomaly.message,
             "figures": anomaly.figures,
         }
-        self.o.batch.events.append(EventRecord(self.o.run.id, ANOMALY, task.task_id, data, now))
+        self.o.state.event(ANOMALY, task.task_id, data, now)
         self.o.observer.message(f"anomaly: {anomaly.message}")
         from orchestration.engine.conclusion import Raised
 
@@ -325,7 +325,7 @@ class Fleet:
             self.to_pause.append(anomaly)
             return
         raised = Raised("anomaly_detected", "after", "medium", "notify", anomaly.message)
-        self.o._add_breakpoint(
+        self.o.state.add_breakpoint(
             task, raised, {"task_id": task.task_id, **data}, now, state="resolved"
         )
 
@@ -344,7 +344,7 @@ class Fleet:
 
         self.o.scheduler.discard(task.task_id)
         raised = Raised(rule, "before", severity, action, message, scope)
-        self.o._block(task, raised, {"task_id": task.task_id, **context}, now)
+        self.o.state.block(task, raised, {"task_id": task.task_id, **context}, now)
 
     # ---- waves -----------------------------------------------------------------------------
 
@@ -399,7 +399,7 @@ class Fleet:
             "figures": figures,
             "error": error,
         }
-        self.o.batch.events.append(EventRecord(self.o.run.id, "wave_gate", None, data, now))
+        self.o.state.event("wave_gate", None, data, now)
         if holds:
             return True
         waiting = [t for t in self._waves[number] if self.o.tasks[t].state == TaskState.READY]
@@ -435,8 +435,8 @@ class Fleet:
                     if t.state not in FINAL_STATES and t.state != TaskState.RUNNING:
                         self.o.scheduler.discard(other)
                         self.held.discard(other)
-                        self.o._update(t, outcome="cancelled")
-                        self.o._move(t, "cancel", f"wave {number} gate rejected")
+                        self.o.state.update(t, outcome="cancelled")
+                        self.o.state.move(t, "cancel", f"wave {number} gate rejected")
         return True
 
 

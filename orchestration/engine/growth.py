@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestration.core.lifecycle import FINAL_STATES, TaskState
-from orchestration.core.models import EventRecord, TaskRecord
+from orchestration.core.models import TaskRecord
 from orchestration.engine.spawning import SpawnError, prepare_tasks, requested_growth
 from orchestration.engine.timer_wheel import DEADLINE
 
@@ -46,22 +45,18 @@ class Growth:
         except SpawnError as error:
             self.refuse(parent, str(error), now)
             return
-        # Copies: the batch must store them as they are now (pending), not as they will be
-        # by the time it is committed.
-        self.loop.batch.new_tasks.extend(replace(record) for record in records)
-        self.adopt(records)
+        self.adopt(records, stored=False)
         data = {"source": source, "tasks": [r.task_id for r in records]}
         parent_id = parent.task_id if parent is not None else None
-        self.loop.batch.events.append(
-            EventRecord(self.loop.run.id, "tasks_added", parent_id, data, now)
-        )
+        self.loop.state.event("tasks_added", parent_id, data, now)
         self.loop.observer.message(f"{source} added {', '.join(r.task_id for r in records)}")
 
-    def adopt(self, records: list[TaskRecord]) -> None:
-        """Make tasks that joined the run known to the scheduler, and release what may run."""
+    def adopt(self, records: list[TaskRecord], *, stored: bool = True) -> None:
+        """Make tasks that joined the run known to the scheduler, and release what may run.
+
+        `stored`: added by another process (`orch task add`); else this engine stores them."""
+        self.loop.state.add_tasks(records, store_them=not stored)
         for record in records:
-            self.loop.tasks[record.task_id] = record
-            self.loop.counts[record.state] += 1
             self.loop.scheduler.add(record)
         self.loop.scheduler.link_dependents()
         finals = {
@@ -75,10 +70,9 @@ class Growth:
                 self.loop.wheel.schedule(record.spec.deadline, DEADLINE, record.task_id)
         for record in records:
             if record.state == TaskState.PENDING:
-                self.loop._evaluate_pending(record.task_id)
+                self.loop.evaluate_pending(record.task_id)
 
     def refuse(self, parent: TaskRecord | None, reason: str, now: datetime) -> None:
         self.loop.observer.message(f"warning: new tasks refused: {reason}")
         parent_id = parent.task_id if parent is not None else None
-        event = EventRecord(self.loop.run.id, "tasks_refused", parent_id, {"reason": reason}, now)
-        self.loop.batch.events.append(event)
+        self.loop.state.event("tasks_refused", parent_id, {"reason": reason}, now)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestration.core.errors import OrchestrationError
-from orchestration.core.models import EventRecord, TaskRecord
+from orchestration.core.models import TaskRecord
 from orchestration.engine.attempts import AttemptResult
 from orchestration.engine.conclusion import Raised
 from orchestration.project.checkpoints import create_checkpoint
@@ -45,9 +45,7 @@ class Integration:
         except OrchestrationError as error:  # a checkpoint must never stop the run
             self.loop.observer.message(f"warning: no checkpoint for {task.task_id}: {error}")
             failure = {"error": str(error)}
-            self.loop.batch.events.append(
-                EventRecord(self.loop.run.id, "checkpoint_failed", task.task_id, failure, now)
-            )
+            self.loop.state.event("checkpoint_failed", task.task_id, failure, now)
             return
         if made is not None:
             data: dict[str, Any] = {
@@ -57,9 +55,7 @@ class Integration:
                 "insertions": made.insertions,
                 "deletions": made.deletions,
             }
-            self.loop.batch.events.append(
-                EventRecord(self.loop.run.id, "checkpoint", task.task_id, data, now)
-            )
+            self.loop.state.event("checkpoint", task.task_id, data, now)
 
     def merged(
         self, task: TaskRecord, result: AttemptResult, context: dict[str, Any], now: datetime
@@ -70,7 +66,7 @@ class Integration:
             return True
         check = None
         if self.loop.plan.spec.validate_after_merge:
-            check = partial(self.loop.attempt_runner.check_merged, result)
+            check = partial(self.loop.dispatch.runner.check_merged, result)
         return self.merge(task, context, now, task_wins=False, check=check)
 
     def merge_approved(self, task: TaskRecord) -> None:
@@ -97,9 +93,7 @@ class Integration:
         except OrchestrationError as error:  # the work stays in the worktree, nothing lost
             self.loop.observer.message(f"warning: cannot merge {task.task_id}: {error}")
             data = {"error": str(error), "worktree": str(self.loop.worktrees.path_of(task.task_id))}
-            self.loop.batch.events.append(
-                EventRecord(self.loop.run.id, "merge_failed", task.task_id, data, now)
-            )
+            self.loop.state.event("merge_failed", task.task_id, data, now)
             return True
         if merged.merged:
             data = {
@@ -107,9 +101,7 @@ class Integration:
                 "tip": merged.tip,
                 "commit": merged.task_commit,
             }
-            self.loop.batch.events.append(
-                EventRecord(self.loop.run.id, "merged", task.task_id, data, now)
-            )
+            self.loop.state.event("merged", task.task_id, data, now)
             return True
         files = ", ".join(c.path for c in merged.conflicts)
         worktree = self.loop.worktrees.path_of(task.task_id)
@@ -124,7 +116,7 @@ class Integration:
             f"or retry the task from the merged work"
         )
         context.update(merged.context(worktree, self.loop.worktrees.branch))
-        self.loop._block(
+        self.loop.state.block(
             task, Raised(MERGE_CONFLICT, "after", "high", "pause", message), context, now
         )
         return False
@@ -168,6 +160,4 @@ class Integration:
             "command": command,
             "unmerged": kept,
         }
-        self.loop.batch.events.append(
-            EventRecord(self.loop.run.id, "integration_branch", None, data, now)
-        )
+        self.loop.state.event("integration_branch", None, data, now)

@@ -41,7 +41,7 @@ class OutsideSync:
         """Apply the default resolution of an open breakpoint whose time is up."""
         from orchestration.engine.review_actions import resolve_and_announce
 
-        self.loop.flush()  # what this engine recorded goes first
+        self.loop.state.flush()  # what this engine recorded goes first
         bp = self.loop.store.breakpoint(bp_id)
         if bp.state != "open" or bp.default_resolution is None:
             return 0
@@ -67,21 +67,21 @@ class OutsideSync:
 
     def interventions(self, now: datetime) -> int:
         """Carry out what humans asked for this run from other processes (orch task/runs ...)."""
-        self.loop.flush()
+        self.loop.state.flush()
         try:
             applied = apply_requested(
                 self.loop.store,
                 self.loop.run.id,
-                running=frozenset(self.loop.running_attempts),
+                running=frozenset(self.loop.dispatch.running_attempts),
                 now=now,
             )
         except OrchestrationError as error:
             logger.warning("requested interventions not applied: %s", error)
             return 0
         for stop in applied.stops:
-            running = self.loop.running_attempts.get(stop.task_id)
-            if stop.task_id not in self.loop._human_stops and running is not None:
-                self.loop._human_stops[stop.task_id] = stop
+            running = self.loop.dispatch.running_attempts.get(stop.task_id)
+            if stop.task_id not in self.loop.dispatch.human_stops and running is not None:
+                self.loop.dispatch.human_stops[stop.task_id] = stop
                 running.stop.set()
         for record in applied.applied:
             self.loop.observer.message(
@@ -108,33 +108,33 @@ class OutsideSync:
             if was in FINAL_STATES and task.state not in FINAL_STATES:  # runs again: ask again
                 self.loop.admission.forget_approvals(task_id)
         if reopened:
-            self.loop._rebuild_scheduler()
+            self.loop.rebuild_scheduler()
         for task_id in changed:
             task = self.loop.tasks[task_id]
             if task.state == TaskState.READY:
-                self.loop._queue(task)
+                self.loop.queue(task)
             elif task.state == TaskState.RETRYING and task.next_attempt_at is not None:
                 self.loop.wheel.schedule(task.next_attempt_at, RETRY, task_id)
             elif task.state == TaskState.PENDING:
-                self.loop._evaluate_pending(task_id)
+                self.loop.evaluate_pending(task_id)
             elif task.state in FINAL_STATES and not reopened:
-                self.loop._on_final(task)
+                self.loop.on_final(task)
 
     def refresh_run_holds(self) -> None:
-        if self.loop.run_holds:
-            self.loop.run_holds = {
+        if self.loop.state.run_holds:
+            self.loop.state.run_holds = {
                 bp.id
                 for bp in self.loop.store.breakpoints(self.loop.run.id, state="open")
                 if bp.scope == "run"
             }
-            if not self.loop.run_holds:
-                self.loop._held_noted = False
+            if not self.loop.state.run_holds:
+                self.loop.dispatch.held_noted = False
 
     def blocked(self) -> int:
         """Pick up what a human decided from another process about blocked tasks."""
         if not self.loop.counts[TaskState.BLOCKED]:
             return 0
-        self.loop.flush()
+        self.loop.state.flush()
         changed = 0
         for task in [t for t in self.loop.tasks.values() if t.state == TaskState.BLOCKED]:
             stored = self.loop.store.task(self.loop.run.id, task.task_id)
@@ -142,9 +142,9 @@ class OutsideSync:
                 continue
             changed += 1
             self.adopt(task, stored)
-        held = len(self.loop.run_holds)
+        held = len(self.loop.state.run_holds)
         self.refresh_run_holds()
-        return changed + (held - len(self.loop.run_holds))
+        return changed + (held - len(self.loop.state.run_holds))
 
     def adopt(self, task: TaskRecord, stored: TaskRecord) -> None:
         how = "resolved by a human"
@@ -156,20 +156,14 @@ class OutsideSync:
         self.loop.observer.task_changed(task, task.state, how)
         if task.state == TaskState.READY:
             self.loop.integration.restart_after_conflict(task)
-            self.loop._queue(task)
+            self.loop.queue(task)
         elif task.state in FINAL_STATES:
-            self.loop._on_final(task)
+            self.loop.on_final(task)
 
     def take_stored(self, task: TaskRecord, stored: TaskRecord) -> None:
         """Adopt what another process (a human) stored for a task: its state and fields."""
-        self.loop.counts[task.state] -= 1
-        self.loop.counts[stored.state] += 1
-        task.state, task.outcome, task.answer = stored.state, stored.outcome, stored.answer
-        task.attempts, task.feedback = stored.attempts, stored.feedback
-        task.next_attempt_at = stored.next_attempt_at
-        if stored.spec != task.spec:  # changed parameters (--set): compile its expressions anew
-            task.spec = stored.spec
-            self.loop.expressions.forget(task.task_id)
+        if self.loop.state.adopt_stored(task, stored):  # changed parameters (--set)
+            self.loop.expressions.forget(task.task_id)  # compile its expressions anew
 
     def settings(self) -> None:
         """Apply rules switched on or off and budgets changed for this run from outside."""
@@ -201,7 +195,7 @@ class OutsideSync:
             )
         elif setting.kind == "budget":
             try:
-                self.loop.budget.set_limit(setting.name, setting.value)
+                self.loop.tally.budget.set_limit(setting.name, setting.value)
             except BudgetSettingError as error:  # checked when stored; an old row may not be
                 logger.warning("ignoring budget setting %s: %s", setting.name, error)
 

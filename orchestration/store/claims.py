@@ -45,15 +45,22 @@ def claim(
     stale_before: datetime,
     force: bool,
     holder_gone: str | None = None,
+    engine: tuple[str, int, float] | None = None,
 ) -> bool:
     """Take the run for `owner` if no engine holds it; True if this statement took it.
 
     Free: its heartbeat is older than `stale_before` (its engine is gone), or no engine holds
     it and it is not marked running, or it is still held by `holder_gone`, an engine the
     caller knows to be dead (of several callers who know it, only the first gets the run).
-    `force` takes it whatever holds it.
+    `force` takes it whatever holds it. `engine` (host, pid, start time of the claiming
+    process) is recorded by the same statement: another resume reading the run between the
+    claim and a later record would see the new owner with the dead engine's process, judge the
+    holder gone, and take the run away from a live engine.
     """
-    statement = update(RUNS).where(RUNS.c.id == run_id).values(owner=owner, updated_at=now)
+    values: dict[str, object] = {"owner": owner, "updated_at": now}
+    if engine is not None:
+        values.update(engine_host=engine[0], engine_pid=engine[1], engine_started=engine[2])
+    statement = update(RUNS).where(RUNS.c.id == run_id).values(**values)
     if not force:
         conditions = [
             RUNS.c.updated_at < stale_before,

@@ -332,21 +332,6 @@ class Store:
             raise NotFoundError(f"run '{run_id}' not found")
         return records.run_record(row)
 
-    def record_engine(self, run_id: str, host: str, pid: int, started: float) -> None:
-        """Note the engine process that now works on the run (see engine_identity)."""
-        statement = (
-            update(RUNS)
-            .where(RUNS.c.id == run_id)
-            .values(engine_host=host, engine_pid=pid, engine_started=started)
-        )
-        try:
-            with self._engine.begin() as conn:
-                if conn.execute(statement).rowcount != 1:
-                    raise NotFoundError(f"run '{run_id}' not found")
-        except SQLAlchemyError as exc:
-            message = f"cannot record the engine of run '{run_id}': {_first_line(exc)}"
-            raise StoreError(message) from exc
-
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
         query = _RUNS_WITH_PLANS.order_by(RUNS.c.created_at.desc(), RUNS.c.id.desc())
@@ -411,11 +396,13 @@ class Store:
         stale_before: datetime,
         force: bool = False,
         holder_gone: str | None = None,
+        engine: tuple[str, int, float] | None = None,
     ) -> bool:
         """Take the run for the engine `owner` in one conditional UPDATE; True if it took it.
 
         False: another engine holds it (its heartbeat is newer than `stale_before`, and it is
-        not `holder_gone`, an engine the caller knows to be dead).
+        not `holder_gone`, an engine the caller knows to be dead). `engine`: the claiming
+        process (host, pid, start time), recorded in the same UPDATE.
         """
         try:
             with self._engine.begin() as conn:
@@ -427,6 +414,7 @@ class Store:
                     stale_before=stale_before,
                     force=force,
                     holder_gone=holder_gone,
+                    engine=engine,
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot claim run '{run_id}': {_first_line(exc)}") from exc

@@ -232,6 +232,36 @@ def test_a_holder_known_dead_is_replaced_by_exactly_one_engine(db_url: str) -> N
         assert store.get_run(RUN_ID).owner == won[0]
 
 
+def test_a_claim_records_its_process_so_a_later_reader_does_not_judge_the_new_holder_gone(
+    db_url: str,
+) -> None:
+    """The race the 8-resume test once lost: a resume reads the run just after another claimed
+    it. The claim wrote the new owner and its process in one statement, so the reader sees a
+    live holder and does not take the run (before, it saw the new owner beside the killed
+    engine's process and replaced a live engine)."""
+    from orchestration.resilience.engine_identity import owner_alive, this_engine
+
+    dead = subprocess.run([PY, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(dead.stdout)
+    me = this_engine()
+    with Store.open(db_url) as store:
+        _store_run(store, state="paused")
+        fresh = datetime.now(UTC) - timedelta(seconds=STALE_RUN_SECONDS)
+        killed = (me.host, dead_pid, 0.0)
+        assert store.claim_run(RUN_ID, "killed", stale_before=fresh, engine=killed)
+        assert owner_alive(store.get_run(RUN_ID)) is False  # its process is gone
+        live = (me.host, me.pid, me.started)
+        assert store.claim_run(
+            RUN_ID, "winner", stale_before=fresh, holder_gone="killed", engine=live
+        )
+        seen = store.get_run(RUN_ID)  # what a resume reads right after the winner's claim
+        assert (seen.owner, seen.engine_pid) == ("winner", me.pid)
+        assert owner_alive(seen) is True
+        gone = seen.owner if owner_alive(seen) is False else None
+        assert not store.claim_run(RUN_ID, "late", stale_before=fresh, holder_gone=gone)
+        assert store.get_run(RUN_ID).owner == "winner"
+
+
 def test_an_engine_whose_run_was_taken_over_stores_nothing_more(
     tmp_path: Path, sqlite_url: str
 ) -> None:
