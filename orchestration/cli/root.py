@@ -240,7 +240,7 @@ def _run_loop(
 
 
 def _print_summary(orchestrator: Any, summary: Any) -> None:
-    from orchestration.cli.display import task_table
+    from orchestration.cli.task_table import task_table
 
     store = orchestrator.store
     tasks = store.tasks(summary.run_id)
@@ -436,8 +436,8 @@ def status(
     `interrupted`, with how long ago and the command that continues it.
     """
     from orchestration.cli.status_view import print_summary, print_task_page
-    from orchestration.resilience.runs import interruption_note, shown_state
-    from orchestration.views.run_pages import check_page, detail_of, task_page
+    from orchestration.resilience.runs import interruption_note
+    from orchestration.views.run_pages import check_page, run_detail, run_detail_out, task_page
 
     check_page(page, page_size)
     store = open_store(db)
@@ -450,14 +450,14 @@ def status(
             raise OrchestrationError(f"no runs in the store {store.url}")
         now = datetime.now(UTC)
         found = task_page(store, run_record, now, page, page_size, state_filter)
-        detail = detail_of(store, run_record, now, _db_hint(db), found)
+        detail = run_detail(store, run_record, now, _db_hint(db), found)
         if json_output:
-            print_shape(detail)
+            print_shape(run_detail_out(detail))
             return
-        print_summary(console, detail, found.spending)
+        print_summary(console, detail)
         if show_tasks or found.page.pages == 1:
-            print_task_page(console, detail, found.tasks, found.spending)
-        if shown_state(run_record, now) == "interrupted":
+            print_task_page(console, detail)
+        if detail.state == "interrupted":
             console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
     finally:
         store.close()
