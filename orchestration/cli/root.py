@@ -1,7 +1,5 @@
 """The `orch` command line: run, resume, inspect and review plans (typer + rich)."""
 
-from __future__ import annotations
-
 import logging
 import os
 import signal
