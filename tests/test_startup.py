@@ -3,6 +3,7 @@ and every command is still listed with its help (start-up time itself is measure
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from typer.main import get_command
 
 from orchestration import __version__
+from orchestration.cli.common import read_and_exit
 from orchestration.cli.root import app
 
 HEAVY = ("sqlalchemy", "pydantic", "fastapi")
@@ -92,3 +94,16 @@ def test_every_command_is_listed_in_help_with_its_help_text(path: list[str], gro
         # Rich wraps long lines in its table: compare the words of the first part of the line.
         words = " ".join(first.split()[:6])
         assert words in " ".join(listed.split()), f"help of `{name}` missing: {words!r}"
+
+
+def test_a_read_command_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """`read_and_exit` (around `orch status`) turns the collector off while the command runs,
+    and back on after it, also when the command fails."""
+    try:
+        with pytest.raises(RuntimeError), read_and_exit():
+            assert not gc.isenabled()
+            raise RuntimeError("the command failed")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what it allocated is left to the process's exit
+    finally:
+        gc.unfreeze()

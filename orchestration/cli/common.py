@@ -58,12 +58,14 @@ def read_and_exit() -> Iterator[None]:
     `orch status` (docs/architecture.md, Start-up). Not for a command that runs on: it would
     keep garbage it should free.
     """
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()  # the interpreter's last collections skip what the command allocated
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def print_json(data: Any) -> None:
