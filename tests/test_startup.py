@@ -2,16 +2,21 @@
 and every command is still listed with its help (start-up time itself is measured in bench/)."""
 
 from __future__ import annotations
+import __future__
 
+import gc
 import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+import typer
 from typer.main import get_command
 
 from orchestration import __version__
+from orchestration.cli.common import read_and_exit
 from orchestration.cli.root import app
 
 HEAVY = ("sqlalchemy", "pydantic", "fastapi")
@@ -92,3 +97,38 @@ def test_every_command_is_listed_in_help_with_its_help_text(path: list[str], gro
         # Rich wraps long lines in its table: compare the words of the first part of the line.
         words = " ".join(first.split()[:6])
         assert words in " ".join(listed.split()), f"help of `{name}` missing: {words!r}"
+
+
+def test_a_read_command_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """`read_and_exit` (around `orch status`) turns the collector off while the command runs,
+    and back on after it, also when the command fails."""
+    try:
+        with pytest.raises(RuntimeError), read_and_exit():
+            assert not gc.isenabled()
+            raise RuntimeError("the command failed")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what it allocated is left to the process's exit
+    finally:
+        gc.unfreeze()
+
+
+def test_the_cli_command_modules_keep_their_annotations_evaluated() -> None:
+    """Typer reads every command's signature at each start: string annotations (`from
+    __future__ import annotations`) would be compiled and evaluated twice each time
+    (orchestration/cli/__init__.py; bench/startup.py measures the start)."""
+    modules = {info.callback.__module__ for info in _command_infos(app)}
+    cli_modules = sorted(m for m in modules if m.startswith("orchestration.cli."))
+    assert "orchestration.cli.root" in cli_modules
+    postponed = [
+        m
+        for m in cli_modules
+        if getattr(sys.modules[m], "annotations", None) is __future__.annotations
+    ]
+    assert postponed == []
+
+
+def _command_infos(typer_app: typer.Typer) -> list[Any]:
+    found = list(typer_app.registered_commands)
+    for group in typer_app.registered_groups:
+        found += _command_infos(group.typer_instance)
+    return found

@@ -1,7 +1,5 @@
 """The `orch checkpoints` and `orch rollback` commands: list and restore a run's git checkpoints."""
 
-from __future__ import annotations
-
 import json
 import shlex
 import sys

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,6 +45,27 @@ def open_store(db: str | None, plan_dir: Path | None = None) -> Store:
     from orchestration.store import Store, resolve_db_url
 
     return Store.open(resolve_db_url(db, plan_dir))
+
+
+@contextmanager
+def read_and_exit() -> Iterator[None]:
+    """Around a command that only reads, prints and exits (`orch status`): Python's cyclic
+    garbage collector stays off while it runs, and what it allocated is frozen when it ends.
+
+    Importing SQLAlchemy and pydantic creates tens of thousands of objects; the collector would
+    walk them several times during the imports and once more as the interpreter exits, for
+    nothing: the process ends and the system takes its memory back. That is about a fifth of
+    `orch status` (docs/architecture.md, Start-up). Not for a command that runs on: it would
+    keep garbage it should free.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # the interpreter's last collections skip what the command allocated
+        if enabled:
+            gc.enable()
 
 
 def print_json(data: Any) -> None:

@@ -1,7 +1,5 @@
 """`orch daemon`: run schedules, event triggers and the runs they start until SIGTERM."""
 
-from __future__ import annotations
-
 import signal
 from pathlib import Path
 from typing import Annotated, Any

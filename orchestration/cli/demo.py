@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-from orchestration.cli.display import RunDisplay, task_table
+from orchestration.cli.display import RunDisplay
+from orchestration.cli.task_table import task_table
 from orchestration.core.errors import OrchestrationError
 from orchestration.core.hints import shell_command
 from orchestration.core.models import BreakpointRecord

@@ -18,20 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from orchestration.cli.task_table import STATE_STYLES
 from orchestration.core.attempt_logs import last_line, log_path
 from orchestration.core.models import BreakpointRecord, TaskRecord
 from orchestration.core.terminal_text import TerminalConsole, strip_control
 
-STATE_STYLES = {
-    "pending": "dim",
-    "ready": "cyan",
-    "running": "blue",
-    "blocked": "bold yellow",
-    "retrying": "magenta",
-    "completed": "green",
-    "failed": "bold red",
-    "cancelled": "red",
-}
 QUIET_STATES = frozenset({"pending", "ready"})  # too many to print one line each on big runs
 PLAIN_STATUS_SECONDS = 30.0  # without a terminal: how often running attempts are reported
 LINE_CHARS = 160  # a detail or output line shown in plain mode is shortened at a word to this
@@ -187,33 +178,3 @@ def elapsed(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-
-
-def task_table(tasks: list[TaskRecord], title: str = "", spending: Any = None) -> Table:
-    """The tasks of a run; with `spending` (see spending.py), what each one spent."""
-    from orchestration.resilience.spending import spent_cells
-
-    table = Table(title=title or None)
-    columns = ["task", "state", "attempts", "priority", "depends on"]
-    if spending is not None:
-        columns[3:3] = ["cost", "tokens", "time"]
-    for column in columns:
-        numeric = column in ("attempts", "cost", "tokens", "time", "priority")
-        table.add_column(column, justify="right" if numeric else "left")
-    for task in tasks:
-        state = task.state + (
-            f" ({task.outcome})" if task.outcome and task.outcome != "succeeded" else ""
-        )
-        row = [
-            task.task_id,
-            f"[{STATE_STYLES.get(task.state, '')}]{state}[/]",
-            str(task.attempts),
-            str(task.priority),
-            ", ".join(task.depends_on),
-        ]
-        spent = spending.tasks.get(task.task_id) if spending is not None else None
-        if spent is not None:
-            cost, tokens, _attempts, seconds = spent_cells(spent)
-            row[3:3] = [cost, tokens, seconds]
-        table.add_row(*row)
-    return table

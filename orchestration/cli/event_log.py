@@ -1,7 +1,5 @@
 """`orch events follow [--run RUN] [--to DIR]`: the JSONL event log, printed or written to files."""
 
-from __future__ import annotations
-
 import json
 import sys
 import time

@@ -1,7 +1,5 @@
 """`orch events ...`: send an event that may start runs; list events received and what they did."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated, Any
 

@@ -1,7 +1,5 @@
 """`orch plan waves` and `orch health`: a plan's waves and assignment, a run's health."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

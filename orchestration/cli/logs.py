@@ -1,7 +1,5 @@
 """`orch logs RUN TASK [--attempt N] [-f]`: print or follow an attempt's output as it is written."""
 
-from __future__ import annotations
-
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -72,7 +70,7 @@ def logs(
         store.close()
 
 
-def _over(store: Store, run_id: str, task_id: str, attempt: int) -> bool:
+def _over(store: "Store", run_id: str, task_id: str, attempt: int) -> bool:
     from orchestration.resilience.runs import attempt_over
 
     return attempt_over(

@@ -1,7 +1,5 @@
 """`orch plugins`: each loaded plugin, where it came from, what it provides, and load problems."""
 
-from __future__ import annotations
-
 import inspect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -57,7 +55,7 @@ def plugins_command(json_output: JsonOption = False) -> None:
         console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
 
 
-def load_plugins() -> Plugins:
+def load_plugins() -> "Plugins":
     """The installed plugins (hooks is imported here: `orch --help` loads no plugin machinery)."""
     from orchestration.pluginhost.hooks import load_plugins as load_installed
 
@@ -67,7 +65,7 @@ def load_plugins() -> Plugins:
 # ---- what each plugin provides ------------------------------------------------------------
 
 
-def describe_plugins(plugins: Plugins) -> dict[str, Any]:
+def describe_plugins(plugins: "Plugins") -> dict[str, Any]:
     """`{"plugins": [...], "problems": [...]}` as `orch plugins --json` prints it.
 
     Each plugin: `name`, `from` (the distribution and version, else the file), `distribution`
@@ -137,7 +135,7 @@ def describe_plugins(plugins: Plugins) -> dict[str, Any]:
     return {"plugins": rows, "problems": list(plugins.problems)}
 
 
-def _registered(manager: pluggy.PluginManager, hook: str, kind: type) -> dict[str, list[Any]]:
+def _registered(manager: "pluggy.PluginManager", hook: str, kind: type) -> dict[str, list[Any]]:
     """Each plugin's valid registrations, asked again in load order (problems are on Plugins)."""
     found: dict[str, list[Any]] = {}
     for impl in getattr(manager.hook, hook).get_hookimpls():
@@ -150,7 +148,7 @@ def _registered(manager: pluggy.PluginManager, hook: str, kind: type) -> dict[st
     return found
 
 
-def _rule_functions(manager: pluggy.PluginManager) -> dict[str, list[str]]:
+def _rule_functions(manager: "pluggy.PluginManager") -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for impl in manager.hook.register_rule_functions.get_hookimpls():
         try:

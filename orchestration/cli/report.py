@@ -1,7 +1,5 @@
 """`orch report`: a run's figures, and with --trends how they moved across the runs of its plan."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 VERDICT_STYLES = {"better": "green", "worse": "red", "same": "dim"}
 # The table's columns: (header, metric or None, how a value is shown).
-COLUMNS: tuple[tuple[str, str | None, Callable[[RunFigures], str]], ...] = (
+COLUMNS: tuple[tuple[str, str | None, Callable[["RunFigures"], str]], ...] = (
     ("run", None, lambda r: r.run_id),
     ("started", None, lambda r: f"{r.started_at.astimezone():%Y-%m-%d %H:%M}"),
     ("state", None, lambda r: r.state),
@@ -165,7 +163,7 @@ def _print_resilience(sections: dict[str, Any]) -> None:
     )
 
 
-def _print_run(run: RunFigures) -> None:
+def _print_run(run: "RunFigures") -> None:
     table = Table(title=f"run {escape(run.run_id)} of plan '{escape(run.plan)}'", show_header=False)
     table.add_column("figure")
     table.add_column("value")
@@ -181,7 +179,7 @@ def _print_run(run: RunFigures) -> None:
     console.print(table)
 
 
-def _agents_table(spending: RunSpending) -> Table:
+def _agents_table(spending: "RunSpending") -> Table:
     from orchestration.resilience.spending import spent_cells
 
     table = Table(title="spent per agent")
@@ -192,7 +190,7 @@ def _agents_table(spending: RunSpending) -> Table:
     return table
 
 
-def _print_trends(trends: PlanTrends) -> None:
+def _print_trends(trends: "PlanTrends") -> None:
     table = Table(title=f"plan '{escape(trends.plan)}': {len(trends.runs)} runs, oldest first")
     for header, _, _ in COLUMNS:
         table.add_column(header)
@@ -212,7 +210,7 @@ def _print_trends(trends: PlanTrends) -> None:
     console.print(f"first run to last: {summary or 'nothing to compare'}", highlight=False)
 
 
-def _cell(text: str, change: Change | None) -> str:
+def _cell(text: str, change: "Change | None") -> str:
     text = escape(text)
     if change is None or change.direction is None:
         return text
@@ -228,7 +226,7 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def _seconds(run: RunFigures) -> str:
+def _seconds(run: "RunFigures") -> str:
     seconds = run.mean_seconds_to_resolution
     return "-" if seconds is None else format_duration(seconds)
 

@@ -1,8 +1,6 @@
 """`orch task pause|resume|skip|retry|cancel|rerun|inspect`, `orch runs`, `dlq`, `breakers`,
 `report` and `prune`: a human's hand on a run, and keeping the store tidy."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,7 +152,7 @@ def _intervene(
         store.close()
 
 
-def _report_intervention(store: Store, record: InterventionRecord, requested: bool) -> None:
+def _report_intervention(store: "Store", record: "InterventionRecord", requested: bool) -> None:
     subject = f"task {record.task_id}" if record.task_id else f"run {record.run_id}"
     if record.state == "refused":
         raise OrchestrationError(
@@ -351,7 +349,7 @@ def task_inspect(
         console.print(line, markup=False, highlight=False)
 
 
-def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
+def _inspect_task(store: "Store", run_id: str, task_id: str) -> dict[str, Any]:
     from orchestration.resilience.breakers import breaker_key, stored_settings
     from orchestration.resilience.dead_letters import ATTEMPT_EVENTS, attempt_entry
     from orchestration.shapes import records as shapes
@@ -388,7 +386,7 @@ def _inspect_task(store: Store, run_id: str, task_id: str) -> dict[str, Any]:
     }
 
 
-def _running_attempt(run: RunRecord, task: TaskRecord) -> dict[str, Any] | None:
+def _running_attempt(run: "RunRecord", task: "TaskRecord") -> dict[str, Any] | None:
     """The attempt under way: its log and the log's last lines (printable), as written now."""
     from orchestration.core.attempt_logs import log_path, tail_lines
 

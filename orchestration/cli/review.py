@@ -1,7 +1,5 @@
 """`orch breakpoints stats|history` and `orch rules enable|disable|add|changes --run`."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -72,7 +70,7 @@ def breakpoints_stats(
     console.print(table)
 
 
-def _stats_row(stats: RuleStats) -> list[str]:
+def _stats_row(stats: "RuleStats") -> list[str]:
     figures = stats.as_dict()
     return [
         escape(stats.rule),
@@ -115,7 +113,7 @@ def breakpoints_history(
 
 
 def _history(
-    store: Store, run_id: str | None, task_id: str | None, rule: str | None
+    store: "Store", run_id: str | None, task_id: str | None, rule: str | None
 ) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for bp in store.breakpoints(run_id):
@@ -133,7 +131,7 @@ def _history(
     return entries
 
 
-def _breakpoint_entries(bp: BreakpointRecord) -> list[dict[str, Any]]:
+def _breakpoint_entries(bp: "BreakpointRecord") -> list[dict[str, Any]]:
     raised = {
         "at": iso(bp.created_at),
         "event": "raised",
@@ -165,7 +163,7 @@ def _breakpoint_entries(bp: BreakpointRecord) -> list[dict[str, Any]]:
     return [raised, resolved]
 
 
-def _setting_entry(setting: RunSetting) -> dict[str, Any]:
+def _setting_entry(setting: "RunSetting") -> dict[str, Any]:
     return {
         "at": iso(setting.at),
         "event": f"{setting.kind}_changed",
@@ -313,7 +311,7 @@ def _read_rule_file(file: Path) -> str:
         raise OrchestrationError(f"{file}: not UTF-8 text") from None
 
 
-def _run_rules(store: Store, run_id: str, extra: tuple[str, str] | None = None) -> Any:
+def _run_rules(store: "Store", run_id: str, extra: tuple[str, str] | None = None) -> Any:
     """The rule set of a stored run (its plan's files and the files added to it)."""
     from orchestration.engine.plan import plan_from_stored
     from orchestration.pluginhost.hooks import load_plugins
@@ -331,7 +329,7 @@ def _run_rules(store: Store, run_id: str, extra: tuple[str, str] | None = None) 
     return load_rules(plan.rule_files, functions=functions, texts=texts)
 
 
-def _rule_names(store: Store, run_id: str) -> set[str]:
+def _rule_names(store: "Store", run_id: str) -> set[str]:
     return {rule.name for rule in _run_rules(store, run_id).breakpoints}
 
 

@@ -1,7 +1,5 @@
 """The `orch` command line: run, resume, inspect and review plans (typer + rich)."""
 
-from __future__ import annotations
-
 import logging
 import os
 import signal
@@ -37,6 +35,7 @@ from orchestration.cli.common import (
     open_store,
     print_json,
     print_shape,
+    read_and_exit,
     user,
 )
 from orchestration.core.errors import OrchestrationError
@@ -240,7 +239,7 @@ def _run_loop(
 
 
 def _print_summary(orchestrator: Any, summary: Any) -> None:
-    from orchestration.cli.display import task_table
+    from orchestration.cli.task_table import task_table
 
     store = orchestrator.store
     tasks = store.tasks(summary.run_id)
@@ -435,32 +434,33 @@ def status(
     A run whose engine stopped without finishing it (killed, crashed, machine gone) shows as
     `interrupted`, with how long ago and the command that continues it.
     """
-    from orchestration.cli.status_view import print_summary, print_task_page
-    from orchestration.resilience.runs import interruption_note, shown_state
-    from orchestration.views.run_pages import check_page, detail_of, task_page
+    with read_and_exit():
+        from orchestration.cli.status_view import print_summary, print_task_page
+        from orchestration.resilience.runs import interruption_note
+        from orchestration.views.run_pages import check_page, run_detail, run_detail_out, task_page
 
-    check_page(page, page_size)
-    store = open_store(db)
-    try:
-        if all_runs:
-            _print_all_runs(store, json_output, db)
-            return
-        run_record = store.get_run(run_id) if run_id else store.latest_run()
-        if run_record is None:
-            raise OrchestrationError(f"no runs in the store {store.url}")
-        now = datetime.now(UTC)
-        found = task_page(store, run_record, now, page, page_size, state_filter)
-        detail = detail_of(store, run_record, now, _db_hint(db), found)
-        if json_output:
-            print_shape(detail)
-            return
-        print_summary(console, detail, found.spending)
-        if show_tasks or found.page.pages == 1:
-            print_task_page(console, detail, found.tasks, found.spending)
-        if shown_state(run_record, now) == "interrupted":
-            console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
-    finally:
-        store.close()
+        check_page(page, page_size)
+        store = open_store(db)
+        try:
+            if all_runs:
+                _print_all_runs(store, json_output, db)
+                return
+            run_record = store.get_run(run_id) if run_id else store.latest_run()
+            if run_record is None:
+                raise OrchestrationError(f"no runs in the store {store.url}")
+            now = datetime.now(UTC)
+            found = task_page(store, run_record, now, page, page_size, state_filter)
+            detail = run_detail(store, run_record, now, _db_hint(db), found)
+            if json_output:
+                print_shape(run_detail_out(detail))
+                return
+            print_summary(console, detail)
+            if show_tasks or found.page.pages == 1:
+                print_task_page(console, detail)
+            if detail.state == "interrupted":
+                console.print(interruption_note(run_record, now, _db_hint(db)), markup=False)
+        finally:
+            store.close()
 
 
 def _print_all_runs(store: Any, json_output: bool, db: str | None) -> None:

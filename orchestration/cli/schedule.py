@@ -1,7 +1,5 @@
 """`orch schedule ...`: add, list, show, enable, disable, remove, next, tick and apply schedules."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """`orch serve`: the review dashboard and REST API over the store; the web app owns its options."""
 
-from __future__ import annotations
-
 import typer
 
 from orchestration.web import command

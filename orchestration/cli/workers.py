@@ -1,7 +1,5 @@
 """`orch worker`, `orch workers` and `orch submit`: runs shared by worker processes."""
 
-from __future__ import annotations
-
 import logging
 import signal
 import time
@@ -174,7 +172,7 @@ def submit(
     raise typer.Exit(conduct(plan, db, run_id, quiet))
 
 
-def with_workers(plan: Plan) -> Plan:
+def with_workers(plan: "Plan") -> "Plan":
     """The plan with its attempts executed by worker processes (stored with the run)."""
     concurrency = plan.spec.concurrency.model_copy(update={"executor": "workers"})
     return replace(plan, spec=plan.spec.model_copy(update={"concurrency": concurrency}))
@@ -211,7 +209,7 @@ def conduct(
         store.close()
 
 
-def _conduct_until_done(store: Store, orchestrator: Any, quiet: bool) -> int:
+def _conduct_until_done(store: "Store", orchestrator: Any, quiet: bool) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from orchestration.cli.root import _display, _run_loop
@@ -232,7 +230,7 @@ def _conduct_until_done(store: Store, orchestrator: Any, quiet: bool) -> int:
             orchestrator = _take_back(store, orchestrator.run.id, orchestrator.run.owner)
 
 
-def _take_back(store: Store, run_id: str, owner: str | None) -> Any:
+def _take_back(store: "Store", run_id: str, owner: str | None) -> Any:
     """Resume the run once the database answers again: this conductor's own claim is taken
     back at once; a run another conductor took in the meantime is left to it."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -251,7 +249,7 @@ def _take_back(store: Store, run_id: str, owner: str | None) -> Any:
             time.sleep(RECONNECT_PAUSE_SECONDS)
 
 
-def worker_reach(plan: Plan) -> str:
+def worker_reach(plan: "Plan") -> str:
     """Where worker processes may run the plan's attempts: `any` machine (its workdir is a git
     repository they can clone) or `local` (this machine's workers only, sharing the workdir)."""
     from orchestration.project.checkpoints import is_git_worktree
@@ -259,7 +257,7 @@ def worker_reach(plan: Plan) -> str:
     return "any" if is_git_worktree(Path(plan.workdir)) else "local"
 
 
-def worker_note(plan: Plan) -> str | None:
+def worker_note(plan: "Plan") -> str | None:
     """What `orch validate` says about where a plan for worker processes runs."""
     concurrency = plan.spec.concurrency
     if concurrency.executor != "workers":
