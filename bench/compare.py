@@ -32,8 +32,9 @@ class GraphState(TypedDict):
 Runner = Callable[[Path, int, int], None]  # (folder, steps, chains): one durable run
 
 
-def orchestration_run(folder: Path, steps: int, chains: int) -> None:
-    """`chains` chains of `kind: python` no-op tasks, default settings but `max_workers`."""
+def orchestration_run(folder: Path, steps: int, chains: int, *, inline: bool = False) -> None:
+    """`chains` chains of `kind: python` no-op tasks, default settings but `max_workers`
+    (`inline`: with `concurrency.inline_python`, to compare)."""
     from orchestration.core.yamlfile import dump_plan
     from orchestration.engine.loop import Orchestrator, build_engine
     from orchestration.engine.plan import load_plan
@@ -52,8 +53,11 @@ def orchestration_run(folder: Path, steps: int, chains: int) -> None:
     ]
     plan_file = folder / "plan.yaml"
     body: dict[str, Any] = {"version": 1, "name": "compare", "tasks": tasks}
-    if chains > 1:
-        body["concurrency"] = {"max_workers": chains}
+    concurrency: dict[str, Any] = {"max_workers": chains} if chains > 1 else {}
+    if inline:
+        concurrency["inline_python"] = True
+    if concurrency:
+        body["concurrency"] = concurrency
     plan_file.write_text(dump_plan(body))
     plan = load_plan(plan_file)
     engine = build_engine(plan, load_plugins(entry_points=False))
