@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from orchestration.core import bounded_regex
+from orchestration.core import bounded_regex, kept_threads
 from orchestration.core.attempt_logs import OutputWriter
 from orchestration.core.errors import OrchestrationError
 from orchestration.core.guarded import ThreadCall
@@ -38,7 +38,6 @@ from orchestration.core.models import (
     ShellAction,
     TaskSpec,
 )
-from orchestration.engine import action_threads
 from orchestration.extension import ERROR_KINDS, ActionInput, ActionKind, ActionResult
 
 logger = logging.getLogger(__name__)
@@ -387,7 +386,7 @@ def _run_python(request: ActionRequest, stop: threading.Event | None) -> ActionO
                 1, False, time.monotonic() - started, output, {}, "transient", label
             )
         return _python_outcome(returned, time.monotonic() - started, label)
-    call = action_threads.ACTION_THREADS.call(
+    call = kept_threads.KEPT_THREADS.call(
         lambda: function(**action.args),
         name=f"action-{action.call}",
         timeout=request.timeout_seconds,
@@ -444,7 +443,7 @@ def _run_plugin(
         answer=request.answer,
         output=output,
     )
-    call = action_threads.ACTION_THREADS.call(
+    call = kept_threads.KEPT_THREADS.call(
         lambda: kind.run(call_input),
         name=f"action-{action.kind}",
         timeout=request.timeout_seconds,

@@ -1,5 +1,5 @@
-"""In-process actions run on kept daemon threads: bounded by a timeout and a stop like
-`core.guarded.call_in_thread`, without starting a thread per call."""
+"""Calls bounded by a timeout and a stop, like `core.guarded.call_in_thread`, on kept daemon
+threads instead of a new thread per call (in-process actions, plugin hooks)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class _Job:
         self.done = threading.Event()
 
 
-class ActionThreads:
+class KeptThreads:
     """Daemon threads that take calls from one queue.
 
     Starting a thread per call (as `call_in_thread` does) costs a thread's creation and two
@@ -105,14 +105,14 @@ class ActionThreads:
                 if self._idle >= self._max_idle:
                     return  # enough threads wait already
                 self._idle += 1
-            current.name = "action-idle"
+            current.name = "kept-thread-idle"
             job = self._jobs.get()
 
 
 def _run(job: _Job) -> None:
     try:
         job.value = job.function()
-    except BaseException as error:  # the action's failure is returned, never the worker's
+    except BaseException as error:  # the callee's failure is returned, never the caller's
         job.error = error
         job.traceback = traceback.format_exc()[-TRACEBACK_CHARS:]
     finally:
@@ -138,13 +138,13 @@ def _wait(
             return False, True
 
 
-ACTION_THREADS = ActionThreads()  # one pool for the process: actions of every run share it
+KEPT_THREADS = KeptThreads()  # one pool for the process: every run's calls share it
 
 
 def _forget_threads_in_child() -> None:
     """A forked child has none of its parent's threads: it starts with an empty pool."""
-    global ACTION_THREADS
-    ACTION_THREADS = ActionThreads()
+    global KEPT_THREADS
+    KEPT_THREADS = KeptThreads()
 
 
 if hasattr(os, "register_at_fork"):
