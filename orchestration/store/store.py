@@ -19,6 +19,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -121,6 +122,13 @@ _MOVE = (
         TASKS.c.state == bindparam("m_source"),
     )
     .values(state=bindparam("m_dest"), updated_at=bindparam("m_at"))
+)
+# The same move, made only while `m_owner` holds the run: on SQLite, where BEGIN IMMEDIATE holds
+# the write lock from the transaction's start, this is the holder's check of its claim without
+# a statement of its own (one of the few a step's commit is made of). PostgreSQL keeps the
+# separate read FOR SHARE, which makes a takeover wait for the commit.
+_OWNED_MOVE = _MOVE.where(
+    exists().where(RUNS.c.id == bindparam("m_run"), RUNS.c.owner == bindparam("m_owner"))
 )
 _INSERT = {
     table.name: insert(table)
@@ -456,9 +464,10 @@ class Store:
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
-                if owner is not None:
+                checked_by_moves = bool(batch.moves) and conn.dialect.name == "sqlite"
+                if owner is not None and not checked_by_moves:
                     claims.check_owner(conn, run_id, owner)
-                return _apply(conn, run_id, batch, now)
+                return _apply(conn, run_id, batch, now, owner if checked_by_moves else None)
         except _MovesRejected:
             raise self._move_conflict(run_id, batch.moves) from None
         except SQLAlchemyError as exc:
@@ -820,11 +829,14 @@ class Store:
 # ---- applying a batch (inside one transaction) --------------------------------------------------
 
 
-def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[int]:
+def _apply(
+    conn: Connection, run_id: str, batch: Batch, now: datetime, owner: str | None = None
+) -> list[int]:
+    """Apply the batch; `owner`: its moves are made only while that engine holds the run."""
     if batch.new_tasks:
         _insert_tasks(conn, run_id, batch.new_tasks, now)
     if batch.moves:
-        _apply_moves(conn, run_id, batch.moves, now)
+        _apply_moves(conn, run_id, batch.moves, now, owner)
     _update_tasks(conn, run_id, _merged_updates(batch.task_updates), now)
     ids = [_insert_breakpoint(conn, run_id, bp) for bp in batch.breakpoints]
     if batch.resolutions:
@@ -996,13 +1008,22 @@ def _insert_tasks(conn: Connection, run_id: str, tasks: list[TaskRecord], now: d
     _execute_many(conn, _INSERT[TASKS.name], rows)
 
 
-def _apply_moves(conn: Connection, run_id: str, moves: list[Move], now: datetime) -> None:
+def _apply_moves(
+    conn: Connection, run_id: str, moves: list[Move], now: datetime, owner: str | None = None
+) -> None:
     params = [
         {"m_run": run_id, "m_task": m.task_id, "m_source": m.source, "m_dest": m.dest, "m_at": now}
         for m in moves
     ]
+    statement = _MOVE
+    if owner is not None:
+        statement = _OWNED_MOVE
+        for row in params:
+            row["m_owner"] = owner
     # executemany runs the updates in order, so one task may move twice in a batch
-    if _execute_many(conn, _MOVE, params) != len(moves):
+    if _execute_many(conn, statement, params) != len(moves):
+        if owner is not None:
+            claims.check_owner(conn, run_id, owner)  # ClaimLost if that is why nothing moved
         raise _MovesRejected()
     history = [
         {
