@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
     Row,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -1044,7 +1046,8 @@ def _apply_moves(
 def _update_tasks(
     conn: Connection, run_id: str, updates: dict[str, dict[str, Any]], now: datetime
 ) -> None:
-    """Apply the tasks' field updates, one executemany per set of fields."""
+    """Apply the tasks' field updates: one executemany (of one statement, see
+    `_merged_groups`) whatever fields each task changes."""
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for task_id, values in updates.items():
         unknown = set(values) - UPDATABLE_TASK_FIELDS
@@ -1057,8 +1060,11 @@ def _update_tasks(
         params = {f"u_{name}": _column_value(value) for name, value in values.items()}
         params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
         groups.setdefault(frozenset(values), []).append(params)
+    statements = {fields: _update_statement(fields) for fields in groups}
+    if len(groups) > 1:
+        statements, groups = _merged_groups(groups)
     for fields, rows in groups.items():
-        if _execute_many(conn, _update_statement(fields), rows) != len(rows):
+        if _execute_many(conn, statements[fields], rows) != len(rows):
             missing = _missing_tasks(conn, run_id, [row["u_task"] for row in rows])
             raise NotFoundError(f"task '{missing}' not found in run '{run_id}'")
 
@@ -1096,6 +1102,52 @@ def _update_statement(fields: frozenset[str]) -> Update:
             .values(**values, updated_at=bindparam("u_updated_at"))
         )
         _UPDATES[fields] = statement
+    return statement
+
+
+def _merged_groups(
+    groups: dict[frozenset[str], list[dict[str, Any]]],
+) -> tuple[dict[frozenset[str], Update], dict[frozenset[str], list[dict[str, Any]]]]:
+    """The updates of several sets of fields as one statement over all of them, each row saying
+    which fields it sets (`s_<field>`) and leaving the others as they are: a step's commit
+    updates the concluded task's outcome and the next task's attempts, and a statement of its
+    own per set of fields cost as much as the rest of the commit's statements each."""
+    union = frozenset().union(*groups)
+    rows = []
+    for fields, group in groups.items():
+        for row in group:
+            for name in union:
+                row[f"s_{name}"] = name in fields
+                row.setdefault(f"u_{name}", None)
+            rows.append(row)
+    return {union: _flagged_update_statement(union)}, {union: rows}
+
+
+_FLAGGED_UPDATES: dict[frozenset[str], Update] = {}
+
+
+def _flagged_update_statement(fields: frozenset[str]) -> Update:
+    """UPDATE tasks SET <field> = CASE WHEN :s_<field> THEN :u_<field> ELSE <field> END, ..."""
+    statement = _FLAGGED_UPDATES.get(fields)
+    if statement is None:
+        values: dict[str, Any] = {
+            # the column's type on the parameter: its bind processing (JSON, UTC times) applies
+            name: case(
+                (
+                    bindparam(f"s_{name}", type_=Boolean()),
+                    bindparam(f"u_{name}", type_=column.type),
+                ),
+                else_=column,
+            )
+            for name in sorted(fields)
+            for column in (TASKS.c[name],)
+        }
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.run_id == bindparam("u_run"), TASKS.c.task_id == bindparam("u_task"))
+            .values(**values, updated_at=bindparam("u_updated_at"))
+        )
+        _FLAGGED_UPDATES[fields] = statement
     return statement
 
 
