@@ -53,7 +53,14 @@ def claim(
     caller knows to be dead (of several callers who know it, only the first gets the run).
     `force` takes it whatever holds it.
     """
-    statement = update(RUNS).where(RUNS.c.id == run_id).values(owner=owner, updated_at=now)
+    # The engine recorded before is forgotten in the same statement: until the new holder
+    # records its own process, a concurrent resume that read the old, dead engine's process
+    # beside the new owner would take the run from a live engine as "held by a dead one".
+    statement = (
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(owner=owner, updated_at=now, engine_host=None, engine_pid=None, engine_started=None)
+    )
     if not force:
         conditions = [
             RUNS.c.updated_at < stale_before,

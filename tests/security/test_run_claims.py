@@ -232,6 +232,28 @@ def test_a_holder_known_dead_is_replaced_by_exactly_one_engine(db_url: str) -> N
         assert store.get_run(RUN_ID).owner == won[0]
 
 
+def test_a_new_holder_is_not_mistaken_for_the_dead_engine_before_it_records_itself(
+    db_url: str,
+) -> None:
+    """Between a resume's claim and its recording of its own process, a second resume reads the
+    run: it must not see the new owner beside the killed engine's process (and so take the run
+    from a live engine as if its holder were dead)."""
+    from orchestration.resilience.engine_identity import owner_alive
+
+    with Store.open(db_url) as store:
+        _store_run(store, state="paused")
+        fresh = datetime.now(UTC) - timedelta(seconds=STALE_RUN_SECONDS)
+        assert store.claim_run(RUN_ID, "killed", stale_before=fresh)
+        dead = subprocess.run([PY, "-c", "import os; print(os.getpid())"], capture_output=True)
+        store.record_engine(RUN_ID, os.uname().nodename, int(dead.stdout), 1.0)
+        assert owner_alive(store.get_run(RUN_ID)) is False  # the killed engine, gone
+        assert store.claim_run(RUN_ID, "first", stale_before=fresh, holder_gone="killed")
+        seen = store.get_run(RUN_ID)  # what a second resume reads before "first" records itself
+        assert seen.owner == "first" and owner_alive(seen) is None  # unknown: the lease decides
+        gone = seen.owner if owner_alive(seen) is False else None
+        assert not store.claim_run(RUN_ID, "second", stale_before=fresh, holder_gone=gone)
+
+
 def test_an_engine_whose_run_was_taken_over_stores_nothing_more(
     tmp_path: Path, sqlite_url: str
 ) -> None:
