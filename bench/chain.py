@@ -1,9 +1,10 @@
 """The critical path of a chain: `python -m bench.chain [--sizes 200 1000] [--profile F]`.
 
 Runs durable chains of no-op `kind: python` tasks (default settings and rules, as
-`bench.compare` does) at each size; prints the milliseconds per step from the difference
-between the sizes (start-up cancels out), and the commits and SQL statements per step of the
-largest chain, counted by SQLAlchemy event listeners on the store's engines. `--profile F`
+`bench.compare` does; `--inline` with `concurrency.inline_python`, to compare) at each size;
+prints the milliseconds per step from the difference between the sizes (start-up cancels out),
+wall and CPU time of the process, and the commits and SQL statements per step of the largest
+chain, counted by SQLAlchemy event listeners on the store's engines. `--profile F`
 writes a cProfile of one run of the largest chain to F (read it with `python -m pstats F`)
 and prints its top functions by own time and by cumulative time.
 """
