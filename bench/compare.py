@@ -1,13 +1,16 @@
-"""Side by side: `python -m bench.compare [--steps 1000] [--wide 1000] [--workers 8]`.
+"""Side by side: `python -m bench.compare [--steps 1000] [--wide 1000] [--workers 8]
+[--only chain|wide] [--sizes SMALL LARGE] [--systems NAME ...]`.
 
 Runs a durable chain of `--steps` no-op steps, and a wide plan of `--wide` no-op steps in
 `--workers` independent chains, on orchestration and, when they are installed, on LangGraph
 (SQLite checkpointer, `durability="sync"`) and DBOS Transact (SQLite system database, one step
 per checkpoint). Each is timed at the full size and at a fifth of it (the median of `--repeat`
-tries); the cost per step is the difference divided by the difference in steps, so start-up
-cancels out. Prints each system's
-cost per step and its ratio to orchestration's. A peer that is not installed is skipped, saying
-so (`pip install langgraph langgraph-checkpoint-sqlite dbos` to include them).
+tries; `--sizes` names both); the cost per step is the difference divided by the difference in
+steps, so start-up cancels out. Prints each system's cost per step and its ratio to
+orchestration's. A quick look at the chain alone: `--only chain --sizes 200 1000 --systems
+orchestration` (`python -m bench.chain` also counts commits and statements, and profiles). A peer
+that is not installed is skipped, saying so (`pip install langgraph
+langgraph-checkpoint-sqlite dbos` to include them).
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ class GraphState(TypedDict):
 Runner = Callable[[Path, int, int], None]  # (folder, steps, chains): one durable run
 
 
-def orchestration_run(folder: Path, steps: int, chains: int) -> None:
-    """`chains` chains of `kind: python` no-op tasks, default settings but `max_workers`."""
+def write_orchestration_plan(
+    folder: Path, steps: int, chains: int, *, inline: bool = False
+) -> Path:
+    """The plan file of `chains` chains of `kind: python` no-op tasks, default settings but
+    `max_workers` (`inline`: with `concurrency.inline_python`, to compare). Written before the
+    clock starts: a user's plan file exists before `orch run`, and writing 1,000 tasks of YAML
+    cost about 0.15 ms per task, counted per step before."""
     from orchestration.core.yamlfile import dump_plan
-    from orchestration.engine.loop import Orchestrator, build_engine
-    from orchestration.engine.plan import load_plan
-    from orchestration.pluginhost.hooks import load_plugins
-    from orchestration.store import Store
 
     per_chain = steps // chains
     tasks = [
@@ -52,9 +56,26 @@ def orchestration_run(folder: Path, steps: int, chains: int) -> None:
     ]
     plan_file = folder / "plan.yaml"
     body: dict[str, Any] = {"version": 1, "name": "compare", "tasks": tasks}
-    if chains > 1:
-        body["concurrency"] = {"max_workers": chains}
+    concurrency: dict[str, Any] = {"max_workers": chains} if chains > 1 else {}
+    if inline:
+        concurrency["inline_python"] = True
+    if concurrency:
+        body["concurrency"] = concurrency
     plan_file.write_text(dump_plan(body))
+    return plan_file
+
+
+def orchestration_run(folder: Path, steps: int, chains: int, *, inline: bool = False) -> None:
+    """Load the plan file (written now unless `prepare` wrote it) and run it to the end, as
+    `orch run` does: load, validate, store the run, run every task."""
+    from orchestration.engine.loop import Orchestrator, build_engine
+    from orchestration.engine.plan import load_plan
+    from orchestration.pluginhost.hooks import load_plugins
+    from orchestration.store import Store
+
+    plan_file = folder / "plan.yaml"
+    if not plan_file.exists():
+        write_orchestration_plan(folder, steps, chains, inline=inline)
     plan = load_plan(plan_file)
     engine = build_engine(plan, load_plugins(entry_points=False))
     with Store.open(f"sqlite:///{folder / 'state.db'}") as store:
@@ -138,17 +159,28 @@ def installed(module: str) -> bool:
         return False
 
 
+# What a runner needs before the clock starts (its input files), by runner.
+PREPARE: dict[Runner, Callable[[Path, int, int], Any]] = {
+    orchestration_run: write_orchestration_plan,
+}
+
+
 def timed(runner: Runner, steps: int, chains: int) -> float:
     with tempfile.TemporaryDirectory(prefix="orch-compare-") as tmp:
+        if runner in PREPARE:
+            PREPARE[runner](Path(tmp), steps, chains)
         started = time.perf_counter()
         runner(Path(tmp), steps, chains)
         return time.perf_counter() - started
 
 
-def per_step(runner: Runner, steps: int, chains: int, repeat: int) -> float:
-    """Milliseconds per step: (time of `steps` - time of a fifth of them) / the difference;
-    the median of `repeat` tries (a shared machine's noise is larger than a fifth's start-up)."""
-    small = max(chains, steps // 5)
+def per_step(
+    runner: Runner, steps: int, chains: int, repeat: int, small: int | None = None
+) -> float:
+    """Milliseconds per step: (time of `steps` - time of `small`, a fifth of them unless
+    given) / the difference; the median of `repeat` tries (a shared machine's noise is larger
+    than a fifth's start-up)."""
+    small = max(chains, steps // 5 if small is None else small)
     timed(runner, chains * 2, chains)  # warm-up: imports and first-call costs are not per step
     tries = []
     for _ in range(repeat):
@@ -164,18 +196,35 @@ def main() -> None:
     parser.add_argument("--wide", type=int, default=1_000, help="steps of the wide plan")
     parser.add_argument("--workers", type=int, default=8, help="chains of the wide plan")
     parser.add_argument("--repeat", type=int, default=3, help="tries per figure (the median)")
+    parser.add_argument("--only", choices=["chain", "wide"], help="measure only this shape")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        help="the two sizes whose difference is timed (default: a fifth of the steps, and them)",
+    )
+    parser.add_argument("--systems", nargs="+", choices=list(PEERS), help="only these systems")
     args = parser.parse_args()
+    small = None
+    if args.sizes:
+        small, args.steps = args.sizes
+        args.wide = args.sizes[1]
     shapes = {
         f"chain of {args.steps}": (args.steps, 1),
         f"wide: {args.wide} in {args.workers} chains": (args.wide, args.workers),
     }
+    if args.only:
+        shapes = {k: v for k, v in shapes.items() if k.startswith(args.only)}
     results: dict[str, dict[str, float]] = {}
     for name, (module, runner, how) in PEERS.items():
+        if args.systems and name not in args.systems:
+            continue
         if not installed(module):
             print(f"{name}: not installed, skipped ({module} is missing)")
             continue
         results[name] = {
-            shape: per_step(runner, n, c, args.repeat) for shape, (n, c) in shapes.items()
+            shape: per_step(runner, n, c, args.repeat, small) for shape, (n, c) in shapes.items()
         }
         print(f"{name} ({how}): measured")
     print()

@@ -171,3 +171,26 @@ def test_public_api_breaks_between_two_trees_without_touching_the_tree(repo: Pat
 def test_only_touched_public_packages_are_compared() -> None:
     files = ["src/shop/a.py", "tests/test_a.py", "docs/x.md", "_tools/x.py", "lib/core/y.py"]
     assert touched_packages(files) == {"shop": "src", "lib": ""}
+
+
+def test_a_text_searched_again_gets_the_same_names_and_a_timeout_is_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestration.core import bounded_regex
+    from orchestration.rules import signals
+
+    text = "git push --force origin main && now flush the queue"
+    first = destructive_operations([text])
+    assert destructive_operations([text]) == first  # answered by the memo
+    extra = {"flush_queue": r"flush the queue"}
+    assert destructive_operations([text], extra) == (*first, "flush_queue")  # other patterns
+
+    def times_out(pattern: str, text: str, where: str = "") -> bool:
+        raise bounded_regex.PatternTimeout(pattern, where)
+
+    monkeypatch.setattr(bounded_regex, "search", times_out)
+    cut_short = "rm -rf / once the search is slow"
+    assert destructive_operations([cut_short]) == ()
+    monkeypatch.undo()
+    assert destructive_operations([cut_short]) != ()  # searched again, not the timed-out answer
+    assert (cut_short, tuple(signals.DESTRUCTIVE_PATTERNS.items())) in signals._DESTRUCTIVE_MEMO

@@ -273,6 +273,34 @@ def test_task_updates(seeded: Store) -> None:
         seeded.commit(RUN, Batch(task_updates=[("ghost", {"attempts": 1})]))
 
 
+def test_tasks_changing_different_fields_share_one_update_and_keep_the_others(
+    seeded: Store,
+) -> None:
+    retry_at = T0 + timedelta(minutes=5)
+    first = {"attempts": 4, "next_attempt_at": retry_at, "feedback": "again"}
+    seeded.commit(RUN, Batch(task_updates=[("a", first)]))
+    new_spec = spec("b", title="renamed")
+    seeded.commit(
+        RUN,
+        Batch(
+            task_updates=[
+                ("a", {"next_attempt_at": None, "outcome": "succeeded"}),
+                ("b", {"attempts": 1, "spec": new_spec}),
+                ("c", {"feedback": "", "priority": 7}),
+            ]
+        ),
+    )
+    a, b, c = (seeded.task(RUN, t) for t in "abc")
+    assert (a.attempts, a.next_attempt_at, a.feedback, a.outcome) == (4, None, "again", "succeeded")
+    assert (b.attempts, b.spec, b.outcome, b.next_attempt_at) == (1, new_spec, None, None)
+    assert (c.feedback, c.priority, c.attempts) == ("", 7, 0)
+    with pytest.raises(NotFoundError, match="task 'ghost' not found"):
+        seeded.commit(
+            RUN, Batch(task_updates=[("a", {"attempts": 5}), ("ghost", {"outcome": "x"})])
+        )
+    assert seeded.task(RUN, "a").attempts == 4  # the batch was rolled back
+
+
 def test_run_state_sets_finished_at(seeded: Store) -> None:
     seeded.commit(RUN, Batch(run_state="completed"))
     run = seeded.get_run(RUN)

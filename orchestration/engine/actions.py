@@ -25,10 +25,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from orchestration.core import bounded_regex
+from orchestration.core import bounded_regex, kept_threads
 from orchestration.core.attempt_logs import OutputWriter
 from orchestration.core.errors import OrchestrationError
-from orchestration.core.guarded import ThreadCall, call_in_thread
+from orchestration.core.guarded import ThreadCall
 from orchestration.core.inputfiles import load_json, read_capped
 from orchestration.core.models import (
     AgentAction,
@@ -364,8 +364,8 @@ def resolve_callable(reference: str) -> Callable[..., Any]:
 
 
 def _run_python(request: ActionRequest, stop: threading.Event | None) -> ActionOutcome:
-    """Call the function: inline in the loop's thread (fast, no timeout) or on a thread of its
-    own, abandoned when the timeout passes or the engine stops (a thread cannot be killed)."""
+    """Call the function: inline in the loop's thread (fast, no timeout) or on a kept action
+    thread, abandoned when the timeout passes or the engine stops (a thread cannot be killed)."""
     action = request.task.action
     assert isinstance(action, PythonAction)
     label = (action.call,)
@@ -386,7 +386,7 @@ def _run_python(request: ActionRequest, stop: threading.Event | None) -> ActionO
                 1, False, time.monotonic() - started, output, {}, "transient", label
             )
         return _python_outcome(returned, time.monotonic() - started, label)
-    call = call_in_thread(
+    call = kept_threads.KEPT_THREADS.call(
         lambda: function(**action.args),
         name=f"action-{action.call}",
         timeout=request.timeout_seconds,
@@ -443,7 +443,7 @@ def _run_plugin(
         answer=request.answer,
         output=output,
     )
-    call = call_in_thread(
+    call = kept_threads.KEPT_THREADS.call(
         lambda: kind.run(call_input),
         name=f"action-{action.kind}",
         timeout=request.timeout_seconds,

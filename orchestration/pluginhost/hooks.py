@@ -15,7 +15,7 @@ from typing import Any
 
 import pluggy
 
-from orchestration.core.guarded import call_in_thread
+from orchestration.core import kept_threads
 from orchestration.core.models import ACTION_KIND_MAX_LENGTH, ACTION_KIND_PATTERN, ACTION_KINDS
 from orchestration.extension import (
     NOTIFY_TIMEOUT_SECONDS,
@@ -171,7 +171,7 @@ class PluginGuard:
         """The call's value, or None when it raised, overran, or the hook is skipped."""
         if name in self.skipped:
             return None
-        ran = call_in_thread(function, name=f"plugin {name}", timeout=timeout)
+        ran = kept_threads.KEPT_THREADS.call(function, name=f"plugin {name}", timeout=timeout)
         if ran.timed_out:
             self._overran(name, timeout, consequence)
             return None

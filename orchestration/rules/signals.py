@@ -101,13 +101,25 @@ class StepText:
     deleted_files: tuple[str, ...] = ()
 
 
-def _search(pattern: str, text: str) -> bool:
-    """A bounded search: a pattern that runs too long counts as no match, with a warning."""
+def _search(pattern: str, text: str, timeouts: list[str] | None = None) -> bool:
+    """A bounded search: a pattern that runs too long counts as no match, with a warning (and
+    the pattern appended to `timeouts`)."""
     try:
         return bounded_regex.search(pattern, text[:MAX_SCANNED_CHARS], where="review signals")
     except bounded_regex.PatternTimeout as timeout:
         logger.warning("%s; ignored", timeout)
+        if timeouts is not None:
+            timeouts.append(pattern)
         return False
+
+
+# Texts already searched for destructive operations, with what was found: a task's command and
+# prompt are searched before and after each of its attempts, and steps that print nothing repeat
+# the same text; a dozen patterns each time was about a tenth of a no-op step. Short texts only
+# (a memo must not hold large outputs), and never an answer a timeout cut short.
+_DESTRUCTIVE_MEMO: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+MEMO_MAX_ENTRIES = 1_024
+MEMO_MAX_CHARS = 4_096
 
 
 def destructive_operations(
@@ -118,7 +130,17 @@ def destructive_operations(
     joined = "\n".join(t for t in texts if t)
     if not joined:
         return ()
-    return tuple(name for name, pattern in patterns.items() if _search(pattern, joined))
+    key = (joined, tuple(patterns.items())) if len(joined) <= MEMO_MAX_CHARS else None
+    cached = _DESTRUCTIVE_MEMO.get(key) if key is not None else None
+    if cached is not None:  # one read: another thread may clear the memo meanwhile
+        return cached
+    timeouts: list[str] = []
+    found = tuple(name for name, pattern in patterns.items() if _search(pattern, joined, timeouts))
+    if key is not None and not timeouts:
+        if len(_DESTRUCTIVE_MEMO) >= MEMO_MAX_ENTRIES:
+            _DESTRUCTIVE_MEMO.clear()
+        _DESTRUCTIVE_MEMO[key] = found
+    return found
 
 
 def is_auth_failure(output: str) -> bool:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
     Row,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -121,6 +124,13 @@ _MOVE = (
         TASKS.c.state == bindparam("m_source"),
     )
     .values(state=bindparam("m_dest"), updated_at=bindparam("m_at"))
+)
+# The same move, made only while `m_owner` holds the run: on SQLite, where BEGIN IMMEDIATE holds
+# the write lock from the transaction's start, this is the holder's check of its claim without
+# a statement of its own (one of the few a step's commit is made of). PostgreSQL keeps the
+# separate read FOR SHARE, which makes a takeover wait for the commit.
+_OWNED_MOVE = _MOVE.where(
+    exists().where(RUNS.c.id == bindparam("m_run"), RUNS.c.owner == bindparam("m_owner"))
 )
 _INSERT = {
     table.name: insert(table)
@@ -444,9 +454,10 @@ class Store:
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
-                if owner is not None:
+                checked_by_moves = bool(batch.moves) and conn.dialect.name == "sqlite"
+                if owner is not None and not checked_by_moves:
                     claims.check_owner(conn, run_id, owner)
-                return _apply(conn, run_id, batch, now)
+                return _apply(conn, run_id, batch, now, owner if checked_by_moves else None)
         except _MovesRejected:
             raise self._move_conflict(run_id, batch.moves) from None
         except SQLAlchemyError as exc:
@@ -808,11 +819,14 @@ class Store:
 # ---- applying a batch (inside one transaction) --------------------------------------------------
 
 
-def _apply(conn: Connection, run_id: str, batch: Batch, now: datetime) -> list[int]:
+def _apply(
+    conn: Connection, run_id: str, batch: Batch, now: datetime, owner: str | None = None
+) -> list[int]:
+    """Apply the batch; `owner`: its moves are made only while that engine holds the run."""
     if batch.new_tasks:
         _insert_tasks(conn, run_id, batch.new_tasks, now)
     if batch.moves:
-        _apply_moves(conn, run_id, batch.moves, now)
+        _apply_moves(conn, run_id, batch.moves, now, owner)
     _update_tasks(conn, run_id, _merged_updates(batch.task_updates), now)
     ids = [_insert_breakpoint(conn, run_id, bp) for bp in batch.breakpoints]
     if batch.resolutions:
@@ -984,13 +998,22 @@ def _insert_tasks(conn: Connection, run_id: str, tasks: list[TaskRecord], now: d
     _execute_many(conn, _INSERT[TASKS.name], rows)
 
 
-def _apply_moves(conn: Connection, run_id: str, moves: list[Move], now: datetime) -> None:
+def _apply_moves(
+    conn: Connection, run_id: str, moves: list[Move], now: datetime, owner: str | None = None
+) -> None:
     params = [
         {"m_run": run_id, "m_task": m.task_id, "m_source": m.source, "m_dest": m.dest, "m_at": now}
         for m in moves
     ]
+    statement = _MOVE
+    if owner is not None:
+        statement = _OWNED_MOVE
+        for row in params:
+            row["m_owner"] = owner
     # executemany runs the updates in order, so one task may move twice in a batch
-    if _execute_many(conn, _MOVE, params) != len(moves):
+    if _execute_many(conn, statement, params) != len(moves):
+        if owner is not None:
+            claims.check_owner(conn, run_id, owner)  # ClaimLost if that is why nothing moved
         raise _MovesRejected()
     history = [
         {
@@ -1011,7 +1034,8 @@ def _apply_moves(conn: Connection, run_id: str, moves: list[Move], now: datetime
 def _update_tasks(
     conn: Connection, run_id: str, updates: dict[str, dict[str, Any]], now: datetime
 ) -> None:
-    """Apply the tasks' field updates, one executemany per set of fields."""
+    """Apply the tasks' field updates: one executemany (of one statement, see
+    `_merged_groups`) whatever fields each task changes."""
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for task_id, values in updates.items():
         unknown = set(values) - UPDATABLE_TASK_FIELDS
@@ -1024,8 +1048,11 @@ def _update_tasks(
         params = {f"u_{name}": _column_value(value) for name, value in values.items()}
         params.update(u_run=run_id, u_task=task_id, u_updated_at=now)
         groups.setdefault(frozenset(values), []).append(params)
+    statements = {fields: _update_statement(fields) for fields in groups}
+    if len(groups) > 1:
+        statements, groups = _merged_groups(groups)
     for fields, rows in groups.items():
-        if _execute_many(conn, _update_statement(fields), rows) != len(rows):
+        if _execute_many(conn, statements[fields], rows) != len(rows):
             missing = _missing_tasks(conn, run_id, [row["u_task"] for row in rows])
             raise NotFoundError(f"task '{missing}' not found in run '{run_id}'")
 
@@ -1063,6 +1090,52 @@ def _update_statement(fields: frozenset[str]) -> Update:
             .values(**values, updated_at=bindparam("u_updated_at"))
         )
         _UPDATES[fields] = statement
+    return statement
+
+
+def _merged_groups(
+    groups: dict[frozenset[str], list[dict[str, Any]]],
+) -> tuple[dict[frozenset[str], Update], dict[frozenset[str], list[dict[str, Any]]]]:
+    """The updates of several sets of fields as one statement over all of them, each row saying
+    which fields it sets (`s_<field>`) and leaving the others as they are: a step's commit
+    updates the concluded task's outcome and the next task's attempts, and a statement of its
+    own per set of fields cost as much as the rest of the commit's statements each."""
+    union = frozenset().union(*groups)
+    rows = []
+    for fields, group in groups.items():
+        for row in group:
+            for name in union:
+                row[f"s_{name}"] = name in fields
+                row.setdefault(f"u_{name}", None)
+            rows.append(row)
+    return {union: _flagged_update_statement(union)}, {union: rows}
+
+
+_FLAGGED_UPDATES: dict[frozenset[str], Update] = {}
+
+
+def _flagged_update_statement(fields: frozenset[str]) -> Update:
+    """UPDATE tasks SET <field> = CASE WHEN :s_<field> THEN :u_<field> ELSE <field> END, ..."""
+    statement = _FLAGGED_UPDATES.get(fields)
+    if statement is None:
+        values: dict[str, Any] = {
+            # the column's type on the parameter: its bind processing (JSON, UTC times) applies
+            name: case(
+                (
+                    bindparam(f"s_{name}", type_=Boolean()),
+                    bindparam(f"u_{name}", type_=column.type),
+                ),
+                else_=column,
+            )
+            for name in sorted(fields)
+            for column in (TASKS.c[name],)
+        }
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.run_id == bindparam("u_run"), TASKS.c.task_id == bindparam("u_task"))
+            .values(**values, updated_at=bindparam("u_updated_at"))
+        )
+        _FLAGGED_UPDATES[fields] = statement
     return statement
 
 
