@@ -1,0 +1,94 @@
+"""Engine memory for a large plan: `python -m bench.memory [--tasks 100000] [--top 15] [--run]`.
+
+A child process loads a `--tasks` no-op plan file (the random DAG of `bench.scheduler`) and
+starts an engine on it (`Orchestrator.start` on a SQLite file), as `orch run` does before its
+first task. It prints the process's peak resident memory (`ru_maxrss`) after loading the plan
+and after starting, and its resident memory after start. `--run` also runs the plan to its end
+and prints the peak then. `--top N` runs a second child under tracemalloc (which slows it and
+adds its own memory, so its figures are separate) and prints the traced heap's peak and the N
+source lines holding the most memory after start, for the analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = """
+import gc, resource, sys, time, tracemalloc
+from pathlib import Path
+from orchestration.pluginhost.hooks import load_plugins
+from orchestration.engine.loop import Orchestrator, build_engine
+from orchestration.engine.plan import load_plan
+from orchestration.store import Store
+
+folder, top, run = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "run"
+
+def mib(kib):
+    return f"{kib / 1024:.0f} MiB"
+
+def peak():
+    return mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+def resident():
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return mib(next(int(line.split()[1]) for line in lines if line.startswith("VmRSS")))
+
+if top:
+    tracemalloc.start(1)
+started = time.perf_counter()
+plan = load_plan(folder / "plan.yaml")
+print(f"tasks {len(plan.spec.tasks)}: loaded in {time.perf_counter() - started:.1f} s, "
+      f"peak RSS {peak()}, RSS {resident()}")
+engine = build_engine(plan, load_plugins(entry_points=False))
+store = Store.open(f"sqlite:///{folder / 'engine.db'}")
+orchestrator = Orchestrator.start(plan, store, run_id="memory", engine=engine)
+gc.collect()
+print(f"started in {time.perf_counter() - started:.1f} s: peak RSS {peak()}, RSS {resident()}")
+if top:
+    current, highest = tracemalloc.get_traced_memory()
+    print(f"traced heap after start {current / 2**20:.0f} MiB, peak {highest / 2**20:.0f} MiB")
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    for stat in snapshot.statistics("lineno")[:top]:
+        frame = stat.traceback[0]
+        where = frame.filename.split("site-packages/")[-1].split("/orchestration/")[-1]
+        print(f"  {stat.size / 2**20:7.1f} MiB {stat.count:>9} blocks  {where}:{frame.lineno}")
+if run:
+    summary = orchestrator.run_until_stopped()
+    print(f"ran to {summary.state} in {time.perf_counter() - started:.1f} s: "
+          f"peak RSS {peak()}, RSS {resident()}")
+store.close()
+"""
+
+
+def measure(folder: Path, top: int, run: bool) -> None:
+    """One child process: a fresh interpreter, so its peak is the engine's alone."""
+    (folder / "engine.db").unlink(missing_ok=True)
+    argv = [sys.executable, "-c", CHILD, str(folder), str(top), "run" if run else "start"]
+    subprocess.run(argv, check=True)
+
+
+def main() -> None:
+    from bench.scheduler import random_dag, write
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--top", type=int, default=0, help="also list the top allocators")
+    parser.add_argument("--run", action="store_true", help="also run the plan to its end")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="orch-memory-") as tmp:
+        folder = Path(tmp)
+        write(folder, random_dag(args.tasks), 8)
+        measure(folder, 0, args.run)
+        if args.top:
+            print("under tracemalloc:")
+            measure(folder, args.top, False)
+
+
+if __name__ == "__main__":
+    main()
