@@ -2,8 +2,10 @@
 
 A child process loads a `--tasks` no-op plan file (the random DAG of `bench.scheduler`) and
 starts an engine on it (`Orchestrator.start` on a SQLite file), as `orch run` does before its
-first task. It prints the process's peak resident memory (`ru_maxrss`) after loading the plan
-and after starting, and its resident memory after start. `--run` also runs the plan to its end
+first task. It prints the process's peak resident memory (VmHWM) after loading the plan and
+after starting, and its resident memory (VmRSS) after start. The plan file is written by another
+child: `ru_maxrss` and VmHWM survive `exec`, so a child of a process that built a large plan in
+memory would report that process's peak as its own. `--run` also runs the plan to its end
 and prints the peak then. `--top N` runs a second child under tracemalloc (which slows it and
 adds its own memory, so its figures are separate) and prints the traced heap's peak and the N
 source lines holding the most memory after start, for the analysis.
@@ -18,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 CHILD = """
-import gc, resource, sys, time, tracemalloc
+import gc, sys, time, tracemalloc
 from pathlib import Path
 from orchestration.pluginhost.hooks import load_plugins
 from orchestration.engine.loop import Orchestrator, build_engine
@@ -27,15 +29,16 @@ from orchestration.store import Store
 
 folder, top, run = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "run"
 
-def mib(kib):
+def status(name):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    kib = next(int(line.split()[1]) for line in lines if line.startswith(name + ":"))
     return f"{kib / 1024:.0f} MiB"
 
 def peak():
-    return mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return status("VmHWM")
 
 def resident():
-    lines = Path("/proc/self/status").read_text().splitlines()
-    return mib(next(int(line.split()[1]) for line in lines if line.startswith("VmRSS")))
+    return status("VmRSS")
 
 if top:
     tracemalloc.start(1)
@@ -66,6 +69,14 @@ store.close()
 """
 
 
+WRITER = """
+import sys
+from pathlib import Path
+from bench.scheduler import random_dag, write
+write(Path(sys.argv[1]), random_dag(int(sys.argv[2])), 8)
+"""
+
+
 def measure(folder: Path, top: int, run: bool) -> None:
     """One child process: a fresh interpreter, so its peak is the engine's alone."""
     (folder / "engine.db").unlink(missing_ok=True)
@@ -74,8 +85,6 @@ def measure(folder: Path, top: int, run: bool) -> None:
 
 
 def main() -> None:
-    from bench.scheduler import random_dag, write
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=0, help="also list the top allocators")
@@ -83,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-memory-") as tmp:
         folder = Path(tmp)
-        write(folder, random_dag(args.tasks), 8)
+        subprocess.run([sys.executable, "-c", WRITER, str(folder), str(args.tasks)], check=True)
         measure(folder, 0, args.run)
         if args.top:
             print("under tracemalloc:")

@@ -24,6 +24,7 @@ from orchestration.core.errors import PlanError, PlanErrors, RuleError
 from orchestration.core.models import (
     ACTION_KINDS,
     PLUGIN_TAG,
+    SHARED_CONTEXT,
     TRIGGER_EVENT_NAMES,
     AgentAction,
     Plan,
@@ -209,7 +210,7 @@ def _build_plan(
     problems.found.extend(agent_file_problems)
     spec: PlanSpec | None = None
     try:
-        spec = PlanSpec.model_validate(data)
+        spec = PlanSpec.model_validate(data, context={SHARED_CONTEXT: {}})
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             if action_kinds is not None and _under_unknown_kind(error["loc"], data, action_kinds):
@@ -775,9 +776,8 @@ def _check_expressions(problems: _Problems, tasks: list[_RawTask]) -> None:
         for at, source, field in _expressions_of(task):
             if source not in outcome:
                 rule = f"{task.id}.{field}"
-                line = problems.lines.line_of(at)
-                try:
-                    compile_expression(source, file=problems.display, rule=rule, line=line)
+                try:  # the message names the line (problems.add): asking here would read it
+                    compile_expression(source, file=problems.display, rule=rule)
                     outcome[source] = None
                 except RuleError as exc:
                     outcome[source] = exc
