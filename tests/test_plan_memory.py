@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,38 @@ def test_lines_are_read_when_first_asked_for() -> None:
     assert lines.line_of(("b", 1, "c")) == 4
     assert lines.line_of(("b", 0)) == 3
     assert lines.line_of(("missing",)) == 1
+
+
+def test_a_stored_plan_reads_back_equal_with_its_tasks_stored_as_written(tmp_path: Path) -> None:
+    from orchestration.core.models import RunRecord
+    from orchestration.engine.plan import plan_from_stored, plan_json
+
+    plan = load_plan(
+        write_plan(
+            tmp_path,
+            """
+            - {id: a, action: {kind: shell, run: [echo, hi]}, priority: high, tags: [x]}
+            - id: b
+              depends_on: [a]
+              retry: conservative
+              validators: [syntax, {name: pytest, run: [pytest, -q]}]
+              action: {kind: python, call: "os:getpid", args: {n: 1}}
+              branches:
+                - on_success: true
+                  spawn: [{id: c, action: {kind: shell, run: ["true"]}}]
+            """,
+        )
+    )
+    stored = plan_json(plan)
+    assert stored["spec"]["tasks"][0] == {
+        "id": "a",
+        "action": {"kind": "shell", "run": ["echo", "hi"]},
+        "priority": 8,
+        "tags": ["x"],
+    }
+    assert stored["spec"]["defaults"]["timeout_seconds"] == 900.0  # settings stored whole
+    now = datetime.now(UTC)
+    run = RunRecord("r", "demo", plan.path, plan.workdir, "running", now, now, plan_json=stored)
+    again = plan_from_stored(run)
+    assert again.spec == plan.spec
+    assert [t.model_dump() for t in again.spec.tasks] == [t.model_dump() for t in plan.spec.tasks]
