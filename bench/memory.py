@@ -1,14 +1,17 @@
-"""Engine memory for a large plan: `python -m bench.memory [--tasks 100000] [--top 15] [--run]`.
+"""Engine memory for a large plan: `python -m bench.memory [--tasks 100000] [--top 15]`.
 
 A child process loads a `--tasks` no-op plan file (the random DAG of `bench.scheduler`) and
 starts an engine on it (`Orchestrator.start` on a SQLite file), as `orch run` does before its
 first task. It prints the process's peak resident memory (VmHWM) after loading the plan and
 after starting, and its resident memory (VmRSS) after start. The plan file is written by another
 child: `ru_maxrss` and VmHWM survive `exec`, so a child of a process that built a large plan in
-memory would report that process's peak as its own. `--run` also runs the plan to its end
-and prints the peak then. `--top N` runs a second child under tracemalloc (which slows it and
-adds its own memory, so its figures are separate) and prints the traced heap's peak and the N
-source lines holding the most memory after start, for the analysis.
+memory would report that process's peak as its own.
+
+`--run` also runs the plan to its end and prints the peak then; `--resume` resumes the started
+run in another process (`Orchestrator.resume`: its tasks read back from the store) and prints
+its peak. `--top N` runs one more child under tracemalloc (which slows it and adds its own
+memory, so its figures are apart) and prints the traced heap's peak and the N source lines
+holding the most memory after start, for the analysis.
 """
 
 from __future__ import annotations
@@ -69,6 +72,25 @@ store.close()
 """
 
 
+RESUME_CHILD = """
+import sys, time
+from pathlib import Path
+from orchestration.engine.loop import Orchestrator
+from orchestration.store import Store
+
+def status(name):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    kib = next(int(line.split()[1]) for line in lines if line.startswith(name + ":"))
+    return f"{kib / 1024:.0f} MiB"
+
+started = time.perf_counter()
+store = Store.open(f"sqlite:///{Path(sys.argv[1]) / 'engine.db'}")
+orchestrator = Orchestrator.resume(store, "memory", force=True)
+print(f"resumed {len(orchestrator.tasks)} tasks in {time.perf_counter() - started:.1f} s: "
+      f"peak RSS {status('VmHWM')}, RSS {status('VmRSS')}")
+store.close()
+"""
+
 WRITER = """
 import sys
 from pathlib import Path
@@ -89,11 +111,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--top", type=int, default=0, help="also list the top allocators")
     parser.add_argument("--run", action="store_true", help="also run the plan to its end")
+    parser.add_argument("--resume", action="store_true", help="also resume the started run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-memory-") as tmp:
         folder = Path(tmp)
         subprocess.run([sys.executable, "-c", WRITER, str(folder), str(args.tasks)], check=True)
         measure(folder, 0, args.run)
+        if args.resume:
+            subprocess.run([sys.executable, "-c", RESUME_CHILD, str(folder)], check=True)
         if args.top:
             print("under tracemalloc:")
             measure(folder, args.top, False)
