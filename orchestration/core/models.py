@@ -14,6 +14,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -33,6 +35,7 @@ ACTION_KINDS = ("shell", "agent", "python")  # built in; plugins add more (`regi
 ACTION_KIND_PATTERN = r"^[a-z][a-z0-9_\-]*$"
 ACTION_KIND_MAX_LENGTH = 60
 PLUGIN_TAG = "plugin"  # the union tag of every action kind that is not built in
+SHARED_CONTEXT = "shared_models"  # validation context key: share equal sub-models (TaskSpec)
 
 
 class _Strict(BaseModel):
@@ -281,6 +284,26 @@ class TaskSpec(_Strict):
     when_exhausted: Literal["escalate", "fail"] | None = None
     requires: list[str] = Field(default_factory=list)  # capabilities its agent must have
     retry_on: RetryOn | None = None  # None: the plan's assignment.retry_on
+
+    @field_validator("action", "retry", mode="wrap")
+    @classmethod
+    def _shared(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """One model for each action or retry policy written alike, when validating a plan.
+
+        A plan of many tasks repeats the same few actions; each model costs about 600 bytes.
+        They are frozen, so tasks can share them. `SHARED_CONTEXT` turns this on: a dict that
+        lives as long as one plan is validated.
+        """
+        shared = info.context.get(SHARED_CONTEXT) if isinstance(info.context, dict) else None
+        if shared is None or not isinstance(value, dict | str):
+            return handler(value)
+        key = (info.field_name, repr(value))
+        model = shared.get(key)
+        if model is None:
+            model = shared[key] = handler(value)  # a value in error raises: never shared
+        return model
 
     @field_validator("priority", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +67,18 @@ class LineTree:
 class LineMap:
     """Answers 'on which line is this value?' for a key path such as ('tasks', 3, 'priority')."""
 
-    def __init__(self, root: LineTree | None = None) -> None:
+    def __init__(
+        self, root: LineTree | None = None, *, later: Callable[[], LineTree | None] | None = None
+    ) -> None:
         self._root = root
+        # Where the tree comes from when it is first asked for: a valid file never asks, and the
+        # tree of a 100,000-task plan would take about 1 KB per task while the plan is checked.
+        self._later = later
 
     def line_of(self, path: tuple[str | int, ...]) -> int | None:
         """The 1-based line of `path`, or of its closest ancestor present in the file."""
+        if self._later is not None:
+            self._root, self._later = self._later(), None
         node = self._root
         if node is None:
             return None
@@ -108,11 +115,26 @@ def load_yaml_text(
     """Parse one YAML document strictly (e.g. an uploaded plan); errors name `display`."""
     if not text.strip():
         raise error("the file is empty", file=display)
+    try:
+        data, _ = _compose(text, display, error, lines=False)
+    except _LinesNeeded:  # a problem whose message names another line: read again with lines
+        _compose(text, display, error, lines=True)
+        raise AssertionError("the second reading found no problem") from None  # pragma: no cover
+    return data, LineMap(later=lambda: _compose(text, display, error, lines=True)[1])
+
+
+class _LinesNeeded(Exception):
+    """Raised while reading without lines when a message needs the line of an earlier value."""
+
+
+def _compose(
+    text: str, display: str, error: type[OrchestrationError], *, lines: bool
+) -> tuple[Any, LineTree | None]:
     loader = None
     try:
         loader = _Loader(text)  # the pure-Python reader checks characters here already
         with collection_paused():
-            return _StrictComposer(loader, display, error).load()
+            return _StrictComposer(loader, display, error, lines=lines).load()
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, text, display, error) from None
     except yaml.reader.ReaderError as exc:
@@ -181,7 +203,9 @@ class _Frame:
 
     __slots__ = ("key", "key_line", "lines", "start", "value")
 
-    def __init__(self, value: dict[str, Any] | list[Any], lines: LineTree, start: Any) -> None:
+    def __init__(
+        self, value: dict[str, Any] | list[Any], lines: LineTree | None, start: Any
+    ) -> None:
         self.value = value
         self.start = start  # the start event, for messages about the whole container
         self.lines = lines
@@ -190,17 +214,24 @@ class _Frame:
 
 
 class _StrictComposer:
-    """Builds plain Python data and a LineTree from parser events, rejecting risky YAML."""
+    """Builds plain Python data (and a LineTree if `lines`) from parser events, rejecting risky
+    YAML."""
 
-    def __init__(self, loader: Any, display: str, error: type[OrchestrationError]) -> None:
+    def __init__(
+        self, loader: Any, display: str, error: type[OrchestrationError], *, lines: bool
+    ) -> None:
         self.loader = loader
         self.display = display
         self.error = error
+        self.lines = lines
         # Plans repeat values (kind: shell, priority: high...): resolve and construct each once.
         self._tags: dict[tuple[str, Any], str] = {}
         self._values: dict[tuple[str, str], Any] = {}
+        # ... and one string object for each text: keys, kinds, and an id and the dependencies
+        # naming it share one (strings are immutable; a 100,000-task plan has millions of them).
+        self._strings: dict[str, str] = {}
 
-    def load(self) -> tuple[Any, LineMap]:
+    def load(self) -> tuple[Any, LineTree | None]:
         loader = self.loader
         loader.get_event()  # stream start
         if loader.check_event(StreamEndEvent):
@@ -212,7 +243,7 @@ class _StrictComposer:
         if not loader.check_event(StreamEndEvent):
             extra = loader.get_event()
             self._fail(extra, "only one YAML document is allowed; a second one starts here")
-        return value, LineMap(lines)
+        return value, lines
 
     def _document(self) -> tuple[Any, LineTree | None]:
         stack: list[_Frame] = []
@@ -242,7 +273,9 @@ class _StrictComposer:
                 self._fail(event, f"unexpected YAML event {kind.__name__}")
             if not stack:
                 self._expect_document_end()
-                return value, subtree if subtree is not None else LineTree(line, {})
+                if subtree is None and self.lines:
+                    subtree = LineTree(line, {})
+                return value, subtree
             self._add(stack[-1], event, value, line, subtree)
 
     def _open(self, event: Any, is_mapping: bool, line: int) -> _Frame:
@@ -250,22 +283,24 @@ class _StrictComposer:
         if event.tag not in (None, "!", expected):
             self._unsupported_tag(event, event.tag)
         if is_mapping:
-            return _Frame({}, LineTree(line, {}), event)
-        return _Frame([], LineTree(line, []), event)
+            return _Frame({}, LineTree(line, {}) if self.lines else None, event)
+        return _Frame([], LineTree(line, []) if self.lines else None, event)
 
     def _add(
         self, frame: _Frame, event: Any, value: Any, line: int, subtree: LineTree | None
     ) -> None:
-        children = frame.lines.children
+        tree = frame.lines
         if isinstance(frame.value, list):
             frame.value.append(value)
-            children.append(subtree if subtree is not None else line)  # type: ignore[union-attr]
+            if tree is not None:
+                tree.children.append(subtree if subtree is not None else line)  # type: ignore[union-attr]
         elif frame.key is None:
             frame.key = self._key(frame, event, value, line)
             frame.key_line = line
         else:
             frame.value[frame.key] = value
-            children[frame.key] = (frame.key_line, subtree)  # type: ignore[call-overload]
+            if tree is not None:
+                tree.children[frame.key] = (frame.key_line, subtree)  # type: ignore[call-overload]
             frame.key = None
 
     def _key(self, frame: _Frame, event: Any, value: Any, line: int) -> str:
@@ -279,6 +314,8 @@ class _StrictComposer:
             what = _KEY_KINDS.get(self._tag(event), "not text")
             self._fail(event, f"the key {event.value!r} is read as {what}; put the key in quotes")
         if value in frame.value:
+            if frame.lines is None:
+                raise _LinesNeeded
             assert isinstance(frame.lines.children, dict)
             first = frame.lines.children[value][0]
             self._fail(event, f"duplicate key '{value}' (first at line {first}, again at {line})")
@@ -298,7 +335,7 @@ class _StrictComposer:
     def _scalar(self, event: Any) -> Any:
         tag = self._tag(event)
         if tag == _STR_TAG:
-            return event.value
+            return self._strings.setdefault(event.value, event.value)
         if tag == _MERGE_TAG:
             self._fail(event, "merge keys (<<) are not supported; write the keys out")
         cache_key = (tag, event.value)

@@ -369,7 +369,7 @@ class Store:
     def tasks(self, run_id: str) -> list[TaskRecord]:
         """The run's tasks in the order they were added."""
         query = select(*_TASK_COLUMNS).where(TASKS.c.run_id == run_id).order_by(TASKS.c.seq)
-        return [records.task_record(row) for row in self._all(query)]
+        return self._task_records(query)
 
     def task_count(self, run_id: str, state: str | None = None) -> int:
         """How many tasks the run has (in `state`, if given); cheap: a running engine polls it."""
@@ -380,14 +380,14 @@ class Store:
     ) -> list[TaskRecord]:
         """At most `limit` of the run's tasks (in `state`, if given) from `offset`, run order."""
         query = pages.tasks_page(_TASK_COLUMNS, run_id, offset, limit, state)
-        return [records.task_record(row) for row in self._all(query)]
+        return self._task_records(query)
 
     def tasks_by_id(self, run_id: str, task_ids: Sequence[str]) -> list[TaskRecord]:
         """These tasks of the run (those that exist), in run order."""
         if not task_ids:
             return []
         query = pages.tasks_by_id(_TASK_COLUMNS, run_id, list(task_ids))
-        return [records.task_record(row) for row in self._all(query)]
+        return self._task_records(query)
 
     def task(self, run_id: str, task_id: str) -> TaskRecord:
         query = select(TASKS).where(TASKS.c.run_id == run_id, TASKS.c.task_id == task_id)
@@ -803,6 +803,13 @@ class Store:
             raise StoreError(f"cannot prune run '{run_id}': {_first_line(exc)}") from exc
 
     # ---- reading helpers ---------------------------------------------------------------------
+
+    def _task_records(self, query: Select[Any]) -> list[TaskRecord]:
+        """The tasks `query` selects, each row read as it comes (a run's rows are not all held
+        at once: their specs' JSON is about 1 KB per task), equal actions sharing one model."""
+        shared: dict[Any, Any] = {}
+        with self._reader.connect() as conn:
+            return [records.task_record(row, shared) for row in conn.execute(query)]
 
     def _all(self, query: Select[Any]) -> list[Row[Any]]:
         with self._reader.connect() as conn:
